@@ -1,0 +1,105 @@
+/**
+ * Errors with a stable code and exit code. Messages are lowercase and chain context
+ * ("unpack layer 2: apply etc/passwd: permission denied").
+ */
+export const ExitCode = {
+  general: 1,
+  usage: 2,
+  notFound: 3,
+  invalid: 4,
+  clobber: 5,
+  unsupported: 6,
+} as const;
+
+export class BociError extends Error {
+  readonly code: string;
+  readonly exitCode: number;
+  constructor(message: string, opts: { code?: string; exitCode?: number; cause?: unknown } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = new.target.name;
+    this.code = opts.code ?? "EGENERAL";
+    this.exitCode = opts.exitCode ?? ExitCode.general;
+  }
+}
+
+/** Bad command-line usage: missing flag, bad tag, wrong argument count. */
+export class UsageError extends BociError {
+  constructor(message: string, opts: { cause?: unknown } = {}) {
+    super(message, { code: "EUSAGE", exitCode: ExitCode.usage, ...opts });
+  }
+}
+
+/** Something named does not exist: a layout, a tag, a blob. */
+export class NotFoundError extends BociError {
+  constructor(message: string, opts: { cause?: unknown } = {}) {
+    super(message, { code: "ENOTFOUND", exitCode: ExitCode.notFound, ...opts });
+  }
+}
+
+/** Invalid or corrupt image data: digest/size mismatch, bad JSON, media-type confusion, hostile tar. */
+export class InvalidError extends BociError {
+  constructor(message: string, opts: { code?: string; cause?: unknown } = {}) {
+    super(message, { code: opts.code ?? "EINVALID", exitCode: ExitCode.invalid, cause: opts.cause });
+  }
+}
+
+/** The operation would overwrite something that exists. */
+export class ClobberError extends BociError {
+  constructor(message: string, opts: { cause?: unknown } = {}) {
+    super(message, { code: "ECLOBBER", exitCode: ExitCode.clobber, ...opts });
+  }
+}
+
+/** A valid but unsupported input: unknown media type, algorithm, OS. */
+export class UnsupportedError extends BociError {
+  constructor(message: string, opts: { cause?: unknown } = {}) {
+    super(message, { code: "EUNSUPPORTED", exitCode: ExitCode.unsupported, ...opts });
+  }
+}
+
+/** Prefix an error's message with context, keeping its class and exit code. */
+export function withContext<T>(context: string, fn: () => T): T {
+  try {
+    const r = fn();
+    if (r instanceof Promise) return r.catch((e) => { throw addContext(context, e); }) as T;
+    return r;
+  } catch (e) {
+    throw addContext(context, e);
+  }
+}
+
+export function addContext(context: string, e: unknown): unknown {
+  if (e instanceof BociError) {
+    e.message = `${context}: ${e.message}`;
+    return e;
+  }
+  if (e instanceof Error) {
+    const err = e as NodeJS.ErrnoException;
+    const msg = err.code ? describeErrno(err) : err.message;
+    const exitCode = err.code === "ENOENT" ? ExitCode.notFound : ExitCode.general;
+    return new BociError(`${context}: ${msg}`, { code: err.code ?? "EGENERAL", exitCode, cause: e });
+  }
+  return new BociError(`${context}: ${String(e)}`);
+}
+
+const errnoText: Record<string, string> = {
+  ENOENT: "no such file or directory",
+  EACCES: "permission denied",
+  EPERM: "operation not permitted",
+  EEXIST: "file exists",
+  ENOTDIR: "not a directory",
+  EISDIR: "is a directory",
+  ENOSPC: "no space left on device",
+  ENOTEMPTY: "directory not empty",
+  ELOOP: "too many levels of symbolic links",
+  ENAMETOOLONG: "file name too long",
+  EROFS: "read-only file system",
+  EXDEV: "invalid cross-device link",
+  ENOTSUP: "operation not supported",
+  EOPNOTSUPP: "operation not supported",
+};
+
+/** A short lowercase description of a Node errno error, without the path noise. */
+export function describeErrno(e: NodeJS.ErrnoException): string {
+  return (e.code && errnoText[e.code]) || e.message.toLowerCase();
+}
