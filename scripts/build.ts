@@ -1,0 +1,16 @@
+/**
+ * Build dist/boci: one executable from `bun build --compile`, with each worker entry file
+ * listed as an extra entrypoint so the compiled binary can start it.
+ */
+import { readdirSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+
+const root = join(import.meta.dir, "..");
+const workers = readdirSync(join(root, "src/worker")).filter((f) => f.endsWith(".worker.ts")).map((f) => `./src/worker/${f}`);
+mkdirSync(join(root, "dist"), { recursive: true });
+const args = ["build", "--compile", "--minify-syntax", "--minify-whitespace", "./src/main.ts", ...workers, "--outfile", "dist/boci"];
+const p = Bun.spawnSync([process.execPath, ...args], { cwd: root, stdout: "inherit", stderr: "inherit" });
+if (p.exitCode !== 0) {
+  console.error("build failed");
+  process.exit(p.exitCode ?? 1);
+}

@@ -1,0 +1,37 @@
+/**
+ * Run the whole test suite with `bun test` (building dist/boci first, since the CLI tests spawn
+ * the real binary) and end with the line CI reads: `N passed, N failed`.
+ * Extra arguments go to `bun test` (e.g. a path filter).
+ */
+import { join } from "node:path";
+
+const root = join(import.meta.dir, "..");
+const build = Bun.spawnSync([process.execPath, "scripts/build.ts"], { cwd: root, stdout: "inherit", stderr: "inherit" });
+if (build.exitCode !== 0) {
+  console.log("0 passed, 1 failed");
+  process.exit(1);
+}
+const proc = Bun.spawn([process.execPath, "test", ...process.argv.slice(2)], {
+  cwd: root, stdout: "pipe", stderr: "pipe", env: { ...process.env, BOCI_BIN: join(root, "dist/boci") },
+});
+let pass = 0, fail = 0;
+async function pump(stream: ReadableStream<Uint8Array>, out: NodeJS.WriteStream) {
+  const dec = new TextDecoder();
+  let buf = "";
+  for await (const chunk of stream) {
+    const text = dec.decode(chunk, { stream: true });
+    out.write(text);
+    buf += text;
+    const lines = buf.split("\n");
+    buf = lines.pop()!;
+    for (const l of lines) {
+      const m = /^\s*(\d+) (pass|fail)\s*$/.exec(l);
+      if (m) { if (m[2] === "pass") pass = Number(m[1]); else fail = Number(m[1]); }
+    }
+  }
+}
+await Promise.all([pump(proc.stdout, process.stdout), pump(proc.stderr, process.stderr)]);
+const code = await proc.exited;
+if (code !== 0 && fail === 0) fail = 1;
+console.log(`${pass} passed, ${fail} failed`);
+process.exit(code === 0 && fail === 0 ? 0 : 1);

@@ -1,0 +1,4 @@
+export * from "./layout";
+export * from "./refs";
+export * from "./gc";
+export * from "./lock";

@@ -1,0 +1,327 @@
+/**
+ * The OCI image layout store (image-spec image-layout.md): blobs by digest, index.json, locks.
+ *
+ * Invariants:
+ *  - a blob file under blobs/ is always complete: it is written to `.boci-tmp/`, fsynced and
+ *    renamed into place; an existing blob is never rewritten;
+ *  - every blob read is verified: the stream ends exactly at the descriptor's size and its
+ *    digest is checked at EOF (InvalidError, exit 4, naming the digest);
+ *  - index.json is only replaced atomically, under the index lock (see lock.ts).
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { ClobberError, InvalidError, NotFoundError, UnsupportedError, BociError, addContext } from "../errors";
+import {
+  type Descriptor, type ImageIndex, type Digest, MediaType, parseDigest, sha256Hex,
+  validateIndex, validateManifest, validateConfig, assertValid, normalizeIndex, isIndexMediaType, isManifestMediaType,
+} from "../image";
+import { goJson, parseJsonStrict } from "../util/json";
+import { writeFileAtomic, fsyncDir, randomName } from "../util/fs";
+import { takeLock, GC_LOCK, INDEX_LOCK, type HeldLock, type LockMode } from "./lock";
+
+export const TMP_DIR = ".boci-tmp";
+/** Largest JSON blob (index, manifest, config) read into memory. */
+export const MAX_JSON_BLOB = 32 * 1024 * 1024;
+
+export interface BlobInfo { digest: Digest; size: number }
+
+export interface OpenOptions { onWait?: (msg: string) => void }
+
+/** Create a new layout at `p` (parents created). Fails with ClobberError if `p` exists. */
+export function initLayout(p: string): void {
+  if (fs.existsSync(p)) throw new ClobberError(`init layout ${p}: path already exists`);
+  const parent = path.dirname(path.resolve(p));
+  fs.mkdirSync(parent, { recursive: true });
+  // Build in a sibling temporary directory and rename, so a half-made layout is never visible.
+  const tmp = path.join(parent, `.${path.basename(p)}.boci-init-${randomName()}`);
+  try {
+    fs.mkdirSync(path.join(tmp, "blobs", "sha256"), { recursive: true, mode: 0o755 });
+    fs.writeFileSync(path.join(tmp, "oci-layout"), goJson({ imageLayoutVersion: "1.0.0" }));
+    fs.writeFileSync(path.join(tmp, "index.json"), goJson({ schemaVersion: 2, mediaType: MediaType.index, manifests: [] }));
+    fs.renameSync(tmp, p);
+  } catch (e) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    throw addContext(`init layout ${p}`, e);
+  }
+  fsyncDir(parent);
+}
+
+export class Layout {
+  readonly path: string;
+  private gcLock: HeldLock | null = null;
+  private readonly onWait?: (msg: string) => void;
+
+  private constructor(p: string, opts: OpenOptions) {
+    this.path = p;
+    this.onWait = opts.onWait;
+  }
+
+  /** Open an existing layout, checking oci-layout, index.json and blobs/. */
+  static open(p: string, opts: OpenOptions = {}): Layout {
+    let st: fs.Stats;
+    try { st = fs.statSync(p); } catch { throw new NotFoundError(`open layout ${p}: no such directory`); }
+    if (!st.isDirectory()) throw new NotFoundError(`open layout ${p}: not a directory`);
+    let header: unknown;
+    try {
+      header = parseJsonStrict(fs.readFileSync(path.join(p, "oci-layout"), "utf8"));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") throw new NotFoundError(`open layout ${p}: not an OCI layout (no oci-layout file)`);
+      throw new InvalidError(`open layout ${p}: oci-layout: ${(e as Error).message}`);
+    }
+    const ver = (header as { imageLayoutVersion?: unknown } | null)?.imageLayoutVersion;
+    if (ver !== "1.0.0") throw new UnsupportedError(`open layout ${p}: unsupported imageLayoutVersion ${JSON.stringify(ver)}`);
+    if (!fs.existsSync(path.join(p, "index.json"))) throw new InvalidError(`open layout ${p}: missing index.json`);
+    if (!fs.existsSync(path.join(p, "blobs"))) throw new InvalidError(`open layout ${p}: missing blobs directory`);
+    return new Layout(p, opts);
+  }
+
+  /**
+   * Hold the gc lock (shared for writers and readers, exclusive for gc) until `close()`.
+   * Readers pass optional so a read-only layout still works.
+   */
+  lockGc(mode: LockMode, opts: { optional?: boolean } = {}): void {
+    if (this.gcLock) return;
+    this.gcLock = takeLock(this.path, GC_LOCK, mode, { onWait: this.onWait, optional: opts.optional });
+  }
+
+  close(): void {
+    this.gcLock?.release();
+    this.gcLock = null;
+  }
+
+  blobPath(digest: string): string {
+    const d = parseDigest(digest);
+    const [alg, enc] = [d.slice(0, d.indexOf(":")), d.slice(d.indexOf(":") + 1)];
+    return path.join(this.path, "blobs", alg, enc);
+  }
+
+  hasBlob(digest: string): boolean {
+    return fs.existsSync(this.blobPath(digest));
+  }
+
+  private tmpFile(): string {
+    const dir = path.join(this.path, TMP_DIR);
+    fs.mkdirSync(dir, { recursive: true });
+    return path.join(dir, `blob-${process.pid}-${randomName()}`);
+  }
+
+  /** Move a complete, fsynced temp file into blobs/ under its digest (or drop it if present). */
+  private install(tmp: string, digest: Digest): void {
+    const dest = this.blobPath(digest);
+    if (fs.existsSync(dest)) { fs.rmSync(tmp, { force: true }); return; }
+    fs.mkdirSync(path.dirname(dest), { recursive: true });
+    fs.renameSync(tmp, dest);
+  }
+
+  /** Store bytes as a blob; returns its digest and size. Idempotent. */
+  putBlobBytes(data: Uint8Array): BlobInfo {
+    const h = new Bun.CryptoHasher("sha256");
+    h.update(data);
+    const digest = ("sha256:" + h.digest("hex")) as Digest;
+    if (this.hasBlob(digest)) return { digest, size: data.length };
+    const tmp = this.tmpFile();
+    const fd = fs.openSync(tmp, "wx", 0o644);
+    try {
+      fs.writeSync(fd, data);
+      fs.fdatasyncSync(fd);
+    } finally { fs.closeSync(fd); }
+    this.install(tmp, digest);
+    return { digest, size: data.length };
+  }
+
+  /**
+   * Stream chunks into a blob, hashing as they are written; fsync then rename. Also returns the
+   * digest; the source is fully consumed. On error the temp file is removed.
+   */
+  async putBlobStream(src: AsyncIterable<Uint8Array>): Promise<BlobInfo> {
+    const tmp = this.tmpFile();
+    const h = new Bun.CryptoHasher("sha256");
+    let size = 0;
+    const fh = await fs.promises.open(tmp, "wx", 0o644);
+    try {
+      for await (const chunk of src) {
+        h.update(chunk);
+        size += chunk.length;
+        let off = 0;
+        while (off < chunk.length) {
+          const { bytesWritten } = await fh.write(chunk, off, chunk.length - off);
+          off += bytesWritten;
+        }
+      }
+      await fh.datasync();
+    } catch (e) {
+      await fh.close().catch(() => {});
+      fs.rmSync(tmp, { force: true });
+      throw e;
+    }
+    await fh.close();
+    const digest = ("sha256:" + h.digest("hex")) as Digest;
+    this.install(tmp, digest);
+    return { digest, size };
+  }
+
+  /** Serialise as Go would and store; returns a descriptor of the given media type. */
+  putJson(obj: unknown, mediaType: string): Descriptor {
+    const bytes = Buffer.from(goJson(obj));
+    const { digest, size } = this.putBlobBytes(bytes);
+    return { mediaType, digest, size };
+  }
+
+  /** Make the blobs written so far durable (one directory fsync) before index.json names them. */
+  syncBlobs(): void {
+    fsyncDir(path.join(this.path, "blobs", "sha256"));
+  }
+
+  /**
+   * A verified stream of a blob: fails with InvalidError if it is longer or shorter than
+   * `desc.size` or its digest differs (checked at EOF, before the last chunk is handed out).
+   */
+  async *getBlob(desc: Pick<Descriptor, "digest" | "size">, opts: { chunkSize?: number } = {}): AsyncGenerator<Buffer> {
+    const digest = parseDigest(desc.digest);
+    sha256Hex(digest);
+    checkSize(desc);
+    let fh: fs.promises.FileHandle;
+    try { fh = await fs.promises.open(this.blobPath(digest), "r"); } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") throw new NotFoundError(`blob ${digest}: not found in layout`);
+      throw addContext(`open blob ${digest}`, e);
+    }
+    const h = new Bun.CryptoHasher("sha256");
+    let total = 0;
+    const chunkSize = opts.chunkSize ?? 1 << 20;
+    let pending: Buffer | null = null;
+    try {
+      for (;;) {
+        const buf = Buffer.allocUnsafe(chunkSize);
+        const { bytesRead } = await fh.read(buf, 0, chunkSize, null);
+        if (bytesRead === 0) break;
+        total += bytesRead;
+        if (total > desc.size) throw new InvalidError(`blob ${digest}: verified reader size mismatch: more than the expected ${desc.size} bytes`);
+        const chunk = bytesRead === chunkSize ? buf : buf.subarray(0, bytesRead);
+        h.update(chunk);
+        // Hold one chunk back so the consumer never sees the final bytes of a corrupt blob.
+        if (pending) yield pending;
+        pending = chunk;
+      }
+    } finally {
+      await fh.close();
+    }
+    if (total !== desc.size) throw new InvalidError(`blob ${digest}: verified reader size mismatch: expected ${desc.size} bytes, got ${total}`);
+    const got = "sha256:" + h.digest("hex");
+    if (got !== digest) throw new InvalidError(`blob ${digest}: verified reader digest mismatch: got ${got}`);
+    if (pending) yield pending;
+  }
+
+  /** Read a whole (small) blob, verified. Refuses sizes over `maxSize`. Uses embedded `data` when present. */
+  readBlob(desc: Pick<Descriptor, "digest" | "size" | "data">, maxSize = MAX_JSON_BLOB): Buffer {
+    const digest = parseDigest(desc.digest);
+    sha256Hex(digest);
+    checkSize(desc);
+    if (desc.size > maxSize) throw new InvalidError(`blob ${digest}: size ${desc.size} exceeds the limit of ${maxSize} bytes for this kind of blob`);
+    let bytes: Buffer;
+    if (typeof desc.data === "string") {
+      bytes = Buffer.from(desc.data, "base64");
+    } else {
+      let fd: number;
+      try { fd = fs.openSync(this.blobPath(digest), "r"); } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === "ENOENT") throw new NotFoundError(`blob ${digest}: not found in layout`);
+        throw addContext(`open blob ${digest}`, e);
+      }
+      try {
+        bytes = Buffer.allocUnsafe(desc.size + 1);
+        let n = 0;
+        for (;;) {
+          const r = fs.readSync(fd, bytes, n, bytes.length - n, null);
+          if (r === 0) break;
+          n += r;
+          if (n > desc.size) break;
+        }
+        bytes = bytes.subarray(0, n);
+      } finally { fs.closeSync(fd); }
+    }
+    if (bytes.length !== desc.size) throw new InvalidError(`blob ${digest}: verified reader size mismatch: expected ${desc.size} bytes, got ${bytes.length > desc.size ? "more" : bytes.length}`);
+    const h = new Bun.CryptoHasher("sha256");
+    h.update(bytes);
+    const got = "sha256:" + h.digest("hex");
+    if (got !== digest) throw new InvalidError(`blob ${digest}: verified reader digest mismatch: got ${got}`);
+    return bytes;
+  }
+
+  /** Read, verify, parse and validate a JSON blob by kind. */
+  readJson<T>(desc: Descriptor, kind: "manifest" | "index" | "config"): T {
+    const bytes = this.readBlob(desc);
+    let obj: unknown;
+    try {
+      const text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+      obj = parseJsonStrict(text);
+    } catch (e) {
+      throw new InvalidError(`${kind} ${desc.digest}: invalid JSON: ${(e as Error).message}`);
+    }
+    const v = kind === "manifest" ? validateManifest(obj) : kind === "index" ? validateIndex(obj) : validateConfig(obj);
+    assertValid(v, `${kind} ${desc.digest}`);
+    // Media-type confusion (CVE-2021-41190): the descriptor's type must agree with the blob's.
+    const own = (obj as { mediaType?: string }).mediaType;
+    if (kind === "manifest" && !isManifestMediaType(desc.mediaType)) throw new InvalidError(`manifest ${desc.digest}: descriptor media type ${desc.mediaType} is not a manifest`);
+    if (kind === "index" && !isIndexMediaType(desc.mediaType)) throw new InvalidError(`index ${desc.digest}: descriptor media type ${desc.mediaType} is not an index`);
+    if (own !== undefined && kind !== "config" && own !== desc.mediaType) throw new InvalidError(`${kind} ${desc.digest}: media type ${own} does not match descriptor ${desc.mediaType}`);
+    return obj as T;
+  }
+
+  /** Read and validate index.json ("manifests": null, as umoci 0.4.7 writes, reads as []). */
+  readIndex(): ImageIndex {
+    const file = path.join(this.path, "index.json");
+    let obj: unknown;
+    try {
+      obj = parseJsonStrict(fs.readFileSync(file, "utf8"));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") throw new InvalidError(`read index.json: missing`);
+      throw new InvalidError(`read index.json: ${(e as Error).message}`);
+    }
+    assertValid(validateIndex(obj, "index.json", [], { allowNullManifests: true }), "index.json");
+    const ix = obj as ImageIndex;
+    if (ix.manifests === null) ix.manifests = [];
+    return ix;
+  }
+
+  /**
+   * Read-modify-write index.json under the exclusive index lock. `fn` gets the current index and
+   * returns the new one (or undefined for no change). The write is atomic.
+   */
+  updateIndex<T>(fn: (ix: ImageIndex) => { index?: ImageIndex; result: T }): T {
+    const lock = takeLock(this.path, INDEX_LOCK, "ex", { onWait: this.onWait });
+    try {
+      const { index, result } = fn(this.readIndex());
+      if (index) {
+        const ix = normalizeIndex({ ...index, mediaType: index.mediaType ?? MediaType.index });
+        writeFileAtomic(path.join(this.path, "index.json"), goJson(ix), { tmpDir: this.ensureTmpDir() });
+      }
+      return result;
+    } finally {
+      lock.release();
+    }
+  }
+
+  ensureTmpDir(): string {
+    const dir = path.join(this.path, TMP_DIR);
+    fs.mkdirSync(dir, { recursive: true });
+    return dir;
+  }
+
+  /** Every blob file present: digests of files under blobs/<alg>/. */
+  listBlobs(): string[] {
+    const out: string[] = [];
+    const root = path.join(this.path, "blobs");
+    for (const alg of fs.readdirSync(root)) {
+      let names: string[];
+      try { names = fs.readdirSync(path.join(root, alg)); } catch { continue; }
+      for (const n of names) out.push(`${alg}:${n}`);
+    }
+    return out;
+  }
+}
+
+function checkSize(desc: { size: number; digest: string }): void {
+  if (typeof desc.size !== "number" || !Number.isSafeInteger(desc.size) || desc.size < 0)
+    throw new InvalidError(`blob ${desc.digest}: invalid descriptor size ${JSON.stringify(desc.size)}`);
+}
+
+export { BociError };

@@ -1,0 +1,126 @@
+/**
+ * Tags and descriptor walks. A tag is the `org.opencontainers.image.ref.name` annotation of a
+ * top-level index.json entry. Resolving a tag walks nested indexes down to manifests; each hit
+ * is a DescriptorPath from the index.json entry to the manifest descriptor.
+ */
+import { InvalidError, NotFoundError } from "../errors";
+import { type Descriptor, type ImageIndex, type Platform, AnnotationRefName, isIndexMediaType, isManifestMediaType } from "../image";
+import type { Layout } from "./layout";
+
+export interface DescriptorPath {
+  /** walk[0] is the index.json entry; the last element is the manifest. */
+  walk: Descriptor[];
+}
+
+export function manifestOf(p: DescriptorPath): Descriptor {
+  return p.walk[p.walk.length - 1]!;
+}
+
+/** The platform that applies to a path: the nearest descriptor on it that carries one. */
+export function platformOf(p: DescriptorPath): Platform | undefined {
+  for (let i = p.walk.length - 1; i >= 0; i--) if (p.walk[i]!.platform) return p.walk[i]!.platform;
+  return undefined;
+}
+
+export function refName(d: Descriptor): string | undefined {
+  return d.annotations?.[AnnotationRefName];
+}
+
+/** Tag names in index order (duplicates possible, as in umoci). */
+export function listTags(ix: ImageIndex): string[] {
+  const out: string[] = [];
+  for (const d of ix.manifests) {
+    const n = refName(d);
+    if (n !== undefined) out.push(n);
+  }
+  return out;
+}
+
+const MAX_DEPTH = 16;
+
+/** All descriptor paths from top-level entries named `tag` down to manifests. */
+export function walkTag(layout: Layout, ix: ImageIndex, tag: string): DescriptorPath[] {
+  const out: DescriptorPath[] = [];
+  for (const d of ix.manifests) if (refName(d) === tag) walkFrom(layout, [d], out, 0);
+  return out;
+}
+
+function walkFrom(layout: Layout, walk: Descriptor[], out: DescriptorPath[], depth: number): void {
+  const d = walk[walk.length - 1]!;
+  if (isManifestMediaType(d.mediaType)) { out.push({ walk }); return; }
+  if (isIndexMediaType(d.mediaType)) {
+    if (depth >= MAX_DEPTH) throw new InvalidError(`index ${d.digest}: nested deeper than ${MAX_DEPTH} levels`);
+    const child = layout.readJson<ImageIndex>(d, "index");
+    for (const c of child.manifests ?? []) walkFrom(layout, [...walk, c], out, depth + 1);
+  }
+  // Other media types (artifacts) are not images; skip them.
+}
+
+/** The host platform in GOOS/GOARCH terms (and the variant, for ARM, as umoci 0.6 fills it). */
+export function hostPlatform(): Platform {
+  const archMap: Record<string, string> = { x64: "amd64", arm64: "arm64", arm: "arm", ia32: "386", ppc64: "ppc64le", s390x: "s390x", riscv64: "riscv64", loong64: "loong64", mips: "mips", mipsel: "mipsle" };
+  const architecture = archMap[process.arch] ?? process.arch;
+  const p: Platform = { architecture, os: process.platform === "win32" ? "windows" : process.platform };
+  if (architecture === "arm64") p.variant = "v8";
+  if (architecture === "arm") {
+    const v = (process.config.variables as Record<string, unknown>).arm_version;
+    if (v) p.variant = `v${v}`;
+  }
+  return p;
+}
+
+/** Parse `os/arch[/variant]`. */
+export function parsePlatform(s: string): Platform {
+  const parts = s.split("/");
+  if (parts.length < 2 || parts.length > 3 || parts.some((x) => !x)) throw new InvalidError(`invalid platform ${JSON.stringify(s)}: expected os/arch[/variant]`);
+  const p: Platform = { os: parts[0]!, architecture: parts[1]! };
+  if (parts[2]) p.variant = parts[2];
+  return p;
+}
+
+export function formatPlatform(p: Platform | undefined): string {
+  if (!p) return "unknown";
+  return [p.os, p.architecture, p.variant].filter(Boolean).join("/");
+}
+
+function matches(want: Platform, got: Platform | undefined, strictVariant: boolean): boolean {
+  if (!got) return false;
+  if (got.os !== want.os || got.architecture !== want.architecture) return false;
+  if (want.variant && got.variant && want.variant !== got.variant) return false;
+  if (strictVariant && want.variant && !got.variant) return false;
+  return true;
+}
+
+/**
+ * Resolve a tag to exactly one manifest. Several hits (a multi-platform index) are narrowed by
+ * `platform` (default: the host's); none matching lists the platforms on offer.
+ */
+export function resolveTag(layout: Layout, ix: ImageIndex, tag: string, opts: { platform?: Platform } = {}): DescriptorPath {
+  const paths = walkTag(layout, ix, tag);
+  if (paths.length === 0) throw new NotFoundError(`tag ${JSON.stringify(tag)} not found`);
+  if (paths.length === 1 && !opts.platform) return paths[0]!;
+  if (paths.length === 1 && opts.platform) {
+    const p = platformOf(paths[0]!);
+    if (!p || matches(opts.platform, p, false)) return paths[0]!;
+    throw new NotFoundError(`tag ${JSON.stringify(tag)}: no manifest for platform ${formatPlatform(opts.platform)} (available: ${formatPlatform(p)})`);
+  }
+  const want = opts.platform ?? hostPlatform();
+  let hits = paths.filter((p) => matches(want, platformOf(p), true));
+  if (hits.length === 0) hits = paths.filter((p) => matches(want, platformOf(p), false));
+  if (hits.length === 1) return hits[0]!;
+  const avail = paths.map((p) => formatPlatform(platformOf(p))).join(", ");
+  if (hits.length === 0) throw new NotFoundError(`tag ${JSON.stringify(tag)}: no manifest for platform ${formatPlatform(want)} (available: ${avail}); choose one with --platform`);
+  throw new InvalidError(`tag ${JSON.stringify(tag)} is ambiguous: ${hits.length} manifests match platform ${formatPlatform(want)}`);
+}
+
+/** Replace every top-level entry named `tag` with `desc` (appended, annotated with the name). */
+export function setTag(ix: ImageIndex, tag: string, desc: Descriptor): ImageIndex {
+  const manifests = ix.manifests.filter((d) => refName(d) !== tag);
+  manifests.push({ ...desc, annotations: { ...(desc.annotations ?? {}), [AnnotationRefName]: tag } });
+  return { ...ix, manifests };
+}
+
+export function removeTag(ix: ImageIndex, tag: string): { index: ImageIndex; removed: number } {
+  const manifests = ix.manifests.filter((d) => refName(d) !== tag);
+  return { index: { ...ix, manifests }, removed: ix.manifests.length - manifests.length };
+}

@@ -1,0 +1,9 @@
+/** The command registry, in help order. */
+import type { CommandDef } from "./spec";
+import { initCommand, newCommand, lsCommand, tagCommand, rmCommand, gcCommand } from "./layout-commands";
+import { configCommand } from "./config";
+import { statCommand } from "./stat";
+
+export const commands: CommandDef[] = [
+  initCommand, newCommand, lsCommand, tagCommand, rmCommand, statCommand, gcCommand, configCommand,
+];

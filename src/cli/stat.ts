@@ -1,0 +1,120 @@
+/** `stat`: show an image's manifest, config and history (human form, or umoci 0.6's --json shape). */
+import { resolveTag, manifestOf } from "../cas";
+import type { Descriptor, ImageConfig, Manifest } from "../image";
+import type { CommandDef } from "./spec";
+import { imageOpt, parseImageRef, openLayout } from "./common";
+
+/** go-units HumanSize: decimal units, 4 significant digits. */
+export function humanSize(n: number): string {
+  const units = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
+  let v = n;
+  let i = 0;
+  while (v >= 1000 && i < units.length - 1) { v /= 1000; i++; }
+  return `${Number(v.toPrecision(4))}${units[i]}`;
+}
+
+/** Quote a value the way Go's %q would, but only when it needs it. */
+function q(s: string): string {
+  return /^[\x21-\x7e]+$/.test(s) && !s.includes('"') && !s.includes("\\") ? s : JSON.stringify(s);
+}
+
+function descLines(d: Descriptor, indent: string): string[] {
+  const l = [`${indent}Media Type: ${d.mediaType}`, `${indent}Digest: ${d.digest}`, `${indent}Size: ${humanSize(d.size)}`];
+  if (d.annotations && Object.keys(d.annotations).length) {
+    l.push(`${indent}Annotations:`);
+    for (const [k, v] of Object.entries(d.annotations).sort(([a], [b]) => (a < b ? -1 : 1))) l.push(`${indent}\t${k}: ${q(v)}`);
+  }
+  return l;
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  return rows.map((r) => r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]! + 1))).join("").trimEnd() + "\n").join("");
+}
+
+export interface StatHistory { layer: Descriptor | null; diff_id: string | null; created?: string; created_by?: string; author?: string; comment?: string; empty_layer?: boolean }
+
+export function historyOf(manifest: Manifest, config: ImageConfig): StatHistory[] {
+  const out: StatHistory[] = [];
+  let li = 0;
+  for (const h of config.history ?? []) {
+    const e: StatHistory = { layer: null, diff_id: null };
+    if (!h.empty_layer) {
+      e.layer = manifest.layers[li] ?? null;
+      e.diff_id = config.rootfs.diff_ids[li] ?? null;
+      li++;
+    }
+    if (h.created !== undefined) e.created = h.created;
+    if (h.created_by !== undefined) e.created_by = h.created_by;
+    if (h.author !== undefined) e.author = h.author;
+    if (h.comment !== undefined) e.comment = h.comment;
+    if (h.empty_layer) e.empty_layer = true;
+    out.push(e);
+  }
+  return out;
+}
+
+export function formatStat(mdesc: Descriptor, manifest: Manifest, config: ImageConfig): string {
+  const L: string[] = ["== MANIFEST ==", `Schema Version: ${manifest.schemaVersion}`, `Media Type: ${manifest.mediaType ?? mdesc.mediaType}`];
+  L.push("Config:", ...descLines(manifest.config, "\t"));
+  L.push("Layers:");
+  for (const l of manifest.layers) L.push(...descLines(l, "\t"), "");
+  if (manifest.layers.length === 0) L.push("\t<none>");
+  if (manifest.subject) L.push("Subject:", ...descLines(manifest.subject, "\t"));
+  if (manifest.annotations && Object.keys(manifest.annotations).length) {
+    L.push("Annotations:");
+    for (const [k, v] of Object.entries(manifest.annotations)) L.push(`\t${k}: ${q(v)}`);
+  }
+  L.push("Descriptor:", ...descLines(mdesc, "\t"), "");
+  L.push("== CONFIG ==");
+  if (config.created) L.push(`Created: ${config.created}`);
+  if (config.author) L.push(`Author: ${q(config.author)}`);
+  L.push("Platform:", `\tOS: ${config.os}`, `\tArchitecture: ${config.architecture}${config.variant ? ` (${config.variant})` : ""}`);
+  const b = config.config ?? {};
+  L.push("Image Config:");
+  if (b.User) L.push(`\tUser: ${q(b.User)}`);
+  if (b.Entrypoint?.length) L.push(`\tEntrypoint:`, ...b.Entrypoint.map((a) => `\t\t${q(a)}`));
+  if (b.Cmd?.length) L.push(`\tCommand:`, ...b.Cmd.map((a) => `\t\t${q(a)}`));
+  if (b.WorkingDir) L.push(`\tWorking Directory: ${q(b.WorkingDir)}`);
+  if (b.Env?.length) L.push(`\tEnvironment:`, ...b.Env.map((a) => `\t\t${q(a)}`));
+  if (b.StopSignal) L.push(`\tStop Signal: ${q(b.StopSignal)}`);
+  if (b.ExposedPorts && Object.keys(b.ExposedPorts).length) L.push(`\tExposed Ports: ${Object.keys(b.ExposedPorts).sort().join(", ")}`);
+  if (b.Volumes && Object.keys(b.Volumes).length) L.push(`\tVolumes: ${Object.keys(b.Volumes).sort().join(", ")}`);
+  if (b.Labels && Object.keys(b.Labels).length) L.push(`\tLabels:`, ...Object.entries(b.Labels).sort(([x], [y]) => (x < y ? -1 : 1)).map(([k, v]) => `\t\t${k}: ${q(v)}`));
+  L.push("Descriptor:", ...descLines(manifest.config, "\t"), "");
+  L.push("== HISTORY ==");
+  const rows = [["LAYER", "CREATED", "CREATED BY", "SIZE", "COMMENT"]];
+  for (const h of historyOf(manifest, config)) {
+    rows.push([h.layer ? h.layer.digest : "<none>", h.created ?? "", h.created_by ?? "", h.layer ? humanSize(h.layer.size) : "<none>", h.comment ?? ""]);
+  }
+  return L.join("\n") + "\n" + table(rows);
+}
+
+export const statCommand: CommandDef = {
+  name: "stat",
+  args: [],
+  description: "display status information about an image",
+  options: [imageOpt, { flag: "json", desc: "output the status information as JSON" }],
+  run(_args, opts) {
+    const ref = parseImageRef(opts.get("image"));
+    const layout = openLayout(ref.layout);
+    layout.lockGc("sh", { optional: true });
+    try {
+      const path = resolveTag(layout, layout.readIndex(), ref.tag);
+      const mdesc = manifestOf(path);
+      const manifest = layout.readJson<Manifest>(mdesc, "manifest");
+      const config = layout.readJson<ImageConfig>(manifest.config, "config");
+      config.rootfs.diff_ids ??= [];
+      if (opts.bool("json")) {
+        const h = historyOf(manifest, config);
+        process.stdout.write(JSON.stringify({
+          manifest: { descriptor: mdesc, blob: manifest },
+          config: { descriptor: manifest.config, blob: config },
+          history: h.length ? h : null,
+        }) + "\n");
+      } else {
+        process.stdout.write(formatStat(mdesc, manifest, config));
+      }
+    } finally { layout.close(); }
+  },
+};

@@ -1,0 +1,4 @@
+export * from "./digest";
+export * from "./media-types";
+export * from "./types";
+export * from "./validate";

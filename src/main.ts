@@ -1,0 +1,25 @@
+/**
+ * Entry point: runs the app and maps any error to one line on stderr and an exit code
+ * (architecture.md "Errors"). A stack trace only with --log debug.
+ */
+import { BociError, ExitCode, addContext } from "./errors";
+import { runApp } from "./cli/app";
+import { log } from "./util/log";
+
+async function main(): Promise<number> {
+  try {
+    await runApp(process.argv.slice(2), (s) => process.stdout.write(s));
+    return 0;
+  } catch (e) {
+    const err = e instanceof BociError ? e : (addContext("boci", e) as BociError);
+    let msg = err.message;
+    if (err.code === "EACCES" || err.code === "EPERM") msg += " (maybe --rootless will help?)";
+    process.stderr.write(`boci: ${msg}\n`);
+    if (log.level >= 4 && e instanceof Error && e.stack) process.stderr.write(e.stack + "\n");
+    return err.exitCode ?? ExitCode.general;
+  }
+}
+
+main().then((code) => {
+  process.exitCode = code;
+});

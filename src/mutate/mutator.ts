@@ -1,0 +1,79 @@
+/**
+ * Staged edits of one manifest and its config. `commit()` writes the new blobs first (config,
+ * manifest, then every index on the walk back up to index.json), makes them durable, and only
+ * then swaps the tag in index.json under the index lock: a tag always names a complete image.
+ *
+ * The caller holds the layout's gc lock (shared) from construction until after commit.
+ */
+import {
+  type Descriptor, type ImageConfig, type ImageIndex, type Manifest, type History,
+  MediaType, AnnotationRefName, normalizeConfig, normalizeManifest, normalizeIndex,
+} from "../image";
+import { type Layout, type DescriptorPath, manifestOf, setTag } from "../cas";
+import { InvalidError } from "../errors";
+
+export class Mutator {
+  readonly layout: Layout;
+  readonly path: DescriptorPath;
+  manifest: Manifest;
+  config: ImageConfig;
+  private readonly origManifestDesc: Descriptor;
+
+  constructor(layout: Layout, path: DescriptorPath) {
+    this.layout = layout;
+    this.path = path;
+    this.origManifestDesc = manifestOf(path);
+    this.manifest = layout.readJson<Manifest>(this.origManifestDesc, "manifest");
+    if (this.manifest.config.mediaType !== MediaType.config)
+      throw new InvalidError(`manifest ${this.origManifestDesc.digest}: config media type ${this.manifest.config.mediaType} is not an OCI image config`);
+    this.config = layout.readJson<ImageConfig>(this.manifest.config, "config");
+    this.config.rootfs.diff_ids ??= [];
+    const nLayers = this.manifest.layers.length;
+    if (this.config.rootfs.diff_ids.length !== nLayers)
+      throw new InvalidError(`image ${this.origManifestDesc.digest}: ${nLayers} layers but ${this.config.rootfs.diff_ids.length} diff_ids`);
+  }
+
+  /** Append a layer (already stored as a blob) with its diffID and optional history entry. */
+  addLayer(desc: Descriptor, diffID: string, history: History | null): void {
+    this.manifest.layers = [...this.manifest.layers, desc];
+    this.config.rootfs.diff_ids = [...this.config.rootfs.diff_ids, diffID];
+    if (history) this.addHistory({ ...history, empty_layer: undefined });
+  }
+
+  addHistory(h: History): void {
+    this.config.history = [...(this.config.history ?? []), h];
+  }
+
+  /** Write everything and point `tag` at the result. Returns the new manifest descriptor. */
+  commit(tag: string): Descriptor {
+    const layout = this.layout;
+    const configDesc: Descriptor = { ...this.manifest.config, ...layout.putJson(normalizeConfig(this.config), this.manifest.config.mediaType) };
+    delete configDesc.data;
+    const manifest = normalizeManifest({ ...this.manifest, mediaType: this.manifest.mediaType ?? MediaType.manifest, config: configDesc });
+    const stored = layout.putJson(manifest, this.origManifestDesc.mediaType);
+    let child: Descriptor = { ...this.origManifestDesc, digest: stored.digest, size: stored.size };
+    delete child.data;
+    const newManifestDesc = child;
+    // Rewrite each parent index on the walk, innermost first.
+    for (let i = this.path.walk.length - 2; i >= 0; i--) {
+      const parentDesc = this.path.walk[i]!;
+      const oldChild = this.path.walk[i + 1]!;
+      const ix = layout.readJson<ImageIndex>(parentDesc, "index");
+      let replaced = false;
+      const manifests = ix.manifests.map((d) => {
+        if (!replaced && d.digest === oldChild.digest) { replaced = true; return { ...d, digest: child.digest, size: child.size }; }
+        return d;
+      });
+      const ps = layout.putJson(normalizeIndex({ ...ix, manifests }), parentDesc.mediaType);
+      child = { ...parentDesc, digest: ps.digest, size: ps.size };
+      delete child.data;
+    }
+    layout.syncBlobs();
+    const root = child;
+    const annotations = { ...(root.annotations ?? {}) };
+    delete annotations[AnnotationRefName];
+    const rootDesc: Descriptor = { ...root, annotations: Object.keys(annotations).length ? annotations : undefined };
+    layout.updateIndex((ix) => ({ index: setTag(ix, tag, rootDesc), result: undefined }));
+    return newManifestDesc;
+  }
+}

@@ -1,0 +1,56 @@
+/**
+ * The layout checker run after every mutating test: every blob reachable from index.json is
+ * present with the right digest and size, JSON blobs have the right shape, configs have one
+ * diff_id per layer, and no temporary file is visible under blobs/.
+ */
+import { readFileSync, readdirSync, existsSync } from "node:fs";
+import { join } from "node:path";
+import { validateIndex, validateManifest, validateConfig } from "../../src/image";
+
+function sha256(b: Uint8Array): string {
+  const h = new Bun.CryptoHasher("sha256");
+  h.update(b);
+  return "sha256:" + h.digest("hex");
+}
+
+export function checkLayout(dir: string): string[] {
+  const problems: string[] = [];
+  const layoutHeader = JSON.parse(readFileSync(join(dir, "oci-layout"), "utf8"));
+  if (layoutHeader.imageLayoutVersion !== "1.0.0") problems.push("oci-layout: bad version");
+  const index = JSON.parse(readFileSync(join(dir, "index.json"), "utf8"));
+  problems.push(...validateIndex(index, "index.json", [], { allowNullManifests: true }));
+  const blob = (d: { digest: string; size: number }, what: string): Buffer | null => {
+    const p = join(dir, "blobs", ...d.digest.split(":"));
+    if (!existsSync(p)) { problems.push(`${what} ${d.digest}: missing`); return null; }
+    const b = readFileSync(p);
+    if (b.length !== d.size) problems.push(`${what} ${d.digest}: size ${b.length} != ${d.size}`);
+    if (sha256(b) !== d.digest) problems.push(`${what} ${d.digest}: digest mismatch`);
+    return b;
+  };
+  const visit = (d: { mediaType: string; digest: string; size: number }, depth: number) => {
+    const b = blob(d, d.mediaType);
+    if (!b || depth > 8) return;
+    if (d.mediaType.endsWith("image.index.v1+json")) {
+      const ix = JSON.parse(b.toString());
+      problems.push(...validateIndex(ix, d.digest));
+      for (const m of ix.manifests) visit(m, depth + 1);
+    } else if (d.mediaType.endsWith("image.manifest.v1+json")) {
+      const m = JSON.parse(b.toString());
+      problems.push(...validateManifest(m, d.digest));
+      const cb = blob(m.config, "config");
+      if (cb) {
+        const c = JSON.parse(cb.toString());
+        problems.push(...validateConfig(c, m.config.digest));
+        if ((c.rootfs?.diff_ids ?? []).length !== m.layers.length) problems.push(`${d.digest}: ${m.layers.length} layers but ${(c.rootfs?.diff_ids ?? []).length} diff_ids`);
+      }
+      for (const l of m.layers) blob(l, "layer");
+    }
+  };
+  for (const m of index.manifests ?? []) visit(m, 0);
+  for (const alg of readdirSync(join(dir, "blobs"))) {
+    for (const n of readdirSync(join(dir, "blobs", alg))) {
+      if (alg === "sha256" && !/^[a-f0-9]{64}$/.test(n)) problems.push(`blobs/${alg}/${n}: not a blob name (temporary file visible?)`);
+    }
+  }
+  return problems;
+}
