@@ -1,0 +1,176 @@
+/**
+ * Codecs keyed by the layer media-type suffix: "" (plain tar), "+gzip", "+zstd".
+ * Spec: https://github.com/opencontainers/image-spec/blob/main/layer.md and media-types.md.
+ */
+import { PassThrough, Transform, type TransformCallback } from "node:stream";
+import * as zlib from "node:zlib";
+import { InvalidError, UnsupportedError } from "../errors";
+import { MultiGunzip } from "./gunzip";
+import { ZstdFrameTracker } from "./zstd-frames";
+
+export type Compression = "none" | "gzip" | "zstd";
+
+/**
+ * The compression a layer media type names: `…tar` none, `…+gzip` gzip, `…+zstd` zstd (Docker's
+ * `…tar.gzip` is gzip too). Anything else throws UnsupportedError.
+ */
+export function compressionFromMediaType(mediaType: string): Compression {
+  if (mediaType.endsWith("+gzip") || mediaType.endsWith(".tar.gzip")) return "gzip";
+  if (mediaType.endsWith("+zstd")) return "zstd";
+  if (mediaType.endsWith(".tar") || mediaType.endsWith("/tar")) return "none";
+  throw new UnsupportedError(`unsupported layer media type ${mediaType}`);
+}
+
+export function mediaTypeSuffix(c: Compression): "" | "+gzip" | "+zstd" {
+  return c === "none" ? "" : c === "gzip" ? "+gzip" : "+zstd";
+}
+
+/**
+ * Guess the compression from the first bytes (give at least 512 to recognise a plain tar).
+ * Layers labelled `+gzip` may really be plain tar or zstd (docs/oci-reference.md §8.3).
+ */
+export function sniffCompression(firstBytes: Uint8Array): Compression | "unknown" {
+  const b = firstBytes;
+  if (b.length >= 2 && b[0] === 0x1f && b[1] === 0x8b) return "gzip";
+  if (b.length >= 4 && b[0] === 0x28 && b[1] === 0xb5 && b[2] === 0x2f && b[3] === 0xfd) return "zstd";
+  if (b.length >= 512) {
+    // "ustar" magic, or a V7 header with a valid checksum, or an all-zero end-of-archive block.
+    if (b[257] === 0x75 && b[258] === 0x73 && b[259] === 0x74 && b[260] === 0x61 && b[261] === 0x72) return "none";
+    let sum = 8 * 0x20;
+    let zero = true;
+    for (let i = 0; i < 512; i++) {
+      if (b[i] !== 0) zero = false;
+      if (i < 148 || i >= 156) sum += b[i]!;
+    }
+    if (zero) return "none";
+    const field = Buffer.from(b.buffer, b.byteOffset + 148, 8).toString("latin1").replace(/[\0 ]+/g, "");
+    if (/^[0-7]+$/.test(field) && parseInt(field, 8) === sum) return "none";
+  }
+  return "unknown";
+}
+
+export interface DecompressOptions {
+  /** Called for recoverable oddities (trailing junk after the last gzip member). */
+  onWarning?: (msg: string) => void;
+  /** Decompression-bomb bound: more output than this fails with InvalidError. */
+  maxOutputBytes?: number;
+}
+
+/** Counts bytes through a pass-through and enforces maxOutputBytes. */
+class Limit extends Transform {
+  private n = 0;
+  constructor(private readonly max: number | undefined) {
+    super();
+  }
+  override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
+    this.n += chunk.length;
+    if (this.max !== undefined && this.n > this.max) return cb(new InvalidError(`decompressed size exceeds limit ${this.max}`));
+    cb(null, chunk);
+  }
+}
+
+/** Wraps a node:zlib stream so its errors become InvalidError and its output is bounded. */
+class ZlibWrap extends Transform {
+  private n = 0;
+  private err: Error | null = null;
+  private ended: Promise<void>;
+  constructor(
+    private readonly inner: Transform,
+    private readonly what: string,
+    private readonly max: number | undefined,
+  ) {
+    super();
+    inner.on("data", (d: Buffer) => {
+      this.n += d.length;
+      if (this.max !== undefined && this.n > this.max) {
+        this.destroy(new InvalidError(`decompressed size exceeds limit ${this.max}`));
+        inner.destroy();
+        return;
+      }
+      this.push(d);
+    });
+    this.ended = new Promise<void>((resolve) => {
+      inner.once("end", resolve);
+      inner.on("error", (e) => {
+        this.err ??= e;
+        resolve();
+      });
+    });
+  }
+  /** Optional framing check: true when the input ended at a complete frame. */
+  frames: ZstdFrameTracker | null = null;
+  private sawInput = false;
+  private mapError(e: unknown): Error {
+    if (e instanceof InvalidError) return e;
+    const msg = e instanceof Error ? e.message.toLowerCase() : String(e);
+    if (/unexpected end|truncat/.test(msg)) return new InvalidError(`truncated ${this.what} stream`, { cause: e });
+    return new InvalidError(`corrupt ${this.what} stream: ${msg}`, { cause: e });
+  }
+  override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
+    if (this.err) return cb(this.mapError(this.err));
+    this.sawInput ||= chunk.length > 0;
+    try {
+      this.frames?.observe(chunk);
+    } catch (e) {
+      return cb(e as Error);
+    }
+    this.inner.write(chunk, (e) => cb(e || this.err ? this.mapError(e ?? this.err) : null));
+  }
+  override _flush(cb: TransformCallback): void {
+    if (this.frames && !this.frames.complete()) {
+      this.inner.destroy();
+      return cb(new InvalidError(this.sawInput ? `truncated ${this.what} stream` : `truncated ${this.what} stream: no data`));
+    }
+    this.inner.end();
+    this.ended.then(() => cb(this.err ? this.mapError(this.err) : null));
+  }
+  override _destroy(err: Error | null, cb: (error: Error | null) => void): void {
+    this.inner.destroy();
+    cb(err);
+  }
+}
+
+/**
+ * A Transform decoding `c`. gzip: every member is decoded; trailing non-gzip bytes after a
+ * complete member only produce `onWarning`; truncation and corruption fail with InvalidError.
+ * zstd: concatenated frames are decoded; junk is an error. The caller owns (and ends) the stream.
+ */
+export function createDecompressor(c: Compression, opts: DecompressOptions = {}): Transform {
+  switch (c) {
+    case "none":
+      return opts.maxOutputBytes === undefined ? new PassThrough() : new Limit(opts.maxOutputBytes);
+    case "gzip":
+      return new MultiGunzip(opts);
+    case "zstd":
+    {
+      const w = new ZlibWrap(zlib.createZstdDecompress(), "zstd", opts.maxOutputBytes);
+      w.frames = new ZstdFrameTracker();
+      return w;
+    }
+  }
+  throw new UnsupportedError(`unsupported compression ${String(c)}`);
+}
+
+export interface CompressOptions {
+  /** gzip 1-9 (default 6), zstd 1-22 (default 3). */
+  level?: number;
+}
+
+/**
+ * A Transform encoding `c`. gzip output is deterministic: no file name, mtime 0 (node:zlib's
+ * header), one member. zstd uses a single frame with the content size unknown.
+ */
+export function createCompressor(c: Compression, opts: CompressOptions = {}): Transform {
+  switch (c) {
+    case "none":
+      return new PassThrough();
+    case "gzip":
+      return zlib.createGzip({ level: opts.level ?? 6 });
+    case "zstd":
+      return zlib.createZstdCompress({ params: { [zlib.constants.ZSTD_c_compressionLevel]: opts.level ?? 3 } });
+  }
+  throw new UnsupportedError(`unsupported compression ${String(c)}`);
+}
+
+export { MultiGunzip, parseGzipHeader } from "./gunzip";
+export { createParallelGzip, type ParallelGzipOptions } from "./pgzip";

@@ -1,0 +1,669 @@
+/**
+ * Apply layer tars onto a root filesystem, as umoci's TarExtractor does, with path safety first.
+ *
+ * Safety invariants (oci-reference.md §3 "Apply", §8 pitfalls 6–8; CVE-2021-29136):
+ *  - every entry name is cleaned lexically and rooted: `..` and leading `/` never leave the root;
+ *  - the parent of every entry is resolved inside the root, chroot-style: symlinks met on the way
+ *    are followed *within* the root (absolute targets restart at the root, `..` stops there); the
+ *    final component is never followed;
+ *  - the root itself can only be a directory; a hardlink target is resolved the same way and may
+ *    not be a directory;
+ *  - whiteouts only name one component below their directory (no `..`, `.` or `/`).
+ *
+ * One pass per byte: the caller streams the decompressed tar through `applyEntries`; file bodies
+ * are hashed (sha256) as they are written, and each entry is recorded in the mtree recorder, so no
+ * second walk of the tree is needed. Directory times (and, rootless, directory modes) are set
+ * after the layer's last entry, deepest first, so children do not disturb them.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { BociError, InvalidError, addContext, describeErrno } from "../errors";
+import type { TarEntry, TarHeader } from "../tar";
+import type { MtreeEntry, MtreeRecorder } from "../mtree";
+import { lsetxattr, llistxattr, lremovexattr, lgetxattr, mknod } from "../sys";
+import { type MapOptions, toHost } from "./idmap";
+import { ROOTLESS_XATTR, encodeRootlessOwner } from "./rootless-xattr";
+
+export interface ApplyOptions {
+  mapOptions: MapOptions;
+  keepDirlinks?: boolean;
+  /** Record the extracted tree here (the bundle's mtree manifest). */
+  recorder?: MtreeRecorder;
+  onWarning?: (code: string, msg: string) => void;
+}
+
+const WHITEOUT_PREFIX = ".wh.";
+const OPAQUE = ".wh..wh..opq";
+const MAX_SYMLINKS = 255;
+/** xattrs umoci never sets (and warns about). */
+const FORBIDDEN_XATTRS = new Set(["security.selinux", "system.nfs4_acl"]);
+
+const S_IFCHR = 0o020000, S_IFBLK = 0o060000, S_IFIFO = 0o010000;
+
+/**
+ * Clean a tar entry name to a root-relative path: "" is the root. Leading "/", "." and ".."
+ * components that would climb above the root are dropped.
+ */
+export function cleanEntryPath(name: string): string {
+  const out: string[] = [];
+  for (const c of name.split("/")) {
+    if (c === "" || c === ".") continue;
+    if (c === "..") { out.pop(); continue; }
+    out.push(c);
+  }
+  return out.join("/");
+}
+
+function parentOf(p: string): string {
+  const i = p.lastIndexOf("/");
+  return i < 0 ? "" : p.slice(0, i);
+}
+function baseOf(p: string): string {
+  return p.slice(p.lastIndexOf("/") + 1);
+}
+function join(a: string, b: string): string {
+  return a === "" ? b : b === "" ? a : `${a}/${b}`;
+}
+
+interface DirState { mtime: number; mode?: number }
+
+/**
+ * Extracts layers onto one rootfs. Create one per unpack; call `applyLayer` for each layer in
+ * order, then `finish()` to fix up recorded metadata that only settles at the end.
+ */
+export class LayerApplier {
+  readonly root: string;
+  private readonly opts: ApplyOptions;
+  private readonly rootless: boolean;
+  /** logical dir path → resolved real relative path, for dirs verified during this layer */
+  private dirCache = new Map<string, string>();
+  /** paths created by the current layer, and their ancestors (whiteouts must spare them) */
+  private upper = new Set<string>();
+  /** real dirs whose times (and modes, rootless) are set after the current layer */
+  private dirTimes = new Map<string, DirState>();
+  /** real dirs temporarily opened up (rootless) → their original mode */
+  private openedDirs = new Map<string, number>();
+  /** real paths whose recorded nlink/size/owner must be re-read at the end */
+  private restat = new Set<string>();
+  private readonly euid: number;
+  private readonly egid: number;
+  private warnedNotSup = false;
+
+  constructor(root: string, opts: ApplyOptions) {
+    this.root = path.resolve(root);
+    this.opts = opts;
+    this.rootless = opts.mapOptions.rootless;
+    this.euid = process.geteuid?.() ?? 0;
+    this.egid = process.getegid?.() ?? 0;
+  }
+
+  private abs(rel: string): string {
+    return rel === "" ? this.root : `${this.root}/${rel}`;
+  }
+
+  private warn(code: string, msg: string): void {
+    this.opts.onWarning?.(code, msg);
+  }
+
+  /** Record the root directory as it is now (before the first layer). */
+  recordRoot(): void {
+    this.recordFromDisk("");
+  }
+
+  /** Apply one layer's entries (already decompressed and parsed). */
+  async applyLayer(entries: AsyncIterable<TarEntry>): Promise<void> {
+    this.upper = new Set();
+    this.dirCache = new Map();
+    this.dirTimes = new Map();
+    for await (const entry of entries) {
+      try {
+        await this.applyEntry(entry);
+      } catch (e) {
+        throw addContext(`apply ${JSON.stringify(entry.header.name)}`, e);
+      }
+    }
+    this.settleDirs();
+  }
+
+  /** Re-read what only settles at the end (nlink of hardlinked files, dir sizes and nlinks). */
+  finish(): void {
+    const rec = this.opts.recorder;
+    if (!rec) return;
+    for (const rel of this.restat) {
+      if (!rec.get(rel === "" ? "." : rel)) continue;
+      this.recordFromDisk(rel);
+    }
+    this.restat.clear();
+  }
+
+  private async applyEntry(entry: TarEntry): Promise<void> {
+    const hdr = entry.header;
+    const rel = cleanEntryPath(hdr.name);
+    const base = baseOf(rel);
+
+    if (base.startsWith(WHITEOUT_PREFIX)) {
+      await entry.drain();
+      this.applyWhiteout(rel);
+      return;
+    }
+    if (rel === "") {
+      if (hdr.type !== "dir") throw new InvalidError(`refusing to change type of root directory to ${hdr.type}`);
+      await entry.drain();
+      this.applyMetadata("", hdr, { existing: true });
+      this.dirTimes.set("", { mtime: hdr.mtime, mode: this.rootless ? hdr.mode : undefined });
+      this.record("", hdr, undefined);
+      return;
+    }
+
+    const parentReal = this.resolveParent(parentOf(rel), true);
+    const real = join(parentReal, base);
+    const target = this.abs(real);
+    this.markUpper(rel);
+
+    // Existing path: merge dir over dir, keep a dirlink if asked, otherwise replace.
+    let existing: fs.Stats | null = null;
+    try { existing = fs.lstatSync(target); } catch { existing = null; }
+    if (existing) {
+      if (hdr.type === "dir" && existing.isDirectory()) {
+        // merge: keep contents, update metadata below
+      } else if (hdr.type === "dir" && existing.isSymbolicLink() && this.opts.keepDirlinks && this.isDirLink(real)) {
+        await entry.drain();
+        return;
+      } else if (hdr.type === "link" && this.sameAsLinkTarget(real, hdr.linkname)) {
+        await entry.drain();
+        return;
+      } else {
+        this.removeAll(real);
+        existing = null;
+      }
+    }
+
+    let sha: string | undefined;
+    switch (hdr.type) {
+      case "dir":
+        if (!existing) {
+          fs.mkdirSync(target, { mode: 0o700 });
+        }
+        this.dirCache.set(rel, real);
+        break;
+      case "file":
+        sha = await this.writeFile(target, entry, hdr);
+        break;
+      case "symlink":
+        await entry.drain();
+        fs.symlinkSync(hdr.linkname, target);
+        break;
+      case "link": {
+        await entry.drain();
+        const linkRel = cleanEntryPath(hdr.linkname);
+        if (linkRel === "") throw new InvalidError(`hardlink to the root directory`);
+        const srcReal = join(this.resolveParent(parentOf(linkRel), false), baseOf(linkRel));
+        let st: fs.Stats;
+        try { st = fs.lstatSync(this.abs(srcReal)); } catch {
+          throw new InvalidError(`hardlink target ${JSON.stringify(hdr.linkname)} does not exist`);
+        }
+        if (st.isDirectory()) throw new InvalidError(`hardlink target ${JSON.stringify(hdr.linkname)} is a directory`);
+        fs.linkSync(this.abs(srcReal), target);
+        // A hardlink has no metadata of its own: it shares the target's inode (nlink is
+        // re-read for both names at the end).
+        this.restat.add(srcReal);
+        this.restat.add(real);
+        const rec = this.opts.recorder;
+        const srcRec = rec?.get(srcReal);
+        if (rec && srcRec) rec.set({ ...srcRec, path: real });
+        else this.recordFromDisk(real);
+        return;
+      }
+      case "char":
+      case "block":
+      case "fifo":
+        await entry.drain();
+        this.makeNode(target, hdr);
+        break;
+      default:
+        throw new InvalidError(`unsupported entry type ${(hdr as TarHeader).type}`);
+    }
+
+    this.applyMetadata(real, hdr, { existing: !!existing });
+    if (hdr.type === "dir") this.dirTimes.set(real, { mtime: hdr.mtime, mode: this.rootless ? hdr.mode : undefined });
+    this.record(rel, hdr, sha, real);
+  }
+
+  private async writeFile(target: string, entry: TarEntry, hdr: TarHeader): Promise<string | undefined> {
+    const fd = fs.openSync(target, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
+    const wantHash = !!this.opts.recorder;
+    const h = wantHash ? new Bun.CryptoHasher("sha256") : null;
+    let written = 0;
+    try {
+      if (hdr.size <= 1 << 20) {
+        const buf = await entry.readAll();
+        if (buf.length) {
+          h?.update(buf);
+          writeFully(fd, buf);
+          written = buf.length;
+        }
+      } else {
+        for await (const chunk of entry.body) {
+          h?.update(chunk);
+          writeFully(fd, chunk);
+          written += chunk.length;
+        }
+      }
+      if (written !== hdr.size) throw new InvalidError(`file body is ${written} bytes, header says ${hdr.size}`);
+    } finally {
+      fs.closeSync(fd);
+    }
+    return h ? h.digest("hex") : undefined;
+  }
+
+  private makeNode(target: string, hdr: TarHeader): void {
+    const kind = hdr.type === "char" ? S_IFCHR : hdr.type === "block" ? S_IFBLK : S_IFIFO;
+    if (this.rootless && hdr.type !== "fifo") {
+      this.warn("rootless-device", `rootless: ${hdr.type} device ${hdr.name} (${hdr.devmajor}:${hdr.devminor}) created as an empty file`);
+      fs.closeSync(fs.openSync(target, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0));
+      return;
+    }
+    try {
+      mknod(target, kind | 0o600, hdr.devmajor, hdr.devminor);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if ((code === "EPERM" || code === "EACCES") && hdr.type !== "fifo") {
+        this.warn("device-eperm", `cannot create ${hdr.type} device ${hdr.name} (${describeErrno(e as NodeJS.ErrnoException)}); created as an empty file`);
+        fs.closeSync(fs.openSync(target, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0));
+        return;
+      }
+      throw e;
+    }
+  }
+
+  /** chown (not rootless), chmod (not symlinks; after chown so setuid survives), xattrs, times. */
+  private applyMetadata(real: string, hdr: TarHeader, opts: { existing: boolean }): void {
+    const target = this.abs(real);
+    const isLink = hdr.type === "symlink";
+    const rootlessDevice = this.rootless && (hdr.type === "char" || hdr.type === "block");
+    if (!this.rootless) {
+      const uid = toHost(hdr.uid, this.opts.mapOptions.uidMappings, "uid");
+      const gid = toHost(hdr.gid, this.opts.mapOptions.gidMappings, "gid");
+      fs.lchownSync(target, uid, gid);
+    }
+    // xattrs before chmod: chown clears security.capability, and a rootless caller needs write
+    // permission on the file to set user.* xattrs, which a read-only mode would take away.
+    this.applyXattrs(target, hdr, opts.existing);
+    if (!isLink) {
+      let mode = hdr.mode & 0o7777;
+      if (rootlessDevice) mode = 0;
+      // Rootless: keep directories open to ourselves until the layer is done.
+      if (this.rootless && hdr.type === "dir") mode |= 0o700;
+      fs.chmodSync(target, mode);
+    }
+    if (hdr.type !== "dir") {
+      fs.lutimesSync(target, hdr.mtime, hdr.mtime);
+    }
+  }
+
+  private applyXattrs(target: string, hdr: TarHeader, existing: boolean): void {
+    const isLink = hdr.type === "symlink";
+    if (existing) {
+      for (const name of safeList(target)) {
+        if (this.rootless && name === ROOTLESS_XATTR) continue;
+        try { lremovexattr(target, name); } catch (e) { this.xattrError(e, name, target, "remove"); }
+      }
+    }
+    for (const [name, value] of hdr.xattrs) {
+      if (FORBIDDEN_XATTRS.has(name)) {
+        this.warn("xattr-forbidden", `ignoring forbidden xattr ${name} on ${hdr.name}`);
+        continue;
+      }
+      if (name === ROOTLESS_XATTR) {
+        if (this.rootless) { this.warn("xattr-rootless", `ignoring ${ROOTLESS_XATTR} xattr in layer on ${hdr.name}`); continue; }
+        this.warn("xattr-rootless", `layer carries a ${ROOTLESS_XATTR} xattr on ${hdr.name}`);
+      }
+      if (value.length === 0) continue;
+      if (isLink && name.startsWith("user.")) continue; // Linux refuses user.* xattrs on symlinks
+      try { lsetxattr(target, name, value); } catch (e) { this.xattrError(e, name, target, "set"); }
+    }
+    if (this.rootless && !isLink) {
+      const payload = encodeRootlessOwner(hdr.uid, hdr.gid);
+      try {
+        if (payload) lsetxattr(target, ROOTLESS_XATTR, payload);
+        else if (existing) { try { lremovexattr(target, ROOTLESS_XATTR); } catch { /* absent */ } }
+      } catch (e) { this.xattrError(e, ROOTLESS_XATTR, target, "set"); }
+    }
+  }
+
+  private xattrError(e: unknown, name: string, target: string, op: string): void {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOTSUP" || code === "EOPNOTSUPP") {
+      if (!this.warnedNotSup) this.warn("xattr-notsup", `xattrs not supported on this filesystem (${op} ${name}); ignoring`);
+      this.warnedNotSup = true;
+      return;
+    }
+    if ((code === "EPERM" || code === "EACCES") && (this.rootless || this.euid !== 0)) {
+      this.warn("xattr-eperm", `cannot ${op} xattr ${name} on ${path.relative(this.root, target)}: permission denied; ignoring`);
+      return;
+    }
+    throw new BociError(`${op} xattr ${name}: ${describeErrno(e as NodeJS.ErrnoException)}`, { cause: e });
+  }
+
+  /** Set directory times (and rootless modes) after the layer, deepest first. */
+  private settleDirs(): void {
+    const dirs = [...this.dirTimes.keys()].sort((a, b) => b.split("/").length - a.split("/").length || (a < b ? 1 : -1));
+    for (const d of dirs) {
+      const st = this.dirTimes.get(d)!;
+      const target = this.abs(d);
+      try {
+        if (st.mode !== undefined) {
+          fs.chmodSync(target, st.mode & 0o7777);
+          this.openedDirs.delete(d);
+          this.patchRecord(d, { mode: st.mode & 0o7777 });
+        }
+        fs.utimesSync(target, st.mtime, st.mtime);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw addContext(`set times of ${d || "."}`, e);
+      }
+    }
+    // Rootless: restore parents we opened up to write into.
+    for (const [d, mode] of [...this.openedDirs].sort(([a], [b]) => b.length - a.length)) {
+      try {
+        const st = fs.lstatSync(this.abs(d));
+        fs.chmodSync(this.abs(d), mode);
+        fs.utimesSync(this.abs(d), st.atime, st.mtime);
+      } catch { /* removed meanwhile */ }
+    }
+    this.openedDirs.clear();
+    this.dirTimes.clear();
+  }
+
+  // ---- path resolution -------------------------------------------------------------------------
+
+  /**
+   * Resolve a logical directory path to a real path relative to the root, following symlinks
+   * inside the root only. With `create`, missing components are created as directories and
+   * non-directories in the way are replaced by directories (as umoci does); otherwise a missing
+   * component is an error.
+   */
+  private resolveParent(logical: string, create: boolean): string {
+    if (logical === "") return "";
+    const cached = this.dirCache.get(logical);
+    if (cached !== undefined) return cached;
+    const pending = logical.split("/");
+    const resolved: string[] = [];
+    let links = 0;
+    let walked: string[] = [];
+    while (pending.length) {
+      const c = pending.shift()!;
+      if (c === "" || c === ".") continue;
+      if (c === "..") { resolved.pop(); continue; }
+      const cur = join(resolved.join("/"), c);
+      walked.push(c);
+      let st: fs.Stats | null = null;
+      try { st = fs.lstatSync(this.abs(cur)); } catch { st = null; }
+      if (st?.isSymbolicLink()) {
+        if (++links > MAX_SYMLINKS) throw new InvalidError(`too many levels of symbolic links resolving ${JSON.stringify(logical)}`);
+        const target = fs.readlinkSync(this.abs(cur));
+        if (target.startsWith("/")) resolved.length = 0;
+        pending.unshift(...target.split("/"));
+        continue;
+      }
+      if (!st) {
+        if (!create) throw new InvalidError(`${JSON.stringify(walked.join("/"))} does not exist`);
+        this.touchDir(resolved.join("/"));
+        fs.mkdirSync(this.abs(cur), { mode: 0o755 });
+        this.restat.add(cur);
+      } else if (!st.isDirectory()) {
+        if (!create) throw new InvalidError(`${JSON.stringify(walked.join("/"))} is not a directory`);
+        this.touchDir(resolved.join("/"));
+        this.removeAll(cur);
+        fs.mkdirSync(this.abs(cur), { mode: 0o755 });
+        this.restat.add(cur);
+      } else if (this.rootless && (st.mode & 0o700) !== 0o700) {
+        if (!this.openedDirs.has(cur) && !this.dirTimes.get(cur)) this.openedDirs.set(cur, st.mode & 0o7777);
+        fs.chmodSync(this.abs(cur), (st.mode & 0o7777) | 0o700);
+      }
+      resolved.push(c);
+    }
+    const real = resolved.join("/");
+    if (create && real !== "" && !this.dirTimes.has(real)) {
+      // A child will change this directory's mtime: restore it after the layer.
+      const st = fs.lstatSync(this.abs(real));
+      this.dirTimes.set(real, { mtime: st.mtime.getTime() / 1000 });
+    }
+    if (create && real === "" && !this.dirTimes.has("")) {
+      const st = fs.lstatSync(this.root);
+      this.dirTimes.set("", { mtime: st.mtime.getTime() / 1000 });
+    }
+    this.dirCache.set(logical, real);
+    return real;
+  }
+
+  private isDirLink(real: string): boolean {
+    try {
+      const r = this.resolveParent(real, false);
+      return fs.lstatSync(this.abs(r)).isDirectory();
+    } catch { return false; }
+  }
+
+  private sameAsLinkTarget(real: string, linkname: string): boolean {
+    const linkRel = cleanEntryPath(linkname);
+    try {
+      const srcReal = join(this.resolveParent(parentOf(linkRel), false), baseOf(linkRel));
+      return srcReal === real;
+    } catch { return false; }
+  }
+
+  private markUpper(rel: string): void {
+    let p = rel;
+    while (p !== "" && !this.upper.has(p)) {
+      this.upper.add(p);
+      p = parentOf(p);
+    }
+  }
+
+  // ---- whiteouts -------------------------------------------------------------------------------
+
+  private applyWhiteout(rel: string): void {
+    const dir = parentOf(rel);
+    const base = baseOf(rel);
+    if (base === OPAQUE) {
+      let dirReal: string;
+      try { dirReal = this.resolveParent(dir, false); } catch { return; }
+      const abs = this.abs(dirReal);
+      let names: string[];
+      try {
+        if (!fs.lstatSync(abs).isDirectory()) return;
+        names = fs.readdirSync(abs);
+      } catch { return; }
+      this.touchDir(dirReal);
+      for (const n of names) {
+        if (this.upper.has(join(dir, n))) continue;
+        this.removeAll(join(dirReal, n));
+        this.opts.recorder?.delete(join(dirReal, n));
+      }
+      return;
+    }
+    if (base === WHITEOUT_PREFIX) throw new InvalidError(`invalid whiteout ${JSON.stringify(rel)}: empty name`);
+    if (base === ".wh..wh.plnk" || base === ".wh..wh.aufs") return; // AUFS metadata
+    const name = base.slice(WHITEOUT_PREFIX.length);
+    if (name === "." || name === "..") throw new InvalidError(`invalid whiteout ${JSON.stringify(rel)}`);
+    const logical = join(dir, name);
+    if (this.upper.has(logical)) return;
+    let dirReal: string;
+    try { dirReal = this.resolveParent(dir, false); } catch { return; }
+    const real = join(dirReal, name);
+    try { fs.lstatSync(this.abs(real)); } catch { return; }
+    this.touchDir(dirReal);
+    this.removeAll(real);
+    this.opts.recorder?.delete(real);
+  }
+
+  /** Note a directory whose contents change, so its mtime is restored after the layer. */
+  private touchDir(real: string): void {
+    if (this.dirTimes.has(real)) return;
+    const st = fs.lstatSync(this.abs(real));
+    this.dirTimes.set(real, { mtime: st.mtime.getTime() / 1000 });
+    if (this.rootless && (st.mode & 0o700) !== 0o700) {
+      this.openedDirs.set(real, st.mode & 0o7777);
+      fs.chmodSync(this.abs(real), (st.mode & 0o7777) | 0o700);
+    }
+  }
+
+  /** Remove a path and everything below it; in rootless mode, open up unreadable directories first. */
+  private removeAll(real: string): void {
+    if (real === "") throw new InvalidError("refusing to remove the root directory");
+    const abs = this.abs(real);
+    this.dirCache.clear();
+    try {
+      fs.rmSync(abs, { recursive: true, force: true });
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== "EACCES" && code !== "EPERM") throw e;
+      openUp(abs);
+      fs.rmSync(abs, { recursive: true, force: true });
+    }
+    this.opts.recorder?.delete(real);
+  }
+
+  // ---- mtree recording -------------------------------------------------------------------------
+
+  private record(rel: string, hdr: TarHeader, sha: string | undefined, real = rel): void {
+    const rec = this.opts.recorder;
+    if (!rec) return;
+    const p = real === "" ? "." : real;
+    void rel;
+    const e: MtreeEntry = {
+      path: p,
+      type: hdr.type === "symlink" ? "link" : hdr.type === "link" ? "file" : (hdr.type as MtreeEntry["type"]),
+      mode: hdr.mode & 0o7777,
+      tarTime: Math.trunc(hdr.mtime),
+    };
+    if (this.rootless) {
+      e.uid = this.euid;
+      e.gid = this.egid;
+      if (hdr.type === "char" || hdr.type === "block") { e.type = "file"; e.mode = 0; e.size = 0; e.sha256 = EMPTY_SHA256; }
+      if (hdr.type === "dir") e.mode = hdr.mode & 0o7777;
+    } else {
+      e.uid = toHost(hdr.uid, this.opts.mapOptions.uidMappings, "uid");
+      e.gid = toHost(hdr.gid, this.opts.mapOptions.gidMappings, "gid");
+    }
+    switch (hdr.type) {
+      case "file":
+        e.size = hdr.size;
+        e.nlink = 1;
+        e.sha256 = sha;
+        break;
+      case "symlink":
+        e.size = Buffer.byteLength(hdr.linkname);
+        e.link = hdr.linkname;
+        e.mode = 0o777;
+        e.nlink = 1;
+        break;
+      case "dir":
+        this.restat.add(real);
+        break;
+      case "char":
+      case "block":
+      case "fifo":
+        if (!(this.rootless && hdr.type !== "fifo")) { e.size = 0; }
+        e.nlink = 1;
+        break;
+    }
+    const xattrs = new Map<string, Buffer>();
+    if (hdr.type !== "symlink") {
+      for (const [k, v] of hdr.xattrs) {
+        if (FORBIDDEN_XATTRS.has(k) || v.length === 0 || (this.rootless && k === ROOTLESS_XATTR)) continue;
+        xattrs.set(k, v);
+      }
+      if (this.rootless) {
+        const payload = encodeRootlessOwner(hdr.uid, hdr.gid);
+        if (payload) xattrs.set(ROOTLESS_XATTR, payload);
+      }
+    }
+    if (xattrs.size) e.xattrs = xattrs;
+    if (this.warnedNotSup) { this.restat.add(real); }
+    rec.set(e);
+  }
+
+  private patchRecord(real: string, patch: Partial<MtreeEntry>): void {
+    const rec = this.opts.recorder;
+    const p = real === "" ? "." : real;
+    const e = rec?.get(p);
+    if (rec && e) rec.set({ ...e, ...patch });
+  }
+
+  /** Record an entry from lstat (for paths whose state is not fully known from the header). */
+  private recordFromDisk(real: string): void {
+    const rec = this.opts.recorder;
+    if (!rec) return;
+    const p = real === "" ? "." : real;
+    const abs = this.abs(real);
+    let st: fs.Stats;
+    try { st = fs.lstatSync(abs); } catch { rec.delete(p); return; }
+    const prev = rec.get(p);
+    const e: MtreeEntry = {
+      path: p,
+      type: st.isDirectory() ? "dir" : st.isSymbolicLink() ? "link" : st.isCharacterDevice() ? "char" : st.isBlockDevice() ? "block" : st.isFIFO() ? "fifo" : st.isSocket() ? "socket" : "file",
+      size: st.size,
+      uid: st.uid,
+      gid: st.gid,
+      mode: st.mode & 0o7777,
+      tarTime: Math.floor(st.mtimeMs / 1000),
+    };
+    if (e.type !== "dir") e.nlink = st.nlink;
+    else e.nlink = st.nlink;
+    if (e.type === "link") e.link = fs.readlinkSync(abs);
+    if (e.type === "file") e.sha256 = prev?.type === "file" && prev.sha256 ? prev.sha256 : hashFile(abs);
+    if (e.type === "dir" && prev?.type === "dir" && prev.tarTime !== undefined) e.tarTime = prev.tarTime;
+    if (e.type === "dir" && prev?.type === "dir" && prev.mode !== undefined && this.rootless) e.mode = prev.mode;
+    if (prev?.xattrs) e.xattrs = prev.xattrs;
+    else if (e.type !== "link") {
+      const x = new Map<string, Buffer>();
+      for (const n of safeList(abs)) {
+        if (FORBIDDEN_XATTRS.has(n)) continue;
+        const v = safeGet(abs, n);
+        if (v && v.length) x.set(n, v);
+      }
+      if (x.size) e.xattrs = x;
+    }
+    rec.set(e);
+  }
+}
+
+const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+function writeFully(fd: number, buf: Uint8Array): void {
+  let off = 0;
+  while (off < buf.length) off += fs.writeSync(fd, buf, off, buf.length - off);
+}
+
+function hashFile(p: string): string {
+  const h = new Bun.CryptoHasher("sha256");
+  const fd = fs.openSync(p, "r");
+  try {
+    const buf = Buffer.allocUnsafe(1 << 20);
+    for (;;) {
+      const n = fs.readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      h.update(buf.subarray(0, n));
+    }
+  } finally { fs.closeSync(fd); }
+  return h.digest("hex");
+}
+
+function safeList(p: string): string[] {
+  try { return llistxattr(p); } catch { return []; }
+}
+
+function safeGet(p: string, n: string): Buffer | null {
+  try { return lgetxattr(p, n); } catch { return null; }
+}
+
+/** chmod u+rwx every directory below `abs` (not following symlinks) so it can be removed. */
+function openUp(abs: string): void {
+  let st: fs.Stats;
+  try { st = fs.lstatSync(abs); } catch { return; }
+  if (!st.isDirectory()) return;
+  try { fs.chmodSync(abs, (st.mode & 0o7777) | 0o700); } catch { /* not ours */ }
+  let names: string[] = [];
+  try { names = fs.readdirSync(abs); } catch { return; }
+  for (const n of names) openUp(path.join(abs, n));
+}

@@ -1,0 +1,208 @@
+/**
+ * Write entries as go-mtree spec text, byte-identical to what umoci 0.4.7 writes (header aside).
+ * Spec: oci-reference.md §5 "Header", "Lines", "Per directory", "/set".
+ */
+import { readFileSync } from "node:fs";
+import { hostname, userInfo } from "node:os";
+import { InvalidError } from "../errors";
+import { keywordValues, normalizeKeywords, type MtreeEntry } from "./entry";
+import { isAscii, nameToBytes, visEncode } from "./vis";
+
+export interface FormatMtreeOptions {
+  keywords: readonly string[];
+  /** Header `user:`; defaults to the current user name. */
+  user?: string;
+  /** Header `machine:`; defaults to the host name. */
+  machine?: string;
+  /** Header `tree:` (the walked root as the caller names it); defaults to "". */
+  tree?: string;
+  /** Header `date:` (Go's ANSIC layout, local time); defaults to now. */
+  date?: Date;
+}
+
+interface Node {
+  name: string;
+  entry?: MtreeEntry;
+  children: Node[];
+  /** Raw bytes of a non-ASCII name, for byte-order sorting. */
+  key?: Buffer;
+}
+
+/**
+ * Format entries (any order) as go-mtree text. The walk order is go-mtree's: per directory the
+ * non-directories sorted by name bytes, then the subdirectories sorted the same way, depth first.
+ *
+ * Throws InvalidError when there is no "." directory entry, a path is malformed, a path has no
+ * entry for its parent directory, or a non-directory has children. Does not mutate the entries.
+ */
+export function formatMtree(entries: Iterable<MtreeEntry>, opts: FormatMtreeOptions): string {
+  const keywords = normalizeKeywords(opts.keywords);
+  const root = buildTree(entries);
+
+  const out: string[] = [];
+  out.push(headerLine("user", opts.user ?? safeUser()));
+  out.push(headerLine("machine", opts.machine ?? hostname()));
+  out.push(headerLine("tree", opts.tree ?? ""));
+  out.push(headerLine("date", formatAnsic(opts.date ?? new Date())));
+  out.push(headerLine("keywords", keywords.join(",")));
+
+  // go-mtree's default /set keywords, restricted to the requested ones, then uid/gid of the directory.
+  const defaultSet: string[] = [];
+  if (keywords.includes("type")) defaultSet.push("type=file");
+  if (keywords.includes("nlink")) defaultSet.push("nlink=1");
+  if (keywords.includes("mode")) defaultSet.push("mode=0664");
+  const setKeywords = ["uid", "gid"].filter((k) => keywords.includes(k));
+
+  let curSet: Set<string> | null = null;
+
+  const line = (name: string, e: MtreeEntry, set: Set<string>): string => {
+    let s = visEncode(name);
+    for (const k of keywords) {
+      for (const kv of keywordValues(e, k)) if (!set.has(kv)) s += " " + kv;
+    }
+    return s;
+  };
+
+  // Depth-first with an explicit stack so very deep trees cannot overflow the call stack.
+  type Frame = { node: Node; path: string; dirs: Node[]; i: number };
+  const stack: Frame[] = [];
+  const enter = (node: Node, path: string): void => {
+    const e = node.entry!;
+    out.push("");
+    out.push("# " + commentPath(path));
+    const klist: string[] = [];
+    for (const k of setKeywords) klist.push(...keywordValues(e, k));
+    if (curSet === null || klist.some((kv) => !curSet!.has(kv))) {
+      const set = [...defaultSet, ...klist];
+      out.push(set.length ? "/set " + set.join(" ") : "/set");
+      curSet = new Set(set);
+    }
+    out.push(line(node.name, e, curSet));
+    sortChildren(node.children);
+    const dirs: Node[] = [];
+    for (const c of node.children) {
+      if (c.entry!.type === "dir") dirs.push(c);
+      else out.push("    " + line(c.name, c.entry!, curSet));
+    }
+    stack.push({ node, path, dirs, i: 0 });
+  };
+
+  enter(root, ".");
+  while (stack.length) {
+    const f = stack[stack.length - 1]!;
+    if (f.i < f.dirs.length) {
+      const d = f.dirs[f.i++]!;
+      enter(d, f.path === "." ? d.name : f.path + "/" + d.name);
+    } else {
+      out.push("..");
+      stack.pop();
+    }
+  }
+  return out.join("\n") + "\n";
+}
+
+function buildTree(entries: Iterable<MtreeEntry>): Node {
+  const nodes = new Map<string, Node>();
+  const getNode = (path: string): Node => {
+    let n = nodes.get(path);
+    if (n) return n;
+    // Create the missing chain bottom-up without recursion.
+    const chain: string[] = [];
+    let p = path;
+    while (!nodes.has(p)) {
+      chain.push(p);
+      if (p === ".") break;
+      const slash = p.lastIndexOf("/");
+      p = slash < 0 ? "." : p.slice(0, slash);
+    }
+    for (let i = chain.length - 1; i >= 0; i--) {
+      const cp = chain[i]!;
+      const slash = cp.lastIndexOf("/");
+      const name = cp === "." ? "." : cp.slice(slash + 1);
+      const node: Node = { name, children: [] };
+      if (!isAscii(name)) node.key = nameToBytes(name);
+      nodes.set(cp, node);
+      if (cp !== ".") nodes.get(slash < 0 ? "." : cp.slice(0, slash))!.children.push(node);
+    }
+    return nodes.get(path)!;
+  };
+  for (const e of entries) {
+    checkPath(e.path);
+    getNode(e.path).entry = e;
+  }
+  const root = nodes.get(".");
+  if (!root?.entry) throw new InvalidError("mtree: no entry for the root directory \".\"");
+  for (const [p, n] of nodes) {
+    if (!n.entry) throw new InvalidError(`mtree: ${JSON.stringify(p)}: no entry for this parent directory`);
+    if (n.children.length && n.entry.type !== "dir")
+      throw new InvalidError(`mtree: ${JSON.stringify(p)}: has children but is of type ${n.entry.type}`);
+  }
+  return root;
+}
+
+/** Paths are "." or "/"-joined non-empty components other than "." and "..". */
+export function checkPath(p: string): void {
+  if (p === ".") return;
+  let ok = p.length > 0 && !p.includes("\0");
+  if (ok) {
+    for (const c of p.split("/")) {
+      if (c === "" || c === "." || c === "..") {
+        ok = false;
+        break;
+      }
+    }
+  }
+  if (!ok) throw new InvalidError(`mtree: invalid entry path ${JSON.stringify(p)}`);
+}
+
+function sortChildren(children: Node[]): void {
+  children.sort((a, b) => {
+    if (!a.key && !b.key) return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+    return Buffer.compare(a.key ?? Buffer.from(a.name), b.key ?? Buffer.from(b.name));
+  });
+}
+
+/**
+ * go-mtree writes the directory comment raw. A newline there would split the comment and be read
+ * back as an entry, so (deliberately unlike go-mtree) line breaks and non-UTF-8 bytes are
+ * vis-encoded; every other path is written exactly as go-mtree does.
+ */
+function commentPath(p: string): string {
+  return p.replace(/[\n\r]|(?<![\uD800-\uDBFF])[\uDC80-\uDCFF]/g, (m) => visEncode(m));
+}
+
+function headerLine(key: string, value: string): string {
+  return "#" + `${key}: `.padStart(16, " ") + value;
+}
+
+/** The current user's name, like Go's user.Current(): passwd entry by uid (Bun's userInfo may say "unknown"). */
+function safeUser(): string {
+  const uid = process.getuid?.() ?? -1;
+  try {
+    for (const l of readFileSync("/etc/passwd", "utf8").split("\n")) {
+      const f = l.split(":");
+      if (f.length > 2 && Number(f[2]) === uid && f[2] !== "") return f[0]!;
+    }
+  } catch {
+    // no passwd file: fall through
+  }
+  try {
+    const n = userInfo().username;
+    if (n && n !== "unknown") return n;
+  } catch {
+    // fall through
+  }
+  return uid >= 0 ? String(uid) : "";
+}
+
+const DAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+/** Go's time.ANSIC layout, "Mon Jan _2 15:04:05 2006", in local time. */
+export function formatAnsic(d: Date): string {
+  const p2 = (n: number) => String(n).padStart(2, "0");
+  return (
+    `${DAYS[d.getDay()]} ${MONTHS[d.getMonth()]} ${String(d.getDate()).padStart(2, " ")} ` +
+    `${p2(d.getHours())}:${p2(d.getMinutes())}:${p2(d.getSeconds())} ${d.getFullYear()}`
+  );
+}

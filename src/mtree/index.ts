@@ -1,0 +1,18 @@
+/** go-mtree compatible manifests: vis escaping, walk, format, parse, compare. See README.md. */
+export {
+  type MtreeEntry,
+  type MtreeType,
+  MTREE_TYPES,
+  UMOCI_KEYWORDS,
+  SUPPORTED_KEYWORDS,
+  normalizeKeywords,
+  keywordValues,
+  formatMode,
+  cloneEntry,
+} from "./entry";
+export { visEncode, visDecode, nameToBytes, bytesToName, toFsPath, hasRawBytes, compareBytes } from "./vis";
+export { formatMtree, type FormatMtreeOptions } from "./format";
+export { parseMtree } from "./parse";
+export { compareMtree, formatDelta, type Delta } from "./compare";
+export { walkTree, hashFileSync, type WalkTreeOptions } from "./walk";
+export { createMtreeRecorder, type MtreeRecorder } from "./recorder";

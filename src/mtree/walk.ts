@@ -1,0 +1,269 @@
+/**
+ * Walk a real directory tree into mtree entries, as umoci does right after unpack and before repack.
+ * Spec: oci-reference.md §5 "Keyword values"; umoci-behaviour.md §2 (rootless walk).
+ */
+import * as fs from "node:fs";
+import { BociError, InvalidError } from "../errors";
+import { normalizeKeywords, type MtreeEntry, type MtreeType } from "./entry";
+import { bytesToName, hasRawBytes, nameToBytes } from "./vis";
+
+export interface WalkTreeOptions {
+  keywords: readonly string[];
+  /**
+   * List a path's xattrs (called for regular files and directories only, as go-mtree on Linux).
+   * The path is `root + "/" + relative path`; a name that is not valid UTF-8 carries
+   * surrogate-escaped bytes — use `nameToBytes(p)` to get the real bytes.
+   */
+  listXattrs?: (p: string) => Map<string, Buffer>;
+  /**
+   * Rootless: a directory lacking u+rx is chmodded u+rwx and a file lacking u+r is chmodded u+r
+   * for the walk; modes and atime/mtime are restored afterwards, even on error.
+   */
+  rootless?: boolean;
+  /**
+   * Hash a regular file (hex sha256), e.g. on a worker pool. Up to 8 run at once. Not used for
+   * paths that are not valid UTF-8 (those are hashed inline).
+   */
+  hashFile?: (p: string, size: number) => Promise<string>;
+}
+
+type FsPath = string | Buffer;
+
+interface Restore {
+  path: FsPath;
+  mode: number;
+  atimeNs: bigint;
+  mtimeNs: bigint;
+}
+
+const HASH_CONCURRENCY = 8;
+const CHUNK = 4 << 20;
+/** One read buffer for the synchronous hasher (never shared across an await). */
+let chunkBuf: Buffer | undefined;
+
+/**
+ * Walk `root` (lstat only, symlinks are not followed) and return one entry per path, the root as
+ * ".", in go-mtree walk order. Throws BociError (with the OS error as cause) when a path cannot be
+ * read, InvalidError when root is not a directory.
+ */
+export async function walkTree(root: string, opts: WalkTreeOptions): Promise<MtreeEntry[]> {
+  const kw = new Set(normalizeKeywords(opts.keywords));
+  const wantHash = kw.has("sha256digest");
+  const wantXattr = kw.has("xattr") && opts.listXattrs !== undefined;
+  const wantTime = kw.has("tar_time") || kw.has("time");
+  const rootless = opts.rootless === true;
+  const restores: Restore[] = [];
+  const entries: MtreeEntry[] = [];
+  const pending = new Set<Promise<void>>();
+  let firstError: unknown;
+
+  const fail = (what: string, rel: string, err: unknown): never => {
+    throw new BociError(`mtree walk: ${what} ${rel}: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+  };
+
+  const makeEntry = (rel: string, fsPath: FsPath, strPath: string, st: fs.BigIntStats): MtreeEntry => {
+    const mode = Number(st.mode);
+    const type = fileType(mode);
+    const e: MtreeEntry = { path: rel, type };
+    if (kw.has("size")) e.size = Number(st.size);
+    if (kw.has("uid")) e.uid = Number(st.uid);
+    if (kw.has("gid")) e.gid = Number(st.gid);
+    if (kw.has("mode")) e.mode = mode & 0o7777;
+    if (kw.has("nlink")) e.nlink = Number(st.nlink);
+    if (wantTime) e.tarTime = floorSeconds(st.mtimeNs);
+    if (type === "link" && kw.has("link")) {
+      try {
+        e.link = bytesToName(fs.readlinkSync(fsPath, { encoding: "buffer" }));
+      } catch (err) {
+        fail("readlink", rel, err);
+      }
+    }
+    if (wantXattr && (type === "file" || type === "dir")) {
+      let x: Map<string, Buffer>;
+      try {
+        x = opts.listXattrs!(strPath);
+      } catch (err) {
+        return fail("list xattrs of", rel, err);
+      }
+      if (x.size) e.xattrs = new Map(x);
+    }
+    return e;
+  };
+
+  const hash = async (e: MtreeEntry, fsPath: FsPath, size: number): Promise<void> => {
+    if (opts.hashFile && typeof fsPath === "string") {
+      while (pending.size >= HASH_CONCURRENCY) await Promise.race(pending);
+      const p: Promise<void> = opts
+        .hashFile(fsPath, size)
+        .then(
+          (h) => {
+            e.sha256 = h;
+          },
+          (err) => {
+            firstError ??= new BociError(`mtree walk: hash ${e.path}: ${(err as Error)?.message ?? err}`, { cause: err });
+          },
+        )
+        .finally(() => pending.delete(p));
+      pending.add(p);
+    } else {
+      try {
+        e.sha256 = hashFileSync(fsPath);
+      } catch (err) {
+        fail("hash", e.path, err);
+      }
+    }
+  };
+
+  const makeAccessible = (fsPath: FsPath, st: fs.BigIntStats, need: number, add: number): void => {
+    const mode = Number(st.mode) & 0o7777;
+    if ((mode & need) === need) return;
+    try {
+      fs.chmodSync(fsPath, mode | add);
+    } catch (err) {
+      fail("make accessible", typeof fsPath === "string" ? fsPath : bytesToName(fsPath), err);
+    }
+    restores.push({ path: fsPath, mode, atimeNs: st.atimeNs, mtimeNs: st.mtimeNs });
+  };
+
+  try {
+    let rootSt: fs.BigIntStats;
+    try {
+      rootSt = fs.lstatSync(root, { bigint: true });
+    } catch (err) {
+      return fail("lstat", root, err);
+    }
+    if (fileType(Number(rootSt.mode)) !== "dir") throw new InvalidError(`mtree walk: ${root} is not a directory`);
+
+    type Dir = { rel: string; fsPath: FsPath; st: fs.BigIntStats };
+    const stack: Dir[] = [{ rel: ".", fsPath: root, st: rootSt }];
+    while (stack.length) {
+      if (firstError) throw firstError;
+      const dir = stack.pop()!;
+      const strDir = dir.rel === "." ? root : root + "/" + dir.rel;
+      entries.push(makeEntry(dir.rel, dir.fsPath, strDir, dir.st));
+      if (rootless) makeAccessible(dir.fsPath, dir.st, 0o500, 0o700);
+
+      let names: string[];
+      try {
+        names = readNames(dir.fsPath);
+      } catch (err) {
+        return fail("read directory", dir.rel, err);
+      }
+      const files: { name: string; st: fs.BigIntStats; fsPath: FsPath }[] = [];
+      const dirs: Dir[] = [];
+      for (const name of names) {
+        const rel = dir.rel === "." ? name : dir.rel + "/" + name;
+        const fsPath = joinFs(dir.fsPath, name);
+        let st: fs.BigIntStats;
+        try {
+          st = fs.lstatSync(fsPath, { bigint: true });
+        } catch (err) {
+          return fail("lstat", rel, err);
+        }
+        if (fileType(Number(st.mode)) === "dir") dirs.push({ rel, fsPath, st });
+        else files.push({ name, st, fsPath });
+      }
+      const byName = (a: { rel?: string; name?: string }, b: { rel?: string; name?: string }) =>
+        compareRaw(a.name ?? a.rel!, b.name ?? b.rel!);
+      files.sort(byName);
+      for (const f of files) {
+        const rel = dir.rel === "." ? f.name : dir.rel + "/" + f.name;
+        const e = makeEntry(rel, f.fsPath, root + "/" + rel, f.st);
+        entries.push(e);
+        if (wantHash && e.type === "file") {
+          if (rootless) makeAccessible(f.fsPath, f.st, 0o400, 0o400);
+          await hash(e, f.fsPath, Number(f.st.size));
+        }
+      }
+      dirs.sort(byName);
+      for (let i = dirs.length - 1; i >= 0; i--) stack.push(dirs[i]!);
+    }
+    while (pending.size) await Promise.race(pending);
+    if (firstError) throw firstError;
+    return entries;
+  } finally {
+    while (pending.size) await Promise.allSettled([...pending]);
+    restoreAll(restores);
+  }
+}
+
+/** sha256 of a file, read in large chunks. */
+export function hashFileSync(p: FsPath): string {
+  const h = new Bun.CryptoHasher("sha256");
+  const fd = fs.openSync(p, "r");
+  try {
+    const buf = (chunkBuf ??= Buffer.allocUnsafe(CHUNK));
+    for (;;) {
+      const n = fs.readSync(fd, buf, 0, CHUNK, null);
+      if (n <= 0) break;
+      h.update(n === CHUNK ? buf : buf.subarray(0, n));
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return h.digest("hex");
+}
+
+function restoreAll(restores: Restore[]): void {
+  let first: unknown;
+  for (let i = restores.length - 1; i >= 0; i--) {
+    const r = restores[i]!;
+    try {
+      fs.chmodSync(r.path, r.mode);
+      fs.utimesSync(r.path, nsToSeconds(r.atimeNs), nsToSeconds(r.mtimeNs));
+    } catch (err) {
+      first ??= err;
+    }
+  }
+  if (first) throw new BociError(`mtree walk: restore permissions: ${(first as Error).message}`, { cause: first });
+}
+
+function nsToSeconds(ns: bigint): number {
+  const s = ns / 1_000_000_000n;
+  return Number(s) + Number(ns - s * 1_000_000_000n) / 1e9;
+}
+
+/** Seconds of a nanosecond timestamp, rounded down (Go's Time.Unix()). */
+function floorSeconds(ns: bigint): number {
+  let s = ns / 1_000_000_000n;
+  if (ns < 0n && s * 1_000_000_000n !== ns) s -= 1n;
+  return Number(s);
+}
+
+function fileType(mode: number): MtreeType {
+  switch (mode & 0o170000) {
+    case 0o040000:
+      return "dir";
+    case 0o120000:
+      return "link";
+    case 0o020000:
+      return "char";
+    case 0o060000:
+      return "block";
+    case 0o010000:
+      return "fifo";
+    case 0o140000:
+      return "socket";
+    default:
+      return "file";
+  }
+}
+
+/** Directory entry names; names that are not valid UTF-8 come back surrogate-escaped. */
+function readNames(p: FsPath): string[] {
+  const names = fs.readdirSync(p);
+  if (!names.some((n) => n.includes("\uFFFD"))) return names;
+  return fs.readdirSync(p, { encoding: "buffer" }).map((b) => bytesToName(b));
+}
+
+function joinFs(dir: FsPath, name: string): FsPath {
+  if (typeof dir === "string" && !hasRawBytes(name)) return dir + "/" + name;
+  const d = typeof dir === "string" ? Buffer.from(dir, "utf8") : dir;
+  return Buffer.concat([d, Buffer.from("/"), nameToBytes(name)]);
+}
+
+function compareRaw(a: string, b: string): number {
+  // Fast path: ASCII-only names compare the same as bytes.
+  if (/^[\x00-\x7f]*$/.test(a) && /^[\x00-\x7f]*$/.test(b)) return a < b ? -1 : a > b ? 1 : 0;
+  return Buffer.compare(nameToBytes(a), nameToBytes(b));
+}

@@ -1,0 +1,207 @@
+/**
+ * Thin bun:ffi bindings to glibc for what node:fs lacks: xattrs on the link itself, mknod,
+ * flock. libc is opened on first use. Errors are Node-style: an Error with `code` ("ENOTSUP"),
+ * `errno` (positive number), `syscall` and `path`, message "lsetxattr PATH NAME: operation not
+ * supported". Everything here is synchronous and blocks the calling thread.
+ */
+import { dlopen, FFIType as T, read, type Pointer } from "bun:ffi";
+import { constants as osConstants } from "node:os";
+
+type Lib = {
+  lgetxattr(path: Uint8Array, name: Uint8Array, value: Uint8Array | null, size: number): number | bigint;
+  lsetxattr(path: Uint8Array, name: Uint8Array, value: Uint8Array | null, size: number, flags: number): number;
+  llistxattr(path: Uint8Array, list: Uint8Array | null, size: number): number | bigint;
+  lremovexattr(path: Uint8Array, name: Uint8Array): number;
+  mknod(path: Uint8Array, mode: number, dev: bigint): number;
+  flock(fd: number, op: number): number;
+  errno(): number;
+};
+
+let lib: Lib | null = null;
+
+function libc(): Lib {
+  if (lib) return lib;
+  if (process.platform !== "linux") throw Object.assign(new Error(`libc bindings need linux, not ${process.platform}`), { code: "ENOSYS" });
+  // dlopen happens on first use so commands that never need libc pay nothing for it.
+  const { symbols } = dlopen("libc.so.6", {
+    lgetxattr: { args: [T.ptr, T.ptr, T.ptr, T.u64], returns: T.i64 },
+    lsetxattr: { args: [T.ptr, T.ptr, T.ptr, T.u64, T.i32], returns: T.i32 },
+    llistxattr: { args: [T.ptr, T.ptr, T.u64], returns: T.i64 },
+    lremovexattr: { args: [T.ptr, T.ptr], returns: T.i32 },
+    mknod: { args: [T.ptr, T.u32, T.u64], returns: T.i32 },
+    flock: { args: [T.i32, T.i32], returns: T.i32 },
+    __errno_location: { args: [], returns: T.ptr },
+  });
+  const s = symbols as unknown as Record<string, (...a: unknown[]) => unknown>;
+  lib = {
+    lgetxattr: (p, n, v, size) => s.lgetxattr!(p, n, v, size) as number | bigint,
+    lsetxattr: (p, n, v, size, flags) => s.lsetxattr!(p, n, v, size, flags) as number,
+    llistxattr: (p, l, size) => s.llistxattr!(p, l, size) as number | bigint,
+    lremovexattr: (p, n) => s.lremovexattr!(p, n) as number,
+    mknod: (p, mode, dev) => s.mknod!(p, mode, dev) as number,
+    flock: (fd, op) => s.flock!(fd, op) as number,
+    errno: () => read.i32(s.__errno_location!() as Pointer, 0),
+  };
+  return lib;
+}
+
+function cstr(s: string): Buffer {
+  if (s.includes("\0")) throw Object.assign(new Error(`invalid argument ${JSON.stringify(s)}: contains a NUL byte`), { code: "EINVAL" });
+  return Buffer.from(s + "\0", "utf8");
+}
+
+const errnoNames = new Map<number, string>();
+for (const [name, num] of Object.entries(osConstants.errno)) {
+  // Prefer the common spellings where Linux has aliases.
+  if (!errnoNames.has(num) || name === "ENOTSUP" || name === "EAGAIN") errnoNames.set(num, name);
+}
+
+const messages: Record<string, string> = {
+  EPERM: "operation not permitted",
+  ENOENT: "no such file or directory",
+  EACCES: "permission denied",
+  EEXIST: "file exists",
+  ENOTDIR: "not a directory",
+  EISDIR: "is a directory",
+  EINVAL: "invalid argument",
+  ENOSPC: "no space left on device",
+  EROFS: "read-only file system",
+  ENAMETOOLONG: "file name too long",
+  ELOOP: "too many levels of symbolic links",
+  ENOTSUP: "operation not supported",
+  ENODATA: "no data available",
+  ERANGE: "numerical result out of range",
+  E2BIG: "argument list too long",
+  EAGAIN: "resource temporarily unavailable",
+  EBADF: "bad file descriptor",
+  EINTR: "interrupted system call",
+  EDQUOT: "disk quota exceeded",
+};
+
+/** A Node-style errno error (compatible with NodeJS.ErrnoException). */
+export class SysError extends Error {
+  readonly code: string;
+  readonly errno: number;
+  readonly syscall: string;
+  readonly path: string;
+  constructor(syscall: string, errno: number, path: string, detail = "") {
+    const code = errnoNames.get(errno) ?? `E${errno}`;
+    super(`${syscall} ${path}${detail ? " " + detail : ""}: ${messages[code] ?? code.toLowerCase()}`);
+    this.name = "SysError";
+    this.code = code;
+    this.errno = errno;
+    this.syscall = syscall;
+    this.path = path;
+  }
+}
+
+const ENODATA = osConstants.errno.ENODATA ?? 61;
+const ERANGE = osConstants.errno.ERANGE ?? 34;
+const EINTR = osConstants.errno.EINTR ?? 4;
+const EAGAIN = osConstants.errno.EAGAIN ?? 11;
+
+/** The value of xattr `name` on `path` itself (symlinks not followed); null if it is not set. */
+export function lgetxattr(path: string, name: string): Buffer | null {
+  const l = libc();
+  const p = cstr(path);
+  const n = cstr(name);
+  for (let attempt = 0; ; attempt++) {
+    const size = Number(l.lgetxattr(p, n, null, 0));
+    if (size < 0) {
+      const e = l.errno();
+      if (e === ENODATA) return null;
+      throw new SysError("lgetxattr", e, path, name);
+    }
+    if (size === 0) return Buffer.alloc(0);
+    const buf = Buffer.alloc(size);
+    const got = Number(l.lgetxattr(p, n, buf, size));
+    if (got >= 0) return buf.subarray(0, got);
+    const e = l.errno();
+    if (e === ENODATA) return null;
+    if (e !== ERANGE || attempt > 8) throw new SysError("lgetxattr", e, path, name); // ERANGE: it grew; retry
+  }
+}
+
+/** Set xattr `name` on `path` itself (created or replaced). */
+export function lsetxattr(path: string, name: string, value: Uint8Array): void {
+  const l = libc();
+  // A zero-length TypedArray may have no backing pointer; pass a 1-byte buffer with size 0.
+  const v = value.length === 0 ? new Uint8Array(1) : value;
+  if (l.lsetxattr(cstr(path), cstr(name), v, value.length, 0) !== 0) throw new SysError("lsetxattr", l.errno(), path, name);
+}
+
+/** Names of all xattrs on `path` itself, in the kernel's order. */
+export function llistxattr(path: string): string[] {
+  const l = libc();
+  const p = cstr(path);
+  for (let attempt = 0; ; attempt++) {
+    const size = Number(l.llistxattr(p, null, 0));
+    if (size < 0) throw new SysError("llistxattr", l.errno(), path);
+    if (size === 0) return [];
+    const buf = Buffer.alloc(size);
+    const got = Number(l.llistxattr(p, buf, size));
+    if (got >= 0) {
+      const names: string[] = [];
+      let start = 0;
+      for (let i = 0; i < got; i++) {
+        if (buf[i] === 0) {
+          if (i > start) names.push(buf.toString("utf8", start, i));
+          start = i + 1;
+        }
+      }
+      return names;
+    }
+    const e = l.errno();
+    if (e !== ERANGE || attempt > 8) throw new SysError("llistxattr", e, path);
+  }
+}
+
+/** Remove xattr `name` from `path` itself; throws ENODATA if it is not set. */
+export function lremovexattr(path: string, name: string): void {
+  const l = libc();
+  if (l.lremovexattr(cstr(path), cstr(name)) !== 0) throw new SysError("lremovexattr", l.errno(), path, name);
+}
+
+/** glibc's gnu_dev_makedev: the 64-bit dev_t for major:minor. */
+export function makedev(major: number, minor: number): bigint {
+  const ma = BigInt(major >>> 0);
+  const mi = BigInt(minor >>> 0);
+  return ((ma & 0xfffff000n) << 32n) | ((ma & 0xfffn) << 8n) | ((mi & 0xffffff00n) << 12n) | (mi & 0xffn);
+}
+
+export const S_IFIFO = 0o010000;
+export const S_IFCHR = 0o020000;
+export const S_IFBLK = 0o060000;
+
+/** Create a device node or FIFO. `mode` is S_IFCHR/S_IFBLK/S_IFIFO | permissions (umask applies). */
+export function mknod(path: string, mode: number, major: number, minor: number): void {
+  const l = libc();
+  if (l.mknod(cstr(path), mode >>> 0, makedev(major, minor)) !== 0) throw new SysError("mknod", l.errno(), path);
+}
+
+const LOCK_SH = 1, LOCK_EX = 2, LOCK_NB = 4, LOCK_UN = 8;
+
+/**
+ * flock(2) on an open fd. Returns true when the lock was taken (or released), false only with
+ * `nonblock` when another open file description holds a conflicting lock. A blocking call
+ * blocks the whole thread (the event loop too).
+ */
+export function flock(fd: number, op: "sh" | "ex" | "un", opts: { nonblock?: boolean } = {}): boolean {
+  const l = libc();
+  const code = (op === "sh" ? LOCK_SH : op === "ex" ? LOCK_EX : LOCK_UN) | (opts.nonblock ? LOCK_NB : 0);
+  for (;;) {
+    if (l.flock(fd, code) === 0) return true;
+    const e = l.errno();
+    if (e === EINTR) continue;
+    if (e === EAGAIN && opts.nonblock) return false;
+    throw new SysError("flock", e, `fd ${fd}`);
+  }
+}
+
+export function geteuid(): number {
+  return process.geteuid?.() ?? 0;
+}
+
+export function getegid(): number {
+  return process.getegid?.() ?? 0;
+}

@@ -1,0 +1,378 @@
+/**
+ * Streaming tar reader: async iteration over entries, PAX ('x', 'g') and GNU long names
+ * ('L', 'K') applied, sparse and unknown types rejected. See README.md for why this does not
+ * use tar-stream's extractor.
+ */
+import { InvalidError } from "../errors";
+import { BLOCK, decodeHeader, type RawHeader } from "./header";
+import { MAX_EXTENDED_HEADER_SIZE, parsePaxInt, parsePaxRecords, parsePaxTime, type PaxRecords } from "./pax";
+import type { EntryType, TarEntry, TarHeader } from "./types";
+
+const EMPTY = Buffer.alloc(0);
+
+function toBuffer(c: Uint8Array | string): Buffer {
+  if (typeof c === "string") throw new InvalidError("tar input must be bytes, not text");
+  return Buffer.isBuffer(c) ? c : Buffer.from(c.buffer, c.byteOffset, c.byteLength);
+}
+
+/** Pulls chunks from an async iterator and hands out views of them. */
+class ByteSource {
+  private chunk: Buffer = EMPTY;
+  private off = 0;
+  private done = false;
+  constructor(private readonly it: AsyncIterator<Uint8Array | string>) {}
+
+  /** Synchronous fast path: n bytes if they are all in the current chunk. */
+  take(n: number): Buffer | null {
+    if (this.chunk.length - this.off < n) return null;
+    const b = this.chunk.subarray(this.off, this.off + n);
+    this.off += n;
+    return b;
+  }
+
+  /** Load the next non-empty chunk (only when the current one is used up). False at EOF. */
+  private async more(): Promise<boolean> {
+    while (!this.done) {
+      const r = await this.it.next();
+      if (r.done) {
+        this.done = true;
+        break;
+      }
+      const c = toBuffer(r.value);
+      if (c.length > 0) {
+        this.chunk = c;
+        this.off = 0;
+        return true;
+      }
+    }
+    this.chunk = EMPTY;
+    this.off = 0;
+    return false;
+  }
+
+  /** Up to max bytes (at least one), or null at EOF. */
+  async readSome(max: number): Promise<Buffer | null> {
+    if (this.off >= this.chunk.length && !(await this.more())) return null;
+    const n = Math.min(max, this.chunk.length - this.off);
+    const b = this.chunk.subarray(this.off, this.off + n);
+    this.off += n;
+    return b;
+  }
+
+  /** Exactly n bytes, or fewer only at EOF. */
+  async readExact(n: number): Promise<Buffer> {
+    const fast = this.take(n);
+    if (fast) return fast;
+    const parts: Buffer[] = [];
+    let got = 0;
+    while (got < n) {
+      const b = await this.readSome(n - got);
+      if (!b) break;
+      parts.push(b);
+      got += b.length;
+    }
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts, got);
+  }
+
+  /** Skip n bytes; returns how many were skipped (fewer only at EOF). */
+  async skip(n: number): Promise<number> {
+    let left = n;
+    while (left > 0) {
+      const avail = this.chunk.length - this.off;
+      if (avail > 0) {
+        const k = Math.min(avail, left);
+        this.off += k;
+        left -= k;
+      } else if (!(await this.more())) break;
+    }
+    return n - left;
+  }
+
+  /** Consume everything up to EOF. */
+  async drainAll(): Promise<void> {
+    this.off = this.chunk.length;
+    while (await this.more()) this.off = this.chunk.length;
+  }
+
+  async close(): Promise<void> {
+    if (!this.done) {
+      this.done = true;
+      await this.it.return?.();
+    }
+  }
+}
+
+function padding(size: number): number {
+  const r = size % BLOCK;
+  return r === 0 ? 0 : BLOCK - r;
+}
+
+class Entry implements TarEntry {
+  private remaining: number;
+  private pad: number;
+  private iterated = false;
+  constructor(
+    private readonly src: ByteSource,
+    readonly header: TarHeader,
+  ) {
+    this.remaining = header.size;
+    this.pad = padding(header.size);
+  }
+
+  get body(): AsyncIterable<Buffer> {
+    return this;
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<Buffer> {
+    if (this.iterated) throw new Error(`tar entry ${this.header.name}: body already consumed`);
+    this.iterated = true;
+    while (this.remaining > 0) {
+      const b = await this.src.readSome(this.remaining);
+      if (!b) throw this.truncated();
+      this.remaining -= b.length;
+      yield b;
+    }
+  }
+
+  async readAll(): Promise<Buffer> {
+    if (this.remaining === 0) return EMPTY;
+    const n = this.remaining;
+    const b = await this.src.readExact(n);
+    this.remaining -= b.length;
+    if (b.length < n) throw this.truncated();
+    return b;
+  }
+
+  async drain(): Promise<void> {
+    if (this.remaining > 0) {
+      const n = this.remaining;
+      const k = await this.src.skip(n);
+      this.remaining -= k;
+      if (k < n) throw this.truncated();
+    }
+  }
+
+  /** Drain the body and its block padding; called before the next header is read. */
+  async finish(): Promise<void> {
+    await this.drain();
+    if (this.pad > 0) {
+      const p = this.pad;
+      this.pad = 0;
+      if (!this.src.take(p) && (await this.src.skip(p)) < p) throw this.truncated();
+    }
+  }
+
+  private truncated(): InvalidError {
+    return new InvalidError(`truncated tar entry ${this.header.name}`);
+  }
+}
+
+const TYPES: Record<number, EntryType> = {
+  0x00: "file", // V7 regular file
+  0x30: "file", // '0'
+  0x37: "file", // '7' contiguous file
+  0x31: "link",
+  0x32: "symlink",
+  0x33: "char",
+  0x34: "block",
+  0x35: "dir",
+  0x36: "fifo",
+};
+
+function typeName(flag: number): string {
+  return flag >= 0x20 && flag < 0x7f ? String.fromCharCode(flag) : `0x${flag.toString(16).padStart(2, "0")}`;
+}
+
+/** Options for `readTar`. */
+export interface ReadTarOptions {
+  /** Largest PAX or GNU long-name body accepted (default 1 MiB). */
+  maxExtendedHeaderSize?: number;
+}
+
+/**
+ * Iterate the entries of an uncompressed tar stream.
+ *
+ * Each entry's body must be consumed before asking for the next entry; whatever is left is
+ * drained automatically. After the end-of-archive marker the rest of the input is drained so
+ * that a caller hashing the stream sees every byte. A missing end marker at a block boundary is
+ * accepted (as Go's archive/tar does).
+ *
+ * Throws InvalidError for malformed headers (checksum, numeric fields), truncation, bad PAX
+ * records, oversized extended headers, sparse files and unknown type flags. If iteration stops
+ * early (break / throw), the input iterator's `return()` is called.
+ */
+export async function* readTar(
+  input: NodeJS.ReadableStream | AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  opts: ReadTarOptions = {},
+): AsyncGenerator<TarEntry, void, undefined> {
+  const maxExt = opts.maxExtendedHeaderSize ?? MAX_EXTENDED_HEADER_SIZE;
+  const src = new ByteSource(toAsyncIterator(input));
+  let globalPax: PaxRecords | null = null;
+  let localPax: PaxRecords | null = null;
+  let longName: string | null = null;
+  let longLink: string | null = null;
+  let completed = false;
+  try {
+    for (;;) {
+      const block = src.take(BLOCK) ?? (await src.readExact(BLOCK));
+      if (block.length === 0) {
+        if (localPax || longName !== null || longLink !== null) throw new InvalidError("truncated tar archive: extended header without entry");
+        break;
+      }
+      if (block.length < BLOCK) throw new InvalidError("truncated tar archive: partial header block");
+      const raw = decodeHeader(block);
+      if (raw === null) {
+        if (localPax || longName !== null || longLink !== null) throw new InvalidError("invalid tar archive: extended header without entry");
+        const second = await src.readExact(BLOCK);
+        if (second.length === 0 || (second.length === BLOCK && decodeHeader(second) === null)) break;
+        if (second.length < BLOCK) throw new InvalidError("truncated tar archive: partial end-of-archive block");
+        throw new InvalidError("invalid tar archive: single zero block followed by data");
+      }
+      const flag = raw.typeflag;
+      if (flag === 0x78 /* x */ || flag === 0x67 /* g */ || flag === 0x4c /* L */ || flag === 0x4b /* K */) {
+        const body = await readExtended(src, raw, maxExt);
+        if (flag === 0x78) localPax = parsePaxRecords(body);
+        else if (flag === 0x67) globalPax = mergeGlobal(globalPax, parsePaxRecords(body));
+        else {
+          const nul = body.indexOf(0);
+          const s = body.toString("utf8", 0, nul < 0 ? body.length : nul);
+          if (flag === 0x4c) longName = s;
+          else longLink = s;
+        }
+        continue;
+      }
+      const header = buildHeader(raw, globalPax, localPax, longName, longLink);
+      localPax = null;
+      longName = longLink = null;
+      const entry = new Entry(src, header);
+      yield entry;
+      await entry.finish();
+    }
+    await src.drainAll();
+    completed = true;
+  } finally {
+    if (!completed) await src.close().catch(() => undefined);
+  }
+}
+
+function toAsyncIterator(input: unknown): AsyncIterator<Uint8Array | string> {
+  const ai = (input as Partial<AsyncIterable<Uint8Array>>)[Symbol.asyncIterator];
+  if (typeof ai === "function") return ai.call(input);
+  const si = (input as Partial<Iterable<Uint8Array>>)[Symbol.iterator];
+  if (typeof si === "function") {
+    const it = si.call(input);
+    return { next: async () => it.next(), return: async () => it.return?.() ?? { done: true, value: undefined } };
+  }
+  throw new TypeError("readTar: input is not iterable");
+}
+
+async function readExtended(src: ByteSource, raw: RawHeader, max: number): Promise<Buffer> {
+  const what = raw.typeflag === 0x4c || raw.typeflag === 0x4b ? "gnu long name" : "pax header";
+  if (raw.size > max) throw new InvalidError(`${what} too large (${raw.size} bytes, limit ${max})`);
+  const body = await src.readExact(raw.size);
+  if (body.length < raw.size) throw new InvalidError(`truncated tar archive: partial ${what}`);
+  const pad = padding(raw.size);
+  if (pad && (await src.skip(pad)) < pad) throw new InvalidError(`truncated tar archive: partial ${what}`);
+  // The body is a view of an input chunk; keep our own copy since records outlive it.
+  return Buffer.from(body);
+}
+
+/** POSIX: a global record with an empty value removes the keyword. */
+function mergeGlobal(prev: PaxRecords | null, next: PaxRecords): PaxRecords {
+  const m: PaxRecords = new Map(prev ?? []);
+  for (const [k, v] of next) {
+    if (v.length === 0) m.delete(k);
+    else m.set(k, v);
+  }
+  return m;
+}
+
+function buildHeader(
+  raw: RawHeader,
+  globalPax: PaxRecords | null,
+  localPax: PaxRecords | null,
+  longName: string | null,
+  longLink: string | null,
+): TarHeader {
+  let name = longName ?? raw.name;
+  let linkname = longLink ?? raw.linkname;
+  let { uid, gid, size, mtime, uname, gname } = raw;
+  const xattrs = new Map<string, Buffer>();
+  let libarchiveXattrs: Map<string, Buffer> | null = null;
+  let sparse = false;
+  const apply = (recs: PaxRecords) => {
+    for (const [k, v] of recs) {
+      // A local record with an empty value means "not set": fall back to the header field.
+      switch (k) {
+        case "path":
+          name = v.length ? v.toString("utf8") : longName ?? raw.name;
+          break;
+        case "linkpath":
+          linkname = v.length ? v.toString("utf8") : longLink ?? raw.linkname;
+          break;
+        case "size":
+          size = v.length ? parsePaxInt(k, v) : raw.size;
+          break;
+        case "uid":
+          uid = v.length ? parsePaxInt(k, v) : raw.uid;
+          break;
+        case "gid":
+          gid = v.length ? parsePaxInt(k, v) : raw.gid;
+          break;
+        case "mtime":
+          mtime = v.length ? parsePaxTime(k, v) : raw.mtime;
+          break;
+        case "uname":
+          uname = v.toString("utf8");
+          break;
+        case "gname":
+          gname = v.toString("utf8");
+          break;
+        default:
+          if (k.startsWith("SCHILY.xattr.")) {
+            const x = k.slice(13);
+            if (v.length) xattrs.set(x, v);
+            else xattrs.delete(x);
+          } else if (k.startsWith("LIBARCHIVE.xattr.")) {
+            libarchiveXattrs ??= new Map();
+            libarchiveXattrs.set(decodeURIComponentSafe(k.slice(17)), Buffer.from(v.toString("latin1"), "base64"));
+          } else if (k.startsWith("GNU.sparse.")) sparse = true;
+      }
+    }
+  };
+  if (globalPax) apply(globalPax);
+  if (localPax) apply(localPax);
+  if (libarchiveXattrs) for (const [k, v] of libarchiveXattrs as Map<string, Buffer>) if (!xattrs.has(k)) xattrs.set(k, v);
+
+  if (size < 0 || uid < 0 || gid < 0) throw new InvalidError(`invalid tar header for ${name}: negative size or id`);
+  const flag = raw.typeflag;
+  let type = TYPES[flag];
+  if (type === undefined || sparse) {
+    throw new InvalidError(`unsupported tar entry type ${sparse ? "sparse" : typeName(flag)} for ${name}`);
+  }
+  // Old archives mark directories with a trailing slash on a V7 regular file.
+  if (flag === 0 && name.endsWith("/")) type = "dir";
+  return {
+    name,
+    type,
+    mode: raw.mode & 0o7777,
+    uid,
+    gid,
+    size: type === "file" ? size : 0, // header-only types carry no body (as in Go)
+    mtime,
+    linkname,
+    devmajor: raw.devmajor,
+    devminor: raw.devminor,
+    xattrs,
+    uname,
+    gname,
+  };
+}
+
+function decodeURIComponentSafe(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    throw new InvalidError(`invalid pax record: bad LIBARCHIVE.xattr name ${JSON.stringify(s)}`);
+  }
+}

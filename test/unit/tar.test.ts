@@ -1,0 +1,383 @@
+import { describe, expect, test } from "bun:test";
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { InvalidError } from "../../src/errors";
+import { createTarWriter, readTar, type TarHeader, type TarWriterHeader } from "../../src/tar";
+import { encodeHeader } from "../../src/tar/header";
+import { formatPaxRecord } from "../../src/tar/pax";
+import { lsetxattr } from "../../src/sys";
+
+type In = { header: TarWriterHeader; body?: Buffer };
+
+async function writeTar(entries: In[]): Promise<Buffer> {
+  const w = createTarWriter();
+  const chunks: Buffer[] = [];
+  const reading = (async () => {
+    for await (const c of w.readable) chunks.push(c as Buffer);
+  })();
+  for (const e of entries) await w.add(e.header, e.body);
+  await w.finish();
+  await reading;
+  return Buffer.concat(chunks);
+}
+
+async function readAll(input: Iterable<Uint8Array> | AsyncIterable<Uint8Array>): Promise<{ header: TarHeader; body: Buffer }[]> {
+  const out: { header: TarHeader; body: Buffer }[] = [];
+  for await (const e of readTar(input)) out.push({ header: e.header, body: Buffer.from(await e.readAll()) });
+  return out;
+}
+
+/** Feed a buffer in small chunks to exercise block-spanning reads. */
+function* chunked(b: Buffer, n: number): Generator<Buffer> {
+  for (let i = 0; i < b.length; i += n) yield b.subarray(i, i + n);
+}
+
+function block(fields: Partial<Parameters<typeof encodeHeader>[0]> & { name: string; typeflag: number; size?: number }): Buffer {
+  return encodeHeader({ mode: 0o644, uid: 0, gid: 0, size: 0, mtime: 0, linkname: "", uname: "", gname: "", devmajor: 0, devminor: 0, ...fields });
+}
+
+function pad(b: Buffer): Buffer {
+  const r = b.length % 512;
+  return r ? Buffer.concat([b, Buffer.alloc(512 - r)]) : b;
+}
+
+const END = Buffer.alloc(1024);
+const allBytes = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+
+function tmpdir(): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), "boci-tar-"));
+}
+
+describe("tar writer → reader round trip", () => {
+  test("every entry type and attribute", async () => {
+    const entries: In[] = [
+      { header: { name: "./", type: "dir", mode: 0o755, mtime: 1700000000 } },
+      { header: { name: "etc", type: "dir", mode: 0o1777, uid: 5, gid: 6 } },
+      { header: { name: "etc/passwd", type: "file", mode: 0o4755, uid: 1000, gid: 1001, mtime: 1234567890 }, body: Buffer.from("root:x:0:0\n") },
+      { header: { name: "etc/hard", type: "link", linkname: "etc/passwd" } },
+      { header: { name: "etc/sym", type: "symlink", linkname: "../x/y", mode: 0o777 } },
+      { header: { name: "dev/null", type: "char", devmajor: 1, devminor: 3, mode: 0o666 } },
+      { header: { name: "dev/sda", type: "block", devmajor: 8, devminor: 0, mode: 0o660 } },
+      { header: { name: "run/fifo", type: "fifo", mode: 0o600 } },
+      { header: { name: "empty", type: "file" }, body: Buffer.alloc(0) },
+      { header: { name: "big", type: "file" }, body: Buffer.alloc(70000, 7) },
+    ];
+    const tar = await writeTar(entries);
+    expect(tar.length % 512).toBe(0);
+    expect(tar.subarray(tar.length - 1024).equals(END)).toBe(true);
+    for (const chunk of [tar.length, 512, 100, 1]) {
+      const got = await readAll(chunked(tar, chunk));
+      expect(got.map((e) => e.header.name)).toEqual(["./", "etc/", "etc/passwd", "etc/hard", "etc/sym", "dev/null", "dev/sda", "run/fifo", "empty", "big"]);
+      expect(got.map((e) => e.header.type)).toEqual(["dir", "dir", "file", "link", "symlink", "char", "block", "fifo", "file", "file"]);
+      const [, etc, passwd, hard, sym, nul, sda, fifo, , big] = got;
+      expect(etc!.header).toMatchObject({ mode: 0o1777, uid: 5, gid: 6, size: 0 });
+      expect(passwd!.header).toMatchObject({ mode: 0o4755, uid: 1000, gid: 1001, mtime: 1234567890, size: 11, uname: "", gname: "" });
+      expect(passwd!.body.toString()).toBe("root:x:0:0\n");
+      expect(hard!.header).toMatchObject({ linkname: "etc/passwd", size: 0 });
+      expect(sym!.header).toMatchObject({ linkname: "../x/y", mode: 0o777 });
+      expect(nul!.header).toMatchObject({ devmajor: 1, devminor: 3 });
+      expect(sda!.header).toMatchObject({ devmajor: 8, devminor: 0 });
+      expect(fifo!.header.mode).toBe(0o600);
+      expect(big!.body.equals(Buffer.alloc(70000, 7))).toBe(true);
+    }
+  });
+
+  test("plain entries use no PAX; GNU tar agrees with the contents", async () => {
+    const tar = await writeTar([
+      { header: { name: "a", type: "dir", mode: 0o755 } },
+      { header: { name: "a/f", type: "file", mode: 0o644, mtime: 1700000000 }, body: Buffer.from("hi") },
+    ]);
+    expect(tar.length).toBe(512 * 3 + 1024); // two headers, one data block, end marker
+    expect(tar[156]).toBe(0x35);
+    expect(tar.subarray(257, 265).toString("latin1")).toBe("ustar\x0000");
+    const dir = tmpdir();
+    fs.writeFileSync(path.join(dir, "t.tar"), tar);
+    const r = spawnSync("tar", ["-tvf", "t.tar", "--numeric-owner"], { cwd: dir, encoding: "utf8" });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain("a/f");
+    fs.rmSync(dir, { recursive: true });
+  });
+
+  test("long names, long link names, large uid, binary xattrs", async () => {
+    const splittable = "d".repeat(90) + "/" + "f".repeat(90); // fits USTAR prefix/name
+    const long300 = ("x".repeat(99) + "/").repeat(3) + "leaf";
+    const long4096 = ("p".repeat(127) + "/").repeat(31) + "z".repeat(4096 - 128 * 31);
+    expect(Buffer.byteLength(long4096)).toBe(4096);
+    const utf = "dir/ünïcødé-файл";
+    const entries: In[] = [
+      { header: { name: splittable, type: "file" }, body: Buffer.from("s") },
+      { header: { name: long300, type: "file" }, body: Buffer.from("l") },
+      { header: { name: long4096, type: "file" }, body: Buffer.from("4") },
+      { header: { name: long300 + "-dir", type: "dir" } },
+      { header: { name: utf, type: "file" }, body: Buffer.from("u") },
+      { header: { name: "ln", type: "symlink", linkname: "t".repeat(150) } },
+      { header: { name: "hl", type: "link", linkname: long300 } },
+      { header: { name: "ids", type: "file", uid: 3000000, gid: 2097152 }, body: Buffer.alloc(0) },
+      { header: { name: "caps", type: "file", xattrs: new Map([["security.capability", allBytes], ["user.text", Buffer.from("v=1\n")]]) }, body: Buffer.from("c") },
+    ];
+    const tar = await writeTar(entries);
+    // The splittable name needs no PAX header: its header is the first block.
+    expect(tar[156]).toBe(0x30);
+    const got = await readAll(chunked(tar, 333));
+    expect(got.map((e) => e.header.name)).toEqual([splittable, long300, long4096, long300 + "-dir/", utf, "ln", "hl", "ids", "caps"]);
+    expect(got[5]!.header.linkname).toBe("t".repeat(150));
+    expect(got[6]!.header.linkname).toBe(long300);
+    expect(got[7]!.header).toMatchObject({ uid: 3000000, gid: 2097152 });
+    const caps = got[8]!.header.xattrs;
+    expect([...caps.keys()].sort()).toEqual(["security.capability", "user.text"]);
+    expect(caps.get("security.capability")!.equals(allBytes)).toBe(true);
+    expect(caps.get("user.text")!.toString()).toBe("v=1\n");
+    expect(got.map((e) => e.body.toString())).toEqual(["s", "l", "4", "", "u", "", "", "", "c"]);
+
+    // PAX pseudo-entries are named like Go's: dir/PaxHeaders.0/base
+    const names: string[] = [];
+    for (let off = 0; off + 512 <= tar.length; ) {
+      const h = tar.subarray(off, off + 512);
+      if (h.every((c) => c === 0)) break;
+      const size = parseInt(h.toString("latin1", 124, 135), 8);
+      if (h[156] === 0x78) names.push(h.toString("latin1", 0, 100).replace(/\0.*$/s, ""));
+      off += 512 + Math.ceil(size / 512) * 512;
+    }
+    expect(names).toContain("PaxHeaders.0/ids");
+    expect(names).toContain("PaxHeaders.0/caps");
+    expect(names.every((n) => n.length <= 100 && !n.endsWith("/"))).toBe(true);
+
+    // GNU tar reads the same names and the binary xattr.
+    const dir = tmpdir();
+    fs.writeFileSync(path.join(dir, "t.tar"), tar);
+    const r = spawnSync("tar", ["--xattrs", "--xattrs-include=*", "-tvf", "t.tar", "--numeric-owner"], { cwd: dir, encoding: "utf8" });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain(long4096);
+    expect(r.stdout).toContain("3000000/2097152");
+    fs.rmSync(dir, { recursive: true });
+  });
+
+  test("output is deterministic", async () => {
+    const mk = () => writeTar([{ header: { name: "x".repeat(200), type: "file", mtime: 1.9, xattrs: new Map([["user.b", allBytes], ["user.a", Buffer.from("1")]]) }, body: Buffer.from("abc") }]);
+    const [a, b] = [await mk(), await mk()];
+    expect(a.equals(b)).toBe(true);
+    const [e] = await readAll([a]);
+    expect(e!.header.mtime).toBe(1); // whole seconds
+  });
+
+  test("an empty archive is exactly two zero blocks", async () => {
+    const tar = await writeTar([]);
+    expect(tar.length).toBe(1024);
+    expect(tar.equals(END)).toBe(true);
+    expect(await readAll([tar])).toEqual([]);
+  });
+
+  test("body size mismatches are refused", async () => {
+    const w = createTarWriter();
+    w.readable.resume();
+    await expect(w.add({ name: "f", type: "file", size: 5 }, Buffer.from("abc"))).rejects.toBeInstanceOf(InvalidError);
+    async function* two() {
+      yield Buffer.from("ab");
+    }
+    await expect(w.add({ name: "g", type: "file", size: 5 }, two())).rejects.toBeInstanceOf(InvalidError);
+  });
+
+  test("backpressure: add waits for the reader", async () => {
+    const w = createTarWriter();
+    const size = 32 * 1024 * 1024;
+    async function* body() {
+      for (let i = 0; i < size / 65536; i++) yield Buffer.alloc(65536, i & 0xff);
+    }
+    let done = false;
+    const p = w.add({ name: "big", type: "file", size }, body()).then(() => (done = true));
+    await Bun.sleep(50);
+    expect(done).toBe(false);
+    expect(w.readable.readableLength).toBeLessThan(4 * 1024 * 1024);
+    let n = 0;
+    const reading = (async () => {
+      for await (const c of w.readable) n += (c as Buffer).length;
+    })();
+    await p;
+    await w.finish();
+    await reading;
+    expect(n).toBe(512 + size + 1024);
+  });
+
+  test("50,000 small files stream quickly", async () => {
+    const N = 50000;
+    const w = createTarWriter();
+    const chunks: Buffer[] = [];
+    const reading = (async () => {
+      for await (const c of w.readable) chunks.push(c as Buffer);
+    })();
+    const t0 = performance.now();
+    const body = Buffer.from("small file body\n");
+    for (let i = 0; i < N; i++) await w.add({ name: `d${i % 100}/file-${i}`, type: "file", mode: 0o644, mtime: 1700000000 }, body);
+    await w.finish();
+    await reading;
+    const t1 = performance.now();
+    let count = 0;
+    for await (const e of readTar(chunks)) {
+      await e.readAll();
+      count++;
+    }
+    const t2 = performance.now();
+    expect(count).toBe(N);
+    console.log(`50k files: write ${(t1 - t0).toFixed(0)} ms, read ${(t2 - t1).toFixed(0)} ms`);
+    expect(t2 - t0).toBeLessThan(20000);
+  });
+});
+
+describe("tar reader", () => {
+  test("reads GNU tar archives (gnu, posix, xattrs)", async () => {
+    const dir = tmpdir();
+    const src = path.join(dir, "src");
+    const longDir = "l".repeat(120);
+    fs.mkdirSync(path.join(src, longDir), { recursive: true });
+    fs.writeFileSync(path.join(src, longDir, "file.txt"), "gnu data\n");
+    fs.symlinkSync("t".repeat(130), path.join(src, "sym"));
+    fs.writeFileSync(path.join(src, "xa"), "x");
+    fs.utimesSync(path.join(src, "xa"), 1600000000, 1600000000.5);
+    let xattrs = true;
+    try {
+      lsetxattr(path.join(src, "xa"), "user.bin", allBytes);
+    } catch (e) {
+      xattrs = false;
+      console.log(`skipping xattr part: ${(e as Error).message}`);
+    }
+    for (const format of ["gnu", "posix"]) {
+      const out = path.join(dir, `${format}.tar`);
+      const args = [`--format=${format}`, "--numeric-owner", "--owner=1234", "--group=5678", ...(xattrs && format === "posix" ? ["--xattrs", "--xattrs-include=user.*"] : []), "-cf", out, "-C", src, "."];
+      const r = spawnSync("tar", args, { encoding: "utf8" });
+      expect(r.status).toBe(0);
+      const got = await readAll(fs.createReadStream(out));
+      const byName = new Map(got.map((e) => [e.header.name.replace(/^\.\//, ""), e]));
+      const f = byName.get(`${longDir}/file.txt`)!;
+      expect(f.header).toMatchObject({ type: "file", size: 9, uid: 1234, gid: 5678 });
+      expect(f.body.toString()).toBe("gnu data\n");
+      expect(byName.get(`${longDir}/`)!.header.type).toBe("dir");
+      expect(byName.get("sym")!.header).toMatchObject({ type: "symlink", linkname: "t".repeat(130) });
+      const xa = byName.get("xa")!.header;
+      if (format === "posix") {
+        expect(xa.mtime).toBeCloseTo(1600000000.5, 3);
+        if (xattrs) expect(xa.xattrs.get("user.bin")!.equals(allBytes)).toBe(true);
+      } else expect(xa.mtime).toBe(1600000000);
+    }
+    fs.rmSync(dir, { recursive: true });
+  });
+
+  test("bad checksum is InvalidError", async () => {
+    const h = block({ name: "f", typeflag: 0x30 });
+    h[0] = 0x67;
+    await expect(readAll([Buffer.concat([h, END])])).rejects.toBeInstanceOf(InvalidError);
+  });
+
+  test("truncated body and truncated header are InvalidError", async () => {
+    const tar = await writeTar([{ header: { name: "f", type: "file" }, body: Buffer.alloc(1000, 1) }]);
+    await expect(readAll([tar.subarray(0, 900)])).rejects.toBeInstanceOf(InvalidError);
+    await expect(readAll([tar.subarray(0, 300)])).rejects.toBeInstanceOf(InvalidError);
+    // body complete but padding cut
+    await expect(readAll([tar.subarray(0, 512 + 1000)])).rejects.toBeInstanceOf(InvalidError);
+  });
+
+  test("PAX record with a bad length is InvalidError", async () => {
+    for (const rec of ["99 path=foo\n", "5 path=foo\n", "x path=foo\n", "12 pathfoo\n\n", "12 path=fooX"]) {
+      const data = Buffer.from(rec);
+      const tar = Buffer.concat([block({ name: "p", typeflag: 0x78, size: data.length }), pad(data), block({ name: "f", typeflag: 0x30 }), END]);
+      await expect(readAll([tar]), rec).rejects.toBeInstanceOf(InvalidError);
+    }
+  });
+
+  test("unknown type flags (sparse 'S', 'V') are InvalidError naming the entry", async () => {
+    for (const flag of [0x53, 0x56]) {
+      const tar = Buffer.concat([block({ name: "sparse-file", typeflag: flag }), END]);
+      const err = await readAll([tar]).catch((e) => e);
+      expect(err).toBeInstanceOf(InvalidError);
+      expect(err.message).toBe(`unsupported tar entry type ${String.fromCharCode(flag)} for sparse-file`);
+    }
+    const data = formatPaxRecord("GNU.sparse.major", "1");
+    const tar = Buffer.concat([block({ name: "p", typeflag: 0x78, size: data.length }), pad(data), block({ name: "f", typeflag: 0x30 }), END]);
+    await expect(readAll([tar])).rejects.toBeInstanceOf(InvalidError);
+  });
+
+  test("PAX overrides: size, uid, gid, fractional mtime, path, linkpath; global records", async () => {
+    const local = Buffer.concat([
+      formatPaxRecord("size", "5"),
+      formatPaxRecord("uid", "4000000"),
+      formatPaxRecord("gid", "7"),
+      formatPaxRecord("mtime", "1700000000.25"),
+      formatPaxRecord("path", "real/name"),
+    ]);
+    const global = Buffer.concat([formatPaxRecord("uid", "42"), formatPaxRecord("SCHILY.xattr.user.g", allBytes), formatPaxRecord("comment", "git")]);
+    const tar = Buffer.concat([
+      block({ name: "pax_global_header", typeflag: 0x67, size: global.length }),
+      pad(global),
+      block({ name: "a", typeflag: 0x30 }),
+      block({ name: "p", typeflag: 0x78, size: local.length }),
+      pad(local),
+      block({ name: "short", typeflag: 0x30, size: 0 }),
+      pad(Buffer.from("12345")),
+      block({ name: "p2", typeflag: 0x78, size: formatPaxRecord("linkpath", "L".repeat(200)).length }),
+      pad(formatPaxRecord("linkpath", "L".repeat(200))),
+      block({ name: "s", typeflag: 0x32 }),
+      END,
+    ]);
+    const got = await readAll(chunked(tar, 64));
+    expect(got[0]!.header).toMatchObject({ name: "a", uid: 42 });
+    expect(got[0]!.header.xattrs.get("user.g")!.equals(allBytes)).toBe(true);
+    expect(got[1]!.header).toMatchObject({ name: "real/name", uid: 4000000, gid: 7, mtime: 1700000000.25, size: 5 });
+    expect(got[1]!.body.toString()).toBe("12345");
+    expect(got[2]!.header).toMatchObject({ name: "s", linkname: "L".repeat(200), uid: 42 });
+  });
+
+  test("a huge PAX header is refused without buffering it", async () => {
+    let pulled = 0;
+    async function* input() {
+      yield block({ name: "p", typeflag: 0x78, size: 64 * 1024 * 1024 });
+      for (let i = 0; i < 1024; i++) {
+        pulled++;
+        yield Buffer.alloc(65536, 0x31);
+      }
+    }
+    const err = await readAll(input()).catch((e) => e);
+    expect(err).toBeInstanceOf(InvalidError);
+    expect(err.message).toContain("pax header too large");
+    expect(pulled).toBeLessThan(2);
+  });
+
+  test("after the end marker, the rest of the input is drained", async () => {
+    const tar = await writeTar([{ header: { name: "f", type: "file" }, body: Buffer.from("x") }]);
+    let consumed = 0;
+    async function* input() {
+      for (const c of [tar, Buffer.alloc(10240 - tar.length), Buffer.from("trailing junk")]) {
+        yield c;
+        consumed += c.length;
+      }
+    }
+    const got = await readAll(input());
+    expect(got.length).toBe(1);
+    expect(consumed).toBe(10240 + 13);
+  });
+
+  test("a missing end marker at a block boundary is accepted; a lone zero block then data is not", async () => {
+    const tar = await writeTar([{ header: { name: "f", type: "file" }, body: Buffer.from("x") }]);
+    expect((await readAll([tar.subarray(0, tar.length - 1024)])).length).toBe(1);
+    const bad = Buffer.concat([tar.subarray(0, tar.length - 1024), Buffer.alloc(512), block({ name: "g", typeflag: 0x30 })]);
+    await expect(readAll([bad])).rejects.toBeInstanceOf(InvalidError);
+  });
+
+  test("bodies may be streamed, partly read, or skipped", async () => {
+    const tar = await writeTar([
+      { header: { name: "a", type: "file" }, body: Buffer.alloc(100000, 1) },
+      { header: { name: "b", type: "file" }, body: Buffer.alloc(3000, 2) },
+      { header: { name: "c", type: "file" }, body: Buffer.from("c") },
+    ]);
+    const seen: string[] = [];
+    for await (const e of readTar(chunked(tar, 4096))) {
+      if (e.header.name === "a") {
+        let n = 0;
+        for await (const c of e.body) n += c.length;
+        expect(n).toBe(100000);
+      } else if (e.header.name === "c") expect((await e.readAll()).toString()).toBe("c");
+      seen.push(e.header.name); // "b" is skipped unread
+    }
+    expect(seen).toEqual(["a", "b", "c"]);
+  });
+});
