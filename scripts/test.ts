@@ -11,7 +11,7 @@ if (build.exitCode !== 0) {
   console.log("0 passed, 1 failed");
   process.exit(1);
 }
-const proc = Bun.spawn([process.execPath, "test", ...process.argv.slice(2)], {
+const proc = Bun.spawn([process.execPath, "test", "--timeout", "300000", ...process.argv.slice(2)], {
   cwd: root, stdout: "pipe", stderr: "pipe", env: { ...process.env, BOCI_BIN: join(root, "dist/boci") },
 });
 let pass = 0, fail = 0;

@@ -568,7 +568,8 @@ export class LayerApplier {
         break;
     }
     const xattrs = new Map<string, Buffer>();
-    if (hdr.type !== "symlink") {
+    // go-mtree lists xattrs of files and directories only (a rootless device is a file).
+    if (e.type === "file" || e.type === "dir") {
       for (const [k, v] of hdr.xattrs) {
         if (FORBIDDEN_XATTRS.has(k) || v.length === 0 || (this.rootless && k === ROOTLESS_XATTR)) continue;
         xattrs.set(k, v);
