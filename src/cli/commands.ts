@@ -3,7 +3,9 @@ import type { CommandDef } from "./spec";
 import { initCommand, newCommand, lsCommand, tagCommand, rmCommand, gcCommand } from "./layout-commands";
 import { configCommand } from "./config";
 import { statCommand } from "./stat";
+import { unpackCommand, rawUnpackCommand, rawConfigCommand } from "./unpack";
 
 export const commands: CommandDef[] = [
   initCommand, newCommand, lsCommand, tagCommand, rmCommand, statCommand, gcCommand, configCommand,
+  unpackCommand, rawUnpackCommand, rawConfigCommand,
 ];

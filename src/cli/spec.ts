@@ -95,7 +95,7 @@ export function normalizeArgv(argv: string[], commands: CommandDef[], globals: O
       continue;
     }
     const two = a === "raw" && argv[i + 1] ? `raw ${argv[i + 1]}` : null;
-    cmd = commands.find((c) => c.name === two || (two === null && (c.name === a || c.aliases?.includes(a))))
+    cmd = (two !== null ? commands.find((c) => c.name === two || c.aliases?.includes(two)) : undefined)
       ?? commands.find((c) => c.name === a || c.aliases?.includes(a));
     if (cmd) { i += cmd.name.includes(" ") ? 2 : 1; }
     break;

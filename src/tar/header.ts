@@ -59,26 +59,28 @@ function decodeNumber(b: Buffer, off: number, len: number, field: string): numbe
   return v;
 }
 
+/** Historic writers summed the header as signed bytes. */
+function signedChecksum(b: Buffer): number {
+  let sum = 0;
+  for (let i = 0; i < BLOCK; i++) {
+    const c = i >= 148 && i < 156 ? 0x20 : b[i]!;
+    sum += c > 127 ? c - 256 : c;
+  }
+  return sum;
+}
+
 /**
  * Decode a header block. Returns null for an all-zero block (end-of-archive marker).
  * Throws InvalidError on a checksum mismatch or a malformed numeric field.
  */
 export function decodeHeader(b: Buffer): RawHeader | null {
   let unsigned = 0;
-  let signed = 0;
-  for (let i = 0; i < BLOCK; i++) {
-    const c = i >= 148 && i < 156 ? 0x20 : b[i]!;
-    unsigned += c;
-    signed += c > 127 ? c - 256 : c;
-  }
-  if (unsigned === 8 * 0x20) {
-    // Only the checksum field could be non-zero; a real zero block has it zero too.
-    let zero = true;
-    for (let i = 0; i < BLOCK; i++) if (b[i] !== 0) { zero = false; break; }
-    if (zero) return null;
-  }
+  for (let i = 0; i < BLOCK; i++) unsigned += b[i]!;
+  if (unsigned === 0) return null;
+  for (let i = 148; i < 156; i++) unsigned -= b[i]!;
+  unsigned += 8 * 0x20;
   const stored = decodeNumber(b, 148, 8, "checksum");
-  if (stored !== unsigned && stored !== signed) throw new InvalidError("invalid tar header: checksum mismatch");
+  if (stored !== unsigned && stored !== signedChecksum(b)) throw new InvalidError("invalid tar header: checksum mismatch");
 
   const typeflag = b[156]!;
   let name = decodeString(b, 0, 100);
@@ -123,11 +125,17 @@ export interface EncodeFields {
 
 /** Go's formatOctal: zero-padded to len-1 digits and NUL-terminated; 0 if it does not fit. */
 function encodeOctal(b: Buffer, off: number, len: number, v: number): void {
-  let s = v.toString(8);
-  if (v < 0 || s.length > len - 1) s = "0";
-  s = s.padStart(len - 1, "0");
-  b.write(s, off, "latin1");
+  if (v < 0 || v >= 8 ** (len - 1)) v = 0;
   b[off + len - 1] = 0;
+  let i = off + len - 2;
+  for (; v >= 0x40000000 && i >= off; i--) {
+    b[i] = 0x30 + (v % 8);
+    v = Math.floor(v / 8);
+  }
+  for (; i >= off; i--) {
+    b[i] = 0x30 | (v & 7);
+    v >>>= 3;
+  }
 }
 
 /** Go's formatString: truncates; a truncated name never ends in "/". */
@@ -160,8 +168,7 @@ export function encodeHeader(f: EncodeFields, out: Buffer = Buffer.alloc(BLOCK),
   let sum = 8 * 0x20;
   for (let i = 0; i < 148; i++) sum += b[i]!;
   for (let i = 156; i < BLOCK; i++) sum += b[i]!;
-  b.write(sum.toString(8).padStart(6, "0"), 148, "latin1");
-  b[154] = 0;
+  encodeOctal(b, 148, 7, sum); // six digits and a NUL, then a space
   b[155] = 0x20;
   return b;
 }

@@ -1,0 +1,94 @@
+/** unpack, raw unpack, raw runtime-config. */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { UsageError } from "../errors";
+import { resolveTag, parsePlatform } from "../cas";
+import { loadImage, unpackBundle, unpackLayers, removeTree } from "../bundle/unpack";
+import { generateRuntimeConfig, serializeRuntimeConfig } from "../bundle/runtime-config";
+import { resolveMapOptions, type MapOptions } from "../layer/idmap";
+import { log } from "../util/log";
+import type { CommandDef, OptSpec, Opts } from "./spec";
+import { imageOpt, mapOpts, parseImageRef, openLayout } from "./common";
+
+const platformOpt: OptSpec = { flag: "platform", value: "<os/arch[/variant]>", desc: "choose the manifest for this platform from a multi-platform index (default: the host's)" };
+const unpackOpts: OptSpec[] = [
+  imageOpt, ...mapOpts,
+  { flag: "keep-dirlinks", desc: "keep an existing symlink to a directory when a layer has a directory at its path" },
+  platformOpt,
+  { flag: "no-progress", desc: "do not show progress on a terminal" },
+];
+
+export function mapOptionsFrom(opts: Opts): MapOptions {
+  return resolveMapOptions({
+    uidMaps: opts.all("uid-map"), gidMaps: opts.all("gid-map"), rootless: opts.bool("rootless"),
+    euid: process.geteuid?.() ?? 0, egid: process.getegid?.() ?? 0,
+  });
+}
+
+function openImage(opts: Opts) {
+  const ref = parseImageRef(opts.get("image"));
+  const platform = opts.get("platform") !== undefined ? parsePlatform(opts.get("platform")!) : undefined;
+  const layout = openLayout(ref.layout);
+  layout.lockGc("sh", { optional: true });
+  const img = loadImage(layout, resolveTag(layout, layout.readIndex(), ref.tag, { platform }));
+  return { layout, img };
+}
+
+const warn = (m: string) => log.warn(m);
+
+export const unpackCommand: CommandDef = {
+  name: "unpack",
+  args: ["bundle"],
+  description: "unpack an image into a runtime bundle",
+  options: unpackOpts,
+  async run(args, opts) {
+    const mapOptions = mapOptionsFrom(opts);
+    const { layout, img } = openImage(opts);
+    try {
+      await unpackBundle(layout, img, args[0]!, { mapOptions, keepDirlinks: opts.bool("keep-dirlinks"), progress: !opts.bool("no-progress"), onWarning: warn });
+      log.info(`unpacked image ${img.manifestDesc.digest} into ${args[0]}`);
+    } finally { layout.close(); }
+  },
+};
+
+export const rawUnpackCommand: CommandDef = {
+  name: "raw unpack",
+  args: ["rootfs"],
+  description: "unpack an image into a root filesystem only (may be an existing directory)",
+  options: unpackOpts,
+  async run(args, opts) {
+    const mapOptions = mapOptionsFrom(opts);
+    const { layout, img } = openImage(opts);
+    const rootfs = args[0]!;
+    const existed = fs.existsSync(rootfs);
+    try {
+      if (!existed) fs.mkdirSync(rootfs, { recursive: true, mode: 0o755 });
+      else if (!fs.statSync(rootfs).isDirectory()) throw new UsageError(`raw unpack: ${rootfs} is not a directory`);
+      await unpackLayers(layout, img, rootfs, { mapOptions, keepDirlinks: opts.bool("keep-dirlinks"), progress: !opts.bool("no-progress"), onWarning: warn });
+    } catch (e) {
+      if (!existed) removeTree(rootfs);
+      throw e;
+    } finally { layout.close(); }
+  },
+};
+
+export const rawConfigCommand: CommandDef = {
+  name: "raw runtime-config",
+  aliases: ["raw config"],
+  args: ["config"],
+  description: "generate a runtime config.json for an image",
+  options: [imageOpt, ...mapOpts, { flag: "rootfs", value: "<dir>", desc: "root filesystem used to resolve user and group names" }, platformOpt],
+  run(args, opts) {
+    const mapOptions = mapOptionsFrom(opts);
+    const { layout, img } = openImage(opts);
+    try {
+      const rootfs = opts.get("rootfs");
+      if (rootfs === undefined) log.warn("no --rootfs given: user and group names cannot be resolved (using root:root where needed)");
+      const cfg = generateRuntimeConfig(img.config, {
+        rootfsName: rootfs !== undefined ? path.basename(rootfs) : "rootfs",
+        rootfsPath: rootfs ?? null, mapOptions, onWarning: warn,
+      });
+      fs.writeFileSync(args[0]!, serializeRuntimeConfig(cfg), { mode: 0o644 });
+    } finally { layout.close(); }
+  },
+};

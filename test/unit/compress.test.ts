@@ -1,0 +1,166 @@
+import { describe, expect, test } from "bun:test";
+import { Readable, type Transform } from "node:stream";
+import * as zlib from "node:zlib";
+import { InvalidError, UnsupportedError } from "../../src/errors";
+import {
+  compressionFromMediaType,
+  createCompressor,
+  createDecompressor,
+  createParallelGzip,
+  mediaTypeSuffix,
+  sniffCompression,
+  type Compression,
+} from "../../src/compress";
+
+async function run(t: Transform, input: Buffer, chunk = 65536): Promise<Buffer> {
+  const src = Readable.from(
+    (function* () {
+      for (let i = 0; i < input.length; i += chunk) yield input.subarray(i, i + chunk);
+    })(),
+  );
+  const out: Buffer[] = [];
+  for await (const c of src.pipe(t)) out.push(c as Buffer);
+  return Buffer.concat(out);
+}
+
+function semiCompressible(n: number): Buffer {
+  const b = Buffer.alloc(n);
+  let x = 12345;
+  for (let i = 0; i < n; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    b[i] = i % 3 === 0 ? x >>> 24 : 0x61 + (i % 17);
+  }
+  return b;
+}
+
+const data = semiCompressible(300000);
+
+describe("media types", () => {
+  test("suffix registry", () => {
+    expect(compressionFromMediaType("application/vnd.oci.image.layer.v1.tar")).toBe("none");
+    expect(compressionFromMediaType("application/vnd.oci.image.layer.v1.tar+gzip")).toBe("gzip");
+    expect(compressionFromMediaType("application/vnd.oci.image.layer.nondistributable.v1.tar+zstd")).toBe("zstd");
+    expect(() => compressionFromMediaType("application/vnd.oci.image.layer.v1.tar+bzip2")).toThrow(UnsupportedError);
+    expect(mediaTypeSuffix("none")).toBe("");
+    expect(mediaTypeSuffix("gzip")).toBe("+gzip");
+    expect(mediaTypeSuffix("zstd")).toBe("+zstd");
+  });
+
+  test("sniffing", () => {
+    expect(sniffCompression(zlib.gzipSync(data))).toBe("gzip");
+    expect(sniffCompression(zlib.zstdCompressSync(data))).toBe("zstd");
+    expect(sniffCompression(Buffer.alloc(1024))).toBe("none");
+    const h = Buffer.alloc(512);
+    h.write("ustar\x0000", 257, "latin1");
+    expect(sniffCompression(h)).toBe("none");
+    expect(sniffCompression(Buffer.from("hello"))).toBe("unknown");
+  });
+});
+
+describe("codecs", () => {
+  for (const c of ["none", "gzip", "zstd"] as Compression[]) {
+    test(`${c} round trip`, async () => {
+      const z = await run(createCompressor(c), data);
+      if (c !== "none") expect(z.length).toBeLessThan(data.length);
+      for (const chunk of [z.length, 4096]) expect((await run(createDecompressor(c), z, chunk)).equals(data)).toBe(true);
+      const small = data.subarray(0, 3000);
+      const zs = await run(createCompressor(c), small);
+      expect((await run(createDecompressor(c), zs, 13)).equals(small)).toBe(true);
+    });
+  }
+
+  test("gzip header is deterministic: mtime 0, no name", async () => {
+    const z = await run(createCompressor("gzip"), data);
+    expect(z[0]).toBe(0x1f);
+    expect(z[1]).toBe(0x8b);
+    expect(z[3]! & 0x08).toBe(0); // no FNAME
+    expect(z.readUInt32LE(4)).toBe(0);
+    expect((await run(createCompressor("gzip"), data)).equals(z)).toBe(true);
+  });
+
+  test("gzip multi-member: every member is decoded", async () => {
+    const small = data.subarray(0, 6000);
+    const parts = [small.subarray(0, 1000), Buffer.alloc(0), small.subarray(1000)];
+    const z = Buffer.concat(parts.map((p) => zlib.gzipSync(p)));
+    for (const chunk of [z.length, 1000, 7]) expect((await run(createDecompressor("gzip"), z, chunk)).equals(small)).toBe(true);
+  });
+
+  test("gzip trailing junk warns but succeeds, without losing output", async () => {
+    const small = data.subarray(0, 20000);
+    const z = Buffer.concat([zlib.gzipSync(small.subarray(0, 5000)), zlib.gzipSync(small.subarray(5000)), Buffer.from("JUNK after the stream")]);
+    for (const chunk of [z.length, 1000, 7]) {
+      const warnings: string[] = [];
+      const out = await run(createDecompressor("gzip", { onWarning: (m) => warnings.push(m) }), z, chunk);
+      expect(out.equals(small)).toBe(true);
+      expect(warnings).toEqual(["ignoring 21 bytes of trailing data after gzip stream"]);
+    }
+    // trailing zeros: silently ignored
+    const warnings: string[] = [];
+    const zz = Buffer.concat([zlib.gzipSync(data), Buffer.alloc(100)]);
+    expect((await run(createDecompressor("gzip", { onWarning: (m) => warnings.push(m) }), zz)).equals(data)).toBe(true);
+    expect(warnings).toEqual([]);
+  });
+
+  test("truncated and corrupt gzip are InvalidError", async () => {
+    const z = zlib.gzipSync(data);
+    for (const cut of [1, 5, 8, 100, z.length - 12]) {
+      const err = await run(createDecompressor("gzip"), z.subarray(0, z.length - cut)).catch((e) => e);
+      expect(err).toBeInstanceOf(InvalidError);
+      expect(err.message).toContain("truncated gzip stream");
+    }
+    const bad = Buffer.from(z);
+    bad[z.length - 6] ^= 0xff; // crc32
+    await expect(run(createDecompressor("gzip"), bad)).rejects.toBeInstanceOf(InvalidError);
+    await expect(run(createDecompressor("gzip"), Buffer.from("not gzip at all"))).rejects.toBeInstanceOf(InvalidError);
+    await expect(run(createDecompressor("gzip"), Buffer.alloc(0))).rejects.toBeInstanceOf(InvalidError);
+  });
+
+  test("zstd: concatenated frames, truncation is InvalidError", async () => {
+    const z = Buffer.concat([zlib.zstdCompressSync(data.subarray(0, 1000)), zlib.zstdCompressSync(data.subarray(1000))]);
+    expect((await run(createDecompressor("zstd"), z, 999)).equals(data)).toBe(true);
+    for (const cut of [1, 4, 100]) {
+      const err = await run(createDecompressor("zstd"), z.subarray(0, z.length - cut)).catch((e) => e);
+      expect(err).toBeInstanceOf(InvalidError);
+    }
+  });
+
+  test("maxOutputBytes bounds decompression", async () => {
+    const bomb = zlib.gzipSync(Buffer.alloc(10 * 1024 * 1024));
+    const err = await run(createDecompressor("gzip", { maxOutputBytes: 1024 * 1024 }), bomb).catch((e) => e);
+    expect(err).toBeInstanceOf(InvalidError);
+    expect(err.message).toBe("decompressed size exceeds limit 1048576");
+    const zbomb = zlib.zstdCompressSync(Buffer.alloc(10 * 1024 * 1024));
+    await expect(run(createDecompressor("zstd", { maxOutputBytes: 1024 * 1024 }), zbomb)).rejects.toBeInstanceOf(InvalidError);
+    await expect(run(createDecompressor("none", { maxOutputBytes: 10 }), data)).rejects.toBeInstanceOf(InvalidError);
+  });
+});
+
+describe("parallel gzip", () => {
+  test("multi-member output decodes everywhere and is deterministic", async () => {
+    const opts = { blockSize: 64 * 1024 };
+    const a = await run(createParallelGzip(opts), data, 10000);
+    const b = await run(createParallelGzip(opts), data, 77777);
+    expect(a.equals(b)).toBe(true);
+    expect(zlib.gunzipSync(a).equals(data)).toBe(true);
+    expect((await run(createDecompressor("gzip"), a)).equals(data)).toBe(true);
+    // empty input is still valid gzip
+    expect(zlib.gunzipSync(await run(createParallelGzip(), Buffer.alloc(0))).length).toBe(0);
+  });
+
+  test("a custom compressBlock is used in order", async () => {
+    const seen: number[] = [];
+    const z = await run(
+      createParallelGzip({
+        blockSize: 1000,
+        compressBlock: async (b) => {
+          seen.push(b.length);
+          await Bun.sleep(Math.random() * 5);
+          return zlib.gzipSync(b);
+        },
+      }),
+      data.subarray(0, 4500),
+    );
+    expect(seen).toEqual([1000, 1000, 1000, 1000, 500]);
+    expect(zlib.gunzipSync(z).equals(data.subarray(0, 4500))).toBe(true);
+  });
+});
