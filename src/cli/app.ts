@@ -52,8 +52,10 @@ export async function runApp(argv: string[], out: (s: string) => void): Promise<
       const raw = params[params.length - 1] as Record<string, unknown>;
       const positional = (params.slice(0, -1) as (string | undefined)[]).filter((x): x is string => x !== undefined);
       const extra = (cli.args ?? []).slice(def.args.length);
-      if (positional.length !== def.args.length || extra.length) {
-        throw new UsageError(`${def.name}: expected ${def.args.length} argument${def.args.length === 1 ? "" : "s"}${def.args.length ? ` (${def.args.join(" ")})` : ""}, got ${positional.length + extra.length}`);
+      const min = def.minArgs ?? def.args.length;
+      if (positional.length < min || positional.length > def.args.length || extra.length) {
+        const want = min === def.args.length ? `${min}` : `${min} to ${def.args.length}`;
+        throw new UsageError(`${def.name}: expected ${want} argument${def.args.length === 1 ? "" : "s"}${def.args.length ? ` (${def.args.join(" ")})` : ""}, got ${positional.length + extra.length}`);
       }
       for (const o of def.options) if (!o.repeat && o.value && Array.isArray(raw[o.flag])) { /* last wins */ }
       await def.run(positional, new Opts(raw, given));

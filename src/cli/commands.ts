@@ -4,8 +4,9 @@ import { initCommand, newCommand, lsCommand, tagCommand, rmCommand, gcCommand } 
 import { configCommand } from "./config";
 import { statCommand } from "./stat";
 import { unpackCommand, rawUnpackCommand, rawConfigCommand } from "./unpack";
+import { repackCommand, insertCommand, addLayerCommand, mtreeValidateCommand } from "./repack";
 
 export const commands: CommandDef[] = [
   initCommand, newCommand, lsCommand, tagCommand, rmCommand, statCommand, gcCommand, configCommand,
-  unpackCommand, rawUnpackCommand, rawConfigCommand,
+  unpackCommand, repackCommand, insertCommand, rawUnpackCommand, rawConfigCommand, addLayerCommand, mtreeValidateCommand,
 ];

@@ -108,7 +108,7 @@ export const configCommand: CommandDef = {
         });
       }
       const desc = m.commit(tag);
-      log.info(`new image manifest created: ${desc.digest}`);
+      log.info(`new image manifest created: ${desc.manifest.digest}`);
     } finally { layout.close(); }
   },
 };

@@ -29,6 +29,8 @@ export interface CommandDef {
   aliases?: string[];
   /** positional names, e.g. ["bundle"]; exact count is enforced (as umoci does) */
   args: string[];
+  /** when set, fewer positionals (down to this many) are accepted too */
+  minArgs?: number;
   description: string;
   hidden?: boolean;
   options: OptSpec[];

@@ -5,7 +5,7 @@
 import { PassThrough, Transform, type TransformCallback } from "node:stream";
 import * as zlib from "node:zlib";
 import { InvalidError, UnsupportedError } from "../errors";
-import { MultiGunzip } from "./gunzip";
+import { MultiGunzip, OUTPUT_CHUNK } from "./gunzip";
 import { ZstdFrameTracker } from "./zstd-frames";
 
 export type Compression = "none" | "gzip" | "zstd";
@@ -143,7 +143,7 @@ export function createDecompressor(c: Compression, opts: DecompressOptions = {})
       return new MultiGunzip(opts);
     case "zstd":
     {
-      const w = new ZlibWrap(zlib.createZstdDecompress(), "zstd", opts.maxOutputBytes);
+      const w = new ZlibWrap(zlib.createZstdDecompress({ chunkSize: OUTPUT_CHUNK }), "zstd", opts.maxOutputBytes);
       w.frames = new ZstdFrameTracker();
       return w;
     }
@@ -165,9 +165,9 @@ export function createCompressor(c: Compression, opts: CompressOptions = {}): Tr
     case "none":
       return new PassThrough();
     case "gzip":
-      return zlib.createGzip({ level: opts.level ?? 6 });
+      return zlib.createGzip({ level: opts.level ?? 6, chunkSize: OUTPUT_CHUNK });
     case "zstd":
-      return zlib.createZstdCompress({ params: { [zlib.constants.ZSTD_c_compressionLevel]: opts.level ?? 3 } });
+      return zlib.createZstdCompress({ chunkSize: OUTPUT_CHUNK, params: { [zlib.constants.ZSTD_c_compressionLevel]: opts.level ?? 3 } });
   }
   throw new UnsupportedError(`unsupported compression ${String(c)}`);
 }

@@ -44,8 +44,11 @@ export class Mutator {
     this.config.history = [...(this.config.history ?? []), h];
   }
 
-  /** Write everything and point `tag` at the result. Returns the new manifest descriptor. */
-  commit(tag: string): Descriptor {
+  /**
+   * Write everything and point `tag` at the result. Returns the new manifest descriptor and
+   * the new descriptor walk (index.json entry first, as umoci.json records it).
+   */
+  commit(tag: string): { manifest: Descriptor; walk: Descriptor[] } {
     const layout = this.layout;
     const configDesc: Descriptor = { ...this.manifest.config, ...layout.putJson(normalizeConfig(this.config), this.manifest.config.mediaType) };
     delete configDesc.data;
@@ -54,6 +57,7 @@ export class Mutator {
     let child: Descriptor = { ...this.origManifestDesc, digest: stored.digest, size: stored.size };
     delete child.data;
     const newManifestDesc = child;
+    const newWalk: Descriptor[] = [child];
     // Rewrite each parent index on the walk, innermost first.
     for (let i = this.path.walk.length - 2; i >= 0; i--) {
       const parentDesc = this.path.walk[i]!;
@@ -67,6 +71,7 @@ export class Mutator {
       const ps = layout.putJson(normalizeIndex({ ...ix, manifests }), parentDesc.mediaType);
       child = { ...parentDesc, digest: ps.digest, size: ps.size };
       delete child.data;
+      newWalk.unshift(child);
     }
     layout.syncBlobs();
     const root = child;
@@ -74,6 +79,7 @@ export class Mutator {
     delete annotations[AnnotationRefName];
     const rootDesc: Descriptor = { ...root, annotations: Object.keys(annotations).length ? annotations : undefined };
     layout.updateIndex((ix) => ({ index: setTag(ix, tag, rootDesc), result: undefined }));
-    return newManifestDesc;
+    newWalk[0] = { ...rootDesc, annotations: { ...(rootDesc.annotations ?? {}), [AnnotationRefName]: tag } };
+    return { manifest: newManifestDesc, walk: newWalk };
   }
 }

@@ -1,0 +1,51 @@
+/**
+ * Store an uncompressed tar stream as a layer blob: compress, hash the compressed bytes (the
+ * layer digest) and the uncompressed bytes (the diffID), and write, all in one pass.
+ */
+import { Readable } from "node:stream";
+import { UsageError } from "../errors";
+import type { Layout } from "../cas";
+import { type Descriptor, MediaType, AnnotationUncompressedSize, layerSuffix, isLayerMediaType } from "../image";
+import { createCompressor, createParallelGzip, mediaTypeSuffix, type Compression } from "../compress";
+
+export type CompressChoice = "auto" | Compression;
+
+export function parseCompress(s: string | undefined): CompressChoice {
+  const v = s ?? "auto";
+  if (v === "auto" || v === "gzip" || v === "zstd" || v === "none") return v;
+  throw new UsageError(`invalid --compress ${JSON.stringify(v)}: one of auto, gzip, zstd, none`);
+}
+
+/** auto: the newest layer's compression when it is gzip or zstd, else gzip (never none). */
+export function resolveCompression(choice: CompressChoice, layers: Descriptor[]): Compression {
+  if (choice !== "auto") return choice;
+  for (let i = layers.length - 1; i >= 0; i--) {
+    const l = layers[i]!;
+    if (!isLayerMediaType(l.mediaType)) continue;
+    const s = layerSuffix(l.mediaType);
+    if (s === "gzip" || s === "zstd") return s;
+  }
+  return "gzip";
+}
+
+export interface StoredLayer { descriptor: Descriptor; diffID: string; uncompressedSize: number }
+
+export async function storeLayer(layout: Layout, tar: AsyncIterable<Uint8Array>, compression: Compression): Promise<StoredLayer> {
+  const diff = new Bun.CryptoHasher("sha256");
+  let usize = 0;
+  async function* tapped(): AsyncGenerator<Uint8Array> {
+    for await (const c of tar) {
+      diff.update(c);
+      usize += c.length;
+      yield c;
+    }
+  }
+  const src = Readable.from(tapped(), { objectMode: false });
+  const comp = compression === "gzip" ? createParallelGzip({ level: 6 }) : createCompressor(compression);
+  src.on("error", (e) => comp.destroy(e));
+  src.pipe(comp);
+  const info = await layout.putBlobStream(comp);
+  const descriptor: Descriptor = { mediaType: MediaType.layer + mediaTypeSuffix(compression), digest: info.digest, size: info.size };
+  if (compression !== "none") descriptor.annotations = { [AnnotationUncompressedSize]: String(usize) };
+  return { descriptor, diffID: "sha256:" + diff.digest("hex"), uncompressedSize: usize };
+}

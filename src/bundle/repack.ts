@@ -1,0 +1,168 @@
+/**
+ * repack: turn the changes made to an unpacked bundle's rootfs into a new layer (umoci repack).
+ *
+ * The bundle's mtree manifest (recorded at unpack) is compared with a fresh walk of rootfs/;
+ * masked paths (--mask-path, and the image's volumes unless --no-mask-volumes) are dropped; a
+ * deleted path whose parent is deleted too, or whose parent is no longer a directory, needs no
+ * whiteout of its own. The changes become a tar (sorted by path bytes), compressed and stored
+ * in one pass; then config, manifest and the tag are committed. No change → no layer, only an
+ * `empty_layer` history entry.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { InvalidError, NotFoundError } from "../errors";
+import type { Layout, DescriptorPath } from "../cas";
+import { type Descriptor, type History, isManifestMediaType } from "../image";
+import { Mutator } from "../mutate";
+import { parseMtree, walkTree, compareMtree, formatMtree, compareBytes, UMOCI_KEYWORDS, type Delta, type MtreeEntry } from "../mtree";
+import { createTarWriter } from "../tar";
+import { writeChanges, type Change } from "../layer/generate";
+import { llistxattr, lgetxattr } from "../sys";
+import { readMeta, writeMeta, type BundleMeta } from "./meta";
+import { storeLayer, resolveCompression, type CompressChoice } from "./layer-blob";
+import { createProgress, formatBytes } from "../util/progress";
+import { cleanEntryPath } from "../layer/apply";
+
+export interface RepackOptions {
+  tag: string;
+  maskPaths: string[];
+  maskVolumes: boolean;
+  refreshBundle: boolean;
+  compress: CompressChoice;
+  /** null: --no-history */
+  history: History | null;
+  clampMtime: number | null;
+  progress?: boolean;
+  onWarning?: (msg: string) => void;
+  now: string;
+}
+
+export interface RepackResult { manifest: Descriptor; layer: Descriptor | null; changes: number }
+
+export function mtreeFileName(manifestDigest: string): string {
+  return `sha256_${manifestDigest.split(":")[1]}.mtree`;
+}
+
+/** Read xattrs for the walk (files and directories). */
+export function listXattrsOf(p: string): Map<string, Buffer> {
+  const m = new Map<string, Buffer>();
+  let names: string[];
+  try { names = llistxattr(p); } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOTSUP" || code === "EOPNOTSUPP") return m;
+    throw e;
+  }
+  for (const n of names) {
+    if (n === "security.selinux" || n === "system.nfs4_acl") continue;
+    const v = lgetxattr(p, n);
+    if (v && v.length) m.set(n, v);
+  }
+  return m;
+}
+
+/** Turn deltas into the changes to archive: masks, simplification, type-change pruning. */
+export function deltasToChanges(deltas: Delta[], masks: string[]): Change[] {
+  const masked = (p: string) => masks.some((m) => m === "" || p === m || p.startsWith(m + "/"));
+  const deleted = new Set<string>();
+  const nonDir = new Set<string>();
+  for (const d of deltas) {
+    if (d.kind === "missing") deleted.add(d.path);
+    if (d.kind !== "missing" && d.new && d.new.type !== "dir") nonDir.add(d.path);
+  }
+  const out: Change[] = [];
+  for (const d of deltas) {
+    const p = d.path;
+    if (p !== "." && masked(p)) continue;
+    if (d.kind === "missing") {
+      // Covered by an ancestor's whiteout, or by an ancestor that is now a non-directory
+      // (its full entry replaces the whole old subtree).
+      let anc = parentOf(p);
+      let covered = false;
+      while (anc !== null) {
+        if (deleted.has(anc) || nonDir.has(anc)) { covered = true; break; }
+        anc = parentOf(anc);
+      }
+      if (!covered) out.push({ kind: "delete", path: p });
+    } else {
+      out.push({ kind: d.kind === "extra" ? "add" : "modify", path: p });
+    }
+  }
+  out.sort((a, b) => compareBytes(a.path === "." ? "" : a.path, b.path === "." ? "" : b.path));
+  return out;
+}
+
+function parentOf(p: string): string | null {
+  if (p === "." || p === "") return null;
+  const i = p.lastIndexOf("/");
+  return i < 0 ? "." : p.slice(0, i);
+}
+
+export async function repackBundle(layout: Layout, bundle: string, opts: RepackOptions): Promise<RepackResult> {
+  const meta = readMeta(bundle);
+  const walk = meta.descriptorWalk;
+  const manifestDesc = walk[walk.length - 1]!;
+  if (!isManifestMediaType(manifestDesc.mediaType)) throw new InvalidError(`umoci.json: descriptor walk does not end in a manifest`);
+  const mtreePath = path.join(bundle, mtreeFileName(manifestDesc.digest));
+  let mtreeText: string;
+  try { mtreeText = fs.readFileSync(mtreePath, "utf8"); } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") throw new NotFoundError(`bundle ${bundle}: mtree manifest ${path.basename(mtreePath)} not found`);
+    throw e;
+  }
+  const oldEntries = parseMtree(mtreeText);
+  if (!oldEntries.some((e) => e.path === ".")) throw new InvalidError(`${path.basename(mtreePath)}: no root entry (truncated manifest?)`);
+  const rootfs = path.join(bundle, "rootfs");
+  if (!fs.existsSync(rootfs)) throw new NotFoundError(`bundle ${bundle}: no rootfs directory`);
+
+  const m = new Mutator(layout, { walk } as DescriptorPath);
+  const progress = createProgress({ enabled: opts.progress !== false });
+  try {
+    progress.update(() => `repack: scanning ${rootfs}`);
+    const newEntries = await walkTree(rootfs, { keywords: UMOCI_KEYWORDS, listXattrs: listXattrsOf, rootless: meta.mapOptions.rootless });
+    const deltas = compareMtree(oldEntries, newEntries, UMOCI_KEYWORDS);
+    const masks = [...opts.maskPaths];
+    if (opts.maskVolumes) masks.push(...Object.keys(m.config.config?.Volumes ?? {}));
+    const changes = deltasToChanges(deltas, masks.map((x) => cleanEntryPath(x)).filter((x) => x !== ""));
+
+    let layer: Descriptor | null = null;
+    if (changes.length === 0) {
+      if (opts.history) m.addHistory({ ...opts.history, created: opts.history.created ?? opts.now, empty_layer: true });
+    } else {
+      const tar = createTarWriter();
+      let bytes = 0;
+      const start = performance.now();
+      const producer = (async () => {
+        try {
+          await writeChanges(rootfs, changes, tar, {
+            mapOptions: meta.mapOptions, clampMtime: opts.clampMtime, onWarning: opts.onWarning,
+            onBytes: (n) => {
+              bytes += n;
+              progress.update(() => `repack: ${changes.length} changed paths, ${formatBytes(bytes)} read, ${formatBytes(bytes / Math.max((performance.now() - start) / 1000, 0.001))}/s`);
+            },
+          });
+          await tar.finish();
+        } catch (e) {
+          tar.readable.destroy(e as Error);
+          throw e;
+        }
+      })();
+      const compression = resolveCompression(opts.compress, m.manifest.layers);
+      const [stored] = await Promise.all([storeLayer(layout, tar.readable, compression), producer]);
+      layer = stored.descriptor;
+      m.addLayer(stored.descriptor, stored.diffID, opts.history ? { ...opts.history, created: opts.history.created ?? opts.now } : null);
+    }
+    const result = m.commit(opts.tag);
+    if (opts.refreshBundle) refreshBundle(bundle, meta, result.walk, newEntries, rootfs, mtreePath);
+    return { manifest: result.manifest, layer, changes: changes.length };
+  } finally {
+    progress.done();
+  }
+}
+
+/** Point the bundle at the new image: a new mtree (the tree as it is now) and umoci.json. */
+function refreshBundle(bundle: string, meta: BundleMeta, newWalk: Descriptor[], entries: MtreeEntry[], rootfs: string, oldMtree: string): void {
+  const manifest = newWalk[newWalk.length - 1]!;
+  const file = path.join(bundle, mtreeFileName(manifest.digest));
+  fs.writeFileSync(file, formatMtree(entries, { keywords: UMOCI_KEYWORDS, tree: rootfs }), { mode: 0o644 });
+  writeMeta(bundle, { descriptorWalk: newWalk, mapOptions: meta.mapOptions });
+  if (file !== oldMtree) fs.rmSync(oldMtree, { force: true });
+}

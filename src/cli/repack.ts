@@ -1,0 +1,201 @@
+/** repack, insert, raw add-layer, raw mtree-validate. */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { BociError, UsageError, NotFoundError } from "../errors";
+import { resolveTag } from "../cas";
+import { Mutator } from "../mutate";
+import { repackBundle, listXattrsOf } from "../bundle/repack";
+import { storeLayer, parseCompress, resolveCompression } from "../bundle/layer-blob";
+import { createTarWriter } from "../tar";
+import { writeChanges, type Change } from "../layer/generate";
+import { cleanEntryPath } from "../layer/apply";
+import { parseMtree, walkTree, compareMtree, formatDelta, compareBytes, UMOCI_KEYWORDS, SUPPORTED_KEYWORDS } from "../mtree";
+import { log } from "../util/log";
+import { nowTimestamp, sourceDateEpoch } from "../util/time";
+import type { CommandDef, Opts } from "./spec";
+import { imageOpt, tagOpt, compressOpt, historyOpts, mapOpts, parseImageRef, openLayout, historyFromOpts, checkTag } from "./common";
+import { mapOptionsFrom } from "./unpack";
+
+const warn = (m: string) => log.warn(m);
+
+function targetTag(opts: Opts, fallback: string): string {
+  const t = opts.get("tag");
+  return t !== undefined ? checkTag(t, "--tag") : fallback;
+}
+
+export const repackCommand: CommandDef = {
+  name: "repack",
+  args: ["bundle"],
+  description: "repack the changes made to a bundle's rootfs as a new layer",
+  options: [
+    imageOpt, compressOpt,
+    { flag: "mask-path", value: "<path>", repeat: true, desc: "a path to leave out of the layer (repeatable)" },
+    { flag: "no-mask-volumes", desc: "do not leave the image's volumes out of the layer" },
+    { flag: "refresh-bundle", desc: "point the bundle at the new image, so the next repack is relative to it" },
+    { flag: "no-progress", desc: "do not show progress on a terminal" },
+    ...historyOpts,
+  ],
+  async run(args, opts) {
+    const ref = parseImageRef(opts.get("image"));
+    const compress = parseCompress(opts.get("compress"));
+    const now = nowTimestamp();
+    const clamp = sourceDateEpoch();
+    const layout = openLayout(ref.layout);
+    layout.lockGc("sh");
+    try {
+      // Default history author: the image's (read inside repack via the mutator's config).
+      const history = historyFromOpts(opts, { created_by: "boci repack" });
+      const r = await repackBundle(layout, args[0]!, {
+        tag: ref.tag, maskPaths: opts.all("mask-path"), maskVolumes: !opts.bool("no-mask-volumes"),
+        refreshBundle: opts.bool("refresh-bundle"), compress, history, clampMtime: clamp,
+        progress: !opts.bool("no-progress"), onWarning: warn, now,
+      });
+      log.info(r.layer ? `new layer ${r.layer.digest} (${r.changes} changed paths); manifest ${r.manifest.digest}` : `no changes; manifest ${r.manifest.digest}`);
+    } finally { layout.close(); }
+  },
+};
+
+/** Every path under a source tree (the root as "."), sorted as a layer wants them. */
+function listTree(root: string): string[] {
+  const out: string[] = ["."];
+  const walk = (rel: string) => {
+    const abs = rel === "" ? root : path.join(root, rel);
+    const names = fs.readdirSync(abs).sort(compareBytes);
+    for (const n of names) {
+      const r = rel === "" ? n : `${rel}/${n}`;
+      out.push(r);
+      if (fs.lstatSync(path.join(root, r)).isDirectory()) walk(r);
+    }
+  };
+  if (fs.lstatSync(root).isDirectory()) walk("");
+  return out;
+}
+
+export const insertCommand: CommandDef = {
+  name: "insert",
+  args: ["source", "target"],
+  minArgs: 1,
+  description: "insert a file or tree into an image as a new layer (or a whiteout with --whiteout)",
+  options: [
+    imageOpt, tagOpt, compressOpt, ...mapOpts,
+    { flag: "opaque", desc: "make TARGET opaque: hide everything lower layers had under it" },
+    { flag: "whiteout", desc: "insert a whiteout for TARGET instead of content (takes only TARGET)" },
+    ...historyOpts,
+  ],
+  run: (args, opts) => runInsert(args, opts),
+};
+
+/** insert with its variable positional count. */
+export async function runInsert(positional: string[], opts: Opts): Promise<void> {
+  const whiteout = opts.bool("whiteout");
+  if (whiteout && positional.length !== 1) throw new UsageError(`insert --whiteout: expected 1 argument (TARGET), got ${positional.length}`);
+  if (!whiteout && positional.length !== 2) throw new UsageError(`insert: expected 2 arguments (SOURCE TARGET), got ${positional.length}`);
+  if (whiteout && opts.bool("opaque")) throw new UsageError("insert: --whiteout and --opaque cannot be used together");
+  const ref = parseImageRef(opts.get("image"));
+  const tag = targetTag(opts, ref.tag);
+  const compress = parseCompress(opts.get("compress"));
+  const mapOptions = mapOptionsFrom(opts);
+  const history = historyFromOpts(opts, { created_by: "boci insert" });
+  const targetRaw = positional[whiteout ? 0 : 1]!;
+  const target = cleanEntryPath(targetRaw);
+  const source = whiteout ? null : positional[0]!;
+  if (source !== null) { try { fs.lstatSync(source); } catch { throw new NotFoundError(`insert: source ${source} does not exist`); } }
+  if (whiteout && target === "") throw new UsageError("insert --whiteout: cannot white out the root directory");
+
+  const layout = openLayout(ref.layout);
+  layout.lockGc("sh");
+  try {
+    const m = new Mutator(layout, resolveTag(layout, layout.readIndex(), ref.tag));
+    const tar = createTarWriter();
+    let root: string;
+    let changes: Change[];
+    if (whiteout) {
+      root = "/";
+      changes = [{ kind: "delete", path: target, archivePath: target }];
+    } else {
+      const src = path.resolve(source!);
+      const isDir = fs.lstatSync(src).isDirectory();
+      root = isDir ? src : path.dirname(src);
+      const base = path.basename(src);
+      changes = isDir
+        ? listTree(src).map((p) => ({ kind: "add" as const, path: p, archivePath: p === "." ? (target || ".") : (target ? `${target}/${p}` : p) }))
+        : [{ kind: "add", path: base, archivePath: target || "." }];
+    }
+    const producer = (async () => {
+      try {
+        if (opts.bool("opaque")) {
+          await tar.add({ name: `${target ? target + "/" : ""}.wh..wh..opq`, type: "file", mode: 0, size: 0, mtime: 0 });
+        }
+        await writeChanges(root, changes, tar, { mapOptions, clampMtime: sourceDateEpoch(), onWarning: warn });
+        await tar.finish();
+      } catch (e) {
+        tar.readable.destroy(e as Error);
+        throw e;
+      }
+    })();
+    const [stored] = await Promise.all([storeLayer(layout, tar.readable, resolveCompression(compress, m.manifest.layers)), producer]);
+    m.addLayer(stored.descriptor, stored.diffID, history ? { ...history, created: history.created ?? nowTimestamp() } : null);
+    const r = m.commit(tag);
+    log.info(`inserted layer ${stored.descriptor.digest}; manifest ${r.manifest.digest}`);
+  } finally { layout.close(); }
+}
+
+export const addLayerCommand: CommandDef = {
+  name: "raw add-layer",
+  args: ["layer.tar"],
+  description: "append an uncompressed tar as a new layer",
+  options: [imageOpt, tagOpt, compressOpt, ...historyOpts],
+  async run(args, opts) {
+    const ref = parseImageRef(opts.get("image"));
+    const tag = targetTag(opts, ref.tag);
+    const compress = parseCompress(opts.get("compress"));
+    const file = args[0]!;
+    let st: fs.Stats;
+    try { st = fs.statSync(file); } catch { throw new NotFoundError(`raw add-layer: ${file} does not exist`); }
+    if (!st.isFile()) throw new UsageError(`raw add-layer: ${file} is not a regular file`);
+    const layout = openLayout(ref.layout);
+    layout.lockGc("sh");
+    try {
+      const m = new Mutator(layout, resolveTag(layout, layout.readIndex(), ref.tag));
+      const history = historyFromOpts(opts, { created_by: "boci raw add-layer", author: m.config.author });
+      const stream = fs.createReadStream(file, { highWaterMark: 1 << 20 });
+      const stored = await storeLayer(layout, stream, resolveCompression(compress, m.manifest.layers));
+      m.addLayer(stored.descriptor, stored.diffID, history ? { ...history, created: history.created ?? nowTimestamp() } : null);
+      const r = m.commit(tag);
+      log.info(`added layer ${stored.descriptor.digest}; manifest ${r.manifest.digest}`);
+    } finally { layout.close(); }
+  },
+};
+
+export const mtreeValidateCommand: CommandDef = {
+  name: "raw mtree-validate",
+  args: [],
+  hidden: true,
+  description: "compare a directory tree with an mtree manifest and print the differences",
+  options: [
+    { flag: "manifest", short: "f", value: "<file>", desc: "the mtree manifest" },
+    { flag: "path", short: "p", value: "<dir>", desc: "the directory tree to check" },
+    { flag: "rootless", desc: "walk as an unprivileged user would (open up unreadable directories)" },
+    { flag: "keywords", short: "k", value: "<list>", desc: "use only these keywords (comma-separated)" },
+    { flag: "add-keywords", short: "K", value: "<list>", desc: "add these keywords to the default set" },
+  ],
+  async run(_args, opts) {
+    const manifest = opts.get("manifest");
+    const dir = opts.get("path");
+    if (!manifest) throw new UsageError("raw mtree-validate: missing -f/--manifest");
+    if (!dir) throw new UsageError("raw mtree-validate: missing -p/--path");
+    let keywords = [...UMOCI_KEYWORDS];
+    const only = opts.get("keywords");
+    if (only) keywords = only.split(",").map((s) => s.trim()).filter(Boolean);
+    const add = opts.get("add-keywords");
+    if (add) for (const k of add.split(",").map((s) => s.trim()).filter(Boolean)) if (!keywords.includes(k)) keywords.push(k);
+    for (const k of keywords) if (!SUPPORTED_KEYWORDS.includes(k) && k !== "sha256") throw new UsageError(`unsupported keyword ${JSON.stringify(k)}`);
+    let text: string;
+    try { text = fs.readFileSync(manifest, "utf8"); } catch { throw new NotFoundError(`raw mtree-validate: cannot read ${manifest}`); }
+    const old = parseMtree(text);
+    const cur = await walkTree(dir, { keywords, listXattrs: listXattrsOf, rootless: opts.bool("rootless") });
+    const deltas = compareMtree(old, cur, keywords);
+    for (const d of deltas) process.stdout.write(formatDelta(d) + "\n");
+    if (deltas.length) throw new BociError(`${deltas.length} difference${deltas.length === 1 ? "" : "s"} between ${dir} and ${manifest}`);
+  },
+};

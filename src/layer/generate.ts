@@ -1,0 +1,184 @@
+/**
+ * Generate a layer tar from a set of changed paths of a root filesystem (umoci's tar generator):
+ * new and modified paths as full entries read from disk, deleted paths as `.wh.NAME` whiteouts.
+ *
+ * Entries are written in the order given (callers sort by path bytes), names relative with a
+ * trailing "/" on directories and "." for the root, uname/gname empty, mtime truncated to
+ * seconds (clamped to SOURCE_DATE_EPOCH when set), IDs mapped host → container, xattrs as
+ * binary-exact SCHILY.xattr records, hardlinks within the layer as link entries. In rootless
+ * mode the owner comes from the `user.rootlesscontainers` xattr, which is not archived.
+ */
+import * as fs from "node:fs";
+import { InvalidError, UnsupportedError, addContext } from "../errors";
+import type { TarWriter, TarWriterHeader, EntryType } from "../tar";
+import { llistxattr, lgetxattr } from "../sys";
+import { type MapOptions, toContainer } from "./idmap";
+import { ROOTLESS_XATTR, decodeRootlessOwner } from "./rootless-xattr";
+
+/**
+ * One path to archive. `path` is relative to the root on disk ("." for the root);
+ * `archivePath`, when set, is the name it gets in the layer (insert puts a tree elsewhere).
+ */
+export interface Change { kind: "add" | "modify" | "delete"; path: string; archivePath?: string }
+
+export interface GenerateOptions {
+  mapOptions: MapOptions;
+  /** SOURCE_DATE_EPOCH: mtimes after it are clamped to it. */
+  clampMtime?: number | null;
+  onWarning?: (msg: string) => void;
+  /** Called with bytes of file content read, for progress. */
+  onBytes?: (n: number) => void;
+}
+
+const SKIP_XATTRS = new Set(["security.selinux", "system.nfs4_acl"]);
+const BIG_FILE = 1 << 20;
+
+function archiveName(rel: string, isDir: boolean): string {
+  if (rel === "." || rel === "") return isDir ? "./" : ".";
+  return isDir ? `${rel}/` : rel;
+}
+
+function majorOf(rdev: number): number {
+  const r = BigInt(rdev);
+  return Number(((r >> 8n) & 0xfffn) | ((r >> 32n) & ~0xfffn));
+}
+function minorOf(rdev: number): number {
+  const r = BigInt(rdev);
+  return Number((r & 0xffn) | ((r >> 12n) & ~0xffn));
+}
+
+/**
+ * Write `changes` (already sorted and filtered) from `root` into `tar`. Does not finish the tar.
+ */
+export async function writeChanges(root: string, changes: Change[], tar: TarWriter, opts: GenerateOptions): Promise<void> {
+  const seenInodes = new Map<string, string>();
+  const rootless = opts.mapOptions.rootless;
+  for (const ch of changes) {
+    const rel = ch.path === "." ? "" : ch.path;
+    const name = ch.archivePath !== undefined ? (ch.archivePath === "." ? "" : ch.archivePath) : rel;
+    const base = name.slice(name.lastIndexOf("/") + 1);
+    if (ch.kind === "delete") {
+      if (name === "") throw new InvalidError("cannot white out the root directory");
+      const dir = name.includes("/") ? name.slice(0, name.lastIndexOf("/") + 1) : "";
+      await tar.add({ name: `${dir}.wh.${base}`, type: "file", mode: 0, uid: 0, gid: 0, size: 0, mtime: 0 });
+      continue;
+    }
+    if (base.startsWith(".wh.")) throw new InvalidError(`cannot archive ${JSON.stringify(name)}: names starting with .wh. are reserved for whiteouts`);
+    const abs = rel === "" ? root : `${root}/${rel}`;
+    try {
+      await addFromDisk(abs, name, tar, seenInodes, rootless, opts);
+    } catch (e) {
+      throw addContext(`archive ${rel || "."}`, e);
+    }
+  }
+}
+
+async function addFromDisk(abs: string, rel: string, tar: TarWriter, seenInodes: Map<string, string>, rootless: boolean, opts: GenerateOptions): Promise<void> {
+  const st = fs.lstatSync(abs);
+  let type: EntryType;
+  if (st.isFile()) type = "file";
+  else if (st.isDirectory()) type = "dir";
+  else if (st.isSymbolicLink()) type = "symlink";
+  else if (st.isCharacterDevice()) type = "char";
+  else if (st.isBlockDevice()) type = "block";
+  else if (st.isFIFO()) type = "fifo";
+  else if (st.isSocket()) { opts.onWarning?.(`skipping socket ${rel}: sockets cannot be stored in a layer`); return; }
+  else throw new UnsupportedError(`unsupported file type`);
+
+  let mtime = Math.floor(st.mtimeMs / 1000);
+  if (opts.clampMtime != null && mtime > opts.clampMtime) mtime = opts.clampMtime;
+
+  const xattrs = new Map<string, Buffer>();
+  let rootlessOwner: { uid: number; gid: number } | null = null;
+  if (type === "file" || type === "dir" || type === "symlink" || type === "fifo" || type === "char" || type === "block") {
+    let names: string[] = [];
+    try { names = llistxattr(abs); } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== "ENOTSUP" && code !== "EOPNOTSUPP") throw e;
+    }
+    for (const n of names.sort()) {
+      if (SKIP_XATTRS.has(n)) continue;
+      const v = lgetxattr(abs, n);
+      if (n === ROOTLESS_XATTR) {
+        if (rootless && v) rootlessOwner = decodeRootlessOwner(v);
+        else if (!rootless) opts.onWarning?.(`${rel || "."} carries a ${ROOTLESS_XATTR} xattr but the bundle is not rootless; archiving it as is`);
+        if (rootless) continue;
+      }
+      if (!v || v.length === 0) continue;
+      xattrs.set(n, v);
+    }
+  }
+  let uid: number, gid: number;
+  if (rootless) {
+    // The emulated owner, unmapped; files without the xattr belong to root.
+    uid = rootlessOwner?.uid ?? 0;
+    gid = rootlessOwner?.gid ?? 0;
+  } else {
+    uid = toContainer(st.uid, opts.mapOptions.uidMappings, "uid");
+    gid = toContainer(st.gid, opts.mapOptions.gidMappings, "gid");
+  }
+
+  const hdr: TarWriterHeader = {
+    name: archiveName(rel, type === "dir"),
+    type,
+    mode: st.mode & 0o7777,
+    uid, gid,
+    mtime,
+    uname: "", gname: "",
+    xattrs,
+    size: 0,
+  };
+
+  if (type === "file" && st.nlink > 1) {
+    const key = `${st.dev}:${st.ino}`;
+    const first = seenInodes.get(key);
+    if (first !== undefined) {
+      await tar.add({ ...hdr, type: "link", linkname: first, size: 0 });
+      return;
+    }
+    seenInodes.set(key, rel);
+  }
+  switch (type) {
+    case "symlink":
+      hdr.linkname = fs.readlinkSync(abs);
+      await tar.add(hdr);
+      return;
+    case "char":
+    case "block":
+      hdr.devmajor = majorOf(st.rdev);
+      hdr.devminor = minorOf(st.rdev);
+      await tar.add(hdr);
+      return;
+    case "file": {
+      hdr.size = st.size;
+      if (st.size <= BIG_FILE) {
+        const body = fs.readFileSync(abs);
+        if (body.length !== st.size) throw new InvalidError(`file changed size while being archived`);
+        opts.onBytes?.(body.length);
+        await tar.add(hdr, body);
+      } else {
+        await tar.add(hdr, readChunks(abs, st.size, opts.onBytes));
+      }
+      return;
+    }
+    default:
+      await tar.add(hdr);
+  }
+}
+
+async function* readChunks(abs: string, size: number, onBytes?: (n: number) => void): AsyncGenerator<Buffer> {
+  const fh = await fs.promises.open(abs, "r");
+  try {
+    let left = size;
+    while (left > 0) {
+      const buf = Buffer.allocUnsafe(Math.min(4 << 20, left));
+      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+      if (bytesRead === 0) throw new InvalidError(`file shrank while being archived`);
+      left -= bytesRead;
+      onBytes?.(bytesRead);
+      yield bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
+    }
+  } finally {
+    await fh.close();
+  }
+}
