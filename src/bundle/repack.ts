@@ -124,8 +124,10 @@ export async function repackBundle(layout: Layout, bundle: string, opts: RepackO
     const changes = deltasToChanges(deltas, masks.map((x) => cleanEntryPath(x)).filter((x) => x !== ""));
 
     let layer: Descriptor | null = null;
+    // History defaults as umoci: created now (or SOURCE_DATE_EPOCH), author the image's.
+    const history = opts.history ? { ...opts.history, created: opts.history.created ?? opts.now, author: opts.history.author ?? m.config.author } : null;
     if (changes.length === 0) {
-      if (opts.history) m.addHistory({ ...opts.history, created: opts.history.created ?? opts.now, empty_layer: true });
+      if (history) m.addHistory({ ...history, empty_layer: true });
     } else {
       const tar = createTarWriter();
       let bytes = 0;
@@ -148,7 +150,7 @@ export async function repackBundle(layout: Layout, bundle: string, opts: RepackO
       const compression = resolveCompression(opts.compress, m.manifest.layers);
       const [stored] = await Promise.all([storeLayer(layout, tar.readable, compression), producer]);
       layer = stored.descriptor;
-      m.addLayer(stored.descriptor, stored.diffID, opts.history ? { ...opts.history, created: opts.history.created ?? opts.now } : null);
+      m.addLayer(stored.descriptor, stored.diffID, history);
     }
     const result = m.commit(opts.tag);
     if (opts.refreshBundle) refreshBundle(bundle, meta, result.walk, newEntries, rootfs, mtreePath);

@@ -126,7 +126,9 @@ export function normalizeArgv(argv: string[], commands: CommandDef[], globals: O
           if (v !== "true" && v !== "1") throw new UsageError(`flag --${spec.flag} takes no value`);
         }
         given.add(spec.flag);
-        into.push(`--${cacName(spec.flag)}`);
+        // mri only knows cac's camel-cased names as booleans, so a bare dashed flag would take
+        // the next word as its value: spell the value out ("no-" flags are never given one).
+        into.push(spec.flag.startsWith("no-") ? `--${cacName(spec.flag)}` : `--${cacName(spec.flag)}=true`);
       }
     }
   };
