@@ -108,6 +108,7 @@ export class LayerApplier {
   /** Record the root directory as it is now (before the first layer). */
   recordRoot(): void {
     this.recordFromDisk("");
+    this.restat.add("");
   }
 
   /** Apply one layer's entries (already decompressed and parsed). */
@@ -131,7 +132,15 @@ export class LayerApplier {
     if (!rec) return;
     for (const rel of this.restat) {
       if (!rec.get(rel === "" ? "." : rel)) continue;
-      this.recordFromDisk(rel);
+      try {
+        this.recordFromDisk(rel);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (!this.rootless || (code !== "EACCES" && code !== "EPERM")) throw e;
+        // Rootless: a locked ancestor (mode 0000 in the image) hides it; look with the
+        // ancestors opened up, then put them back as they were.
+        this.withOpenAncestors(rel, () => this.recordFromDisk(rel));
+      }
     }
     this.restat.clear();
   }
@@ -383,7 +392,10 @@ export class LayerApplier {
    * component is an error.
    */
   private resolveParent(logical: string, create: boolean): string {
-    if (logical === "") return "";
+    if (logical === "") {
+      if (create) this.touchDir("");
+      return "";
+    }
     const cached = this.dirCache.get(logical);
     if (cached !== undefined) return cached;
     const pending = logical.split("/");
@@ -408,14 +420,12 @@ export class LayerApplier {
       if (!st) {
         if (!create) throw new InvalidError(`${JSON.stringify(walked.join("/"))} does not exist`);
         this.touchDir(resolved.join("/"));
-        fs.mkdirSync(this.abs(cur), { mode: 0o755 });
-        this.restat.add(cur);
+        this.makeImplicitDir(cur);
       } else if (!st.isDirectory()) {
         if (!create) throw new InvalidError(`${JSON.stringify(walked.join("/"))} is not a directory`);
         this.touchDir(resolved.join("/"));
         this.removeAll(cur);
-        fs.mkdirSync(this.abs(cur), { mode: 0o755 });
-        this.restat.add(cur);
+        this.makeImplicitDir(cur);
       } else if (this.rootless && (st.mode & 0o700) !== 0o700) {
         if (!this.openedDirs.has(cur) && !this.dirTimes.get(cur)) this.openedDirs.set(cur, st.mode & 0o7777);
         fs.chmodSync(this.abs(cur), (st.mode & 0o7777) | 0o700);
@@ -434,6 +444,40 @@ export class LayerApplier {
     }
     this.dirCache.set(logical, real);
     return real;
+  }
+
+  /** Run `fn` with every ancestor directory of `real` given u+rwx, restoring modes and times after. */
+  private withOpenAncestors(real: string, fn: () => void): void {
+    const restore: Array<{ abs: string; st: fs.Stats }> = [];
+    try {
+      let cur = "";
+      for (const c of parentOf(real).split("/").filter(Boolean)) {
+        cur = join(cur, c);
+        const abs = this.abs(cur);
+        const st = fs.lstatSync(abs);
+        if ((st.mode & 0o700) !== 0o700) {
+          fs.chmodSync(abs, (st.mode & 0o7777) | 0o700);
+          restore.push({ abs, st });
+        }
+      }
+      fn();
+    } finally {
+      for (const { abs, st } of restore.reverse()) {
+        fs.chmodSync(abs, st.mode & 0o7777);
+        fs.utimesSync(abs, st.atime, st.mtime);
+      }
+    }
+  }
+
+  /** A parent directory the layer did not name: created 0755 (as umoci's MkdirAll) and recorded. */
+  private makeImplicitDir(real: string): void {
+    fs.mkdirSync(this.abs(real), { mode: 0o755 });
+    if (!this.rootless) {
+      // Owned by container root, like the rootfs itself.
+      fs.lchownSync(this.abs(real), toHost(0, this.opts.mapOptions.uidMappings, "uid"), toHost(0, this.opts.mapOptions.gidMappings, "gid"));
+    }
+    this.recordFromDisk(real);
+    this.restat.add(real);
   }
 
   private isDirLink(real: string): boolean {
@@ -474,11 +518,7 @@ export class LayerApplier {
         names = fs.readdirSync(abs);
       } catch { return; }
       this.touchDir(dirReal);
-      for (const n of names) {
-        if (this.upper.has(join(dir, n))) continue;
-        this.removeAll(join(dirReal, n));
-        this.opts.recorder?.delete(join(dirReal, n));
-      }
+      this.removeLower(dir, dirReal, names);
       return;
     }
     if (base === WHITEOUT_PREFIX) throw new InvalidError(`invalid whiteout ${JSON.stringify(rel)}: empty name`);
@@ -494,6 +534,23 @@ export class LayerApplier {
     this.touchDir(dirReal);
     this.removeAll(real);
     this.opts.recorder?.delete(real);
+  }
+
+  /**
+   * Opaque whiteout: remove everything under a directory that this layer did not add. Paths the
+   * layer added (or that lead to one) stay; below those, older content still goes.
+   */
+  private removeLower(logicalDir: string, realDir: string, names: string[]): void {
+    for (const n of names) {
+      const logical = join(logicalDir, n);
+      const real = join(realDir, n);
+      if (!this.upper.has(logical)) { this.removeAll(real); continue; }
+      let st: fs.Stats;
+      try { st = fs.lstatSync(this.abs(real)); } catch { continue; }
+      if (!st.isDirectory()) continue;
+      this.touchDir(real);
+      this.removeLower(logical, real, fs.readdirSync(this.abs(real)));
+    }
   }
 
   /** Note a directory whose contents change, so its mtime is restored after the layer. */
@@ -598,7 +655,10 @@ export class LayerApplier {
     const p = real === "" ? "." : real;
     const abs = this.abs(real);
     let st: fs.Stats;
-    try { st = fs.lstatSync(abs); } catch { rec.delete(p); return; }
+    try { st = fs.lstatSync(abs); } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") { rec.delete(p); return; }
+      throw e;
+    }
     const prev = rec.get(p);
     const e: MtreeEntry = {
       path: p,

@@ -30,6 +30,27 @@ function decodeString(b: Buffer, off: number, len: number): string {
   return end === off ? "" : b.toString("utf8", off, end);
 }
 
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * Decode a path name. Names that are not valid UTF-8 are refused rather than mangled: a lossy
+ * decode could map two different names onto one path (and silently overwrite).
+ */
+export function decodeName(b: Uint8Array, off = 0, end = b.length): string {
+  try {
+    return strictUtf8.decode(b.subarray(off, end));
+  } catch {
+    throw new InvalidError(`tar entry name is not valid UTF-8: ${JSON.stringify(Buffer.from(b.subarray(off, end)).toString("latin1"))}`);
+  }
+}
+
+function decodeNameField(b: Buffer, off: number, len: number): string {
+  let end = off;
+  const max = off + len;
+  while (end < max && b[end] !== 0) end++;
+  return end === off ? "" : decodeName(b, off, end);
+}
+
 /** Octal text ended by NUL/space, or base-256 when the top bit of the first byte is set. */
 function decodeNumber(b: Buffer, off: number, len: number, field: string): number {
   const first = b[off]!;
@@ -83,12 +104,12 @@ export function decodeHeader(b: Buffer): RawHeader | null {
   if (stored !== unsigned && stored !== signedChecksum(b)) throw new InvalidError("invalid tar header: checksum mismatch");
 
   const typeflag = b[156]!;
-  let name = decodeString(b, 0, 100);
+  let name = decodeNameField(b, 0, 100);
   // "ustar\0" + "00" is POSIX (USTAR/PAX), whose prefix field extends the name; GNU ("ustar  \0")
   // uses those bytes for atime/ctime.
   const posix = b[257] === 0x75 && b[258] === 0x73 && b[259] === 0x74 && b[260] === 0x61 && b[261] === 0x72 && b[262] === 0;
   const ustarish = b[257] === 0x75 && b[258] === 0x73 && b[259] === 0x74 && b[260] === 0x61 && b[261] === 0x72;
-  if (posix && b[345] !== 0) name = decodeString(b, 345, 155) + "/" + name;
+  if (posix && b[345] !== 0) name = decodeNameField(b, 345, 155) + "/" + name;
   return {
     name,
     mode: decodeNumber(b, 100, 8, "mode"),
@@ -97,7 +118,7 @@ export function decodeHeader(b: Buffer): RawHeader | null {
     size: decodeNumber(b, 124, 12, "size"),
     mtime: decodeNumber(b, 136, 12, "mtime"),
     typeflag,
-    linkname: decodeString(b, 157, 100),
+    linkname: decodeNameField(b, 157, 100),
     uname: ustarish ? decodeString(b, 265, 32) : "",
     gname: ustarish ? decodeString(b, 297, 32) : "",
     devmajor: ustarish ? decodeNumber(b, 329, 8, "devmajor") : 0,

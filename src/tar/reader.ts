@@ -4,7 +4,7 @@
  * use tar-stream's extractor.
  */
 import { InvalidError } from "../errors";
-import { BLOCK, decodeHeader, type RawHeader } from "./header";
+import { BLOCK, decodeHeader, decodeName, type RawHeader } from "./header";
 import { MAX_EXTENDED_HEADER_SIZE, parsePaxInt, parsePaxRecords, parsePaxTime, type PaxRecords } from "./pax";
 import type { EntryType, TarEntry, TarHeader } from "./types";
 
@@ -235,7 +235,7 @@ export async function* readTar(
         else if (flag === 0x67) globalPax = mergeGlobal(globalPax, parsePaxRecords(body));
         else {
           const nul = body.indexOf(0);
-          const s = body.toString("utf8", 0, nul < 0 ? body.length : nul);
+          const s = decodeName(body, 0, nul < 0 ? body.length : nul);
           if (flag === 0x4c) longName = s;
           else longLink = s;
         }
@@ -305,10 +305,10 @@ function buildHeader(
       // A local record with an empty value means "not set": fall back to the header field.
       switch (k) {
         case "path":
-          name = v.length ? v.toString("utf8") : longName ?? raw.name;
+          name = v.length ? decodeName(v) : longName ?? raw.name;
           break;
         case "linkpath":
-          linkname = v.length ? v.toString("utf8") : longLink ?? raw.linkname;
+          linkname = v.length ? decodeName(v) : longLink ?? raw.linkname;
           break;
         case "size":
           size = v.length ? parsePaxInt(k, v) : raw.size;

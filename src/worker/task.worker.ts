@@ -1,0 +1,53 @@
+/**
+ * Worker entry: CPU-heavy tasks off the main thread. Listed as an extra entrypoint in the
+ * `bun build --compile` command (scripts/build.ts), so the compiled binary can start it.
+ */
+import * as fs from "node:fs";
+import * as zlib from "node:zlib";
+import type { Task, TaskResult } from "./tasks";
+
+declare const self: Worker;
+
+function hashFile(p: string): string {
+  const h = new Bun.CryptoHasher("sha256");
+  const fd = fs.openSync(p, "r");
+  try {
+    const buf = Buffer.allocUnsafe(4 << 20);
+    for (;;) {
+      const n = fs.readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      h.update(buf.subarray(0, n));
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return h.digest("hex");
+}
+
+self.onmessage = (ev: MessageEvent<Task>) => {
+  const t = ev.data;
+  try {
+    let r: TaskResult;
+    switch (t.op) {
+      case "hashFile":
+        r = { id: t.id, ok: true, hex: hashFile(t.path) };
+        break;
+      case "hashBytes": {
+        const h = new Bun.CryptoHasher("sha256");
+        h.update(new Uint8Array(t.data));
+        r = { id: t.id, ok: true, hex: h.digest("hex") };
+        break;
+      }
+      case "gzip": {
+        const out = zlib.gzipSync(new Uint8Array(t.data), { level: t.level });
+        const ab = out.buffer.slice(out.byteOffset, out.byteOffset + out.byteLength) as ArrayBuffer;
+        self.postMessage({ id: t.id, ok: true, data: ab } satisfies TaskResult, [ab]);
+        return;
+      }
+    }
+    self.postMessage(r);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    self.postMessage({ id: t.id, ok: false, error: err.message, code: err.code } satisfies TaskResult);
+  }
+};
