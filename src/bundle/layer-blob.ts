@@ -2,7 +2,7 @@
  * Store an uncompressed tar stream as a layer blob: compress, hash the compressed bytes (the
  * layer digest) and the uncompressed bytes (the diffID), and write, all in one pass.
  */
-import { Readable } from "node:stream";
+import { Readable, pipeline } from "node:stream";
 import { UsageError } from "../errors";
 import type { Layout } from "../cas";
 import { type Descriptor, MediaType, AnnotationUncompressedSize, layerSuffix, isLayerMediaType } from "../image";
@@ -19,10 +19,9 @@ export function parseCompress(s: string | undefined): CompressChoice {
 /** auto: the newest layer's compression when it is gzip or zstd, else gzip (never none). */
 export function resolveCompression(choice: CompressChoice, layers: Descriptor[]): Compression {
   if (choice !== "auto") return choice;
-  for (let i = layers.length - 1; i >= 0; i--) {
-    const l = layers[i]!;
-    if (!isLayerMediaType(l.mediaType)) continue;
-    const s = layerSuffix(l.mediaType);
+  const newest = layers[layers.length - 1];
+  if (newest && isLayerMediaType(newest.mediaType)) {
+    const s = layerSuffix(newest.mediaType);
     if (s === "gzip" || s === "zstd") return s;
   }
   return "gzip";
@@ -42,9 +41,17 @@ export async function storeLayer(layout: Layout, tar: AsyncIterable<Uint8Array>,
   }
   const src = Readable.from(tapped(), { objectMode: false });
   const comp = compression === "gzip" ? createParallelGzip({ level: 6 }) : createCompressor(compression);
-  src.on("error", (e) => comp.destroy(e));
-  src.pipe(comp);
-  const info = await layout.putBlobStream(comp);
+  // pipeline() forwards a producer's failure to `comp`, whose iteration in putBlobStream then
+  // rejects (and removes the temp file); the error reaches the caller as the original error.
+  let failure: unknown;
+  pipeline(src, comp, (e) => { if (e) failure ??= e; });
+  let info;
+  try {
+    info = await layout.putBlobStream(comp);
+  } catch (e) {
+    throw failure ?? e;
+  }
+  if (failure) throw failure;
   const descriptor: Descriptor = { mediaType: MediaType.layer + mediaTypeSuffix(compression), digest: info.digest, size: info.size };
   if (compression !== "none") descriptor.annotations = { [AnnotationUncompressedSize]: String(usize) };
   return { descriptor, diffID: "sha256:" + diff.digest("hex"), uncompressedSize: usize };
