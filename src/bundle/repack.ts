@@ -14,7 +14,8 @@ import { InvalidError, NotFoundError } from "../errors";
 import type { Layout, DescriptorPath } from "../cas";
 import { type Descriptor, type History, isManifestMediaType } from "../image";
 import { Mutator } from "../mutate";
-import { parseMtree, walkTree, compareMtree, formatMtree, compareBytes, UMOCI_KEYWORDS, type Delta, type MtreeEntry } from "../mtree";
+import { parseMtree, walkTree, compareMtree, formatMtree, compareBytes, hashFileSync, UMOCI_KEYWORDS, type Delta, type MtreeEntry } from "../mtree";
+import { getPool } from "../worker/pool";
 import { createTarWriter } from "../tar";
 import { writeChanges, type Change } from "../layer/generate";
 import { llistxattr, lgetxattr } from "../sys";
@@ -38,6 +39,9 @@ export interface RepackOptions {
 }
 
 export interface RepackResult { manifest: Descriptor; layer: Descriptor | null; changes: number }
+
+/** Files at least this large are hashed on the worker pool during the repack walk. */
+const POOL_HASH_MIN = 4 << 20;
 
 export function mtreeFileName(manifestDigest: string): string {
   return `sha256_${manifestDigest.split(":")[1]}.mtree`;
@@ -117,7 +121,12 @@ export async function repackBundle(layout: Layout, bundle: string, opts: RepackO
   const progress = createProgress({ enabled: opts.progress !== false });
   try {
     progress.update(() => `repack: scanning ${rootfs}`);
-    const newEntries = await walkTree(rootfs, { keywords: UMOCI_KEYWORDS, listXattrs: listXattrsOf, rootless: meta.mapOptions.rootless });
+    // Large files are hashed on the worker pool (both cores), small ones inline.
+    const pool = getPool();
+    const newEntries = await walkTree(rootfs, {
+      keywords: UMOCI_KEYWORDS, listXattrs: listXattrsOf, rootless: meta.mapOptions.rootless,
+      hashFile: (p, size) => (size >= POOL_HASH_MIN && pool.size > 1 ? pool.hashFile(p) : Promise.resolve(hashFileSync(p))),
+    });
     const deltas = compareMtree(oldEntries, newEntries, UMOCI_KEYWORDS);
     const masks = [...opts.maskPaths];
     if (opts.maskVolumes) masks.push(...Object.keys(m.config.config?.Volumes ?? {}));

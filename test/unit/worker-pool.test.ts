@@ -1,0 +1,46 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, writeFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { gunzipSync } from "node:zlib";
+import { WorkerPool } from "../../src/worker/pool";
+
+const dir = mkdtempSync(join(tmpdir(), "boci-pool-"));
+const pool = new WorkerPool(2);
+afterAll(() => { pool.terminate(); rmSync(dir, { recursive: true, force: true }); });
+
+function inline(data: Uint8Array): string {
+  const h = new Bun.CryptoHasher("sha256");
+  h.update(data);
+  return h.digest("hex");
+}
+
+function bytes(n: number, seed: number): Buffer {
+  const b = Buffer.alloc(n);
+  let x = seed;
+  for (let i = 0; i < n; i++) { x = (x * 1103515245 + 12345) >>> 0; b[i] = x >>> 24; }
+  return b;
+}
+
+describe("worker pool", () => {
+  test("file digests from the pool equal inline digests (empty, small, multi-chunk)", async () => {
+    const sizes = [0, 1, 4095, 1 << 20, (9 << 20) + 7];
+    const files = sizes.map((n, i) => { const p = join(dir, `f${i}`); const b = bytes(n, i + 1); writeFileSync(p, b); return { p, b }; });
+    const got = await Promise.all(files.map((f) => pool.hashFile(f.p)));
+    expect(got).toEqual(files.map((f) => inline(f.b)));
+  });
+  test("byte digests from the pool equal inline digests, and a Buffer view is not detached", async () => {
+    const big = bytes(3 << 20, 9);
+    const view = big.subarray(100, 200000);
+    expect(await pool.hashBytes(view)).toBe(inline(view));
+    expect(view.length).toBe(199900);
+  });
+  test("gzip members from the pool decode to the input", async () => {
+    const data = bytes(2 << 20, 5);
+    const out = await pool.gzip(data, 6);
+    expect(Buffer.compare(gunzipSync(out), data)).toBe(0);
+  });
+  test("errors come back as rejections", async () => {
+    await expect(pool.hashFile(join(dir, "missing"))).rejects.toThrow();
+  });
+});
