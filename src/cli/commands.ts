@@ -5,8 +5,9 @@ import { configCommand } from "./config";
 import { statCommand } from "./stat";
 import { unpackCommand, rawUnpackCommand, rawConfigCommand } from "./unpack";
 import { repackCommand, insertCommand, addLayerCommand, mtreeValidateCommand } from "./repack";
+import { validateCommand } from "./validate";
 
 export const commands: CommandDef[] = [
   initCommand, newCommand, lsCommand, tagCommand, rmCommand, statCommand, gcCommand, configCommand,
-  unpackCommand, repackCommand, insertCommand, rawUnpackCommand, rawConfigCommand, addLayerCommand, mtreeValidateCommand,
+  unpackCommand, repackCommand, insertCommand, rawUnpackCommand, rawConfigCommand, addLayerCommand, validateCommand, mtreeValidateCommand,
 ];

@@ -167,9 +167,14 @@ export class MultiGunzip extends Transform {
   private async feed(slice: Buffer): Promise<number> {
     const inf = this.inflater!;
     const before = inf.bytesWritten;
-    await new Promise<void>((resolve, reject) => {
-      inf.write(slice, (err) => (err ? reject(err) : resolve()));
-    }).catch((e) => {
+    // Bun's zlib never calls the write callback after an inflate error, so also stop waiting
+    // when the inflater ends or fails (inflaterEnded resolves on "error" too).
+    await Promise.race([
+      new Promise<void>((resolve, reject) => {
+        inf.write(slice, (err) => (err ? reject(err) : resolve()));
+      }),
+      this.inflaterEnded,
+    ]).catch((e) => {
       throw this.corrupt(e);
     });
     if (this.inflaterError) throw this.corrupt(this.inflaterError);
