@@ -9,7 +9,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { Readable } from "node:stream";
-import { ClobberError, InvalidError, UnsupportedError, addContext } from "../errors";
+import { ClobberError, InvalidError, UnsupportedError, UsageError, addContext } from "../errors";
 import { type Layout, type DescriptorPath, manifestOf } from "../cas";
 import { type Descriptor, type ImageConfig, type Manifest, MediaType, isLayerMediaType } from "../image";
 import { compressionFromMediaType, createDecompressor, sniffCompression, type Compression } from "../compress";
@@ -26,7 +26,7 @@ export interface UnpackOptions {
   keepDirlinks?: boolean;
   progress?: boolean;
   onWarning?: (msg: string) => void;
-  /** Decompression-bomb bound per layer (uncompressed bytes); default none. */
+  /** Decompression-bomb bound per layer (uncompressed bytes); default: see layerByteLimit. */
   maxLayerBytes?: number;
 }
 
@@ -76,7 +76,7 @@ export async function unpackLayers(layout: Layout, img: LoadedImage, rootfs: str
       try {
         const diffID = await applyLayerBlob(layout, layer, applier, {
           onWarning: (m) => opts.onWarning?.(`layer ${i}: ${m}`),
-          maxBytes: opts.maxLayerBytes,
+          maxBytes: opts.maxLayerBytes ?? layerByteLimit(layer.size),
           onBytes: (n) => {
             doneBytes += n;
             progress.update(() => {
@@ -95,6 +95,21 @@ export async function unpackLayers(layout: Layout, img: LoadedImage, rootfs: str
     progress.done();
   }
   return recorder;
+}
+
+/**
+ * The decompression-bomb bound for a layer: BOCI_MAX_LAYER_BYTES when set, else 2048 times the
+ * compressed size plus 1 GiB. deflate cannot expand more than about 1032:1, so no real gzip layer
+ * reaches it; zstd (and stacked tricks) can, and are stopped there.
+ */
+export function layerByteLimit(compressedSize: number): number {
+  const env = process.env.BOCI_MAX_LAYER_BYTES;
+  if (env !== undefined && env !== "") {
+    const n = Number(env);
+    if (!Number.isSafeInteger(n) || n <= 0) throw new UsageError(`invalid BOCI_MAX_LAYER_BYTES ${JSON.stringify(env)}: a positive integer`);
+    return n;
+  }
+  return compressedSize * 2048 + (1 << 30);
 }
 
 /** Stream one layer blob onto the applier; returns its diffID (sha256 of the uncompressed tar). */

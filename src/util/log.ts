@@ -1,12 +1,34 @@
 /**
  * The logger: consola writing everything to stderr (stdout is for command output).
  * Levels follow umoci's --log: debug, info, warn (default), error, fatal.
+ *
+ * consola is loaded on the first message that is actually printed: loading it costs about
+ * 25 ms of start-up, and most commands print nothing at the default level.
  */
-import { createConsola, type ConsolaInstance } from "consola";
+import type { ConsolaInstance } from "consola";
 
 const levels: Record<string, number> = { fatal: 0, error: 0, warn: 1, info: 3, debug: 4 };
 
-export let log: ConsolaInstance = createConsola({ level: 1, stdout: process.stderr, stderr: process.stderr });
+let instance: ConsolaInstance | null = null;
+let level = 1;
+
+function consola(): ConsolaInstance {
+  if (!instance) {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { createConsola } = require("consola") as typeof import("consola");
+    instance = createConsola({ level, stdout: process.stderr, stderr: process.stderr });
+  }
+  return instance;
+}
+
+export const log = {
+  get level(): number { return level; },
+  set level(v: number) { level = v; if (instance) instance.level = v; },
+  error(msg: string): void { if (level >= 0) consola().error(msg); },
+  warn(msg: string): void { if (level >= 1) consola().warn(msg); },
+  info(msg: string): void { if (level >= 3) consola().info(msg); },
+  debug(msg: string): void { if (level >= 4) consola().debug(msg); },
+};
 
 export function setLogLevel(name: string): void {
   log.level = levels[name] ?? 1;
@@ -17,5 +39,5 @@ export function isLogLevel(name: string): boolean {
 }
 
 export function logLevelName(): string {
-  return Object.entries(levels).find(([, v]) => v === log.level)?.[0] ?? "warn";
+  return Object.entries(levels).find(([, v]) => v === level)?.[0] ?? "warn";
 }
