@@ -8,7 +8,9 @@ import { join } from "node:path";
 const root = join(import.meta.dir, "..");
 const workers = readdirSync(join(root, "src/worker")).filter((f) => f.endsWith(".worker.ts")).map((f) => `./src/worker/${f}`);
 mkdirSync(join(root, "dist"), { recursive: true });
-const args = ["build", "--compile", "--minify-syntax", "--minify-whitespace", "./src/main.ts", ...workers, "--outfile", "dist/boci"];
+// CommonJS output keeps a require() inside a function lazy, so commands that never touch tar,
+// zlib or streams do not pay for loading them at start-up (see src/cli/unpack.ts).
+const args = ["build", "--compile", "--format=cjs", "--minify-syntax", "--minify-whitespace", "./src/main.ts", ...workers, "--outfile", "dist/boci"];
 const p = Bun.spawnSync([process.execPath, ...args], { cwd: root, stdout: "inherit", stderr: "inherit" });
 if (p.exitCode !== 0) {
   console.error("build failed");

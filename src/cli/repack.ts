@@ -4,12 +4,13 @@ import * as path from "node:path";
 import { BociError, UsageError, NotFoundError } from "../errors";
 import { resolveTag } from "../cas";
 import { Mutator } from "../mutate";
-import { repackBundle, listXattrsOf } from "../bundle/repack";
-import { storeLayer, parseCompress, resolveCompression } from "../bundle/layer-blob";
-import { createTarWriter } from "../tar";
-import { writeChanges, type Change } from "../layer/generate";
-import { cleanEntryPath } from "../layer/apply";
-import { parseMtree, walkTree, compareMtree, formatDelta, compareBytes, UMOCI_KEYWORDS, SUPPORTED_KEYWORDS } from "../mtree";
+import type * as RepackModule from "../bundle/repack";
+import type * as LayerBlobModule from "../bundle/layer-blob";
+import type * as TarModule from "../tar";
+import type * as GenerateModule from "../layer/generate";
+import type { Change } from "../layer/generate";
+import type * as MtreeModule from "../mtree";
+import { cleanEntryPath } from "../layer/clean-path";
 import { log } from "../util/log";
 import { nowTimestamp, sourceDateEpoch } from "../util/time";
 import type { CommandDef, Opts } from "./spec";
@@ -17,6 +18,14 @@ import { imageOpt, tagOpt, compressOpt, historyOpts, mapOpts, parseImageRef, ope
 import { mapOptionsFrom } from "./unpack";
 
 const warn = (m: string) => log.warn(m);
+
+// Heavy modules (node:stream, node:zlib, tar, mtree) are required when a command runs, not at
+// start-up: the binary is built as CommonJS, so a require() inside a function stays lazy.
+const repackModule = () => require("../bundle/repack") as typeof RepackModule;
+const layerBlob = () => require("../bundle/layer-blob") as typeof LayerBlobModule;
+const tarModule = () => require("../tar") as typeof TarModule;
+const generateModule = () => require("../layer/generate") as typeof GenerateModule;
+const mtreeModule = () => require("../mtree") as typeof MtreeModule;
 
 function targetTag(opts: Opts, fallback: string): string {
   const t = opts.get("tag");
@@ -37,6 +46,7 @@ export const repackCommand: CommandDef = {
   ],
   async run(args, opts) {
     const ref = parseImageRef(opts.get("image"));
+    const { parseCompress } = layerBlob();
     const compress = parseCompress(opts.get("compress"));
     const now = nowTimestamp();
     const clamp = sourceDateEpoch();
@@ -45,7 +55,7 @@ export const repackCommand: CommandDef = {
     try {
       // Default history author: the image's (read inside repack via the mutator's config).
       const history = historyFromOpts(opts, { created_by: "boci repack" });
-      const r = await repackBundle(layout, args[0]!, {
+      const r = await repackModule().repackBundle(layout, args[0]!, {
         tag: ref.tag, maskPaths: opts.all("mask-path"), maskVolumes: !opts.bool("no-mask-volumes"),
         refreshBundle: opts.bool("refresh-bundle"), compress, history, clampMtime: clamp,
         progress: !opts.bool("no-progress"), onWarning: warn, now,
@@ -60,7 +70,7 @@ function listTree(root: string): string[] {
   const out: string[] = ["."];
   const walk = (rel: string) => {
     const abs = rel === "" ? root : path.join(root, rel);
-    const names = fs.readdirSync(abs).sort(compareBytes);
+    const names = fs.readdirSync(abs).sort(mtreeModule().compareBytes);
     for (const n of names) {
       const r = rel === "" ? n : `${rel}/${n}`;
       out.push(r);
@@ -93,6 +103,9 @@ export async function runInsert(positional: string[], opts: Opts): Promise<void>
   if (whiteout && opts.bool("opaque")) throw new UsageError("insert: --whiteout and --opaque cannot be used together");
   const ref = parseImageRef(opts.get("image"));
   const tag = targetTag(opts, ref.tag);
+  const { parseCompress, storeLayer, resolveCompression } = layerBlob();
+  const { createTarWriter } = tarModule();
+  const { writeChanges } = generateModule();
   const compress = parseCompress(opts.get("compress"));
   const mapOptions = mapOptionsFrom(opts);
   const history = historyFromOpts(opts, { created_by: "boci insert" });
@@ -148,6 +161,7 @@ export const addLayerCommand: CommandDef = {
   async run(args, opts) {
     const ref = parseImageRef(opts.get("image"));
     const tag = targetTag(opts, ref.tag);
+    const { parseCompress, storeLayer, resolveCompression } = layerBlob();
     const compress = parseCompress(opts.get("compress"));
     const file = args[0]!;
     let st: fs.Stats;
@@ -184,6 +198,8 @@ export const mtreeValidateCommand: CommandDef = {
     const dir = opts.get("path");
     if (!manifest) throw new UsageError("raw mtree-validate: missing -f/--manifest");
     if (!dir) throw new UsageError("raw mtree-validate: missing -p/--path");
+    const { parseMtree, walkTree, compareMtree, formatDelta, UMOCI_KEYWORDS, SUPPORTED_KEYWORDS } = mtreeModule();
+    const { listXattrsOf } = repackModule();
     let keywords = [...UMOCI_KEYWORDS];
     const only = opts.get("keywords");
     if (only) keywords = only.split(",").map((s) => s.trim()).filter(Boolean);

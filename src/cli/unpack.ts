@@ -3,12 +3,17 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { UsageError } from "../errors";
 import { resolveTag, parsePlatform } from "../cas";
-import { loadImage, unpackBundle, unpackLayers, removeTree } from "../bundle/unpack";
-import { generateRuntimeConfig, serializeRuntimeConfig } from "../bundle/runtime-config";
+import type * as UnpackModule from "../bundle/unpack";
+import type * as RuntimeConfigModule from "../bundle/runtime-config";
 import { resolveMapOptions, type MapOptions } from "../layer/idmap";
 import { log } from "../util/log";
 import type { CommandDef, OptSpec, Opts } from "./spec";
 import { imageOpt, mapOpts, parseImageRef, openLayout } from "./common";
+
+// Heavy modules (node:stream, node:zlib, tar, mtree) are required when a command runs, not at
+// start-up: the binary is built as CommonJS, so a require() inside a function stays lazy.
+const unpackModule = () => require("../bundle/unpack") as typeof UnpackModule;
+const runtimeConfigModule = () => require("../bundle/runtime-config") as typeof RuntimeConfigModule;
 
 const platformOpt: OptSpec = { flag: "platform", value: "<os/arch[/variant]>", desc: "choose the manifest for this platform from a multi-platform index (default: the host's)" };
 const unpackOpts: OptSpec[] = [
@@ -30,7 +35,7 @@ function openImage(opts: Opts) {
   const platform = opts.get("platform") !== undefined ? parsePlatform(opts.get("platform")!) : undefined;
   const layout = openLayout(ref.layout);
   layout.lockGc("sh", { optional: true });
-  const img = loadImage(layout, resolveTag(layout, layout.readIndex(), ref.tag, { platform }));
+  const img = unpackModule().loadImage(layout, resolveTag(layout, layout.readIndex(), ref.tag, { platform }));
   return { layout, img };
 }
 
@@ -45,7 +50,7 @@ export const unpackCommand: CommandDef = {
     const mapOptions = mapOptionsFrom(opts);
     const { layout, img } = openImage(opts);
     try {
-      await unpackBundle(layout, img, args[0]!, { mapOptions, keepDirlinks: opts.bool("keep-dirlinks"), progress: !opts.bool("no-progress"), onWarning: warn });
+      await unpackModule().unpackBundle(layout, img, args[0]!, { mapOptions, keepDirlinks: opts.bool("keep-dirlinks"), progress: !opts.bool("no-progress"), onWarning: warn });
       log.info(`unpacked image ${img.manifestDesc.digest} into ${args[0]}`);
     } finally { layout.close(); }
   },
@@ -64,9 +69,9 @@ export const rawUnpackCommand: CommandDef = {
     try {
       if (!existed) fs.mkdirSync(rootfs, { recursive: true, mode: 0o755 });
       else if (!fs.statSync(rootfs).isDirectory()) throw new UsageError(`raw unpack: ${rootfs} is not a directory`);
-      await unpackLayers(layout, img, rootfs, { mapOptions, keepDirlinks: opts.bool("keep-dirlinks"), progress: !opts.bool("no-progress"), onWarning: warn });
+      await unpackModule().unpackLayers(layout, img, rootfs, { mapOptions, keepDirlinks: opts.bool("keep-dirlinks"), progress: !opts.bool("no-progress"), onWarning: warn });
     } catch (e) {
-      if (!existed) removeTree(rootfs);
+      if (!existed) unpackModule().removeTree(rootfs);
       throw e;
     } finally { layout.close(); }
   },
@@ -84,6 +89,7 @@ export const rawConfigCommand: CommandDef = {
     try {
       const rootfs = opts.get("rootfs");
       if (rootfs === undefined) log.warn("no --rootfs given: user and group names cannot be resolved (using root:root where needed)");
+      const { generateRuntimeConfig, serializeRuntimeConfig } = runtimeConfigModule();
       const cfg = generateRuntimeConfig(img.config, {
         rootfsName: rootfs !== undefined ? path.basename(rootfs) : "rootfs",
         rootfsPath: rootfs ?? null, mapOptions, onWarning: warn,

@@ -4,7 +4,12 @@
  * found (with a one-line "N problems found" on stderr), 3 when the layout or tag does not exist.
  */
 import { InvalidError, UsageError } from "../errors";
-import { validateLayout, type ValidationProblem, type ValidationReport } from "../cas/validate-layout";
+import type { ValidationProblem, ValidationReport } from "../cas/validate-layout";
+import type * as ValidateModule from "../cas/validate-layout";
+
+// Heavy modules (node:stream, node:zlib, tar, mtree) are required when a command runs, not at
+// start-up: the binary is built as CommonJS, so a require() inside a function stays lazy.
+const validateModule = () => require("../cas/validate-layout") as typeof ValidateModule;
 import { log } from "../util/log";
 import type { CommandDef } from "./spec";
 import { imageOpt, layoutOpt, parseImageRef, parseLayoutFlag } from "./common";
@@ -49,7 +54,7 @@ export const validateCommand: CommandDef = {
       dir = parseLayoutFlag(opts.get("layout"));
       subject = `layout ${dir}`;
     }
-    const report = await validateLayout(dir, {
+    const report = await validateModule().validateLayout(dir, {
       tag,
       onLayer: (digest, where) => log.debug(`validate: streaming ${digest} (${where})`),
     });

@@ -23,6 +23,7 @@ import type { MtreeEntry, MtreeRecorder } from "../mtree";
 import { lsetxattr, llistxattr, lremovexattr, lgetxattr, mknod } from "../sys";
 import { type MapOptions, toHost } from "./idmap";
 import { ROOTLESS_XATTR, encodeRootlessOwner } from "./rootless-xattr";
+import { cleanEntryPath } from "./clean-path";
 
 export interface ApplyOptions {
   mapOptions: MapOptions;
@@ -40,19 +41,7 @@ const FORBIDDEN_XATTRS = new Set(["security.selinux", "system.nfs4_acl"]);
 
 const S_IFCHR = 0o020000, S_IFBLK = 0o060000, S_IFIFO = 0o010000;
 
-/**
- * Clean a tar entry name to a root-relative path: "" is the root. Leading "/", "." and ".."
- * components that would climb above the root are dropped.
- */
-export function cleanEntryPath(name: string): string {
-  const out: string[] = [];
-  for (const c of name.split("/")) {
-    if (c === "" || c === ".") continue;
-    if (c === "..") { out.pop(); continue; }
-    out.push(c);
-  }
-  return out.join("/");
-}
+export { cleanEntryPath };
 
 function parentOf(p: string): string {
   const i = p.lastIndexOf("/");

@@ -5,6 +5,7 @@
  * call gets its own promise.
  */
 import { availableParallelism } from "node:os";
+import { join } from "node:path";
 import type { Task, TaskResult } from "./tasks";
 
 type Pending = { resolve: (r: TaskResult & { ok: true }) => void; reject: (e: Error) => void };
@@ -104,9 +105,10 @@ export function defaultPoolSize(): number {
 
 /** The worker entry: beside this file in a source checkout, at the bundle root in a compiled binary. */
 function workerURL(): string {
-  // In a `bun build --compile` binary, extra entrypoints are addressed by their source path.
-  if (import.meta.url.includes("$bunfs") || import.meta.path.startsWith("/$bunfs") || import.meta.path.startsWith("B:")) return "./src/worker/task.worker.ts";
-  return new URL("./task.worker.ts", import.meta.url).href;
+  // In a `bun build --compile` binary the script is /$bunfs/root/<name> and extra entrypoints
+  // are addressed by their source path. (No import.meta: the binary is built as CommonJS.)
+  if ((process.argv[1] ?? "").startsWith("/$bunfs/") || __filename.startsWith("/$bunfs/")) return "./src/worker/task.worker.ts";
+  return join(__dirname, "task.worker.ts");
 }
 
 let shared: WorkerPool | null = null;
