@@ -5,17 +5,18 @@
 import { BociError, ExitCode, addContext } from "./errors";
 import { runApp } from "./cli/app";
 import { log } from "./util/log";
+import { writeOut, writeErr } from "./util/stdio";
 
 async function main(): Promise<number> {
   try {
-    await runApp(process.argv.slice(2), (s) => process.stdout.write(s));
+    await runApp(process.argv.slice(2), writeOut);
     return 0;
   } catch (e) {
     const err = e instanceof BociError ? e : (addContext("boci", e) as BociError);
     let msg = err.message;
     if (err.code === "EACCES" || err.code === "EPERM") msg += " (maybe --rootless will help?)";
-    process.stderr.write(`boci: ${msg}\n`);
-    if (log.level >= 4 && e instanceof Error && e.stack) process.stderr.write(e.stack + "\n");
+    writeErr(`boci: ${msg}\n`);
+    if (log.level >= 4 && e instanceof Error && e.stack) writeErr(e.stack + "\n");
     return err.exitCode ?? ExitCode.general;
   }
 }

@@ -271,9 +271,10 @@ export class Layout {
     const file = path.join(this.path, "index.json");
     let obj: unknown;
     try {
-      obj = parseJsonStrict(fs.readFileSync(file, "utf8"));
+      obj = parseJsonStrict(new TextDecoder("utf-8", { fatal: true }).decode(fs.readFileSync(file)));
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === "ENOENT") throw new InvalidError(`read index.json: missing`);
+      if (e instanceof TypeError) throw new InvalidError(`read index.json: not valid UTF-8`);
       throw new InvalidError(`read index.json: ${(e as Error).message}`);
     }
     assertValid(validateIndex(obj, "index.json", [], { allowNullManifests: true }), "index.json");

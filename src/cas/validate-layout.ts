@@ -221,7 +221,7 @@ class Validator {
   private readIndexJson(): Descriptor[] | null {
     let obj: unknown;
     try {
-      obj = parseJsonStrict(fs.readFileSync(path.join(this.root, "index.json"), "utf8"));
+      obj = parseJsonStrict(new TextDecoder("utf-8", { fatal: true }).decode(fs.readFileSync(path.join(this.root, "index.json"))));
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === "ENOENT") this.problem("index.json", "missing");
       else this.problem("index.json", `invalid JSON: ${errMsg(e)}`);

@@ -6,8 +6,9 @@ import { log } from "../util/log";
 import { nowTimestamp } from "../util/time";
 import type { CommandDef } from "./spec";
 import { imageOpt, layoutOpt, parseImageRef, parseLayoutFlag, openLayout, checkTag } from "./common";
+import { writeOut } from "../util/stdio";
 
-const out = (s: string) => process.stdout.write(s);
+const out = writeOut;
 
 export const initCommand: CommandDef = {
   name: "init",

@@ -16,6 +16,7 @@ import { nowTimestamp, sourceDateEpoch } from "../util/time";
 import type { CommandDef, Opts } from "./spec";
 import { imageOpt, tagOpt, compressOpt, historyOpts, mapOpts, parseImageRef, openLayout, historyFromOpts, checkTag } from "./common";
 import { mapOptionsFrom } from "./unpack";
+import { writeOut } from "../util/stdio";
 
 const warn = (m: string) => log.warn(m);
 
@@ -211,7 +212,7 @@ export const mtreeValidateCommand: CommandDef = {
     const old = parseMtree(text);
     const cur = await walkTree(dir, { keywords, listXattrs: listXattrsOf, rootless: opts.bool("rootless") });
     const deltas = compareMtree(old, cur, keywords);
-    for (const d of deltas) process.stdout.write(formatDelta(d) + "\n");
+    for (const d of deltas) writeOut(formatDelta(d) + "\n");
     if (deltas.length) throw new BociError(`${deltas.length} difference${deltas.length === 1 ? "" : "s"} between ${dir} and ${manifest}`);
   },
 };

@@ -3,6 +3,7 @@ import { resolveTag, manifestOf } from "../cas";
 import type { Descriptor, ImageConfig, Manifest } from "../image";
 import type { CommandDef } from "./spec";
 import { imageOpt, parseImageRef, openLayout } from "./common";
+import { writeOut } from "../util/stdio";
 
 /** go-units HumanSize: decimal units, 4 significant digits. */
 export function humanSize(n: number): string {
@@ -107,13 +108,13 @@ export const statCommand: CommandDef = {
       config.rootfs.diff_ids ??= [];
       if (opts.bool("json")) {
         const h = historyOf(manifest, config);
-        process.stdout.write(JSON.stringify({
+        writeOut(JSON.stringify({
           manifest: { descriptor: mdesc, blob: manifest },
           config: { descriptor: manifest.config, blob: config },
           history: h.length ? h : null,
         }) + "\n");
       } else {
-        process.stdout.write(formatStat(mdesc, manifest, config));
+        writeOut(formatStat(mdesc, manifest, config));
       }
     } finally { layout.close(); }
   },

@@ -13,6 +13,7 @@ const validateModule = () => require("../cas/validate-layout") as typeof Validat
 import { log } from "../util/log";
 import type { CommandDef } from "./spec";
 import { imageOpt, layoutOpt, parseImageRef, parseLayoutFlag } from "./common";
+import { writeOut } from "../util/stdio";
 
 const line = (p: ValidationProblem): string => `${p.path}: ${p.message}`;
 const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? "" : "s"}`;
@@ -59,14 +60,14 @@ export const validateCommand: CommandDef = {
       onLayer: (digest, where) => log.debug(`validate: streaming ${digest} (${where})`),
     });
     if (opts.bool("json")) {
-      process.stdout.write(JSON.stringify({
+      writeOut(JSON.stringify({
         valid: report.valid,
         problems: report.problems,
         warnings: report.warnings,
         checked: report.checked,
       }) + "\n");
     } else {
-      process.stdout.write(formatValidation(subject, report));
+      writeOut(formatValidation(subject, report));
     }
     if (!report.valid) {
       const n = report.problems.length;

@@ -2,13 +2,15 @@
  * Progress on stderr for a terminal: one line redrawn in place, at most every 100 ms.
  * Silent when stderr is not a TTY or when disabled (--no-progress).
  */
+import { writeErr, stderrIsTTY } from "./stdio";
+
 export interface Progress {
   update(line: () => string): void;
   done(): void;
 }
 
 export function createProgress(opts: { enabled: boolean }): Progress {
-  const on = opts.enabled && !!process.stderr.isTTY;
+  const on = opts.enabled && stderrIsTTY();
   let last = 0;
   let drawn = false;
   return {
@@ -18,11 +20,11 @@ export function createProgress(opts: { enabled: boolean }): Progress {
       if (now - last < 100) return;
       last = now;
       const cols = process.stderr.columns || 80;
-      process.stderr.write(`\r\x1b[K${line().slice(0, cols - 1)}`);
+      writeErr(`\r\x1b[K${line().slice(0, cols - 1)}`);
       drawn = true;
     },
     done() {
-      if (on && drawn) process.stderr.write("\r\x1b[K");
+      if (on && drawn) writeErr("\r\x1b[K");
       drawn = false;
     },
   };

@@ -103,11 +103,12 @@ export function defaultPoolSize(): number {
   return availableParallelism();
 }
 
-/** The worker entry: beside this file in a source checkout, at the bundle root in a compiled binary. */
+/** The worker entry: beside this file in a source checkout, embedded in a compiled binary. */
 function workerURL(): string {
-  // In a `bun build --compile` binary the script is /$bunfs/root/<name> and extra entrypoints
-  // are addressed by their source path. (No import.meta: the binary is built as CommonJS.)
-  if ((process.argv[1] ?? "").startsWith("/$bunfs/") || __filename.startsWith("/$bunfs/")) return "./src/worker/task.worker.ts";
+  // In a `bun build --compile` binary, files live under /$bunfs/root/ by their path relative to
+  // the build root (scripts/build.ts passes --root .). An absolute path, so the current directory
+  // does not matter. (No import.meta: the binary is built as CommonJS.)
+  if ((process.argv[1] ?? "").startsWith("/$bunfs/") || __filename.startsWith("/$bunfs/")) return "/$bunfs/root/src/worker/task.worker.ts";
   return join(__dirname, "task.worker.ts");
 }
 

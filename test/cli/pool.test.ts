@@ -15,7 +15,8 @@ test("repack of large files through the worker pool gives the same tree on unpac
   for (let i = 0; i < big.length; i += 4096) big.writeUInt32LE(i * 2654435761 >>> 0, i);
   writeFileSync(join(s, "b/rootfs/big1"), big);
   writeFileSync(join(s, "b/rootfs/big2"), big.subarray(0, 5 << 20));
-  ok(["repack", "--image", `${L}:t`, join(s, "b")], { env: { BOCI_WORKERS: "2" } });
+  // Run from another directory: the worker must not be looked up relative to the cwd.
+  ok(["repack", "--image", `${L}:t`, join(s, "b")], { env: { BOCI_WORKERS: "2" }, cwd: s });
   ok(["unpack", "--image", `${L}:t`, join(s, "b2")]);
   const mt = readdirSync(join(s, "b2")).find((n) => n.endsWith(".mtree"))!;
   const v = ok(["raw", "mtree-validate", "-f", join(s, "b2", mt), "-p", join(s, "b/rootfs")]);
