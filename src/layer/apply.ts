@@ -77,6 +77,8 @@ export class LayerApplier {
   private readonly euid: number;
   private readonly egid: number;
   private warnedNotSup = false;
+  /** set by writeFile when it already applied owner, mode and times through the fd */
+  private fdMetadataDone = false;
 
   constructor(root: string, opts: ApplyOptions) {
     this.root = path.resolve(root);
@@ -222,7 +224,8 @@ export class LayerApplier {
         throw new InvalidError(`unsupported entry type ${(hdr as TarHeader).type}`);
     }
 
-    this.applyMetadata(real, hdr, { existing: !!existing });
+    if (this.fdMetadataDone) this.fdMetadataDone = false;
+    else this.applyMetadata(real, hdr, { existing: !!existing });
     if (hdr.type === "dir") this.dirTimes.set(real, { mtime: hdr.mtime, mode: this.rootless ? hdr.mode : undefined });
     this.record(rel, hdr, sha, real);
   }
@@ -248,6 +251,13 @@ export class LayerApplier {
         }
       }
       if (written !== hdr.size) throw new InvalidError(`file body is ${written} bytes, header says ${hdr.size}`);
+      // Metadata through the open descriptor: no path lookups (the common case, no xattrs).
+      if (hdr.xattrs.size === 0 && !this.rootless) {
+        fs.fchownSync(fd, toHost(hdr.uid, this.opts.mapOptions.uidMappings, "uid"), toHost(hdr.gid, this.opts.mapOptions.gidMappings, "gid"));
+        fs.fchmodSync(fd, hdr.mode & 0o7777);
+        fs.futimesSync(fd, hdr.mtime, hdr.mtime);
+        this.fdMetadataDone = true;
+      }
     } finally {
       fs.closeSync(fd);
     }
