@@ -20,6 +20,7 @@ import { createTarWriter } from "../tar";
 import { writeChanges, type Change } from "../layer/generate";
 import { llistxattr, lgetxattr } from "../sys";
 import { readMeta, writeMeta, type BundleMeta } from "./meta";
+import { writeMtreeFile } from "./unpack";
 import { storeLayer, resolveCompression, type CompressChoice } from "./layer-blob";
 import { createProgress, formatBytes } from "../util/progress";
 import { cleanEntryPath } from "../layer/apply";
@@ -173,7 +174,7 @@ export async function repackBundle(layout: Layout, bundle: string, opts: RepackO
 function refreshBundle(bundle: string, meta: BundleMeta, newWalk: Descriptor[], entries: MtreeEntry[], rootfs: string, oldMtree: string): void {
   const manifest = newWalk[newWalk.length - 1]!;
   const file = path.join(bundle, mtreeFileName(manifest.digest));
-  fs.writeFileSync(file, formatMtree(entries, { keywords: UMOCI_KEYWORDS, tree: rootfs }), { mode: 0o644 });
+  writeMtreeFile(file, entries, rootfs, { exclusive: false });
   writeMeta(bundle, { descriptorWalk: newWalk, mapOptions: meta.mapOptions });
   if (file !== oldMtree) fs.rmSync(oldMtree, { force: true });
 }

@@ -14,7 +14,7 @@ import { type Layout, type DescriptorPath, manifestOf } from "../cas";
 import { type Descriptor, type ImageConfig, type Manifest, MediaType, isLayerMediaType } from "../image";
 import { compressionFromMediaType, createDecompressor, sniffCompression, type Compression } from "../compress";
 import { readTar } from "../tar";
-import { createMtreeRecorder, formatMtree, UMOCI_KEYWORDS, type MtreeRecorder } from "../mtree";
+import { createMtreeRecorder, writeMtree, UMOCI_KEYWORDS, type MtreeRecorder, type MtreeEntry } from "../mtree";
 import { LayerApplier } from "../layer/apply";
 import { type MapOptions, toHost } from "../layer/idmap";
 import { generateRuntimeConfig, serializeRuntimeConfig } from "./runtime-config";
@@ -178,14 +178,28 @@ export async function unpackBundle(layout: Layout, img: LoadedImage, bundle: str
     });
     fs.writeFileSync(configPath, serializeRuntimeConfig(cfg), { flag: "wx", mode: 0o644 });
     created.push(configPath);
-    const text = formatMtree(recorder.entries(), { keywords: UMOCI_KEYWORDS, tree: rootfs });
-    fs.writeFileSync(mtreeFile, text, { flag: "wx", mode: 0o644 });
+    writeMtreeFile(mtreeFile, recorder.entries(), rootfs);
     created.push(mtreeFile);
     writeMeta(bundle, { descriptorWalk: img.path.walk, mapOptions: opts.mapOptions });
     return { mtreeFile };
   } catch (e) {
     for (const p of created.reverse()) removeTree(p);
     throw e;
+  }
+}
+
+/** Write a manifest file (created exclusively) in pieces, as go-mtree text with umoci's keywords. */
+export function writeMtreeFile(file: string, entries: Iterable<MtreeEntry>, tree: string, opts: { exclusive?: boolean } = {}): void {
+  const fd = fs.openSync(file, opts.exclusive === false ? "w" : "wx", 0o644);
+  try {
+    let n = 0;
+    writeMtree(entries, { keywords: UMOCI_KEYWORDS, tree }, (chunk) => {
+      fs.writeSync(fd, chunk);
+      // Formatting makes short-lived strings fast; collect now and then to keep the peak down.
+      if ((++n & 1) === 0) Bun.gc(true);
+    });
+  } finally {
+    fs.closeSync(fd);
   }
 }
 

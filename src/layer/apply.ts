@@ -107,7 +107,10 @@ export class LayerApplier {
     this.upper = new Set();
     this.dirCache = new Map();
     this.dirTimes = new Map();
+    let n = 0;
     for await (const entry of entries) {
+      // Keep the heap small on layers with many entries: JSC collects lazily by default.
+      if ((++n & 8191) === 0) Bun.gc(true);
       try {
         await this.applyEntry(entry);
       } catch (e) {

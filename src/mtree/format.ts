@@ -36,10 +36,26 @@ interface Node {
  * entry for its parent directory, or a non-directory has children. Does not mutate the entries.
  */
 export function formatMtree(entries: Iterable<MtreeEntry>, opts: FormatMtreeOptions): string {
+  const parts: string[] = [];
+  writeMtree(entries, opts, (s) => parts.push(s));
+  return parts.join("");
+}
+
+/**
+ * As formatMtree, but hands the text to `write` in pieces of a few thousand lines, so a manifest
+ * of a large tree is never held whole in memory.
+ */
+export function writeMtree(entries: Iterable<MtreeEntry>, opts: FormatMtreeOptions, write: (chunk: string) => void): void {
   const keywords = normalizeKeywords(opts.keywords);
   const root = buildTree(entries);
 
-  const out: string[] = [];
+  let buf: string[] = [];
+  const out = {
+    push(line: string): void {
+      buf.push(line);
+      if (buf.length >= 4096) { write(buf.join("\n") + "\n"); buf = []; }
+    },
+  };
   out.push(headerLine("user", opts.user ?? safeUser()));
   out.push(headerLine("machine", opts.machine ?? hostname()));
   out.push(headerLine("tree", opts.tree ?? ""));
@@ -98,7 +114,7 @@ export function formatMtree(entries: Iterable<MtreeEntry>, opts: FormatMtreeOpti
       stack.pop();
     }
   }
-  return out.join("\n") + "\n";
+  if (buf.length) write(buf.join("\n") + "\n");
 }
 
 function buildTree(entries: Iterable<MtreeEntry>): Node {
