@@ -98,8 +98,9 @@ export const statCommand: CommandDef = {
   options: [imageOpt, { flag: "json", desc: "output the status information as JSON" }],
   run(_args, opts) {
     const ref = parseImageRef(opts.get("image"));
+    // A short read needs no lock: blobs and index.json only ever appear by atomic rename, and
+    // a blob a concurrent gc removes is reported as not found.
     const layout = openLayout(ref.layout);
-    layout.lockGc("sh", { optional: true });
     try {
       const path = resolveTag(layout, layout.readIndex(), ref.tag);
       const mdesc = manifestOf(path);
