@@ -20,6 +20,7 @@ import * as path from "node:path";
 import { BociError, InvalidError, addContext, describeErrno } from "../errors";
 import type { TarEntry, TarHeader } from "../tar";
 import type { MtreeEntry, MtreeRecorder } from "../mtree";
+import { hashFileSync } from "../mtree/walk";
 import { lsetxattr, llistxattr, lremovexattr, lgetxattr, mknod } from "../sys";
 import { type MapOptions, toHost } from "./idmap";
 import { ROOTLESS_XATTR, encodeRootlessOwner } from "./rootless-xattr";
@@ -674,7 +675,7 @@ export class LayerApplier {
     if (e.type !== "dir") e.nlink = st.nlink;
     else e.nlink = st.nlink;
     if (e.type === "link") e.link = fs.readlinkSync(abs);
-    if (e.type === "file") e.sha256 = prev?.type === "file" && prev.sha256 ? prev.sha256 : hashFile(abs);
+    if (e.type === "file") e.sha256 = prev?.type === "file" && prev.sha256 ? prev.sha256 : hashFileSync(abs);
     if (e.type === "dir" && prev?.type === "dir" && prev.tarTime !== undefined) e.tarTime = prev.tarTime;
     if (e.type === "dir" && prev?.type === "dir" && prev.mode !== undefined && this.rootless) e.mode = prev.mode;
     if (prev?.xattrs) e.xattrs = prev.xattrs;
@@ -696,20 +697,6 @@ const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b78
 function writeFully(fd: number, buf: Uint8Array): void {
   let off = 0;
   while (off < buf.length) off += fs.writeSync(fd, buf, off, buf.length - off);
-}
-
-function hashFile(p: string): string {
-  const h = new Bun.CryptoHasher("sha256");
-  const fd = fs.openSync(p, "r");
-  try {
-    const buf = Buffer.allocUnsafe(1 << 20);
-    for (;;) {
-      const n = fs.readSync(fd, buf, 0, buf.length, null);
-      if (n === 0) break;
-      h.update(buf.subarray(0, n));
-    }
-  } finally { fs.closeSync(fd); }
-  return h.digest("hex");
 }
 
 function safeList(p: string): string[] {
