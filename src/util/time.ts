@@ -4,15 +4,16 @@ import { UsageError } from "../errors";
 const rfc3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
 
 /**
- * Validate a user-given time and return it as Go would re-marshal it: the offset kept
- * verbatim, trailing zeros of the fraction trimmed.
+ * Validate a user-given time and return it as Go would re-marshal it: a non-zero offset kept
+ * verbatim, a zero offset as "Z", trailing zeros of the fraction trimmed.
  */
 export function parseUserTime(flag: string, s: string): string {
   const m = rfc3339.exec(s);
   if (!m || Number.isNaN(Date.parse(s.toUpperCase()))) throw new UsageError(`invalid --${flag}: ${JSON.stringify(s)} is not an RFC 3339 time`);
   let frac = (m[7] ?? "").replace(/0+$/, "");
   if (frac === ".") frac = "";
-  const zone = m[8]!.toUpperCase() === "Z" ? "Z" : m[8]!;
+  // Go writes a zero offset as "Z" whatever its spelling ("+00:00", "-00:00").
+  const zone = m[8]!.toUpperCase() === "Z" || /^[+-]00:00$/.test(m[8]!) ? "Z" : m[8]!;
   return `${m[1]}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:${m[6]}${frac}${zone}`;
 }
 
