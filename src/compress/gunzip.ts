@@ -60,6 +60,7 @@ export class MultiGunzip extends Transform {
   private inflater: zlib.InflateRaw | null = null;
   private inflaterEnded: Promise<void> = Promise.resolve();
   private inflaterError: Error | null = null;
+  private started = 0;
   private crc = 0;
   private isize = 0;
   private members = 0;
@@ -136,6 +137,10 @@ export class MultiGunzip extends Transform {
   }
 
   private startMember(): void {
+    // One inflater per member; each holds native state until its handle is garbage-collected.
+    // Multi-member streams (pigz, pgzip, boci's own layers: one member per MiB) would pile them
+    // up, so collect now and then.
+    if ((++this.started & 15) === 0) Bun.gc(true);
     const inf = zlib.createInflateRaw({ chunkSize: OUTPUT_CHUNK });
     this.inflater = inf;
     this.inflaterError = null;

@@ -80,6 +80,9 @@ class ParallelGzip extends Transform {
 
   private async submit(block: Buffer): Promise<void> {
     this.blocks++;
+    // Each zlib.gzip call holds native deflate state until its handle is garbage-collected;
+    // collect now and then so a long stream does not pile them up (tens of MiB per 100 MiB).
+    if ((this.blocks & 15) === 0) Bun.gc(true);
     const p = this.compress(block);
     p.catch(() => undefined); // observed when awaited in order
     this.inflight.push(p);
