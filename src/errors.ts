@@ -99,7 +99,9 @@ const errnoText: Record<string, string> = {
   EOPNOTSUPP: "operation not supported",
 };
 
-/** A short lowercase description of a Node errno error, without the path noise. */
+/** A short lowercase description of a Node errno error: "lchown b/rootfs: operation not permitted". */
 export function describeErrno(e: NodeJS.ErrnoException): string {
-  return (e.code && errnoText[e.code]) || e.message.toLowerCase();
+  const text = (e.code && errnoText[e.code]) || e.message.toLowerCase();
+  if (e.syscall && e.path) return `${e.syscall} ${e.path}: ${text}`;
+  return text;
 }

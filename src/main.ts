@@ -12,7 +12,7 @@ async function main(): Promise<number> {
     await runApp(process.argv.slice(2), writeOut);
     return 0;
   } catch (e) {
-    const err = e instanceof BociError ? e : (addContext("boci", e) as BociError);
+    const err = e instanceof BociError ? e : (addContext(process.argv[2] && !process.argv[2].startsWith("-") ? process.argv[2] : "boci", e) as BociError);
     let msg = err.message;
     if (err.code === "EACCES" || err.code === "EPERM") msg += " (maybe --rootless will help?)";
     writeErr(`boci: ${msg}\n`);
