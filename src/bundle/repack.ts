@@ -122,11 +122,18 @@ export async function repackBundle(layout: Layout, bundle: string, opts: RepackO
   const progress = createProgress({ enabled: opts.progress !== false });
   try {
     progress.update(() => `repack: scanning ${rootfs}`);
+    let scanned = 0, scannedBytes = 0;
+    const scanStart = performance.now();
     // Large files are hashed on the worker pool (both cores), small ones inline.
     const pool = getPool();
     const newEntries = await walkTree(rootfs, {
       keywords: UMOCI_KEYWORDS, listXattrs: listXattrsOf, rootless: meta.mapOptions.rootless,
-      hashFile: (p, size) => (size >= POOL_HASH_MIN && pool.size > 1 ? pool.hashFile(p) : Promise.resolve(hashFileSync(p))),
+      hashFile: (p, size) => {
+        scanned++;
+        scannedBytes += size;
+        progress.update(() => `repack: scanned ${scanned} files, ${formatBytes(scannedBytes)}, ${formatBytes(scannedBytes / Math.max((performance.now() - scanStart) / 1000, 0.001))}/s`);
+        return size >= POOL_HASH_MIN && pool.size > 1 ? pool.hashFile(p) : Promise.resolve(hashFileSync(p));
+      },
     });
     const deltas = compareMtree(oldEntries, newEntries, UMOCI_KEYWORDS);
     const masks = [...opts.maskPaths];
@@ -148,7 +155,7 @@ export async function repackBundle(layout: Layout, bundle: string, opts: RepackO
             mapOptions: meta.mapOptions, clampMtime: opts.clampMtime, onWarning: opts.onWarning,
             onBytes: (n) => {
               bytes += n;
-              progress.update(() => `repack: ${changes.length} changed paths, ${formatBytes(bytes)} read, ${formatBytes(bytes / Math.max((performance.now() - start) / 1000, 0.001))}/s`);
+              progress.update(() => `repack: writing ${changes.length} changed paths, ${formatBytes(bytes)} written, ${formatBytes(bytes / Math.max((performance.now() - start) / 1000, 0.001))}/s`);
             },
           });
           await tar.finish();

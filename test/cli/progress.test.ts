@@ -24,3 +24,20 @@ test.skipIf(!have("script"))("unpack draws progress on a terminal, not on a pipe
   expect(quiet.exitCode).toBe(0);
   expect(quiet.stdout.toString()).not.toContain("unpack: layer");
 });
+
+test.skipIf(!have("script"))("repack draws progress on a terminal (files scanned, bytes written, rate)", () => {
+  const s = scratch();
+  const L = join(s, "l");
+  ok(["init", "--layout", L]);
+  ok(["new", "--image", `${L}:t`]);
+  ok(["unpack", "--image", `${L}:t`, join(s, "b")]);
+  const big = Buffer.alloc(48 << 20);
+  for (let i = 0; i < big.length; i += 8) big.writeUInt32LE((i * 2654435761) >>> 0, i);
+  for (let i = 0; i < 4; i++) writeFileSync(join(s, `b/rootfs/f${i}`), big.subarray(i * (12 << 20), (i + 1) * (12 << 20)));
+  const tty = Bun.spawnSync(["script", "-qec", `${BIN} repack --image ${L}:t2 ${join(s, "b")}`, "/dev/null"], { stdout: "pipe", stderr: "pipe" });
+  expect(tty.exitCode).toBe(0);
+  expect(tty.stdout.toString()).toMatch(/repack: (scanned \d+ files|writing \d+ changed paths)/);
+  const piped = boci(["repack", "--image", `${L}:t3`, join(s, "b")]);
+  expect(piped.code).toBe(0);
+  expect(piped.stderr).toBe("");
+});
