@@ -20,6 +20,7 @@ import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writ
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import * as zlib from "node:zlib";
+import { rng } from "../test/helpers/rng";
 import { makeTar, makeImage, file, dir, symlink, hardlink, whiteout, sha256hex, MT, type Descriptor } from "../test/helpers/image";
 
 // ---------------------------------------------------------------------------------------------
@@ -48,16 +49,6 @@ if (!existsSync(BIN)) {
 // ---------------------------------------------------------------------------------------------
 // PRNG (mulberry32), one stream per iteration
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 type R = () => number;
 const int = (r: R, n: number) => Math.floor(r() * n);
 const pick = <T>(r: R, xs: readonly T[]): T => xs[int(r, xs.length)]!;

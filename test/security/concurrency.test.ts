@@ -10,19 +10,10 @@ import { join } from "node:path";
 import { boci, ok, scratch, BIN } from "../helpers/cli";
 import { checkLayout } from "../helpers/check-layout";
 import { makeTar, makeImage, file, dir } from "../helpers/image";
-import { readJson, REF, rng } from "./lib";
+import { readJson, REF, rng, tags } from "./lib";
 
 const ROUNDS = 3;
 const N_TAG = 8, N_CONFIG = 4, N_REPACK = 4, N_INSERT = 1, N_GC = 3; // 20 processes a round
-
-function tags(L: string): Map<string, string> {
-  const m = new Map<string, string>();
-  for (const d of readJson(join(L, "index.json")).manifests ?? []) {
-    const n = d.annotations?.[REF];
-    if (typeof n === "string") m.set(n, d.digest);
-  }
-  return m;
-}
 
 test("20 processes mutating one layout at once all succeed, nothing is lost", async () => {
   const r = rng(7);

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { boci, ok, scratch, BIN } from "../helpers/cli";
 import { checkLayout } from "../helpers/check-layout";
 import { makeTar, makeImage, file, dir, sha256hex } from "../helpers/image";
-import { rng, readJson, REF } from "./lib";
+import { rng, readJson, REF, tags } from "./lib";
 
 const SEED = 20240601;
 const MIN_KILLS = 200;
@@ -19,15 +19,6 @@ const MAX_DELAY_MS = 150;
 
 type Kind = "repack" | "config" | "config-mut" | "tag" | "insert" | "gc";
 const KINDS: Kind[] = ["repack", "repack", "repack", "config", "config", "config-mut", "tag", "insert", "insert", "gc"];
-
-function tags(L: string): Map<string, string> {
-  const m = new Map<string, string>();
-  for (const d of readJson(join(L, "index.json")).manifests ?? []) {
-    const n = d.annotations?.[REF];
-    if (typeof n === "string") m.set(n, d.digest);
-  }
-  return m;
-}
 
 /** Every file under blobs/ hashes to its name (no partial blob visible). */
 function blobProblems(L: string): string[] {

@@ -64,14 +64,14 @@ export function blobPath(l: string, digest: string): string {
   return join(l, "blobs", ...digest.split(":"));
 }
 
-/** A tiny deterministic PRNG (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+export { rng } from "../helpers/rng";
+
+/** Tag name → digest of the top-level entries of a layout's index.json. */
+export function tags(L: string): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const d of readJson(join(L, "index.json")).manifests ?? []) {
+    const n = d.annotations?.[REF];
+    if (typeof n === "string") m.set(n, d.digest);
+  }
+  return m;
 }
