@@ -14,7 +14,7 @@ import { InvalidError, NotFoundError } from "../errors";
 import type { Layout, DescriptorPath } from "../cas";
 import { type Descriptor, type History, isManifestMediaType } from "../image";
 import { Mutator } from "../mutate";
-import { parseMtree, walkTree, compareMtree, formatMtree, compareBytes, hashFileSync, UMOCI_KEYWORDS, type Delta, type MtreeEntry } from "../mtree";
+import { parseMtree, walkTree, compareMtree, compareBytes, hashFileSync, UMOCI_KEYWORDS, type Delta, type MtreeEntry } from "../mtree";
 import { getPool } from "../worker/pool";
 import { createTarWriter } from "../tar";
 import { writeChanges, type Change } from "../layer/generate";

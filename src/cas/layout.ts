@@ -10,7 +10,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { ClobberError, InvalidError, NotFoundError, UnsupportedError, BociError, addContext } from "../errors";
+import { ClobberError, InvalidError, NotFoundError, UnsupportedError, addContext } from "../errors";
 import {
   type Descriptor, type ImageIndex, type Digest, MediaType, parseDigest, sha256Hex,
   validateIndex, validateManifest, validateConfig, assertValid, normalizeIndex, isIndexMediaType, isManifestMediaType,
@@ -325,4 +325,3 @@ function checkSize(desc: { size: number; digest: string }): void {
     throw new InvalidError(`blob ${desc.digest}: invalid descriptor size ${JSON.stringify(desc.size)}`);
 }
 
-export { BociError };

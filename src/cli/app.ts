@@ -57,7 +57,6 @@ export async function runApp(argv: string[], out: (s: string) => void): Promise<
         const want = min === def.args.length ? `${min}` : `${min} to ${def.args.length}`;
         throw new UsageError(`${def.name}: expected ${want} argument${def.args.length === 1 ? "" : "s"}${def.args.length ? ` (${def.args.join(" ")})` : ""}, got ${positional.length + extra.length}`);
       }
-      for (const o of def.options) if (!o.repeat && o.value && Array.isArray(raw[o.flag])) { /* last wins */ }
       await def.run(positional, new Opts(raw, given));
     });
   }

@@ -1,5 +1,4 @@
 /** Shared flag groups and parsing helpers for the commands (umoci's ux* decorators). */
-import * as fs from "node:fs";
 import { UsageError } from "../errors";
 import { Layout } from "../cas";
 import type { History } from "../image";
@@ -82,8 +81,4 @@ export function historyFromOpts(opts: Opts, defaults: History): History | null {
   if (author !== undefined) h.author = author;
   if (comment !== undefined) h.comment = comment;
   return h;
-}
-
-export function pathExists(p: string): boolean {
-  try { fs.lstatSync(p); return true; } catch { return false; }
 }

@@ -1,5 +1,5 @@
 /** init, new, ls, tag, rm, gc: the layout and tag commands. */
-import { ClobberError, NotFoundError } from "../errors";
+import { NotFoundError } from "../errors";
 import { initLayout, listTags, resolveTag, setTag, removeTag, refName, gc, hostPlatform } from "../cas";
 import { MediaType, normalizeConfig, normalizeManifest, type ImageConfig, type Manifest } from "../image";
 import { log } from "../util/log";
@@ -120,4 +120,3 @@ export const gcCommand: CommandDef = {
   },
 };
 
-export { ClobberError };

@@ -41,16 +41,21 @@ function openImage(opts: Opts) {
 
 const warn = (m: string) => log.warn(m);
 
+/** The flags unpack and raw unpack share, as unpack options. */
+function unpackOptionsFrom(opts: Opts): UnpackModule.UnpackOptions {
+  return { mapOptions: mapOptionsFrom(opts), keepDirlinks: opts.bool("keep-dirlinks"), progress: !opts.bool("no-progress"), onWarning: warn };
+}
+
 export const unpackCommand: CommandDef = {
   name: "unpack",
   args: ["bundle"],
   description: "unpack an image into a runtime bundle",
   options: unpackOpts,
   async run(args, opts) {
-    const mapOptions = mapOptionsFrom(opts);
+    const unpackOptions = unpackOptionsFrom(opts);
     const { layout, img } = openImage(opts);
     try {
-      await unpackModule().unpackBundle(layout, img, args[0]!, { mapOptions, keepDirlinks: opts.bool("keep-dirlinks"), progress: !opts.bool("no-progress"), onWarning: warn });
+      await unpackModule().unpackBundle(layout, img, args[0]!, unpackOptions);
       log.info(`unpacked image ${img.manifestDesc.digest} into ${args[0]}`);
     } finally { layout.close(); }
   },
@@ -62,14 +67,14 @@ export const rawUnpackCommand: CommandDef = {
   description: "unpack an image into a root filesystem only (may be an existing directory)",
   options: unpackOpts,
   async run(args, opts) {
-    const mapOptions = mapOptionsFrom(opts);
+    const unpackOptions = unpackOptionsFrom(opts);
     const { layout, img } = openImage(opts);
     const rootfs = args[0]!;
     const existed = fs.existsSync(rootfs);
     try {
       if (!existed) fs.mkdirSync(rootfs, { recursive: true, mode: 0o755 });
       else if (!fs.statSync(rootfs).isDirectory()) throw new UsageError(`raw unpack: ${rootfs} is not a directory`);
-      await unpackModule().unpackLayers(layout, img, rootfs, { mapOptions, keepDirlinks: opts.bool("keep-dirlinks"), progress: !opts.bool("no-progress"), onWarning: warn });
+      await unpackModule().unpackLayers(layout, img, rootfs, unpackOptions);
     } catch (e) {
       if (!existed) unpackModule().removeTree(rootfs);
       throw e;

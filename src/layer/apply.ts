@@ -231,7 +231,7 @@ export class LayerApplier {
     if (this.fdMetadataDone) this.fdMetadataDone = false;
     else this.applyMetadata(real, hdr, { existing: !!existing });
     if (hdr.type === "dir") this.dirTimes.set(real, { mtime: hdr.mtime, mode: this.rootless ? hdr.mode : undefined });
-    this.record(rel, hdr, sha, real);
+    this.record(real, hdr, sha);
   }
 
   private async writeFile(target: string, entry: TarEntry, hdr: TarHeader): Promise<string | undefined> {
@@ -585,11 +585,10 @@ export class LayerApplier {
 
   // ---- mtree recording -------------------------------------------------------------------------
 
-  private record(rel: string, hdr: TarHeader, sha: string | undefined, real = rel): void {
+  private record(real: string, hdr: TarHeader, sha: string | undefined): void {
     const rec = this.opts.recorder;
     if (!rec) return;
     const p = real === "" ? "." : real;
-    void rel;
     const e: MtreeEntry = {
       path: p,
       type: hdr.type === "symlink" ? "link" : hdr.type === "link" ? "file" : (hdr.type as MtreeEntry["type"]),

@@ -46,7 +46,3 @@ export function fsyncDir(dir: string): void {
     if (fd >= 0) fs.closeSync(fd);
   }
 }
-
-export function exists(p: string): boolean {
-  try { fs.lstatSync(p); return true; } catch { return false; }
-}

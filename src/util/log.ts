@@ -37,7 +37,3 @@ export function setLogLevel(name: string): void {
 export function isLogLevel(name: string): boolean {
   return name in levels;
 }
-
-export function logLevelName(): string {
-  return Object.entries(levels).find(([, v]) => v === level)?.[0] ?? "warn";
-}
