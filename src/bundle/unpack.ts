@@ -20,6 +20,10 @@ import { type MapOptions, toHost } from "../layer/idmap";
 import { generateRuntimeConfig, serializeRuntimeConfig } from "./runtime-config";
 import { writeMeta } from "./meta";
 import { createProgress, formatBytes } from "../util/progress";
+import { getPool, inlineHasher } from "../worker/pool";
+
+/** Layers (compressed) at least this big get their diffID hashed on a worker thread. */
+const OFFLOAD_DIFFID_MIN = 4 << 20;
 
 export interface UnpackOptions {
   mapOptions: MapOptions;
@@ -90,7 +94,7 @@ export async function unpackLayers(layout: Layout, img: LoadedImage, rootfs: str
         throw addContext(`unpack layer ${i}`, e);
       }
     }
-    applier.finish();
+    await applier.finish();
   } finally {
     progress.done();
   }
@@ -134,20 +138,25 @@ async function applyLayerBlob(layout: Layout, layer: Descriptor, applier: LayerA
   const dec = createDecompressor(comp, { onWarning: opts.onWarning, maxOutputBytes: opts.maxBytes });
   raw.on("error", (e) => dec.destroy(e));
   raw.pipe(dec);
-  const hasher = new Bun.CryptoHasher("sha256");
+  // The diffID of a large layer is hashed on a worker thread (see WorkerPool.hashStream).
+  const hasher = layer.size >= OFFLOAD_DIFFID_MIN ? getPool().hashStream() : inlineHasher();
   async function* tapped(): AsyncGenerator<Buffer> {
     for await (const chunk of dec) {
-      hasher.update(chunk);
+      const wait = hasher.update(chunk as Buffer);
+      if (wait) await wait;
       yield chunk as Buffer;
     }
   }
   try {
     await applier.applyLayer(readTar(tapped()));
+  } catch (e) {
+    hasher.abort();
+    throw e;
   } finally {
     raw.destroy();
     dec.destroy();
   }
-  return "sha256:" + hasher.digest("hex");
+  return "sha256:" + (await hasher.digest());
 }
 
 export interface BundleUnpackResult { mtreeFile: string }
@@ -170,6 +179,9 @@ export async function unpackBundle(layout: Layout, img: LoadedImage, bundle: str
     createRootfsDir(rootfs, opts.mapOptions);
     created.push(rootfs);
     const recorder = (await unpackLayers(layout, img, rootfs, { ...opts, record: true }))!;
+    // Drop the extraction's garbage (decompressed chunks, stat results) before the manifest is
+    // formatted, so the two never add up in the peak.
+    Bun.gc(true);
     const cfg = generateRuntimeConfig(img.config, {
       rootfsName: "rootfs",
       rootfsPath: rootfs,

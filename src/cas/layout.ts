@@ -17,7 +17,14 @@ import {
 } from "../image";
 import { goJson, parseJsonStrict } from "../util/json";
 import { writeFileAtomic, fsyncDir, randomName } from "../util/fs";
+import type * as PoolModule from "../worker/pool";
 import { takeLock, GC_LOCK, INDEX_LOCK, type HeldLock, type LockMode } from "./lock";
+
+// Lazy: only blob streaming needs the worker pool (and short commands never load it).
+const poolModule = () => require("../worker/pool") as typeof PoolModule;
+const inlineStreamHasher = () => poolModule().inlineHasher();
+/** Blobs at least this big are hashed on a worker thread while they stream. */
+const OFFLOAD_HASH_MIN = 8 << 20;
 
 export const TMP_DIR = ".boci-tmp";
 /** Largest JSON blob (index, manifest, config) read into memory. */
@@ -185,10 +192,13 @@ export class Layout {
       if ((e as NodeJS.ErrnoException).code === "ENOENT") throw new NotFoundError(`blob ${digest}: not found in layout`);
       throw addContext(`open blob ${digest}`, e);
     }
-    const h = new Bun.CryptoHasher("sha256");
+    // Large blobs are hashed on a worker thread (the bytes are copied there as they are read),
+    // leaving this thread to the consumer (decompression, extraction).
+    const h = desc.size >= OFFLOAD_HASH_MIN ? poolModule().getPool().hashStream() : inlineStreamHasher();
     let total = 0;
     const chunkSize = opts.chunkSize ?? 1 << 20;
     let pending: Buffer | null = null;
+    let ok = false;
     try {
       for (;;) {
         const buf = Buffer.allocUnsafe(chunkSize);
@@ -197,16 +207,22 @@ export class Layout {
         total += bytesRead;
         if (total > desc.size) throw new InvalidError(`blob ${digest}: verified reader size mismatch: more than the expected ${desc.size} bytes`);
         const chunk = bytesRead === chunkSize ? buf : buf.subarray(0, bytesRead);
-        h.update(chunk);
+        const wait = h.update(chunk);
+        if (wait) await wait;
         // Hold one chunk back so the consumer never sees the final bytes of a corrupt blob.
         if (pending) yield pending;
         pending = chunk;
       }
+      ok = true;
     } finally {
+      if (!ok) h.abort();
       await fh.close();
     }
-    if (total !== desc.size) throw new InvalidError(`blob ${digest}: verified reader size mismatch: expected ${desc.size} bytes, got ${total}`);
-    const got = "sha256:" + h.digest("hex");
+    if (total !== desc.size) {
+      h.abort();
+      throw new InvalidError(`blob ${digest}: verified reader size mismatch: expected ${desc.size} bytes, got ${total}`);
+    }
+    const got = "sha256:" + (await h.digest());
     if (got !== digest) throw new InvalidError(`blob ${digest}: verified reader digest mismatch: got ${got}`);
     if (pending) yield pending;
   }

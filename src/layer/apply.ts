@@ -25,6 +25,7 @@ import { lsetxattr, llistxattr, lremovexattr, lgetxattr, mknod } from "../sys";
 import { type MapOptions, toHost } from "./idmap";
 import { ROOTLESS_XATTR, encodeRootlessOwner } from "./rootless-xattr";
 import { cleanEntryPath } from "./clean-path";
+import { getPool } from "../worker/pool";
 
 export interface ApplyOptions {
   mapOptions: MapOptions;
@@ -78,6 +79,8 @@ export class LayerApplier {
   private readonly euid: number;
   private readonly egid: number;
   private warnedNotSup = false;
+  /** placeholder in a recorded sha256 → the digest being computed on a worker */
+  private pendingDigests = new Map<string, Promise<string>>();
   /** set by writeFile when it already applied owner, mode and times through the fd */
   private fdMetadataDone = false;
 
@@ -121,10 +124,16 @@ export class LayerApplier {
     this.settleDirs();
   }
 
-  /** Re-read what only settles at the end (nlink of hardlinked files, dir sizes and nlinks). */
-  finish(): void {
+  /**
+   * Re-read what only settles at the end (nlink of hardlinked files, dir sizes and nlinks), and
+   * fill in the digests of large files hashed on worker threads.
+   */
+  async finish(): Promise<void> {
     const rec = this.opts.recorder;
     if (!rec) return;
+    const digests = new Map<string, string>();
+    for (const [k, p] of this.pendingDigests) digests.set(k, await p);
+    this.pendingDigests.clear();
     for (const rel of this.restat) {
       if (!rec.get(rel === "" ? "." : rel)) continue;
       try {
@@ -138,6 +147,11 @@ export class LayerApplier {
       }
     }
     this.restat.clear();
+    if (digests.size) {
+      for (const e of rec.entries()) {
+        if (e.sha256?.startsWith(PENDING_DIGEST)) e.sha256 = digests.get(e.sha256);
+      }
+    }
   }
 
   private async applyEntry(entry: TarEntry): Promise<void> {
@@ -237,21 +251,41 @@ export class LayerApplier {
   private async writeFile(target: string, entry: TarEntry, hdr: TarHeader): Promise<string | undefined> {
     const fd = fs.openSync(target, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
     const wantHash = !!this.opts.recorder;
-    const h = wantHash ? new Bun.CryptoHasher("sha256") : null;
+    let digest: string | undefined;
     let written = 0;
     try {
       if (hdr.size <= 1 << 20) {
         const buf = await entry.readAll();
-        if (buf.length) {
-          h?.update(buf);
-          writeFully(fd, buf);
-          written = buf.length;
-        }
+        if (buf.length) writeFully(fd, buf);
+        written = buf.length;
+        if (wantHash) digest = new Bun.CryptoHasher("sha256").update(buf).digest("hex");
       } else {
-        for await (const chunk of entry.body) {
-          h?.update(chunk);
-          writeFully(fd, chunk);
-          written += chunk.length;
+        // A large body is hashed on a worker thread as it is written; the manifest entry holds
+        // a placeholder until finish() fills in the digest.
+        // The writes go to the thread pool, a few at a time at their offsets, so this thread
+        // goes on parsing while the kernel copies.
+        const h = wantHash ? getPool().hashStream() : null;
+        const out = new OffsetWriter(fd);
+        try {
+          try {
+            for await (const chunk of entry.body) {
+              const wait = h?.update(chunk);
+              await out.write(chunk, written);
+              written += chunk.length;
+              if (wait) await wait;
+            }
+          } finally {
+            await out.drain();
+          }
+        } catch (e) {
+          h?.abort();
+          throw e;
+        }
+        if (h) {
+          const p = h.digest();
+          p.catch(() => { /* reported by finish() */ });
+          digest = `${PENDING_DIGEST}${this.pendingDigests.size}`;
+          this.pendingDigests.set(digest, p);
         }
       }
       if (written !== hdr.size) throw new InvalidError(`file body is ${written} bytes, header says ${hdr.size}`);
@@ -265,7 +299,7 @@ export class LayerApplier {
     } finally {
       fs.closeSync(fd);
     }
-    return h ? h.digest("hex") : undefined;
+    return digest;
   }
 
   private makeNode(target: string, hdr: TarHeader): void {
@@ -691,11 +725,49 @@ export class LayerApplier {
   }
 }
 
+/** Prefix of a recorded sha256 that is still being computed (never valid hex). */
+const PENDING_DIGEST = "pending:";
 const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 function writeFully(fd: number, buf: Uint8Array): void {
   let off = 0;
   while (off < buf.length) off += fs.writeSync(fd, buf, off, buf.length - off);
+}
+
+/**
+ * Positional writes to one descriptor on the thread pool, at most `limit` in flight. The buffers
+ * must stay unchanged until drain() returns (decompressor output is never reused in place).
+ */
+class OffsetWriter {
+  private inFlight = 0;
+  private error: Error | null = null;
+  private wake: (() => void) | null = null;
+
+  constructor(private readonly fd: number, private readonly limit = 4) {}
+
+  async write(buf: Uint8Array, pos: number): Promise<void> {
+    while (this.inFlight >= this.limit) await new Promise<void>((r) => { this.wake = r; });
+    if (this.error) throw this.error;
+    this.inFlight++;
+    const step = (off: number): void => {
+      fs.write(this.fd, buf, off, buf.length - off, pos + off, (err, n) => {
+        if (!err && n > 0 && off + n < buf.length) return step(off + n);
+        if (err) this.error ??= err;
+        else if (n === 0 && off < buf.length) this.error ??= new Error("write returned 0 bytes");
+        this.inFlight--;
+        const w = this.wake;
+        this.wake = null;
+        w?.();
+      });
+    };
+    step(0);
+  }
+
+  /** Wait for every write; throws the first error. */
+  async drain(): Promise<void> {
+    while (this.inFlight > 0) await new Promise<void>((r) => { this.wake = r; });
+    if (this.error) throw this.error;
+  }
 }
 
 function safeList(p: string): string[] {

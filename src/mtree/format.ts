@@ -20,10 +20,13 @@ export interface FormatMtreeOptions {
   date?: Date;
 }
 
+/** A directory (or the path of one named as a parent); non-directories are kept as bare entries. */
 interface Node {
   name: string;
   entry?: MtreeEntry;
   children: Node[];
+  /** Non-directory entries directly below (their own paths give their names). */
+  files: MtreeEntry[];
   /** Raw bytes of a non-ASCII name, for byte-order sorting. */
   key?: Buffer;
 }
@@ -94,13 +97,10 @@ export function writeMtree(entries: Iterable<MtreeEntry>, opts: FormatMtreeOptio
       curSet = new Set(set);
     }
     out.push(line(node.name, e, curSet));
+    sortFiles(node.files);
+    for (const f of node.files) out.push("    " + line(f.path.slice(f.path.lastIndexOf("/") + 1), f, curSet));
     sortChildren(node.children);
-    const dirs: Node[] = [];
-    for (const c of node.children) {
-      if (c.entry!.type === "dir") dirs.push(c);
-      else out.push("    " + line(c.name, c.entry!, curSet));
-    }
-    stack.push({ node, path, dirs, i: 0 });
+    stack.push({ node, path, dirs: node.children, i: 0 });
   };
 
   enter(root, ".");
@@ -117,6 +117,10 @@ export function writeMtree(entries: Iterable<MtreeEntry>, opts: FormatMtreeOptio
   if (buf.length) write(buf.join("\n") + "\n");
 }
 
+/**
+ * The directory skeleton: one Node per directory (and per path named as a parent); files hang
+ * off their parent as bare entries, so a tree of many files costs little beyond the entries.
+ */
 function buildTree(entries: Iterable<MtreeEntry>): Node {
   const nodes = new Map<string, Node>();
   const getNode = (path: string): Node => {
@@ -135,22 +139,31 @@ function buildTree(entries: Iterable<MtreeEntry>): Node {
       const cp = chain[i]!;
       const slash = cp.lastIndexOf("/");
       const name = cp === "." ? "." : cp.slice(slash + 1);
-      const node: Node = { name, children: [] };
+      const node: Node = { name, children: [], files: [] };
       if (!isAscii(name)) node.key = nameToBytes(name);
       nodes.set(cp, node);
       if (cp !== ".") nodes.get(slash < 0 ? "." : cp.slice(0, slash))!.children.push(node);
     }
     return nodes.get(path)!;
   };
+  const others: MtreeEntry[] = [];
   for (const e of entries) {
     checkPath(e.path);
-    getNode(e.path).entry = e;
+    if (e.type === "dir" || e.path === ".") getNode(e.path).entry = e;
+    else others.push(e);
+  }
+  for (const e of others) {
+    // A non-directory that is also some entry's parent: keep it as a node, reported below.
+    const asParent = nodes.get(e.path);
+    if (asParent) { asParent.entry = e; continue; }
+    const slash = e.path.lastIndexOf("/");
+    getNode(slash < 0 ? "." : e.path.slice(0, slash)).files.push(e);
   }
   const root = nodes.get(".");
   if (!root?.entry) throw new InvalidError("mtree: no entry for the root directory \".\"");
   for (const [p, n] of nodes) {
     if (!n.entry) throw new InvalidError(`mtree: ${JSON.stringify(p)}: no entry for this parent directory`);
-    if (n.children.length && n.entry.type !== "dir")
+    if ((n.children.length || n.files.length) && n.entry.type !== "dir")
       throw new InvalidError(`mtree: ${JSON.stringify(p)}: has children but is of type ${n.entry.type}`);
   }
   return root;
@@ -159,16 +172,15 @@ function buildTree(entries: Iterable<MtreeEntry>): Node {
 /** Paths are "." or "/"-joined non-empty components other than "." and "..". */
 export function checkPath(p: string): void {
   if (p === ".") return;
-  let ok = p.length > 0 && !p.includes("\0");
-  if (ok) {
-    for (const c of p.split("/")) {
-      if (c === "" || c === "." || c === "..") {
-        ok = false;
-        break;
-      }
-    }
-  }
-  if (!ok) throw new InvalidError(`mtree: invalid entry path ${JSON.stringify(p)}`);
+  // No empty, "." or ".." component (checked without splitting: this runs once per entry).
+  if (p.length === 0 || p.includes("\0") || BAD_COMPONENT.test(p)) throw new InvalidError(`mtree: invalid entry path ${JSON.stringify(p)}`);
+}
+const BAD_COMPONENT = /(?:^|\/)\.{0,2}(?:\/|$)/;
+
+/** Files of one directory by name bytes: with a shared parent, comparing whole paths is the same. */
+function sortFiles(files: MtreeEntry[]): void {
+  if (files.every((f) => isAscii(f.path))) files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  else files.sort((a, b) => Buffer.compare(nameToBytes(a.path), nameToBytes(b.path)));
 }
 
 function sortChildren(children: Node[]): void {

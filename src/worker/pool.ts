@@ -6,7 +6,7 @@
  */
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
-import type { Task, TaskResult } from "./tasks";
+import type { StreamMsg, StreamReply, Task, TaskResult } from "./tasks";
 
 type Pending = { resolve: (r: TaskResult & { ok: true }) => void; reject: (e: Error) => void };
 type DistributiveOmit<T, K extends keyof T> = T extends unknown ? Omit<T, K> : never;
@@ -26,8 +26,23 @@ export class WorkerPool {
 
   private spawn(): Worker {
     const w = new Worker(workerURL());
-    w.onmessage = (ev: MessageEvent<TaskResult>) => {
+    w.onmessage = (ev: MessageEvent<TaskResult | StreamReply>) => {
       const r = ev.data;
+      if ("ack" in r) {
+        if (r.data.byteLength === BLOCK && freeBlocks.length < MAX_FREE_BLOCKS) freeBlocks.push(r.data);
+        this.streams.get(r.ack)?.acked(r.n);
+        return;
+      }
+      if ("stream" in r) {
+        const p = this.pending.get(r.id);
+        this.pending.delete(r.id);
+        this.streamEnded(w);
+        if (p) {
+          if (r.ok) p.resolve({ id: r.id, ok: true, hex: r.hex });
+          else p.reject(new Error(r.error));
+        }
+        return;
+      }
       const p = this.pending.get(r.id);
       this.pending.delete(r.id);
       this.busy.delete(w);
@@ -40,6 +55,7 @@ export class WorkerPool {
     w.onerror = (ev) => {
       const id = this.busy.get(w);
       if (id !== undefined) this.pending.get(id)?.reject(new Error(`worker failed: ${ev.message}`));
+      for (const s of this.streams.values()) if (s.worker === w) s.fail(new Error(`worker failed: ${ev.message}`));
     };
     w.unref();
     this.workers.push(w);
@@ -48,7 +64,7 @@ export class WorkerPool {
 
   private dispatch(w: Worker): void {
     const next = this.queue.shift();
-    if (!next) { this.idle.push(w); w.unref(); return; }
+    if (!next) { this.idle.push(w); if (!this.streamCount.get(w)) w.unref(); return; }
     w.ref();
     this.busy.set(w, next.task.id);
     w.postMessage(next.task, next.transfer);
@@ -63,6 +79,40 @@ export class WorkerPool {
       const w = this.idle.pop() ?? (this.workers.length < this.size ? this.spawn() : undefined);
       if (w) this.dispatch(w);
     });
+  }
+
+  private streams = new Map<number, PoolHasher>();
+  private streamCount = new Map<Worker, number>();
+  private nextStream = 1;
+  private rr = 0;
+
+  private streamEnded(w: Worker): void {
+    const n = (this.streamCount.get(w) ?? 1) - 1;
+    this.streamCount.set(w, n);
+    if (n === 0 && !this.busy.has(w)) w.unref();
+  }
+
+  /**
+   * An incremental sha256 whose updates are copied (in blocks of 512 KiB) to one worker and
+   * hashed there, so the caller's thread only copies. update() returns a promise when more than
+   * a few MiB are waiting in the worker: await it to bound memory. With a pool of one (or
+   * BOCI_WORKERS=0/1) the hash runs inline.
+   */
+  hashStream(): StreamHasher {
+    if (this.size <= 1) return inlineHasher();
+    const i = this.rr++ % this.size;
+    let w = this.workers[i];
+    if (!w) { w = this.spawn(); this.idle.push(w); }
+    w.ref();
+    this.streamCount.set(w, (this.streamCount.get(w) ?? 0) + 1);
+    const sid = this.nextStream++;
+    const h = new PoolHasher(sid, w, (id) => new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve: (r) => resolve(r.hex!), reject });
+    }), () => this.nextId++, () => {
+      this.streams.delete(sid);
+    }, () => this.streamEnded(w));
+    this.streams.set(sid, h);
+    return h;
   }
 
   /** sha256 hex of a file's content, read and hashed in a worker. */
@@ -87,6 +137,110 @@ export class WorkerPool {
     for (const w of this.workers) w.terminate();
     this.workers = [];
     this.idle = [];
+  }
+}
+
+/** An incremental sha256 (see WorkerPool.hashStream). */
+export interface StreamHasher {
+  /** Add bytes (copied before returning); a promise means "wait before sending more". */
+  update(data: Uint8Array): Promise<void> | undefined;
+  /** The hex digest of everything added. */
+  digest(): Promise<string>;
+  /** Drop the stream (after an error); digest() must not be called after. */
+  abort(): void;
+}
+
+/** The same interface, hashing on the calling thread. */
+export function inlineHasher(): StreamHasher {
+  const h = new Bun.CryptoHasher("sha256");
+  return {
+    update(data) { h.update(data); return undefined; },
+    digest() { return Promise.resolve(h.digest("hex")); },
+    abort() { /* nothing held */ },
+  };
+}
+
+const BLOCK = 512 << 10;
+const MAX_IN_FLIGHT = 2 << 20;
+/** Blocks the workers handed back, reused: new pages cost more than copying into warm ones. */
+const freeBlocks: ArrayBuffer[] = [];
+const MAX_FREE_BLOCKS = 8;
+
+class PoolHasher implements StreamHasher {
+  private buf: Uint8Array | null = null;
+  private fill = 0;
+  private inFlight = 0;
+  private waiter: { resolve: () => void; reject: (e: Error) => void } | null = null;
+  private failed: Error | null = null;
+  private closed = false;
+
+  constructor(
+    private readonly sid: number,
+    readonly worker: Worker,
+    private readonly expect: (id: number) => Promise<string>,
+    private readonly newId: () => number,
+    private readonly forget: () => void,
+    private readonly release: () => void,
+  ) {}
+
+  update(data: Uint8Array): Promise<void> | undefined {
+    if (this.failed) return Promise.reject(this.failed);
+    let off = 0;
+    while (off < data.length) {
+      if (!this.buf) { this.buf = new Uint8Array(freeBlocks.pop() ?? new ArrayBuffer(BLOCK)); this.fill = 0; }
+      const n = Math.min(BLOCK - this.fill, data.length - off);
+      this.buf.set(off === 0 && n === data.length ? data : data.subarray(off, off + n), this.fill);
+      this.fill += n;
+      off += n;
+      if (this.fill === BLOCK) this.flush();
+    }
+    if (this.inFlight < MAX_IN_FLIGHT) return undefined;
+    return new Promise((resolve, reject) => { this.waiter = { resolve, reject }; });
+  }
+
+  private flush(): void {
+    if (!this.buf || this.fill === 0) return;
+    const ab = this.fill === BLOCK ? (this.buf.buffer as ArrayBuffer) : (this.buf.buffer as ArrayBuffer).slice(0, this.fill);
+    this.inFlight += ab.byteLength;
+    this.worker.postMessage({ op: "hsUpdate", sid: this.sid, data: ab } satisfies StreamMsg, [ab]);
+    this.buf = null;
+    this.fill = 0;
+  }
+
+  acked(n: number): void {
+    this.inFlight -= n;
+    if (this.waiter && this.inFlight < MAX_IN_FLIGHT) {
+      const w = this.waiter;
+      this.waiter = null;
+      w.resolve();
+    }
+  }
+
+  fail(e: Error): void {
+    this.failed = e;
+    const w = this.waiter;
+    this.waiter = null;
+    w?.reject(e);
+  }
+
+  async digest(): Promise<string> {
+    if (this.failed) throw this.failed;
+    if (this.closed) throw new Error("hash stream already finished");
+    this.closed = true;
+    this.flush();
+    const id = this.newId();
+    const p = this.expect(id);
+    this.worker.postMessage({ op: "hsEnd", sid: this.sid, id } satisfies StreamMsg);
+    try { return await p; } finally { this.forget(); }
+  }
+
+  abort(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.buf = null;
+    this.worker.postMessage({ op: "hsAbort", sid: this.sid } satisfies StreamMsg);
+    this.forget();
+    this.release();
   }
 }
 

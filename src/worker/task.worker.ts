@@ -4,7 +4,7 @@
  */
 import * as fs from "node:fs";
 import * as zlib from "node:zlib";
-import type { Task, TaskResult } from "./tasks";
+import type { StreamMsg, StreamReply, Task, TaskResult } from "./tasks";
 
 declare const self: Worker;
 
@@ -24,7 +24,32 @@ function hashFile(p: string): string {
   return h.digest("hex");
 }
 
-self.onmessage = (ev: MessageEvent<Task>) => {
+const streams = new Map<number, Bun.CryptoHasher>();
+
+function onStream(m: StreamMsg): void {
+  switch (m.op) {
+    case "hsUpdate": {
+      let h = streams.get(m.sid);
+      if (!h) streams.set(m.sid, (h = new Bun.CryptoHasher("sha256")));
+      h.update(new Uint8Array(m.data));
+      // The buffer goes back for reuse (fresh pages cost more than the copy into them).
+      self.postMessage({ ack: m.sid, n: m.data.byteLength, data: m.data } satisfies StreamReply, [m.data]);
+      return;
+    }
+    case "hsEnd": {
+      const h = streams.get(m.sid) ?? new Bun.CryptoHasher("sha256");
+      streams.delete(m.sid);
+      self.postMessage({ id: m.id, stream: true, ok: true, hex: h.digest("hex") } satisfies StreamReply);
+      return;
+    }
+    case "hsAbort":
+      streams.delete(m.sid);
+      return;
+  }
+}
+
+self.onmessage = (ev: MessageEvent<Task | StreamMsg>) => {
+  if ("sid" in ev.data) return onStream(ev.data);
   const t = ev.data;
   try {
     let r: TaskResult;

@@ -4,6 +4,17 @@ export type Task =
   | { id: number; op: "hashBytes"; data: ArrayBuffer }
   | { id: number; op: "gzip"; data: ArrayBuffer; level: number };
 
+/** Streaming sha256, pinned to one worker: updates (acknowledged by byte count), then the digest. */
+export type StreamMsg =
+  | { op: "hsUpdate"; sid: number; data: ArrayBuffer }
+  | { op: "hsEnd"; sid: number; id: number }
+  | { op: "hsAbort"; sid: number };
+
+export type StreamReply =
+  | { ack: number; n: number; data: ArrayBuffer }
+  | { id: number; stream: true; ok: true; hex: string }
+  | { id: number; stream: true; ok: false; error: string };
+
 export type TaskResult =
   | { id: number; ok: true; hex?: string; data?: ArrayBuffer }
   | { id: number; ok: false; error: string; code?: string };

@@ -40,6 +40,41 @@ describe("worker pool", () => {
     const out = await pool.gzip(data, 6);
     expect(Buffer.compare(gunzipSync(out), data)).toBe(0);
   });
+  test("streamed digests equal inline digests, whatever the chunking, many streams at once", async () => {
+    const datas = [0, 1, 511, (512 << 10) - 1, 512 << 10, (5 << 20) + 3].map((n, i) => bytes(n, 40 + i));
+    const digests = await Promise.all(datas.map(async (d, i) => {
+      const h = pool.hashStream();
+      // Uneven pieces, some of them views into a larger buffer.
+      let off = 0, k = 0;
+      while (off < d.length) {
+        const n = Math.min(d.length - off, [1, 700, 65536, 300000, 1 << 20][(k++ + i) % 5]!);
+        const w = h.update(d.subarray(off, off + n));
+        off += n;
+        if (w) await w;
+      }
+      return h.digest();
+    }));
+    expect(digests).toEqual(datas.map(inline));
+    // The caller's buffers are copied, never detached.
+    expect(datas[5]!.length).toBe((5 << 20) + 3);
+  });
+  test("an aborted stream leaves the pool usable; digest() twice is refused", async () => {
+    const a = pool.hashStream();
+    a.update(bytes(3 << 20, 7));
+    a.abort();
+    const b = pool.hashStream();
+    b.update(Buffer.from("abc"));
+    expect(await b.digest()).toBe(inline(Buffer.from("abc")));
+    await expect(b.digest()).rejects.toThrow();
+    expect(await pool.hashFile(join(dir, "f1"))).toBe(inline(bytes(1, 2)));
+  });
+  test("a pool of one hashes streams inline", async () => {
+    const one = new WorkerPool(1);
+    const h = one.hashStream();
+    h.update(bytes(100000, 3));
+    expect(await h.digest()).toBe(inline(bytes(100000, 3)));
+    one.terminate();
+  });
   test("errors come back as rejections", async () => {
     await expect(pool.hashFile(join(dir, "missing"))).rejects.toThrow();
   });
