@@ -5,10 +5,23 @@
  * Output is deterministic for a given block size, level and compressBlock.
  */
 import { Transform, type TransformCallback } from "node:stream";
-import { promisify } from "node:util";
 import * as zlib from "node:zlib";
 
-const gzipAsync = promisify(zlib.gzip) as (b: Buffer, o: zlib.ZlibOptions) => Promise<Buffer>;
+/**
+ * One gzip member on libuv's thread pool. A Gzip stream rather than zlib.gzip(): that one
+ * concatenates its output into a fresh copy on this thread; with `chunkSize` at least the
+ * deflate bound the stream yields the member as one chunk, handed on as it is.
+ */
+function gzipMember(block: Buffer, level: number, chunkSize: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const z = zlib.createGzip({ level, chunkSize });
+    const out: Buffer[] = [];
+    z.on("data", (d: Buffer) => out.push(d));
+    z.on("error", reject);
+    z.on("end", () => resolve(out.length === 1 ? out[0]! : Buffer.concat(out)));
+    z.end(block);
+  });
+}
 
 export interface ParallelGzipOptions {
   /** Uncompressed bytes per member (default 1 MiB). */
@@ -37,7 +50,9 @@ export function blockLevel(block: Buffer, level: number): number {
 class ParallelGzip extends Transform {
   private parts: Buffer[] = [];
   private partBytes = 0;
-  private inflight: Promise<Buffer>[] = [];
+  private inflight: Array<{ out: Promise<Buffer>; own: Buffer | null }> = [];
+  /** Block buffers of ours whose compression finished, reused (warm pages copy faster than new). */
+  private free: Buffer[] = [];
   private blocks = 0;
   private readonly blockSize: number;
   private readonly concurrency: number;
@@ -48,7 +63,11 @@ class ParallelGzip extends Transform {
     this.blockSize = opts.blockSize ?? 1 << 20;
     this.concurrency = Math.max(1, opts.concurrency ?? 4);
     const level = opts.level ?? 6;
-    this.compress = opts.compressBlock ?? ((b) => gzipAsync(b, { level: blockLevel(b, level) }));
+    // One output chunk per block: with node:zlib's 16 KiB default, every 16 KiB of output is a
+    // round trip to this thread and the pieces are concatenated here (a third of the main
+    // thread's time in a repack of new data). The bound is zlib's deflateBound plus the header.
+    const chunkSize = this.blockSize + (this.blockSize >> 8) + 1024;
+    this.compress = opts.compressBlock ?? ((b) => gzipMember(b, blockLevel(b, level), chunkSize));
   }
 
   override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
@@ -59,7 +78,7 @@ class ParallelGzip extends Transform {
     (async () => {
       // Empty input still yields one (empty) member so the output is valid gzip.
       if (this.partBytes > 0 || this.blocks === 0) await this.submit(Buffer.concat(this.parts, this.partBytes));
-      while (this.inflight.length) this.push(await this.inflight.shift()!);
+      while (this.inflight.length) this.push(await this.next());
     })().then(() => cb(), (e) => cb(e as Error));
   }
 
@@ -70,23 +89,38 @@ class ParallelGzip extends Transform {
       this.partBytes += n;
       chunk = chunk.subarray(n);
       if (this.partBytes === this.blockSize) {
-        const block = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.partBytes);
+        let own: Buffer | null = null;
+        let block: Buffer;
+        if (this.parts.length === 1) block = this.parts[0]!;
+        else {
+          block = own = this.free.pop() ?? Buffer.allocUnsafeSlow(this.blockSize);
+          let off = 0;
+          for (const p of this.parts) { block.set(p, off); off += p.length; }
+        }
         this.parts = [];
         this.partBytes = 0;
-        await this.submit(block);
+        await this.submit(block, own);
       }
     }
   }
 
-  private async submit(block: Buffer): Promise<void> {
+  /** The oldest block's output; its buffer (if ours) goes back to the free list. */
+  private async next(): Promise<Buffer> {
+    const { out, own } = this.inflight.shift()!;
+    const r = await out;
+    if (own) this.free.push(own);
+    return r;
+  }
+
+  private async submit(block: Buffer, own: Buffer | null = null): Promise<void> {
     this.blocks++;
     // Each zlib.gzip call holds native deflate state until its handle is garbage-collected;
     // collect now and then so a long stream does not pile them up (tens of MiB per 100 MiB).
-    if ((this.blocks & 15) === 0) Bun.gc(true);
+    if ((this.blocks & 7) === 0) Bun.gc(true);
     const p = this.compress(block);
     p.catch(() => undefined); // observed when awaited in order
-    this.inflight.push(p);
-    while (this.inflight.length >= this.concurrency) this.push(await this.inflight.shift()!);
+    this.inflight.push({ out: p, own });
+    while (this.inflight.length >= this.concurrency) this.push(await this.next());
   }
 }
 
