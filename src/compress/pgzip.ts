@@ -10,11 +10,14 @@ import * as zlib from "node:zlib";
 /**
  * One gzip member on libuv's thread pool. A Gzip stream rather than zlib.gzip(): that one
  * concatenates its output into a fresh copy on this thread; with `chunkSize` at least the
- * deflate bound the stream yields the member as one chunk, handed on as it is.
+ * deflate bound and Z_FINISH on the write, the stream yields the member as one chunk, handed on
+ * as it is. (zlib's output depends on the output buffer size, so `chunkSize` is part of what
+ * makes the bytes reproducible.)
  */
 function gzipMember(block: Buffer, level: number, chunkSize: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    const z = zlib.createGzip({ level, chunkSize });
+    // Z_FINISH on the one write: the whole member comes out of a single deflate call.
+    const z = zlib.createGzip({ level, chunkSize, flush: zlib.constants.Z_FINISH });
     const out: Buffer[] = [];
     z.on("data", (d: Buffer) => out.push(d));
     z.on("error", reject);
