@@ -21,6 +21,7 @@ import { writeChanges, type Change } from "../layer/generate";
 import { llistxattr, lgetxattr } from "../sys";
 import { readMeta, writeMeta, type BundleMeta } from "./meta";
 import { writeMtreeFile } from "./unpack";
+import { readStatCache, removeStatCache, statCacheEnabled, statKey, writeStatCache } from "./stat-cache";
 import { storeLayer, resolveCompression, type CompressChoice } from "./layer-blob";
 import { createProgress, formatBytes } from "../util/progress";
 import { cleanEntryPath } from "../layer/apply";
@@ -126,8 +127,21 @@ export async function repackBundle(layout: Layout, bundle: string, opts: RepackO
     const scanStart = performance.now();
     // Large files are hashed on the worker pool (both cores), small ones inline.
     const pool = getPool();
+    // The stat cache: files whose stat is what it was when the manifest's digest was taken are
+    // not read again (stat-cache.ts says why that is safe).
+    const mtreeSha = new Bun.CryptoHasher("sha256").update(mtreeText).digest("hex");
+    const cache = readStatCache(bundle, mtreeSha);
+    let cached: ((rel: string, st: fs.BigIntStats) => MtreeEntry | undefined) | undefined;
+    if (cache) {
+      const oldFiles = new Map<string, MtreeEntry>();
+      for (const e of oldEntries) if (e.type === "file" && e.sha256 && cache.has(e.path)) oldFiles.set(e.path, e);
+      cached = (rel, st) => (cache.get(rel) === statKey(st) ? oldFiles.get(rel) : undefined);
+    }
+    const walkStats = opts.refreshBundle && statCacheEnabled() ? new Map<string, string>() : null;
     const newEntries = await walkTree(rootfs, {
       keywords: UMOCI_KEYWORDS, listXattrs: listXattrsOf, rootless: meta.mapOptions.rootless,
+      cached,
+      onFile: walkStats ? (rel, st) => walkStats.set(rel, statKey(st)) : undefined,
       hashFile: (p, size) => {
         scanned++;
         scannedBytes += size;
@@ -170,7 +184,7 @@ export async function repackBundle(layout: Layout, bundle: string, opts: RepackO
       m.addLayer(stored.descriptor, stored.diffID, history);
     }
     const result = m.commit(opts.tag);
-    if (opts.refreshBundle) refreshBundle(bundle, meta, result.walk, newEntries, rootfs, mtreePath);
+    if (opts.refreshBundle) refreshBundle(bundle, meta, result.walk, newEntries, rootfs, mtreePath, walkStats);
     return { manifest: result.manifest, layer, changes: changes.length };
   } finally {
     progress.done();
@@ -178,10 +192,13 @@ export async function repackBundle(layout: Layout, bundle: string, opts: RepackO
 }
 
 /** Point the bundle at the new image: a new mtree (the tree as it is now) and umoci.json. */
-function refreshBundle(bundle: string, meta: BundleMeta, newWalk: Descriptor[], entries: MtreeEntry[], rootfs: string, oldMtree: string): void {
+function refreshBundle(bundle: string, meta: BundleMeta, newWalk: Descriptor[], entries: MtreeEntry[], rootfs: string, oldMtree: string, stats: Map<string, string> | null): void {
   const manifest = newWalk[newWalk.length - 1]!;
   const file = path.join(bundle, mtreeFileName(manifest.digest));
-  writeMtreeFile(file, entries, rootfs, { exclusive: false });
+  // The old cache goes first: it must never sit beside a manifest it does not describe.
+  removeStatCache(bundle);
+  const mtreeSha = writeMtreeFile(file, entries, rootfs, { exclusive: false });
+  if (stats) writeStatCache(bundle, mtreeSha, stats);
   writeMeta(bundle, { descriptorWalk: newWalk, mapOptions: meta.mapOptions });
   if (file !== oldMtree) fs.rmSync(oldMtree, { force: true });
 }

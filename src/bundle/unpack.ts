@@ -19,6 +19,7 @@ import { LayerApplier } from "../layer/apply";
 import { type MapOptions, toHost } from "../layer/idmap";
 import { generateRuntimeConfig, serializeRuntimeConfig } from "./runtime-config";
 import { writeMeta } from "./meta";
+import { STAT_CACHE_FILE, statCacheEnabled, statKey, writeStatCache } from "./stat-cache";
 import { createProgress, formatBytes } from "../util/progress";
 import { getPool, inlineHasher } from "../worker/pool";
 
@@ -190,8 +191,21 @@ export async function unpackBundle(layout: Layout, img: LoadedImage, bundle: str
     });
     fs.writeFileSync(configPath, serializeRuntimeConfig(cfg), { flag: "wx", mode: 0o644 });
     created.push(configPath);
-    writeMtreeFile(mtreeFile, recorder.entries(), rootfs);
+    const entries = recorder.entries();
+    const mtreeSha = writeMtreeFile(mtreeFile, entries, rootfs);
     created.push(mtreeFile);
+    if (statCacheEnabled()) {
+      // The files as they are now, every layer applied (stat-cache.ts).
+      created.push(path.join(bundle, STAT_CACHE_FILE));
+      writeStatCache(bundle, mtreeSha, (function* () {
+        for (const e of entries) {
+          if (e.type !== "file") continue;
+          let st: fs.BigIntStats;
+          try { st = fs.lstatSync(path.join(rootfs, e.path), { bigint: true }); } catch { continue; }
+          if (st.isFile()) yield [e.path, statKey(st)] as [string, string];
+        }
+      })());
+    }
     writeMeta(bundle, { descriptorWalk: img.path.walk, mapOptions: opts.mapOptions });
     return { mtreeFile };
   } catch (e) {
@@ -200,19 +214,26 @@ export async function unpackBundle(layout: Layout, img: LoadedImage, bundle: str
   }
 }
 
-/** Write a manifest file (created exclusively) in pieces, as go-mtree text with umoci's keywords. */
-export function writeMtreeFile(file: string, entries: Iterable<MtreeEntry>, tree: string, opts: { exclusive?: boolean } = {}): void {
+/**
+ * Write a manifest file (created exclusively) in pieces, as go-mtree text with umoci's keywords.
+ * Returns the sha256 (hex) of the text written (the stat cache names the manifest by it).
+ */
+export function writeMtreeFile(file: string, entries: Iterable<MtreeEntry>, tree: string, opts: { exclusive?: boolean } = {}): string {
   const fd = fs.openSync(file, opts.exclusive === false ? "w" : "wx", 0o644);
+  const h = new Bun.CryptoHasher("sha256");
   try {
     let n = 0;
     writeMtree(entries, { keywords: UMOCI_KEYWORDS, tree }, (chunk) => {
-      fs.writeSync(fd, chunk);
+      const b = Buffer.from(chunk, "utf8");
+      h.update(b);
+      fs.writeSync(fd, b);
       // Formatting makes short-lived strings fast; collect now and then to keep the peak down.
       if ((++n & 1) === 0) Bun.gc(true);
     });
   } finally {
     fs.closeSync(fd);
   }
+  return h.digest("hex");
 }
 
 /** The rootfs directory: mode 0755, owned by container root's host IDs, times at the epoch. */

@@ -25,6 +25,14 @@ export interface WalkTreeOptions {
    * paths that are not valid UTF-8 (those are hashed inline).
    */
   hashFile?: (p: string, size: number) => Promise<string>;
+  /**
+   * A regular file known to be unchanged since it was recorded (the stat cache): its recorded
+   * entry, whose digest and xattrs are taken as they are (neither is read again), or undefined
+   * to read the file. Called with the relative path and the lstat before anything touches it.
+   */
+  cached?: (rel: string, st: fs.BigIntStats) => MtreeEntry | undefined;
+  /** Called with each regular file's relative path and lstat (as taken by the walk). */
+  onFile?: (rel: string, st: fs.BigIntStats) => void;
 }
 
 type FsPath = string | Buffer;
@@ -61,7 +69,7 @@ export async function walkTree(root: string, opts: WalkTreeOptions): Promise<Mtr
     throw new BociError(`mtree walk: ${what} ${rel}: ${(err as Error)?.message ?? String(err)}`, { cause: err });
   };
 
-  const makeEntry = (rel: string, fsPath: FsPath, strPath: string, st: fs.BigIntStats): MtreeEntry => {
+  const makeEntry = (rel: string, fsPath: FsPath, strPath: string, st: fs.BigIntStats, known?: MtreeEntry): MtreeEntry => {
     const mode = Number(st.mode);
     const type = fileType(mode);
     const e: MtreeEntry = { path: rel, type };
@@ -78,7 +86,9 @@ export async function walkTree(root: string, opts: WalkTreeOptions): Promise<Mtr
         fail("readlink", rel, err);
       }
     }
-    if (wantXattr && (type === "file" || type === "dir")) {
+    if (known) {
+      if (wantXattr && known.xattrs?.size) e.xattrs = new Map(known.xattrs);
+    } else if (wantXattr && (type === "file" || type === "dir")) {
       let x: Map<string, Buffer>;
       try {
         x = opts.listXattrs!(strPath);
@@ -168,12 +178,17 @@ export async function walkTree(root: string, opts: WalkTreeOptions): Promise<Mtr
       files.sort(byName);
       for (const f of files) {
         const rel = dir.rel === "." ? f.name : dir.rel + "/" + f.name;
-        const e = makeEntry(rel, f.fsPath, root + "/" + rel, f.st);
+        const known = opts.cached && fileType(Number(f.st.mode)) === "file" ? opts.cached(rel, f.st) : undefined;
+        const e = makeEntry(rel, f.fsPath, root + "/" + rel, f.st, known);
         entries.push(e);
         if (wantHash && e.type === "file") {
-          if (rootless) makeAccessible(f.fsPath, f.st, 0o400, 0o400);
-          await hash(e, f.fsPath, Number(f.st.size));
+          if (known?.sha256 !== undefined) e.sha256 = known.sha256;
+          else {
+            if (rootless) makeAccessible(f.fsPath, f.st, 0o400, 0o400);
+            await hash(e, f.fsPath, Number(f.st.size));
+          }
         }
+        if (e.type === "file") opts.onFile?.(rel, f.st);
       }
       dirs.sort(byName);
       for (let i = dirs.length - 1; i >= 0; i--) stack.push(dirs[i]!);

@@ -24,9 +24,9 @@ function libc(): Lib {
   if (process.platform !== "linux") throw Object.assign(new Error(`libc bindings need linux, not ${process.platform}`), { code: "ENOSYS" });
   // dlopen happens on first use so commands that never need libc pay nothing for it.
   const { symbols } = dlopen("libc.so.6", {
-    lgetxattr: { args: [T.ptr, T.ptr, T.ptr, T.u64], returns: T.i64 },
+    lgetxattr: { args: [T.ptr, T.ptr, T.ptr, T.u64], returns: T.i64_fast },
     lsetxattr: { args: [T.ptr, T.ptr, T.ptr, T.u64, T.i32], returns: T.i32 },
-    llistxattr: { args: [T.ptr, T.ptr, T.u64], returns: T.i64 },
+    llistxattr: { args: [T.ptr, T.ptr, T.u64], returns: T.i64_fast },
     lremovexattr: { args: [T.ptr, T.ptr], returns: T.i32 },
     mknod: { args: [T.ptr, T.u32, T.u64], returns: T.i32 },
     flock: { args: [T.i32, T.i32], returns: T.i32 },
@@ -130,8 +130,46 @@ export function lsetxattr(path: string, name: string, value: Uint8Array): void {
   if (l.lsetxattr(cstr(path), cstr(name), v, value.length, 0) !== 0) throw new SysError("lsetxattr", l.errno(), path, name);
 }
 
+/** Linux caps a name list and a value at 64 KiB (XATTR_LIST_MAX, XATTR_SIZE_MAX). */
+const XATTR_MAX = 65536;
+let scratchPath = Buffer.alloc(4096);
+let scratchList: Buffer | null = null;
+
+/** `path` as a NUL-terminated string in a reused buffer (valid until the next call). */
+function scratchCstr(path: string): Buffer {
+  if (path.includes("\0")) throw Object.assign(new Error(`invalid argument ${JSON.stringify(path)}: contains a NUL byte`), { code: "EINVAL" });
+  const need = Buffer.byteLength(path, "utf8") + 1;
+  if (need > scratchPath.length) scratchPath = Buffer.alloc(Math.max(need, scratchPath.length * 2));
+  scratchPath.write(path, 0, "utf8");
+  scratchPath[need - 1] = 0;
+  return scratchPath;
+}
+
 /** Names of all xattrs on `path` itself, in the kernel's order. */
 export function llistxattr(path: string): string[] {
+  const l = libc();
+  // One call into a 64 KiB buffer (the kernel's limit for the list): no size probe, no
+  // allocation; the walk of a large tree makes this call once per file.
+  const buf = (scratchList ??= Buffer.alloc(XATTR_MAX));
+  const got = Number(l.llistxattr(scratchCstr(path), buf, XATTR_MAX));
+  if (got === 0) return [];
+  if (got > 0) {
+    const names: string[] = [];
+    let start = 0;
+    for (let i = 0; i < got; i++) {
+      if (buf[i] === 0) {
+        if (i > start) names.push(buf.toString("utf8", start, i));
+        start = i + 1;
+      }
+    }
+    return names;
+  }
+  if (l.errno() !== ERANGE) throw new SysError("llistxattr", l.errno(), path);
+  return llistxattrSlow(path);
+}
+
+/** The probe-then-read path (only if a list ever exceeds the buffer). */
+function llistxattrSlow(path: string): string[] {
   const l = libc();
   const p = cstr(path);
   for (let attempt = 0; ; attempt++) {

@@ -51,11 +51,15 @@ export function stripMtreeHeader(text: string): string {
 const CAP = Buffer.from("0100000200200000000000000000000000000000", "hex"); // VFS_CAP_REVISION_2, cap_net_raw
 
 describe.skipIf(!isRoot)("unpack: bundle layout", () => {
-  test("bundle has rootfs/, config.json, sha256_<manifest>.mtree and umoci.json; modes and times", () => {
+  test("bundle has rootfs/, config.json, sha256_<manifest>.mtree and umoci.json (+ boci's .boci-stat); modes and times", () => {
     const { img, made } = image([[dir("etc/"), file("etc/hostname", "box\n")]]);
     const b = unpackOk(img);
     const hex = made.manifest.digest.split(":")[1]!;
-    expect(readdirSync(b).sort()).toEqual(["config.json", "rootfs", `sha256_${hex}.mtree`, "umoci.json"]);
+    expect(readdirSync(b).sort()).toEqual([".boci-stat", "config.json", "rootfs", `sha256_${hex}.mtree`, "umoci.json"]);
+    // Without the stat cache, exactly umoci's four.
+    const b2 = join(scratch(), "bundle");
+    expect(boci(["unpack", "--image", img, b2], { env: { BOCI_STAT_CACHE: "0" } }).code).toBe(0);
+    expect(readdirSync(b2).sort()).toEqual(["config.json", "rootfs", `sha256_${hex}.mtree`, "umoci.json"]);
     expect(mode(b)).toBe(0o700);
     const rootfs = join(b, "rootfs");
     expect(mode(rootfs)).toBe(0o755);

@@ -1,0 +1,108 @@
+/**
+ * The stat cache: what each regular file of the rootfs looked like (device, inode, size, mtime and
+ * ctime in nanoseconds) when its digest in the mtree manifest was taken, so that repack only
+ * re-reads files whose stat changed, as git's index does.
+ *
+ * A file counts as unchanged only when all five values are equal. Any write, truncate, chmod,
+ * chown, xattr or link change moves ctime, which no user can set back (only a clock change can).
+ * The "racy" rule covers a change made within the same clock tick as the cache itself: an entry
+ * whose ctime is not strictly before the cache file's own mtime (same clock, same granularity) is
+ * not trusted. The cache names the sha256 of the manifest text it belongs to, and is ignored
+ * when that does not match (a manifest rewritten by umoci, say). A missing, stale or malformed
+ * cache only costs a re-read; it is never needed for correctness. BOCI_STAT_CACHE=0 ignores it.
+ *
+ * Format (`.boci-stat` in the bundle, beside the mtree): a line `boci-stat 1 <mtree sha256>`,
+ * then one line per file: `dev ino size mtimeNs ctimeNs <path as a JSON string>`.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+
+export const STAT_CACHE_FILE = ".boci-stat";
+const MAGIC = "boci-stat 1";
+
+/** A file's identity and times as one string: "dev ino size mtimeNs ctimeNs" (kept compact). */
+export function statKey(st: fs.BigIntStats): string {
+  return `${st.dev} ${st.ino} ${st.size} ${st.mtimeNs} ${st.ctimeNs}`;
+}
+
+export function statCacheEnabled(): boolean {
+  return process.env.BOCI_STAT_CACHE !== "0";
+}
+
+/**
+ * Write the cache for `files` (path → stat) of the manifest whose text hashes to `mtreeSha256`,
+ * replacing any previous cache (written aside, then renamed over it).
+ */
+export function writeStatCache(bundle: string, mtreeSha256: string, files: Iterable<[string, string]>): void {
+  const file = path.join(bundle, STAT_CACHE_FILE);
+  const tmp = `${file}.tmp-${process.pid}`;
+  const fd = fs.openSync(tmp, "w", 0o600);
+  try {
+    let lines: string[] = [`${MAGIC} ${mtreeSha256}`];
+    // The callers' lstat results (BigInt stats) are garbage at once: collect as we go.
+    const flush = () => { fs.writeSync(fd, lines.join("\n") + "\n"); lines = []; Bun.gc(true); };
+    for (const [p, s] of files) {
+      lines.push(`${s} ${JSON.stringify(p)}`);
+      if (lines.length >= 8192) flush();
+    }
+    if (lines.length) flush();
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, file);
+}
+
+/**
+ * The trusted entries of the bundle's cache for the manifest text hashing to `mtreeSha256`, or
+ * null (no cache, another manifest's, unreadable, disabled). Racy entries are left out.
+ */
+export function readStatCache(bundle: string, mtreeSha256: string): Map<string, string> | null {
+  if (!statCacheEnabled()) return null;
+  const file = path.join(bundle, STAT_CACHE_FILE);
+  let text: string;
+  let stamp: bigint;
+  try {
+    const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+    try {
+      const st = fs.fstatSync(fd, { bigint: true });
+      if (!st.isFile()) return null;
+      stamp = st.mtimeNs;
+      text = fs.readFileSync(fd, "utf8");
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    return null;
+  }
+  let pos = text.indexOf("\n");
+  if (pos < 0 || text.slice(0, pos) !== `${MAGIC} ${mtreeSha256}`) return null;
+  const out = new Map<string, string>();
+  const stampMs = Number(stamp / 1000n) / 1000;
+  try {
+    while (pos + 1 < text.length) {
+      const end = text.indexOf("\n", pos + 1);
+      const l = text.slice(pos + 1, end < 0 ? text.length : end);
+      pos = end < 0 ? text.length : end;
+      if (l === "") continue;
+      // Five numbers, then the path as a JSON string.
+      let at = -1;
+      for (let k = 0; k < 5; k++) { at = l.indexOf(" ", at + 1); if (at < 0) return null; }
+      const key = l.slice(0, at);
+      if (!/^\d+ \d+ \d+ -?\d+ -?\d+$/.test(key)) return null;
+      const p = JSON.parse(l.slice(at + 1)) as unknown;
+      if (typeof p !== "string") return null;
+      // Racy: changed in the same tick as the cache was written (or later): not trusted. (In
+      // milliseconds, with a millisecond of margin: a near miss only costs a re-read.)
+      if (Number(key.slice(key.lastIndexOf(" ") + 1)) / 1e6 >= stampMs - 1) continue;
+      out.set(p, key);
+    }
+  } catch {
+    return null;
+  }
+  return out;
+}
+
+/** Remove the bundle's cache (when the manifest it belongs to is replaced without one). */
+export function removeStatCache(bundle: string): void {
+  fs.rmSync(path.join(bundle, STAT_CACHE_FILE), { force: true });
+}
