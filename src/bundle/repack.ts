@@ -130,12 +130,22 @@ export async function repackBundle(layout: Layout, bundle: string, opts: RepackO
     // The stat cache: files whose stat is what it was when the manifest's digest was taken are
     // not read again (stat-cache.ts says why that is safe).
     const mtreeSha = new Bun.CryptoHasher("sha256").update(mtreeText).digest("hex");
-    const cache = readStatCache(bundle, mtreeSha);
+    const oldByPath = new Map<string, MtreeEntry>();
+    for (const e of oldEntries) oldByPath.set(e.path, e);
     let cached: ((rel: string, st: fs.BigIntStats) => MtreeEntry | undefined) | undefined;
-    if (cache) {
-      const oldFiles = new Map<string, MtreeEntry>();
-      for (const e of oldEntries) if (e.type === "file" && e.sha256 && cache.has(e.path)) oldFiles.set(e.path, e);
-      cached = (rel, st) => (cache.get(rel) === statKey(st) ? oldFiles.get(rel) : undefined);
+    {
+      // Keys go onto the old entries; the cache's own map is dropped before the walk.
+      const cache = readStatCache(bundle, mtreeSha);
+      if (cache) {
+        for (const [p, key] of cache) {
+          const e = oldByPath.get(p);
+          if (e?.type === "file" && e.sha256) e.statKey = key;
+        }
+        cached = (rel, st) => {
+          const e = oldByPath.get(rel);
+          return e?.statKey !== undefined && e.statKey === statKey(st) ? e : undefined;
+        };
+      }
     }
     const walkStats = opts.refreshBundle && statCacheEnabled() ? new Map<string, string>() : null;
     const newEntries = await walkTree(rootfs, {
@@ -149,7 +159,7 @@ export async function repackBundle(layout: Layout, bundle: string, opts: RepackO
         return size >= POOL_HASH_MIN && pool.size > 1 ? pool.hashFile(p) : Promise.resolve(hashFileSync(p));
       },
     });
-    const deltas = compareMtree(oldEntries, newEntries, UMOCI_KEYWORDS);
+    const deltas = compareMtree(oldEntries, newEntries, UMOCI_KEYWORDS, oldByPath);
     const masks = [...opts.maskPaths];
     if (opts.maskVolumes) masks.push(...Object.keys(m.config.config?.Volumes ?? {}));
     const changes = deltasToChanges(deltas, masks.map((x) => cleanEntryPath(x)).filter((x) => x !== ""));

@@ -34,13 +34,17 @@ function redot(text: string, all: OptSpec[]): string {
 }
 
 export async function runApp(argv: string[], out: (s: string) => void): Promise<void> {
-  const { argv: norm, given } = normalizeArgv(argv, commands, globalOptions);
+  const { argv: norm, given, command } = normalizeArgv(argv, commands, globalOptions);
   if (given.has("verbose") && given.has("log")) throw new UsageError("--log=* and --verbose are mutually exclusive");
   const cli = cac("boci");
   const allSpecs: OptSpec[] = [...globalOptions];
   cli.option("--log <level>", "set the log level (debug, info, warn, error, fatal)", { default: undefined });
   cli.option("--verbose", "alias for --log=info");
-  for (const def of commands) {
+  // Start-up: a command line naming a command only needs that command's definition in cac
+  // (the full set, 30-odd commands with their options, costs milliseconds to build).
+  // Top-level help, --version and unknown words get them all.
+  const registered = command && !given.has("help") ? [command] : commands;
+  for (const def of registered) {
     const argSpec = def.args.map((a) => `[${a}]`).join(" ");
     const c = cli.command(`${def.name.replace(" ", "-")} ${argSpec}`.trim(), def.description, { allowUnknownOptions: false });
     for (const a of def.aliases ?? []) c.alias(a);

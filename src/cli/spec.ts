@@ -78,7 +78,7 @@ export class Opts {
  * Rewrite argv (after the program name) for cac. Returns the new argv and the flags given.
  * Values of known value flags are taken verbatim, even when they start with "-".
  */
-export function normalizeArgv(argv: string[], commands: CommandDef[], globals: OptSpec[]): { argv: string[]; given: Set<string> } {
+export function normalizeArgv(argv: string[], commands: CommandDef[], globals: OptSpec[]): { argv: string[]; given: Set<string>; command?: CommandDef } {
   const out: string[] = [];
   const given = new Set<string>();
   let i = 0;
@@ -135,7 +135,7 @@ export function normalizeArgv(argv: string[], commands: CommandDef[], globals: O
   rewrite(pre, out);
   if (cmd) out.push(cmd.name.replace(" ", "-"));
   rewrite(argv.slice(i), out);
-  return { argv: out, given };
+  return { argv: out, given, command: cmd };
 }
 
 function indexSpecs(specs: OptSpec[]): Map<string, OptSpec> {

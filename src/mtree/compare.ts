@@ -27,10 +27,11 @@ export type Delta = {
  *
  * Deltas are sorted by path byte order; `keys` follow the order of `keywords` (xattrs by name).
  */
-export function compareMtree(oldEntries: MtreeEntry[], newEntries: MtreeEntry[], keywords: readonly string[]): Delta[] {
+export function compareMtree(oldEntries: MtreeEntry[], newEntries: MtreeEntry[], keywords: readonly string[], oldByPath?: Map<string, MtreeEntry>): Delta[] {
   const kw = normalizeKeywords(keywords);
-  const oldMap = new Map<string, MtreeEntry>();
-  for (const e of oldEntries) oldMap.set(e.path, e);
+  // (A caller that already indexed the old entries by path passes its map.)
+  const oldMap = oldByPath ?? new Map<string, MtreeEntry>();
+  if (!oldByPath) for (const e of oldEntries) oldMap.set(e.path, e);
   const newMap = new Map<string, MtreeEntry>();
   for (const e of newEntries) newMap.set(e.path, e);
 
