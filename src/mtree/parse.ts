@@ -21,31 +21,49 @@ type KV = Map<string, string | null>;
  * the root.
  */
 export function parseMtree(text: string): MtreeEntry[] {
-  const lines = text.split("\n");
+  // Written to allocate little per line (a manifest of a large tree has 100,000 lines or more):
+  // lines are cut out one at a time, tokens scanned in place, and keywords applied straight onto
+  // the entry (the /set defaults first, then the line's own), with no map per line.
   const set: KV = new Map();
   const dirs: string[] = []; // stack of entered directory paths
   const byPath = new Map<string, number>();
   const out: MtreeEntry[] = [];
+  const len = text.length;
+  let pos = 0;
+  let lineNo = 0;
 
-  for (let i = 0; i < lines.length; i++) {
-    const lineNo = i + 1;
+  const nextLine = (): string | null => {
+    if (pos > len) return null; // (as text.split("\n"): a trailing newline leaves one empty line)
+    const nl = text.indexOf("\n", pos);
+    const end = nl < 0 ? len : nl;
+    const l = text.slice(pos, end);
+    pos = nl < 0 ? len + 1 : nl + 1;
+    lineNo++;
+    return stripCR(l);
+  };
+
+  for (;;) {
+    let line = nextLine();
+    if (line === null) break;
+    const startLine = lineNo;
     const fail = (why: string): never => {
-      throw new InvalidError(`mtree line ${lineNo}: ${why}`);
+      throw new InvalidError(`mtree line ${startLine}: ${why}`);
     };
-    let line = stripCR(lines[i]!);
-    const trimmed = line.replace(/^[ \t]+/, "");
-    if (trimmed === "" || trimmed.startsWith("#")) continue;
+    let first = 0;
+    while (first < line.length && (line.charCodeAt(first) === 0x20 || line.charCodeAt(first) === 0x09)) first++;
+    if (first === line.length || line.charCodeAt(first) === 0x23 /* # */) continue;
 
     while (endsWithContinuation(line)) {
-      if (i + 1 >= lines.length) fail("line continuation at end of input");
-      line = line.slice(0, -1) + stripCR(lines[++i]!);
+      const more = nextLine();
+      if (more === null) fail("line continuation at end of input");
+      line = line.slice(0, -1) + more;
     }
 
-    const fields = line.trim().split(/[ \t]+/);
+    const fields = tokens(line);
     const name = fields[0]!;
-    const kvs = parseKeyVals(fields.slice(1), fail);
 
-    if (name.startsWith("/")) {
+    if (name.charCodeAt(0) === 0x2f /* / */) {
+      const kvs = parseKeyVals(fields, fail);
       if (name === "/set") {
         for (const [k, v] of kvs) set.set(k, v);
       } else if (name === "/unset") {
@@ -72,6 +90,14 @@ export function parseMtree(text: string): MtreeEntry[] {
     }
     if (decoded.includes("\0")) fail(`name contains a NUL byte`);
 
+    // The line's own type (go-mtree enters a directory only when the entry itself says type=dir).
+    let lineType: string | null | undefined;
+    for (let f = 1; f < fields.length; f++) {
+      const t = fields[f]!;
+      if (t.startsWith("type=")) lineType = t.slice(5);
+      else if (t === "type") lineType = null;
+    }
+
     let path: string;
     if (name.includes("/")) {
       path = cleanFullPath(decoded) ?? fail(`path ${JSON.stringify(decoded)} leaves the root`);
@@ -85,13 +111,10 @@ export function parseMtree(text: string): MtreeEntry[] {
       } else {
         path = cur === null || cur === "." ? decoded : cur + "/" + decoded;
       }
-      // go-mtree enters a directory only when the entry itself says type=dir.
-      if (kvs.get("type") === "dir") dirs.push(path);
+      if (lineType === "dir") dirs.push(path);
     }
 
-    const merged: KV = new Map(set);
-    for (const [k, v] of kvs) merged.set(k, v);
-    const entry = toEntry(path, merged, fail);
+    const entry = toEntry(path, set, fields, fail);
     const at = byPath.get(path);
     if (at === undefined) {
       byPath.set(path, out.length);
@@ -99,6 +122,21 @@ export function parseMtree(text: string): MtreeEntry[] {
     } else {
       out[at] = entry;
     }
+  }
+  return out;
+}
+
+/** The blank-separated (space or tab) fields of a line. */
+function tokens(line: string): string[] {
+  const out: string[] = [];
+  let i = 0;
+  const n = line.length;
+  while (i < n) {
+    while (i < n && (line.charCodeAt(i) === 0x20 || line.charCodeAt(i) === 0x09)) i++;
+    if (i >= n) break;
+    const s = i;
+    while (i < n && line.charCodeAt(i) !== 0x20 && line.charCodeAt(i) !== 0x09) i++;
+    out.push(line.slice(s, i));
   }
   return out;
 }
@@ -114,9 +152,11 @@ function endsWithContinuation(s: string): boolean {
   return n % 2 === 1;
 }
 
+/** The keywords of a `/set` or `/unset` line (fields[0] is the command). */
 function parseKeyVals(fields: string[], fail: (why: string) => never): KV {
   const kv: KV = new Map();
-  for (const f of fields) {
+  for (let i = 1; i < fields.length; i++) {
+    const f = fields[i]!;
     if (f === "") continue;
     const eq = f.indexOf("=");
     if (eq === 0) fail(`bad keyword ${JSON.stringify(f)}`);
@@ -139,7 +179,11 @@ function cleanFullPath(p: string): string | null {
   return parts.length ? parts.join("/") : ".";
 }
 
-function toEntry(path: string, kv: KV, fail: (why: string) => never): MtreeEntry {
+/**
+ * The entry for a line: the /set defaults, then the line's own keywords over them (the same as
+ * merging the two into one map: a later value wins, an xattr keeps its first position).
+ */
+function toEntry(path: string, set: KV, fields: string[], fail: (why: string) => never): MtreeEntry {
   const num = (k: string, v: string): number => {
     if (!/^\d+$/.test(v)) fail(`keyword ${k}: invalid number ${JSON.stringify(v)}`);
     const n = Number(v);
@@ -154,19 +198,14 @@ function toEntry(path: string, kv: KV, fail: (why: string) => never): MtreeEntry
     return n;
   };
 
-  const typeVal = kv.get("type");
-  let type: MtreeType = "file";
-  if (typeVal !== undefined && typeVal !== null) {
-    if (!(MTREE_TYPES as readonly string[]).includes(typeVal)) fail(`unknown type ${JSON.stringify(typeVal)}`);
-    type = typeVal as MtreeType;
-  }
-  const e: MtreeEntry = { path, type };
+  const e: MtreeEntry = { path, type: "file" };
   let plainTime: number | undefined;
-  for (const [k, v] of kv) {
-    if (v === null) continue; // flag-style keywords (optional, nochange, ...) carry no state
+  // "type" given as a bare flag (no value) means the default again, as a null in a merged map did.
+  let typeVal: string | null | undefined;
+  const apply = (k: string, v: string | null): void => {
+    if (k === "type") { typeVal = v; return; }
+    if (v === null) return; // flag-style keywords (optional, nochange, ...) carry no state
     switch (k) {
-      case "type":
-        break;
       case "size":
         e.size = num(k, v);
         break;
@@ -217,7 +256,32 @@ function toEntry(path: string, kv: KV, fail: (why: string) => never): MtreeEntry
         // other keywords (uname, gname, flags, digests we do not record) are ignored
         break;
     }
+  };
+  // The line's keywords, each once: its first position, its last value.
+  const keys: (string | null)[] = [];
+  const vals: (string | null)[] = [];
+  for (let i = 1; i < fields.length; i++) {
+    const f = fields[i]!;
+    const eq = f.indexOf("=");
+    if (eq === 0) fail(`bad keyword ${JSON.stringify(f)}`);
+    const k = eq < 0 ? f : f.slice(0, eq);
+    const v = eq < 0 ? null : f.slice(eq + 1);
+    const j = keys.indexOf(k);
+    if (j >= 0) vals[j] = v;
+    else { keys.push(k); vals.push(v); }
+  }
+  // As one merged map would order them: the /set keywords first (the line's value where it has
+  // one), then the line's other keywords.
+  for (const [k, v] of set) {
+    const j = keys.indexOf(k);
+    if (j >= 0) { apply(k, vals[j]!); keys[j] = null; } else apply(k, v);
+  }
+  for (let j = 0; j < keys.length; j++) if (keys[j] !== null) apply(keys[j]!, vals[j]!);
+  if (typeVal !== undefined && typeVal !== null) {
+    if (!(MTREE_TYPES as readonly string[]).includes(typeVal)) fail(`unknown type ${JSON.stringify(typeVal)}`);
+    e.type = typeVal as MtreeType;
   }
   if (e.tarTime === undefined && plainTime !== undefined) e.tarTime = plainTime;
   return e;
 }
+

@@ -235,6 +235,27 @@ describe("parse", () => {
     bad("x xattr.user.a=!!!", 1);
     bad("/frob x=1", 1);
     bad("x \\", 1);
+    bad("a\nb size=1 =x", 2);
+  });
+
+  test("a line's keywords over /set: last value wins, xattrs keep the /set order, bare type resets", () => {
+    const text = [
+      "/set type=dir mode=0700 xattr.user.a=QQ== xattr.user.z=Wg==",
+      "x xattr.user.b=Qg== xattr.user.a=YQ== size=1 size=2 type",
+      "y type=file mode=0644 mode=0600",
+      // a continuation whose next line is the trailing empty one (as text.split gives it)
+      "z \\",
+      "",
+    ].join("\n");
+    const es = parseMtree(text);
+    expect(es.map((e) => e.path)).toEqual(["x", "y", "z"]);
+    const x = es[0]!;
+    expect(x.type).toBe("file");
+    expect(x.size).toBe(2);
+    expect(x.mode).toBe(0o700);
+    expect([...x.xattrs!.entries()].map(([k, v]) => [k, v.toString()])).toEqual([["user.a", "a"], ["user.z", "Z"], ["user.b", "B"]]);
+    expect(es[1]).toMatchObject({ type: "file", mode: 0o600 });
+    expect(es[2]!.type).toBe("dir");
   });
 });
 
