@@ -216,12 +216,16 @@ class PoolHasher implements StreamHasher {
     }
   }
 
+  /** The worker died: every wait on this stream (more room, the digest) fails now. */
   fail(e: Error): void {
     this.failed = e;
     const w = this.waiter;
     this.waiter = null;
     w?.reject(e);
+    this.digestReject?.(e);
   }
+
+  private digestReject: ((e: Error) => void) | null = null;
 
   async digest(): Promise<string> {
     if (this.failed) throw this.failed;
@@ -229,9 +233,12 @@ class PoolHasher implements StreamHasher {
     this.closed = true;
     this.flush();
     const id = this.newId();
-    const p = this.expect(id);
+    const p = new Promise<string>((resolve, reject) => {
+      this.digestReject = reject;
+      this.expect(id).then(resolve, reject);
+    });
     this.worker.postMessage({ op: "hsEnd", sid: this.sid, id } satisfies StreamMsg);
-    try { return await p; } finally { this.forget(); }
+    try { return await p; } finally { this.digestReject = null; this.forget(); }
   }
 
   abort(): void {
