@@ -261,6 +261,30 @@ describe.skipIf(!isRoot)("unpack: whiteouts", () => {
     expect(readdirSync(join(R, "o/olddir")).sort()).toEqual(["new"]);
   });
 
+  test("whiteouts in the first layer remove nothing (nothing lies below it), in any order", () => {
+    const { img } = image([[
+      dir("o/"), file("o/a", "a"), whiteout("o/.wh.a"), whiteout("o/.wh.later"), file("o/later", "l"),
+      dir("p/"), dir("p/q/"), file("p/q/f", "f"), whiteout("p/.wh..wh..opq"), whiteout(".wh.o"),
+    ]]);
+    const R = join(unpackOk(img), "rootfs");
+    expect(readdirSync(join(R, "o")).sort()).toEqual(["a", "later"]);
+    expect(readdirSync(join(R, "p/q"))).toEqual(["f"]);
+    // Still checked: a bare ".wh." is an error even in the first layer.
+    const bad = image([[file("f", "x"), whiteout("d/.wh.")]]);
+    expect(unpack(bad.img, join(scratch(), "bundle")).code).not.toBe(0);
+  });
+
+  test("raw unpack into a non-empty directory: the first layer's whiteouts remove what was there", () => {
+    const { img } = image([[file("keep", "k"), whiteout(".wh.old"), dir("d/"), file("d/new", "n"), whiteout("d/.wh..wh..opq")]]);
+    const d = join(scratch(), "rootfs");
+    mkdirSync(join(d, "d"), { recursive: true });
+    writeFileSync(join(d, "old"), "o");
+    writeFileSync(join(d, "d", "stale"), "s");
+    expect(boci(["raw", "unpack", "--no-progress", "--image", img, d]).code).toBe(0);
+    expect(readdirSync(d).sort()).toEqual(["d", "keep"]);
+    expect(readdirSync(join(d, "d"))).toEqual(["new"]);
+  });
+
   test("a bare .wh. entry is an error", () => {
     const { img } = image([[file("f", "x")], [whiteout("d/.wh.")]]);
     const b = join(scratch(), "bundle");
