@@ -63,6 +63,7 @@ export async function walkTree(root: string, opts: WalkTreeOptions): Promise<Mtr
   const restores: Restore[] = [];
   const entries: MtreeEntry[] = [];
   const pending = new Set<Promise<void>>();
+  let walked = 0;
   let firstError: unknown;
 
   const fail = (what: string, rel: string, err: unknown): never => {
@@ -187,6 +188,9 @@ export async function walkTree(root: string, opts: WalkTreeOptions): Promise<Mtr
         compareRaw(a.name ?? a.rel!, b.name ?? b.rel!);
       files.sort(byName);
       for (const f of files) {
+        // Each lstat leaves a BigInt-laden stats object behind: collect now and then, or a walk
+        // of a large tree grows the heap far beyond what its entries keep.
+        if ((++walked & 16383) === 0) Bun.gc(true);
         const rel = dir.rel === "." ? f.name : dir.rel + "/" + f.name;
         const known = opts.cached && fileType(Number(f.st.mode)) === "file" ? opts.cached(rel, f.st) : undefined;
         // An unchanged file whose recorded entry says all the walk would say: use that entry
