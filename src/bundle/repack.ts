@@ -12,7 +12,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { InvalidError, NotFoundError } from "../errors";
 import type { Layout, DescriptorPath } from "../cas";
-import { type Descriptor, type History, isManifestMediaType } from "../image";
+import { type Descriptor, type History, isManifestMediaType, sha256Digest, sha256Hex } from "../image";
 import { Mutator } from "../mutate";
 import { parseMtree, walkTree, compareMtree, compareBytes, hashFileSync, UMOCI_KEYWORDS, type Delta, type MtreeEntry } from "../mtree";
 import { getPool } from "../worker/pool";
@@ -129,7 +129,7 @@ export async function repackBundle(layout: Layout, bundle: string, opts: RepackO
     const pool = getPool();
     // The stat cache: files whose stat is what it was when the manifest's digest was taken are
     // not read again (stat-cache.ts says why that is safe).
-    const mtreeSha = new Bun.CryptoHasher("sha256").update(mtreeText).digest("hex");
+    const mtreeSha = sha256Hex(sha256Digest(mtreeText));
     const oldByPath = new Map<string, MtreeEntry>();
     for (const e of oldEntries) oldByPath.set(e.path, e);
     let cached: ((rel: string, st: fs.BigIntStats) => MtreeEntry | undefined) | undefined;

@@ -39,8 +39,7 @@ export function writeStatCache(bundle: string, mtreeSha256: string, files: Itera
   const fd = fs.openSync(tmp, "w", 0o600);
   try {
     let lines: string[] = [`${MAGIC} ${mtreeSha256}`];
-    // The callers' lstat results (BigInt stats) are garbage at once: collect as we go.
-    const flush = () => { fs.writeSync(fd, lines.join("\n") + "\n"); lines = []; Bun.gc(true); };
+    const flush = () => { fs.writeSync(fd, lines.join("\n") + "\n"); lines = []; };
     for (const [p, s] of files) {
       lines.push(`${s} ${JSON.stringify(p)}`);
       if (lines.length >= 8192) flush();

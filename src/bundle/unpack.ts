@@ -198,8 +198,11 @@ export async function unpackBundle(layout: Layout, img: LoadedImage, bundle: str
       // The files as they are now, every layer applied (stat-cache.ts).
       created.push(path.join(bundle, STAT_CACHE_FILE));
       writeStatCache(bundle, mtreeSha, (function* () {
+        let n = 0;
         for (const e of entries) {
           if (e.type !== "file") continue;
+          // Each BigInt lstat result is garbage at once: collect as we go.
+          if ((++n & 8191) === 0) Bun.gc(true);
           let st: fs.BigIntStats;
           try { st = fs.lstatSync(path.join(rootfs, e.path), { bigint: true }); } catch { continue; }
           if (st.isFile()) yield [e.path, statKey(st)] as [string, string];

@@ -2,7 +2,7 @@
  * Compare a recorded manifest with a fresh walk, the way go-mtree's Compare does for umoci.
  * Spec: oci-reference.md §5 "Compare", "gomtree validate".
  */
-import { keywordValues, normalizeKeywords, type MtreeEntry } from "./entry";
+import { keywordValues, normalizeKeywords, sameFields, type MtreeEntry } from "./entry";
 import { compareBytes } from "./vis";
 
 export type Delta = {
@@ -71,24 +71,6 @@ function timeKeyword(kw: readonly string[]): string | undefined {
 
 function isOneSidedKey(k: string): boolean {
   return k === "tar_time" || k === "time" || k.startsWith("xattr.");
-}
-
-/**
- * True when every field either keyword formatter reads is identical: then no keyword can differ.
- * (Anything else goes the slow way, which decides exactly which keys differ.)
- */
-function sameFields(o: MtreeEntry, n: MtreeEntry): boolean {
-  if (o.type !== n.type || o.size !== n.size || o.uid !== n.uid || o.gid !== n.gid || o.mode !== n.mode ||
-    o.link !== n.link || o.nlink !== n.nlink || o.tarTime !== n.tarTime || o.sha256 !== n.sha256) return false;
-  const ox = o.xattrs?.size ? o.xattrs : undefined;
-  const nx = n.xattrs?.size ? n.xattrs : undefined;
-  if (!ox || !nx) return ox === nx;
-  if (ox.size !== nx.size) return false;
-  for (const [k, v] of ox) {
-    const w = nx.get(k);
-    if (!w || !v.equals(w)) return false;
-  }
-  return true;
 }
 
 function diffKeys(o: MtreeEntry, n: MtreeEntry, kw: readonly string[]): string[] {

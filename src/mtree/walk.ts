@@ -4,7 +4,7 @@
  */
 import * as fs from "node:fs";
 import { BociError, InvalidError } from "../errors";
-import { normalizeKeywords, type MtreeEntry, type MtreeType } from "./entry";
+import { normalizeKeywords, sameFields, type MtreeEntry, type MtreeType } from "./entry";
 import { bytesToName, hasRawBytes, nameToBytes } from "./vis";
 
 export interface WalkTreeOptions {
@@ -101,16 +101,6 @@ export async function walkTree(root: string, opts: WalkTreeOptions): Promise<Mtr
     return e;
   };
 
-  const sameAsWalk = (k: MtreeEntry, st: fs.BigIntStats): boolean =>
-    k.type === "file" && k.link === undefined && k.sha256 !== undefined &&
-    k.size === (kw.has("size") ? Number(st.size) : undefined) &&
-    k.uid === (kw.has("uid") ? Number(st.uid) : undefined) &&
-    k.gid === (kw.has("gid") ? Number(st.gid) : undefined) &&
-    k.mode === (kw.has("mode") ? Number(st.mode) & 0o7777 : undefined) &&
-    k.nlink === (kw.has("nlink") ? Number(st.nlink) : undefined) &&
-    k.tarTime === (wantTime ? floorSeconds(st.mtimeNs) : undefined) &&
-    (wantXattr || !k.xattrs?.size);
-
   const hash = async (e: MtreeEntry, fsPath: FsPath, size: number): Promise<void> => {
     if (opts.hashFile && typeof fsPath === "string") {
       while (pending.size >= HASH_CONCURRENCY) await Promise.race(pending);
@@ -193,16 +183,17 @@ export async function walkTree(root: string, opts: WalkTreeOptions): Promise<Mtr
         if ((++walked & 16383) === 0) Bun.gc(true);
         const rel = dir.rel === "." ? f.name : dir.rel + "/" + f.name;
         const known = opts.cached && fileType(Number(f.st.mode)) === "file" ? opts.cached(rel, f.st) : undefined;
-        // An unchanged file whose recorded entry says all the walk would say: use that entry
-        // itself (a large tree then holds one set of entries, not two).
-        const e = known && sameAsWalk(known, f.st) ? known : makeEntry(rel, f.fsPath, root + "/" + rel, f.st, known);
+        let e = makeEntry(rel, f.fsPath, root + "/" + rel, f.st, known);
+        if (wantHash && known?.sha256 !== undefined) {
+          e.sha256 = known.sha256;
+          // An unchanged file whose recorded entry says all the walk would say: keep that entry
+          // itself (a large tree then holds one set of entries, not two).
+          if (sameFields(known, e)) e = known;
+        }
         entries.push(e);
-        if (wantHash && e.type === "file" && e !== known) {
-          if (known?.sha256 !== undefined) e.sha256 = known.sha256;
-          else {
-            if (rootless) makeAccessible(f.fsPath, f.st, 0o400, 0o400);
-            await hash(e, f.fsPath, Number(f.st.size));
-          }
+        if (wantHash && e.type === "file" && e.sha256 === undefined) {
+          if (rootless) makeAccessible(f.fsPath, f.st, 0o400, 0o400);
+          await hash(e, f.fsPath, Number(f.st.size));
         }
         if (e.type === "file") opts.onFile?.(rel, f.st);
       }

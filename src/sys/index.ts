@@ -45,8 +45,12 @@ function libc(): Lib {
   return lib;
 }
 
-function cstr(s: string): Buffer {
+function checkNoNul(s: string): void {
   if (s.includes("\0")) throw Object.assign(new Error(`invalid argument ${JSON.stringify(s)}: contains a NUL byte`), { code: "EINVAL" });
+}
+
+function cstr(s: string): Buffer {
+  checkNoNul(s);
   return Buffer.from(s + "\0", "utf8");
 }
 
@@ -137,7 +141,7 @@ let scratchList: Buffer | null = null;
 
 /** `path` as a NUL-terminated string in a reused buffer (valid until the next call). */
 function scratchCstr(path: string): Buffer {
-  if (path.includes("\0")) throw Object.assign(new Error(`invalid argument ${JSON.stringify(path)}: contains a NUL byte`), { code: "EINVAL" });
+  checkNoNul(path);
   const need = Buffer.byteLength(path, "utf8") + 1;
   if (need > scratchPath.length) scratchPath = Buffer.alloc(Math.max(need, scratchPath.length * 2));
   scratchPath.write(path, 0, "utf8");
@@ -152,20 +156,23 @@ export function llistxattr(path: string): string[] {
   // allocation; the walk of a large tree makes this call once per file.
   const buf = (scratchList ??= Buffer.alloc(XATTR_MAX));
   const got = Number(l.llistxattr(scratchCstr(path), buf, XATTR_MAX));
-  if (got === 0) return [];
-  if (got > 0) {
-    const names: string[] = [];
-    let start = 0;
-    for (let i = 0; i < got; i++) {
-      if (buf[i] === 0) {
-        if (i > start) names.push(buf.toString("utf8", start, i));
-        start = i + 1;
-      }
-    }
-    return names;
-  }
-  if (l.errno() !== ERANGE) throw new SysError("llistxattr", l.errno(), path);
+  if (got >= 0) return splitNames(buf, got);
+  const e = l.errno();
+  if (e !== ERANGE) throw new SysError("llistxattr", e, path);
   return llistxattrSlow(path);
+}
+
+/** The names in the first `n` bytes of a NUL-separated xattr name list. */
+function splitNames(buf: Buffer, n: number): string[] {
+  const names: string[] = [];
+  let start = 0;
+  for (let i = 0; i < n; i++) {
+    if (buf[i] === 0) {
+      if (i > start) names.push(buf.toString("utf8", start, i));
+      start = i + 1;
+    }
+  }
+  return names;
 }
 
 /** The probe-then-read path (only if a list ever exceeds the buffer). */
@@ -178,17 +185,7 @@ function llistxattrSlow(path: string): string[] {
     if (size === 0) return [];
     const buf = Buffer.alloc(size);
     const got = Number(l.llistxattr(p, buf, size));
-    if (got >= 0) {
-      const names: string[] = [];
-      let start = 0;
-      for (let i = 0; i < got; i++) {
-        if (buf[i] === 0) {
-          if (i > start) names.push(buf.toString("utf8", start, i));
-          start = i + 1;
-        }
-      }
-      return names;
-    }
+    if (got >= 0) return splitNames(buf, got);
     const e = l.errno();
     if (e !== ERANGE || attempt > 8) throw new SysError("llistxattr", e, path);
   }

@@ -33,14 +33,10 @@ export class WorkerPool {
         this.streams.get(r.ack)?.acked(r.n);
         return;
       }
-      if ("stream" in r) {
-        const p = this.pending.get(r.id);
-        this.pending.delete(r.id);
-        this.streamEnded(w);
-        if (p) {
-          if (r.ok) p.resolve({ id: r.id, ok: true, hex: r.hex });
-          else p.reject(new Error(r.error));
-        }
+      if ("done" in r) {
+        const s = this.streams.get(r.done);
+        this.endStream(r.done, w);
+        s?.finished(r.hex);
         return;
       }
       const p = this.pending.get(r.id);
@@ -64,7 +60,7 @@ export class WorkerPool {
 
   private dispatch(w: Worker): void {
     const next = this.queue.shift();
-    if (!next) { this.idle.push(w); if (!this.streamCount.get(w)) w.unref(); return; }
+    if (!next) { this.idle.push(w); if (!this.hasStreams(w)) w.unref(); return; }
     w.ref();
     this.busy.set(w, next.task.id);
     w.postMessage(next.task, next.transfer);
@@ -81,15 +77,19 @@ export class WorkerPool {
     });
   }
 
+  /** Open hash streams by id (a worker with one open stays ref'd). */
   private streams = new Map<number, PoolHasher>();
-  private streamCount = new Map<Worker, number>();
   private nextStream = 1;
   private rr = 0;
 
-  private streamEnded(w: Worker): void {
-    const n = (this.streamCount.get(w) ?? 1) - 1;
-    this.streamCount.set(w, n);
-    if (n === 0 && !this.busy.has(w)) w.unref();
+  private hasStreams(w: Worker): boolean {
+    for (const s of this.streams.values()) if (s.worker === w) return true;
+    return false;
+  }
+
+  private endStream(sid: number, w: Worker): void {
+    this.streams.delete(sid);
+    if (!this.busy.has(w) && !this.hasStreams(w)) w.unref();
   }
 
   /**
@@ -104,13 +104,8 @@ export class WorkerPool {
     let w = this.workers[i];
     if (!w) { w = this.spawn(); this.idle.push(w); }
     w.ref();
-    this.streamCount.set(w, (this.streamCount.get(w) ?? 0) + 1);
     const sid = this.nextStream++;
-    const h = new PoolHasher(sid, w, (id) => new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve: (r) => resolve(r.hex!), reject });
-    }), () => this.nextId++, () => {
-      this.streams.delete(sid);
-    }, () => this.streamEnded(w));
+    const h = new PoolHasher(sid, w, () => this.endStream(sid, w));
     this.streams.set(sid, h);
     return h;
   }
@@ -174,13 +169,14 @@ class PoolHasher implements StreamHasher {
   private failed: Error | null = null;
   private closed = false;
 
+  /** The digest's promise, settled by finished() or fail(). */
+  private result: { resolve: (hex: string) => void; reject: (e: Error) => void } | null = null;
+
   constructor(
     private readonly sid: number,
     readonly worker: Worker,
-    private readonly expect: (id: number) => Promise<string>,
-    private readonly newId: () => number,
-    private readonly forget: () => void,
-    private readonly release: () => void,
+    /** Called when the stream is dropped (abort); the pool ends it on the worker's reply otherwise. */
+    private readonly onAbort: () => void,
   ) {}
 
   update(data: Uint8Array): Promise<void> | undefined {
@@ -222,23 +218,24 @@ class PoolHasher implements StreamHasher {
     const w = this.waiter;
     this.waiter = null;
     w?.reject(e);
-    this.digestReject?.(e);
+    this.result?.reject(e);
+    this.result = null;
   }
 
-  private digestReject: ((e: Error) => void) | null = null;
+  /** The worker's digest for this stream. */
+  finished(hex: string): void {
+    this.result?.resolve(hex);
+    this.result = null;
+  }
 
-  async digest(): Promise<string> {
-    if (this.failed) throw this.failed;
-    if (this.closed) throw new Error("hash stream already finished");
+  digest(): Promise<string> {
+    if (this.failed) return Promise.reject(this.failed);
+    if (this.closed) return Promise.reject(new Error("hash stream already finished"));
     this.closed = true;
     this.flush();
-    const id = this.newId();
-    const p = new Promise<string>((resolve, reject) => {
-      this.digestReject = reject;
-      this.expect(id).then(resolve, reject);
-    });
-    this.worker.postMessage({ op: "hsEnd", sid: this.sid, id } satisfies StreamMsg);
-    try { return await p; } finally { this.digestReject = null; this.forget(); }
+    const p = new Promise<string>((resolve, reject) => { this.result = { resolve, reject }; });
+    this.worker.postMessage({ op: "hsEnd", sid: this.sid } satisfies StreamMsg);
+    return p;
   }
 
   abort(): void {
@@ -246,8 +243,7 @@ class PoolHasher implements StreamHasher {
     this.closed = true;
     this.buf = null;
     this.worker.postMessage({ op: "hsAbort", sid: this.sid } satisfies StreamMsg);
-    this.forget();
-    this.release();
+    this.onAbort();
   }
 }
 

@@ -39,7 +39,7 @@ function onStream(m: StreamMsg): void {
     case "hsEnd": {
       const h = streams.get(m.sid) ?? new Bun.CryptoHasher("sha256");
       streams.delete(m.sid);
-      self.postMessage({ id: m.id, stream: true, ok: true, hex: h.digest("hex") } satisfies StreamReply);
+      self.postMessage({ done: m.sid, hex: h.digest("hex") } satisfies StreamReply);
       return;
     }
     case "hsAbort":

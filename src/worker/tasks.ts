@@ -7,13 +7,12 @@ export type Task =
 /** Streaming sha256, pinned to one worker: updates (acknowledged by byte count), then the digest. */
 export type StreamMsg =
   | { op: "hsUpdate"; sid: number; data: ArrayBuffer }
-  | { op: "hsEnd"; sid: number; id: number }
+  | { op: "hsEnd"; sid: number }
   | { op: "hsAbort"; sid: number };
 
 export type StreamReply =
   | { ack: number; n: number; data: ArrayBuffer }
-  | { id: number; stream: true; ok: true; hex: string }
-  | { id: number; stream: true; ok: false; error: string };
+  | { done: number; hex: string };
 
 export type TaskResult =
   | { id: number; ok: true; hex?: string; data?: ArrayBuffer }
