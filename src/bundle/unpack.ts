@@ -14,7 +14,7 @@ import { type Layout, type DescriptorPath, manifestOf } from "../cas";
 import { type Descriptor, type ImageConfig, type Manifest, MediaType, isLayerMediaType } from "../image";
 import { compressionFromMediaType, createDecompressor, sniffCompression, type Compression } from "../compress";
 import { readTar } from "../tar";
-import { createMtreeRecorder, writeMtree, UMOCI_KEYWORDS, type MtreeRecorder, type MtreeEntry } from "../mtree";
+import { createMtreeRecorder, writeMtree, writeMtreeSorted, UMOCI_KEYWORDS, type MtreeRecorder, type MtreeEntry } from "../mtree";
 import { LayerApplier } from "../layer/apply";
 import { type MapOptions, toHost } from "../layer/idmap";
 import { generateRuntimeConfig, serializeRuntimeConfig } from "./runtime-config";
@@ -191,15 +191,14 @@ export async function unpackBundle(layout: Layout, img: LoadedImage, bundle: str
     });
     fs.writeFileSync(configPath, serializeRuntimeConfig(cfg), { flag: "wx", mode: 0o644 });
     created.push(configPath);
-    const entries = recorder.entries();
-    const mtreeSha = writeMtreeFile(mtreeFile, entries, rootfs);
+    const mtreeSha = writeMtreeFile(mtreeFile, recorder.sorted(), rootfs, { sorted: true });
     created.push(mtreeFile);
     if (statCacheEnabled()) {
       // The files as they are now, every layer applied (stat-cache.ts).
       created.push(path.join(bundle, STAT_CACHE_FILE));
       writeStatCache(bundle, mtreeSha, (function* () {
         let n = 0;
-        for (const e of entries) {
+        for (const e of recorder.sorted()) {
           if (e.type !== "file") continue;
           // Each BigInt lstat result is garbage at once: collect as we go.
           if ((++n & 8191) === 0) Bun.gc(true);
@@ -221,12 +220,12 @@ export async function unpackBundle(layout: Layout, img: LoadedImage, bundle: str
  * Write a manifest file (created exclusively) in pieces, as go-mtree text with umoci's keywords.
  * Returns the sha256 (hex) of the text written (the stat cache names the manifest by it).
  */
-export function writeMtreeFile(file: string, entries: Iterable<MtreeEntry>, tree: string, opts: { exclusive?: boolean } = {}): string {
+export function writeMtreeFile(file: string, entries: Iterable<MtreeEntry>, tree: string, opts: { exclusive?: boolean; sorted?: boolean } = {}): string {
   const fd = fs.openSync(file, opts.exclusive === false ? "w" : "wx", 0o644);
   const h = new Bun.CryptoHasher("sha256");
   try {
     let n = 0;
-    writeMtree(entries, { keywords: UMOCI_KEYWORDS, tree }, (chunk) => {
+    (opts.sorted ? writeMtreeSorted : writeMtree)(entries, { keywords: UMOCI_KEYWORDS, tree }, (chunk) => {
       const b = Buffer.from(chunk, "utf8");
       h.update(b);
       fs.writeSync(fd, b);

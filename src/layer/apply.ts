@@ -83,6 +83,7 @@ export class LayerApplier {
   private restat = new Set<string>();
   private readonly euid: number;
   private readonly egid: number;
+  private readonly umask: number;
   private warnedNotSup = false;
   /** placeholder in a recorded sha256 → the digest being computed on a worker */
   private pendingDigests = new Map<string, Promise<string>>();
@@ -95,6 +96,7 @@ export class LayerApplier {
     this.rootless = opts.mapOptions.rootless;
     this.euid = process.geteuid?.() ?? 0;
     this.egid = process.getegid?.() ?? 0;
+    this.umask = process.umask();
     let names: string[] = [""];
     try { names = fs.readdirSync(this.root); } catch { /* reported when the layer is applied */ }
     this.startedEmpty = names.length === 0;
@@ -160,11 +162,7 @@ export class LayerApplier {
       }
     }
     this.restat.clear();
-    if (digests.size) {
-      for (const e of rec.entries()) {
-        if (e.sha256?.startsWith(PENDING_DIGEST)) e.sha256 = digests.get(e.sha256);
-      }
-    }
+    if (digests.size) rec.resolveDigests((s) => (s.startsWith(PENDING_DIGEST) ? digests.get(s) : undefined));
   }
 
   private async applyEntry(entry: TarEntry): Promise<void> {
@@ -191,9 +189,14 @@ export class LayerApplier {
     const target = this.abs(real);
     if (this.trackUpper) this.markUpper(rel);
 
+    // A regular file is created first and looked at only if the name is taken (a new path is the
+    // common case: one system call instead of two). O_EXCL|O_NOFOLLOW: never opens what is there.
+    let fd = hdr.type === "file" ? createExclusive(target, this.createMode(hdr)) : undefined;
+
     // Existing path: merge dir over dir, keep a dirlink if asked, otherwise replace.
     let existing: fs.Stats | null = null;
-    try { existing = fs.lstatSync(target); } catch { existing = null; }
+    // (throwIfNoEntry: a new path, the common case, costs no exception)
+    if (fd === undefined) try { existing = fs.lstatSync(target, { throwIfNoEntry: false }) ?? null; } catch { existing = null; }
     if (existing) {
       if (hdr.type === "dir" && existing.isDirectory()) {
         // merge: keep contents, update metadata below
@@ -218,7 +221,8 @@ export class LayerApplier {
         this.dirCache.set(rel, real);
         break;
       case "file":
-        sha = await this.writeFile(target, entry, hdr);
+        fd ??= fs.openSync(target, CREATE_EXCLUSIVE, this.createMode(hdr));
+        sha = await this.writeFile(fd, entry, hdr);
         break;
       case "symlink":
         await entry.drain();
@@ -261,8 +265,17 @@ export class LayerApplier {
     this.record(real, hdr, sha);
   }
 
-  private async writeFile(target: string, entry: TarEntry, hdr: TarHeader): Promise<string | undefined> {
-    const fd = fs.openSync(target, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
+  /**
+   * The mode a regular file is created with: its own when the umask leaves it whole and a chown
+   * cannot clear it (no set-id or sticky bit; then no fchmod is needed), else 0600 until set.
+   */
+  private createMode(hdr: TarHeader): number {
+    const m = hdr.mode & 0o7777;
+    return (m & 0o7000) === 0 && (m & this.umask) === 0 && !this.rootless ? m : 0o600;
+  }
+
+  /** Write the body into `fd` (just created, closed here), and the metadata when it can go through fd. */
+  private async writeFile(fd: number, entry: TarEntry, hdr: TarHeader): Promise<string | undefined> {
     const wantHash = !!this.opts.recorder;
     let digest: string | undefined;
     let written = 0;
@@ -305,7 +318,7 @@ export class LayerApplier {
       // Metadata through the open descriptor: no path lookups (the common case, no xattrs).
       if (hdr.xattrs.size === 0 && !this.rootless) {
         fs.fchownSync(fd, toHost(hdr.uid, this.opts.mapOptions.uidMappings, "uid"), toHost(hdr.gid, this.opts.mapOptions.gidMappings, "gid"));
-        fs.fchmodSync(fd, hdr.mode & 0o7777);
+        if (this.createMode(hdr) !== (hdr.mode & 0o7777)) fs.fchmodSync(fd, hdr.mode & 0o7777);
         fs.futimesSync(fd, hdr.mtime, hdr.mtime);
         this.fdMetadataDone = true;
       }
@@ -459,7 +472,7 @@ export class LayerApplier {
       const cur = join(resolved.join("/"), c);
       walked.push(c);
       let st: fs.Stats | null = null;
-      try { st = fs.lstatSync(this.abs(cur)); } catch { st = null; }
+      try { st = fs.lstatSync(this.abs(cur), { throwIfNoEntry: false }) ?? null; } catch { st = null; }
       if (st?.isSymbolicLink()) {
         if (++links > MAX_SYMLINKS) throw new InvalidError(`too many levels of symbolic links resolving ${JSON.stringify(logical)}`);
         const target = fs.readlinkSync(this.abs(cur));
@@ -736,6 +749,18 @@ export class LayerApplier {
       if (x.size) e.xattrs = x;
     }
     rec.set(e);
+  }
+}
+
+const CREATE_EXCLUSIVE = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW;
+
+/** A new file at `target`, or undefined when the name is taken. */
+function createExclusive(target: string, mode: number): number | undefined {
+  try {
+    return fs.openSync(target, CREATE_EXCLUSIVE, mode);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "EEXIST") return undefined;
+    throw e;
   }
 }
 

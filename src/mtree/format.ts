@@ -49,8 +49,16 @@ export function formatMtree(entries: Iterable<MtreeEntry>, opts: FormatMtreeOpti
  * of a large tree is never held whole in memory.
  */
 export function writeMtree(entries: Iterable<MtreeEntry>, opts: FormatMtreeOptions, write: (chunk: string) => void): void {
+  writeMtreeSorted(walkOrder(buildTree(entries)), opts, write);
+}
+
+/**
+ * As writeMtree, for entries that already come in go-mtree's walk order (as walkTree and the
+ * recorder's sorted() give them): formatted as they arrive, nothing is held but the open
+ * directories. Throws InvalidError when an entry is out of that order.
+ */
+export function writeMtreeSorted(entries: Iterable<MtreeEntry>, opts: FormatMtreeOptions, write: (chunk: string) => void): void {
   const keywords = normalizeKeywords(opts.keywords);
-  const root = buildTree(entries);
 
   let buf: string[] = [];
   const out = {
@@ -82,39 +90,65 @@ export function writeMtree(entries: Iterable<MtreeEntry>, opts: FormatMtreeOptio
     return s;
   };
 
-  // Depth-first with an explicit stack so very deep trees cannot overflow the call stack.
-  type Frame = { node: Node; path: string; dirs: Node[]; i: number };
-  const stack: Frame[] = [];
-  const enter = (node: Node, path: string): void => {
-    const e = node.entry!;
-    out.push("");
-    out.push("# " + commentPath(path));
-    const klist: string[] = [];
-    for (const k of setKeywords) klist.push(...keywordValues(e, k));
-    if (curSet === null || klist.some((kv) => !curSet!.has(kv))) {
-      const set = [...defaultSet, ...klist];
-      out.push(set.length ? "/set " + set.join(" ") : "/set");
-      curSet = new Set(set);
-    }
-    out.push(line(node.name, e, curSet));
-    sortFiles(node.files);
-    for (const f of node.files) out.push("    " + line(f.path.slice(f.path.lastIndexOf("/") + 1), f, curSet));
-    sortChildren(node.children);
-    stack.push({ node, path, dirs: node.children, i: 0 });
+  // The open directories, root first; each is closed by "..".
+  const open: string[] = [];
+  const outOfOrder = (p: string): never => {
+    throw new InvalidError(`mtree: ${JSON.stringify(p)}: entries are not in walk order`);
   };
-
-  enter(root, ".");
-  while (stack.length) {
-    const f = stack[stack.length - 1]!;
-    if (f.i < f.dirs.length) {
-      const d = f.dirs[f.i++]!;
-      enter(d, f.path === "." ? d.name : f.path + "/" + d.name);
+  for (const e of entries) {
+    const p = e.path;
+    if (open.length === 0) {
+      if (p !== ".") throw new InvalidError("mtree: no entry for the root directory \".\"");
     } else {
-      out.push("..");
-      stack.pop();
+      if (p === ".") outOfOrder(p);
+      checkPath(p);
+    }
+    const slash = p.lastIndexOf("/");
+    const parent = p === "." ? "" : slash < 0 ? "." : p.slice(0, slash);
+    const name = p === "." ? "." : p.slice(slash + 1);
+    if (p === "." || e.type === "dir") {
+      if (p !== ".") {
+        while (open.length && open[open.length - 1] !== parent) { out.push(".."); open.pop(); }
+        if (!open.length) outOfOrder(p);
+      }
+      out.push("");
+      out.push("# " + commentPath(p));
+      const klist: string[] = [];
+      for (const k of setKeywords) klist.push(...keywordValues(e, k));
+      if (curSet === null || klist.some((kv) => !curSet!.has(kv))) {
+        const set = [...defaultSet, ...klist];
+        out.push(set.length ? "/set " + set.join(" ") : "/set");
+        curSet = new Set(set);
+      }
+      out.push(line(name, e, curSet));
+      open.push(p);
+    } else {
+      if (open[open.length - 1] !== parent) outOfOrder(p);
+      out.push("    " + line(name, e, curSet!));
     }
   }
+  if (!open.length) throw new InvalidError("mtree: no entry for the root directory \".\"");
+  while (open.length) { out.push(".."); open.pop(); }
   if (buf.length) write(buf.join("\n") + "\n");
+}
+
+/** The entries of a tree in go-mtree's walk order. */
+function* walkOrder(root: Node): Generator<MtreeEntry> {
+  // Depth-first with an explicit stack so very deep trees cannot overflow the call stack.
+  const stack: Node[][] = [];
+  const enter = function* (node: Node): Generator<MtreeEntry> {
+    yield node.entry!;
+    sortFiles(node.files);
+    yield* node.files;
+    sortChildren(node.children);
+    stack.push([...node.children].reverse());
+  };
+  yield* enter(root);
+  while (stack.length) {
+    const next = stack[stack.length - 1]!.pop();
+    if (next) yield* enter(next);
+    else stack.pop();
+  }
 }
 
 /**

@@ -11,7 +11,7 @@ export {
   cloneEntry,
 } from "./entry";
 export { visEncode, visDecode, nameToBytes, bytesToName, toFsPath, hasRawBytes, compareBytes } from "./vis";
-export { formatMtree, writeMtree, type FormatMtreeOptions } from "./format";
+export { formatMtree, writeMtree, writeMtreeSorted, type FormatMtreeOptions } from "./format";
 export { parseMtree } from "./parse";
 export { compareMtree, formatDelta, type Delta } from "./compare";
 export { walkTree, hashFileSync, type WalkTreeOptions } from "./walk";
