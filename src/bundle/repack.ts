@@ -14,7 +14,10 @@ import { InvalidError, NotFoundError } from "../errors";
 import type { Layout, DescriptorPath } from "../cas";
 import { type Descriptor, type History, isManifestMediaType, sha256Digest, sha256Hex } from "../image";
 import { Mutator } from "../mutate";
-import { parseMtree, walkTree, compareMtree, compareBytes, hashFileSync, UMOCI_KEYWORDS, type Delta, type MtreeEntry } from "../mtree";
+import {
+  parseMtreeEach, walkTree, compareEntries, compareBytes, createMtreeStore, hashFileSync, normalizeKeywords, UMOCI_KEYWORDS,
+  type Delta, type MtreeEntry, type MtreeStore,
+} from "../mtree";
 import { getPool } from "../worker/pool";
 import { createTarWriter } from "../tar";
 import { writeChanges, type Change } from "../layer/generate";
@@ -103,19 +106,29 @@ function parentOf(p: string): string | null {
   return i < 0 ? "." : p.slice(0, i);
 }
 
+/**
+ * The bundle's manifest, read into a store (a large tree is kept compactly), and the sha256 of
+ * its text (the stat cache is bound to it).
+ */
+function readManifest(bundle: string, mtreePath: string): { old: MtreeStore; mtreeSha: string } {
+  let text: string;
+  try { text = fs.readFileSync(mtreePath, "utf8"); } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") throw new NotFoundError(`bundle ${bundle}: mtree manifest ${path.basename(mtreePath)} not found`);
+    throw e;
+  }
+  const old = createMtreeStore({ replaceSubtrees: false });
+  parseMtreeEach(text, (e) => old.set(e));
+  if (!old.has(".")) throw new InvalidError(`${path.basename(mtreePath)}: no root entry (truncated manifest?)`);
+  return { old, mtreeSha: sha256Hex(sha256Digest(text)) };
+}
+
 export async function repackBundle(layout: Layout, bundle: string, opts: RepackOptions): Promise<RepackResult> {
   const meta = readMeta(bundle);
   const walk = meta.descriptorWalk;
   const manifestDesc = walk[walk.length - 1]!;
   if (!isManifestMediaType(manifestDesc.mediaType)) throw new InvalidError(`umoci.json: descriptor walk does not end in a manifest`);
   const mtreePath = path.join(bundle, mtreeFileName(manifestDesc.digest));
-  let mtreeText: string;
-  try { mtreeText = fs.readFileSync(mtreePath, "utf8"); } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") throw new NotFoundError(`bundle ${bundle}: mtree manifest ${path.basename(mtreePath)} not found`);
-    throw e;
-  }
-  const oldEntries = parseMtree(mtreeText);
-  if (!oldEntries.some((e) => e.path === ".")) throw new InvalidError(`${path.basename(mtreePath)}: no root entry (truncated manifest?)`);
+  const { old, mtreeSha } = readManifest(bundle, mtreePath);
   const rootfs = path.join(bundle, "rootfs");
   if (!fs.existsSync(rootfs)) throw new NotFoundError(`bundle ${bundle}: no rootfs directory`);
 
@@ -129,29 +142,42 @@ export async function repackBundle(layout: Layout, bundle: string, opts: RepackO
     const pool = getPool();
     // The stat cache: files whose stat is what it was when the manifest's digest was taken are
     // not read again (stat-cache.ts says why that is safe).
-    const mtreeSha = sha256Hex(sha256Digest(mtreeText));
-    const oldByPath = new Map<string, MtreeEntry>();
-    for (const e of oldEntries) oldByPath.set(e.path, e);
     let cached: ((rel: string, st: fs.BigIntStats) => MtreeEntry | undefined) | undefined;
+    let lastTaken: MtreeEntry | undefined;
     {
-      // Keys go onto the old entries; the cache's own map is dropped before the walk.
-      const cache = readStatCache(bundle, mtreeSha);
-      if (cache) {
-        for (const [p, key] of cache) {
-          const e = oldByPath.get(p);
-          if (e?.type === "file" && e.sha256) e.statKey = key;
-        }
+      // Keys go into the manifest's store, as numbers.
+      let keys = 0;
+      const ok = readStatCache(bundle, mtreeSha, (p, key) => { old.setStat(p, key); keys++; });
+      // (a cache found malformed part way is not used at all)
+      if (!ok && keys) old.clearStats();
+      if (ok) {
         cached = (rel, st) => {
-          const e = oldByPath.get(rel);
-          return e?.statKey !== undefined && e.statKey === statKey(st) ? e : undefined;
+          // (taken now: the walk reports this path next, and onEntry reuses the entry)
+          const e = (lastTaken = old.take(rel));
+          return e?.type === "file" && e.sha256 !== undefined && old.sameStat(rel, st) ? e : undefined;
         };
       }
     }
-    const walkStats = opts.refreshBundle && statCacheEnabled() ? new Map<string, string>() : null;
-    const newEntries = await walkTree(rootfs, {
+    // The walk is compared with the manifest as it goes; only what differs is kept (and, for
+    // --refresh-bundle, the new tree in a store of its own).
+    const kw = normalizeKeywords(UMOCI_KEYWORDS);
+    const deltas: Delta[] = [];
+    const fresh = opts.refreshBundle ? createMtreeStore() : null;
+    const walkStats = fresh && statCacheEnabled() ? new Map<string, string>() : null;
+    await walkTree(rootfs, {
       keywords: UMOCI_KEYWORDS, listXattrs: listXattrsOf, rootless: meta.mapOptions.rootless,
       cached,
       onFile: walkStats ? (rel, st) => walkStats.set(rel, statKey(st)) : undefined,
+      onEntry: (n) => {
+        const o = lastTaken?.path === n.path ? lastTaken : old.take(n.path);
+        lastTaken = undefined;
+        if (!o) deltas.push({ kind: "extra", path: n.path, new: n });
+        else {
+          const keys = compareEntries(o, n, kw);
+          if (keys.length) deltas.push({ kind: "modified", path: n.path, old: o, new: n, keys });
+        }
+        fresh?.set(n);
+      },
       hashFile: (p, size) => {
         scanned++;
         scannedBytes += size;
@@ -159,7 +185,8 @@ export async function repackBundle(layout: Layout, bundle: string, opts: RepackO
         return size >= POOL_HASH_MIN && pool.size > 1 ? pool.hashFile(p) : Promise.resolve(hashFileSync(p));
       },
     });
-    const deltas = compareMtree(oldEntries, newEntries, UMOCI_KEYWORDS, oldByPath);
+    for (const o of old.untaken()) deltas.push({ kind: "missing", path: o.path, old: o });
+    deltas.sort((a, b) => compareBytes(a.path, b.path));
     const masks = [...opts.maskPaths];
     if (opts.maskVolumes) masks.push(...Object.keys(m.config.config?.Volumes ?? {}));
     const changes = deltasToChanges(deltas, masks.map((x) => cleanEntryPath(x)).filter((x) => x !== ""));
@@ -194,7 +221,7 @@ export async function repackBundle(layout: Layout, bundle: string, opts: RepackO
       m.addLayer(stored.descriptor, stored.diffID, history);
     }
     const result = m.commit(opts.tag);
-    if (opts.refreshBundle) refreshBundle(bundle, meta, result.walk, newEntries, rootfs, mtreePath, walkStats);
+    if (fresh) refreshBundle(bundle, meta, result.walk, fresh, rootfs, mtreePath, walkStats);
     return { manifest: result.manifest, layer, changes: changes.length };
   } finally {
     progress.done();
@@ -202,12 +229,12 @@ export async function repackBundle(layout: Layout, bundle: string, opts: RepackO
 }
 
 /** Point the bundle at the new image: a new mtree (the tree as it is now) and umoci.json. */
-function refreshBundle(bundle: string, meta: BundleMeta, newWalk: Descriptor[], entries: MtreeEntry[], rootfs: string, oldMtree: string, stats: Map<string, string> | null): void {
+function refreshBundle(bundle: string, meta: BundleMeta, newWalk: Descriptor[], tree: MtreeStore, rootfs: string, oldMtree: string, stats: Map<string, string> | null): void {
   const manifest = newWalk[newWalk.length - 1]!;
   const file = path.join(bundle, mtreeFileName(manifest.digest));
   // The old cache goes first: it must never sit beside a manifest it does not describe.
   removeStatCache(bundle);
-  const mtreeSha = writeMtreeFile(file, entries, rootfs, { exclusive: false });
+  const mtreeSha = writeMtreeFile(file, tree.sorted(), rootfs, { exclusive: false, sorted: true });
   if (stats) writeStatCache(bundle, mtreeSha, stats);
   writeMeta(bundle, { descriptorWalk: newWalk, mapOptions: meta.mapOptions });
   if (file !== oldMtree) fs.rmSync(oldMtree, { force: true });

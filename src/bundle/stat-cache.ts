@@ -52,11 +52,13 @@ export function writeStatCache(bundle: string, mtreeSha256: string, files: Itera
 }
 
 /**
- * The trusted entries of the bundle's cache for the manifest text hashing to `mtreeSha256`, or
- * null (no cache, another manifest's, unreadable, disabled). Racy entries are left out.
+ * The trusted entries of the bundle's cache for the manifest text hashing to `mtreeSha256`,
+ * handed to `each` as path and key (dev, ino, size, mtimeNs, ctimeNs); racy entries are left
+ * out. False, before any, when there is no usable cache (none, another manifest's, unreadable,
+ * disabled); false after some when it turns out malformed (the caller must then forget them).
  */
-export function readStatCache(bundle: string, mtreeSha256: string): Map<string, string> | null {
-  if (!statCacheEnabled()) return null;
+export function readStatCache(bundle: string, mtreeSha256: string, each: (path: string, key: bigint[]) => void): boolean {
+  if (!statCacheEnabled()) return false;
   const file = path.join(bundle, STAT_CACHE_FILE);
   let text: string;
   let stamp: bigint;
@@ -64,19 +66,19 @@ export function readStatCache(bundle: string, mtreeSha256: string): Map<string, 
     const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
     try {
       const st = fs.fstatSync(fd, { bigint: true });
-      if (!st.isFile()) return null;
+      if (!st.isFile()) return false;
       stamp = st.mtimeNs;
       text = fs.readFileSync(fd, "utf8");
     } finally {
       fs.closeSync(fd);
     }
   } catch {
-    return null;
+    return false;
   }
   let pos = text.indexOf("\n");
-  if (pos < 0 || text.slice(0, pos) !== `${MAGIC} ${mtreeSha256}`) return null;
-  const out = new Map<string, string>();
+  if (pos < 0 || text.slice(0, pos) !== `${MAGIC} ${mtreeSha256}`) return false;
   const stampMs = Number(stamp / 1000n) / 1000;
+  let n = 0;
   try {
     while (pos + 1 < text.length) {
       const end = text.indexOf("\n", pos + 1);
@@ -85,21 +87,27 @@ export function readStatCache(bundle: string, mtreeSha256: string): Map<string, 
       if (l === "") continue;
       // Five numbers, then the path as a JSON string.
       let at = -1;
-      for (let k = 0; k < 5; k++) { at = l.indexOf(" ", at + 1); if (at < 0) return null; }
+      for (let k = 0; k < 5; k++) { at = l.indexOf(" ", at + 1); if (at < 0) return false; }
       const key = l.slice(0, at);
-      if (!/^\d+ \d+ \d+ -?\d+ -?\d+$/.test(key)) return null;
+      if (!/^\d+ \d+ \d+ -?\d+ -?\d+$/.test(key)) return false;
       const p = JSON.parse(l.slice(at + 1)) as unknown;
-      if (typeof p !== "string") return null;
+      if (typeof p !== "string") return false;
       // Racy: changed in the same tick as the cache was written (or later): not trusted. (In
       // milliseconds, with a millisecond of margin: a near miss only costs a re-read.)
       if (Number(key.slice(key.lastIndexOf(" ") + 1)) / 1e6 >= stampMs - 1) continue;
-      out.set(p, key);
+      // Each line leaves a few strings and BigInts behind: collect now and then (as parseMtree).
+      if ((++n & 4095) === 0) Bun.gc(true);
+      const nums = key.split(" ").map((x) => BigInt(x));
+      if (nums.some((x) => x > MAX_I64)) return false;
+      each(p, nums);
     }
   } catch {
-    return null;
+    return false;
   }
-  return out;
+  return true;
 }
+
+const MAX_I64 = (1n << 63n) - 1n;
 
 /** Remove the bundle's cache (when the manifest it belongs to is replaced without one). */
 export function removeStatCache(bundle: string): void {

@@ -73,6 +73,14 @@ function isOneSidedKey(k: string): boolean {
   return k === "tar_time" || k === "time" || k.startsWith("xattr.");
 }
 
+/**
+ * The keys that differ between a manifest entry and a walked one (as compareMtree reports them),
+ * `kw` canonical (normalizeKeywords); empty when they are the same.
+ */
+export function compareEntries(o: MtreeEntry, n: MtreeEntry, kw: readonly string[]): string[] {
+  return diffKeys(o, n, kw);
+}
+
 function diffKeys(o: MtreeEntry, n: MtreeEntry, kw: readonly string[]): string[] {
   if (sameFields(o, n)) return [];
   const ov = entryKeyValues(o, kw);

@@ -27,8 +27,6 @@ export interface MtreeEntry {
   sha256?: string;
   /** Raw xattr values by name, in the order they were listed (the order the formatter writes). */
   xattrs?: Map<string, Buffer>;
-  /** Not a keyword: the stat cache's key for this file (bundle/stat-cache.ts), never written. */
-  statKey?: string;
 }
 
 /** The keywords umoci records and compares, in umoci's order. */

@@ -12,7 +12,7 @@ export {
 } from "./entry";
 export { visEncode, visDecode, nameToBytes, bytesToName, toFsPath, hasRawBytes, compareBytes } from "./vis";
 export { formatMtree, writeMtree, writeMtreeSorted, type FormatMtreeOptions } from "./format";
-export { parseMtree } from "./parse";
-export { compareMtree, formatDelta, type Delta } from "./compare";
+export { parseMtree, parseMtreeEach } from "./parse";
+export { compareMtree, compareEntries, formatDelta, type Delta } from "./compare";
 export { walkTree, hashFileSync, type WalkTreeOptions } from "./walk";
-export { createMtreeRecorder, type MtreeRecorder } from "./recorder";
+export { createMtreeRecorder, createMtreeStore, type MtreeRecorder, type MtreeStore } from "./recorder";

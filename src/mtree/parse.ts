@@ -21,13 +21,30 @@ type KV = Map<string, string | null>;
  * the root.
  */
 export function parseMtree(text: string): MtreeEntry[] {
+  const byPath = new Map<string, number>();
+  const out: MtreeEntry[] = [];
+  parseMtreeEach(text, (entry) => {
+    const at = byPath.get(entry.path);
+    if (at === undefined) {
+      byPath.set(entry.path, out.length);
+      out.push(entry);
+    } else {
+      out[at] = entry;
+    }
+  });
+  return out;
+}
+
+/**
+ * As parseMtree, handing each entry to `emit` as it is read (a path given twice is emitted
+ * twice), so a caller can keep them more compactly than as an array of objects.
+ */
+export function parseMtreeEach(text: string, emit: (entry: MtreeEntry) => void): void {
   // Written to allocate little per line (a manifest of a large tree has 100,000 lines or more):
   // lines are cut out one at a time, tokens scanned in place, and keywords applied straight onto
   // the entry (the /set defaults first, then the line's own), with no map per line.
   const set: KV = new Map();
   const dirs: string[] = []; // stack of entered directory paths
-  const byPath = new Map<string, number>();
-  const out: MtreeEntry[] = [];
   const len = text.length;
   let pos = 0;
   let lineNo = 0;
@@ -47,7 +64,7 @@ export function parseMtree(text: string): MtreeEntry[] {
     if (line === null) break;
     // Every line leaves a few short-lived strings; JSC collects lazily, so a large manifest
     // would grow the heap (and the peak) by several times what the entries keep.
-    if ((lineNo & 16383) === 0) Bun.gc(true);
+    if ((lineNo & 4095) === 0) Bun.gc(true);
     const startLine = lineNo;
     const fail = (why: string): never => {
       throw new InvalidError(`mtree line ${startLine}: ${why}`);
@@ -117,16 +134,8 @@ export function parseMtree(text: string): MtreeEntry[] {
       if (lineType === "dir") dirs.push(path);
     }
 
-    const entry = toEntry(path, set, fields, fail);
-    const at = byPath.get(path);
-    if (at === undefined) {
-      byPath.set(path, out.length);
-      out.push(entry);
-    } else {
-      out[at] = entry;
-    }
+    emit(toEntry(path, set, fields, fail));
   }
-  return out;
 }
 
 /** The blank-separated (space or tab) fields of a line. */

@@ -39,6 +39,31 @@ export interface MtreeRecorder {
   readonly size: number;
 }
 
+/** The recorder's store with what repack needs of a manifest read back. */
+export interface MtreeStore extends MtreeRecorder {
+  /**
+   * Keep a stat cache key (bundle/stat-cache.ts: dev, ino, size, mtimeNs, ctimeNs) for the entry
+   * at `path`; ignored when nothing is recorded there.
+   */
+  setStat(path: string, key: readonly bigint[]): void;
+  /** Forget every kept stat cache key. */
+  clearStats(): void;
+  /** True when a key was kept for `path` and `st` matches it in all five values. */
+  sameStat(path: string, st: { dev: bigint; ino: bigint; size: bigint; mtimeNs: bigint; ctimeNs: bigint }): boolean;
+  /** As get(), and mark the path as seen. */
+  take(path: string): MtreeEntry | undefined;
+  /** Every entry never returned by take(), in no particular order. */
+  untaken(): Generator<MtreeEntry>;
+}
+
+export interface MtreeStoreOptions {
+  /**
+   * false: set() of a non-directory keeps what is recorded below it (a manifest read back keeps
+   * every line; whether that makes a tree is the formatter's and the compare's business).
+   */
+  replaceSubtrees?: boolean;
+}
+
 // per-row presence bits
 const HAS_ENTRY = 1, HAS_SIZE = 2, HAS_UID = 4, HAS_GID = 8, HAS_MODE = 16, HAS_NLINK = 32, HAS_TIME = 64, HAS_SHA = 128;
 // numeric fields per row in `nums`
@@ -48,7 +73,7 @@ const TYPE_CODE = new Map<MtreeType, number>(MTREE_TYPES.map((t, i) => [t, i]));
 const DIR = TYPE_CODE.get("dir")!;
 
 /** Recorded values column by column, a row per path; row 0 is the root. */
-class ColumnStore implements MtreeRecorder {
+class ColumnStore implements MtreeStore {
   private cap = 0;
   private rows = 0;
   private flags = new Uint8Array(0);
@@ -61,9 +86,15 @@ class ColumnStore implements MtreeRecorder {
   private links = new Map<number, string>();
   private xattrs = new Map<number, Map<string, Buffer>>();
   private shaText = new Map<number, string>();
+  /** stat cache keys, five per row (allocated on first use); `hasStat` marks the rows that have one */
+  private stats: BigInt64Array | null = null;
+  private hasStat = new Uint8Array(0);
+  private marks = new Uint8Array(0);
   private count = 0;
+  private readonly replaceSubtrees: boolean;
 
-  constructor() {
+  constructor(opts: MtreeStoreOptions = {}) {
+    this.replaceSubtrees = opts.replaceSubtrees !== false;
     this.grow(1024);
     this.newRow(); // the root
   }
@@ -81,6 +112,17 @@ class ColumnStore implements MtreeRecorder {
     nums.set(this.nums);
     const shas = Buffer.allocUnsafeSlow(cap * 32);
     this.shas.copy(shas);
+    const marks = new Uint8Array(cap);
+    marks.set(this.marks);
+    this.marks = marks;
+    const hasStat = new Uint8Array(cap);
+    hasStat.set(this.hasStat);
+    this.hasStat = hasStat;
+    if (this.stats) {
+      const stats = new BigInt64Array(cap * 5);
+      stats.set(this.stats);
+      this.stats = stats;
+    }
     this.flags = flags;
     this.types = types;
     this.nums = nums;
@@ -92,6 +134,8 @@ class ColumnStore implements MtreeRecorder {
     if (this.rows === this.cap) this.grow(this.cap * 2);
     const r = this.rows++;
     this.flags[r] = 0;
+    this.marks[r] = 0;
+    this.hasStat[r] = 0;
     return r;
   }
 
@@ -99,6 +143,17 @@ class ColumnStore implements MtreeRecorder {
     checkPath(path);
     return path === "." ? [] : path.split("/");
   }
+
+  /** The row of a path, by the path itself for the last one asked (repack asks two or three times running). */
+  private findPath(path: string): number | undefined {
+    if (path === this.lastPath) return this.lastRow;
+    const r = this.find(this.split(path));
+    this.lastPath = path;
+    this.lastRow = r;
+    return r;
+  }
+  private lastPath: string | undefined;
+  private lastRow: number | undefined;
 
   private find(parts: string[]): number | undefined {
     let r = 0;
@@ -121,6 +176,7 @@ class ColumnStore implements MtreeRecorder {
       this.links.delete(r);
       this.xattrs.delete(r);
       this.shaText.delete(r);
+      this.hasStat[r] = 0;
       const k = this.kids[r];
       if (k) {
         for (const c of k.values()) stack.push(c);
@@ -131,6 +187,7 @@ class ColumnStore implements MtreeRecorder {
   }
 
   set(e: MtreeEntry): void {
+    this.lastPath = undefined;
     const parts = this.split(e.path);
     let r = 0;
     for (const p of parts) {
@@ -144,7 +201,7 @@ class ColumnStore implements MtreeRecorder {
       r = c;
     }
     const kids = this.kids[r];
-    if (e.type !== "dir" && kids) {
+    if (e.type !== "dir" && kids && this.replaceSubtrees) {
       for (const c of kids.values()) this.count -= this.drop(c);
       this.kids[r] = undefined;
     }
@@ -155,6 +212,8 @@ class ColumnStore implements MtreeRecorder {
     this.links.delete(r);
     this.xattrs.delete(r);
     this.shaText.delete(r);
+    this.hasStat[r] = 0;
+    this.marks[r] = 0;
     f = HAS_ENTRY;
     const o = r * NF;
     const nums = this.nums;
@@ -175,6 +234,7 @@ class ColumnStore implements MtreeRecorder {
   }
 
   delete(path: string): void {
+    this.lastPath = undefined;
     const parts = this.split(path);
     if (!parts.length) throw new InvalidError("mtree recorder: cannot delete the root");
     const parent = this.find(parts.slice(0, -1));
@@ -211,13 +271,50 @@ class ColumnStore implements MtreeRecorder {
     return e;
   }
 
+  setStat(path: string, key: readonly bigint[]): void {
+    const r = this.findPath(path);
+    if (r === undefined || !(this.flags[r]! & HAS_ENTRY) || key.length !== 5) return;
+    this.stats ??= new BigInt64Array(this.cap * 5);
+    this.stats.set(key, r * 5);
+    this.hasStat[r] = 1;
+  }
+
+  clearStats(): void {
+    this.hasStat.fill(0);
+  }
+
+  sameStat(path: string, st: { dev: bigint; ino: bigint; size: bigint; mtimeNs: bigint; ctimeNs: bigint }): boolean {
+    const r = this.findPath(path);
+    if (r === undefined || !this.hasStat[r] || !this.stats) return false;
+    const o = r * 5;
+    const k = this.stats;
+    return k[o] === st.dev && k[o + 1] === st.ino && k[o + 2] === st.size && k[o + 3] === st.mtimeNs && k[o + 4] === st.ctimeNs;
+  }
+
+  take(path: string): MtreeEntry | undefined {
+    const r = this.findPath(path);
+    if (r === undefined || !(this.flags[r]! & HAS_ENTRY)) return undefined;
+    this.marks[r] = 1;
+    return this.make(r, path);
+  }
+
+  *untaken(): Generator<MtreeEntry> {
+    const stack: Array<[number, string]> = [[0, "."]];
+    while (stack.length) {
+      const [r, p] = stack.pop()!;
+      if (this.flags[r]! & HAS_ENTRY && !this.marks[r]) yield this.make(r, p);
+      const k = this.kids[r];
+      if (k) for (const [name, c] of k) stack.push([c, p === "." ? name : `${p}/${name}`]);
+    }
+  }
+
   get(path: string): MtreeEntry | undefined {
-    const r = this.find(this.split(path));
+    const r = this.findPath(path);
     return r !== undefined && this.flags[r]! & HAS_ENTRY ? this.make(r, path) : undefined;
   }
 
   has(path: string): boolean {
-    const r = this.find(this.split(path));
+    const r = this.findPath(path);
     return r !== undefined && (this.flags[r]! & HAS_ENTRY) !== 0;
   }
 
@@ -302,4 +399,9 @@ function sortByName<T extends [string, ...unknown[]]>(xs: T[]): void {
  */
 export function createMtreeRecorder(): MtreeRecorder {
   return new ColumnStore();
+}
+
+/** A recorder with repack's extras (see MtreeStore). */
+export function createMtreeStore(opts: MtreeStoreOptions = {}): MtreeStore {
+  return new ColumnStore(opts);
 }

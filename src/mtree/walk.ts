@@ -33,6 +33,12 @@ export interface WalkTreeOptions {
   cached?: (rel: string, st: fs.BigIntStats) => MtreeEntry | undefined;
   /** Called with each regular file's relative path and lstat (as taken by the walk). */
   onFile?: (rel: string, st: fs.BigIntStats) => void;
+  /**
+   * Take each entry once it is complete (a file hashed on the pool comes when its digest does,
+   * so not always in walk order); walkTree then returns no entries. Lets a caller compare as the
+   * walk goes instead of holding the whole tree.
+   */
+  onEntry?: (e: MtreeEntry) => void;
 }
 
 type FsPath = string | Buffer;
@@ -101,7 +107,9 @@ export async function walkTree(root: string, opts: WalkTreeOptions): Promise<Mtr
     return e;
   };
 
-  const hash = async (e: MtreeEntry, fsPath: FsPath, size: number): Promise<void> => {
+  const emit = opts.onEntry ?? ((e: MtreeEntry) => { entries.push(e); });
+  /** Hash a file's entry; true when that goes on in the background (the entry is emitted then). */
+  const hash = async (e: MtreeEntry, fsPath: FsPath, size: number): Promise<boolean> => {
     if (opts.hashFile && typeof fsPath === "string") {
       while (pending.size >= HASH_CONCURRENCY) await Promise.race(pending);
       const p: Promise<void> = opts
@@ -109,6 +117,7 @@ export async function walkTree(root: string, opts: WalkTreeOptions): Promise<Mtr
         .then(
           (h) => {
             e.sha256 = h;
+            if (opts.onEntry && !firstError) opts.onEntry(e);
           },
           (err) => {
             firstError ??= new BociError(`mtree walk: hash ${e.path}: ${(err as Error)?.message ?? err}`, { cause: err });
@@ -116,13 +125,14 @@ export async function walkTree(root: string, opts: WalkTreeOptions): Promise<Mtr
         )
         .finally(() => pending.delete(p));
       pending.add(p);
-    } else {
-      try {
-        e.sha256 = hashFileSync(fsPath);
-      } catch (err) {
-        fail("hash", e.path, err);
-      }
+      return true;
     }
+    try {
+      e.sha256 = hashFileSync(fsPath);
+    } catch (err) {
+      fail("hash", e.path, err);
+    }
+    return false;
   };
 
   const makeAccessible = (fsPath: FsPath, st: fs.BigIntStats, need: number, add: number): void => {
@@ -151,7 +161,7 @@ export async function walkTree(root: string, opts: WalkTreeOptions): Promise<Mtr
       if (firstError) throw firstError;
       const dir = stack.pop()!;
       const strDir = dir.rel === "." ? root : root + "/" + dir.rel;
-      entries.push(makeEntry(dir.rel, dir.fsPath, strDir, dir.st));
+      emit(makeEntry(dir.rel, dir.fsPath, strDir, dir.st));
       if (rootless) makeAccessible(dir.fsPath, dir.st, 0o500, 0o700);
 
       let names: string[];
@@ -180,7 +190,7 @@ export async function walkTree(root: string, opts: WalkTreeOptions): Promise<Mtr
       for (const f of files) {
         // Each lstat leaves a BigInt-laden stats object behind: collect now and then, or a walk
         // of a large tree grows the heap far beyond what its entries keep.
-        if ((++walked & 16383) === 0) Bun.gc(true);
+        if ((++walked & 4095) === 0) Bun.gc(true);
         const rel = dir.rel === "." ? f.name : dir.rel + "/" + f.name;
         const known = opts.cached && fileType(Number(f.st.mode)) === "file" ? opts.cached(rel, f.st) : undefined;
         let e = makeEntry(rel, f.fsPath, root + "/" + rel, f.st, known);
@@ -190,11 +200,12 @@ export async function walkTree(root: string, opts: WalkTreeOptions): Promise<Mtr
           // itself (a large tree then holds one set of entries, not two).
           if (sameFields(known, e)) e = known;
         }
-        entries.push(e);
+        if (!opts.onEntry) entries.push(e);
         if (wantHash && e.type === "file" && e.sha256 === undefined) {
           if (rootless) makeAccessible(f.fsPath, f.st, 0o400, 0o400);
-          await hash(e, f.fsPath, Number(f.st.size));
-        }
+          // (a background hash hands the entry on when it is done)
+          if (!(await hash(e, f.fsPath, Number(f.st.size)))) opts.onEntry?.(e);
+        } else if (opts.onEntry) opts.onEntry(e);
         if (e.type === "file") opts.onFile?.(rel, f.st);
       }
       dirs.sort(byName);
