@@ -19,6 +19,7 @@ import { goJson, parseJsonStrict } from "../util/json";
 import { writeFileAtomic, fsyncDir, randomName } from "../util/fs";
 import type * as PoolModule from "../worker/pool";
 import { takeLock, GC_LOCK, INDEX_LOCK, type HeldLock, type LockMode } from "./lock";
+import { release } from "../util/release";
 
 // Lazy: only blob streaming needs the worker pool (and short commands never load it).
 const poolModule = () => require("../worker/pool") as typeof PoolModule;
@@ -154,6 +155,8 @@ export class Layout {
           const { bytesWritten } = await fh.write(chunk, off, chunk.length - off);
           off += bytesWritten;
         }
+        // The last use of a chunk its producer marked as ours to free (util/release.ts).
+        release(chunk);
       }
       await fh.datasync();
     } catch (e) {

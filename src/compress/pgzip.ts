@@ -6,6 +6,8 @@
  */
 import { Transform, type TransformCallback } from "node:stream";
 import * as zlib from "node:zlib";
+import { availableParallelism } from "node:os";
+import { markReleasable, release } from "../util/release";
 
 /**
  * One gzip member on libuv's thread pool. A Gzip stream rather than zlib.gzip(): that one
@@ -21,7 +23,9 @@ function gzipMember(block: Buffer, level: number, chunkSize: number): Promise<Bu
     const out: Buffer[] = [];
     z.on("data", (d: Buffer) => out.push(d));
     z.on("error", reject);
-    z.on("end", () => resolve(out.length === 1 ? out[0]! : Buffer.concat(out)));
+    // The member's buffer is zlib's output buffer (or a concatenation): ours alone, freed by
+    // whoever writes it out (util/release.ts).
+    z.on("end", () => resolve(markReleasable(out.length === 1 ? out[0]! : Buffer.concat(out))));
     z.end(block);
   });
 }
@@ -31,7 +35,7 @@ export interface ParallelGzipOptions {
   blockSize?: number;
   /** gzip level for the default compressBlock (default 6). */
   level?: number;
-  /** Blocks in flight at once (default 4). */
+  /** Blocks in flight at once (default: the number of cores, 2 to 4). */
   concurrency?: number;
   /** Compress one block into one complete gzip member; default: zlib.gzip on the libuv pool. */
   compressBlock?: (block: Buffer) => Promise<Buffer>;
@@ -51,7 +55,8 @@ export function blockLevel(block: Buffer, level: number): number {
 }
 
 class ParallelGzip extends Transform {
-  private parts: Buffer[] = [];
+  /** The block being filled, and how much of it is */
+  private filling: Buffer | null = null;
   private partBytes = 0;
   private inflight: Array<{ out: Promise<Buffer>; own: Buffer | null }> = [];
   /** Block buffers of ours whose compression finished, reused (warm pages copy faster than new). */
@@ -64,7 +69,9 @@ class ParallelGzip extends Transform {
   constructor(opts: ParallelGzipOptions) {
     super();
     this.blockSize = opts.blockSize ?? 1 << 20;
-    this.concurrency = Math.max(1, opts.concurrency ?? 4);
+    // One block per core, 2 to 4 (node:zlib runs on libuv's pool of 4 threads); each block in
+    // flight holds its input, its output and a deflate state.
+    this.concurrency = Math.max(1, opts.concurrency ?? Math.min(4, Math.max(2, availableParallelism())));
     const level = opts.level ?? 6;
     // One output chunk per block: with node:zlib's 16 KiB default, every 16 KiB of output is a
     // round trip to this thread and the pieces are concatenated here (a third of the main
@@ -80,31 +87,30 @@ class ParallelGzip extends Transform {
   override _flush(cb: TransformCallback): void {
     (async () => {
       // Empty input still yields one (empty) member so the output is valid gzip.
-      if (this.partBytes > 0 || this.blocks === 0) await this.submit(Buffer.concat(this.parts, this.partBytes));
+      if (this.partBytes > 0 || this.blocks === 0) await this.submit((this.filling ?? Buffer.alloc(0)).subarray(0, this.partBytes));
       while (this.inflight.length) this.push(await this.next());
     })().then(() => cb(), (e) => cb(e as Error));
   }
 
-  private async addInput(chunk: Buffer): Promise<void> {
+  /**
+   * Input is copied into blocks of our own (recycled), so an input chunk is never held past this
+   * call: a releasable one (util/release.ts) is freed here.
+   */
+  private async addInput(input: Buffer): Promise<void> {
+    let chunk = input;
     while (chunk.length > 0) {
+      const block = (this.filling ??= this.free.pop() ?? Buffer.allocUnsafeSlow(this.blockSize));
       const n = Math.min(chunk.length, this.blockSize - this.partBytes);
-      this.parts.push(chunk.subarray(0, n));
+      block.set(chunk.subarray(0, n), this.partBytes);
       this.partBytes += n;
       chunk = chunk.subarray(n);
       if (this.partBytes === this.blockSize) {
-        let own: Buffer | null = null;
-        let block: Buffer;
-        if (this.parts.length === 1) block = this.parts[0]!;
-        else {
-          block = own = this.free.pop() ?? Buffer.allocUnsafeSlow(this.blockSize);
-          let off = 0;
-          for (const p of this.parts) { block.set(p, off); off += p.length; }
-        }
-        this.parts = [];
+        this.filling = null;
         this.partBytes = 0;
-        await this.submit(block, own);
+        await this.submit(block, block);
       }
     }
+    release(input);
   }
 
   /** The oldest block's output; its buffer (if ours) goes back to the free list. */
