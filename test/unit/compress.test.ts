@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { Readable, type Transform } from "node:stream";
 import * as zlib from "node:zlib";
 import { InvalidError, UnsupportedError } from "../../src/errors";
+import { markReleasable, release } from "../../src/util/release";
 import {
   compressionFromMediaType,
   createCompressor,
@@ -145,6 +146,32 @@ describe("parallel gzip", () => {
     expect((await run(createDecompressor("gzip"), a)).equals(data)).toBe(true);
     // empty input is still valid gzip
     expect(zlib.gunzipSync(await run(createParallelGzip(), Buffer.alloc(0))).length).toBe(0);
+  });
+
+  test("input chunks marked releasable are freed once copied; unmarked ones are left alone", async () => {
+    const src = Buffer.from(data.subarray(0, 300_000));
+    // the same bytes in chunks that straddle the 64 KiB blocks, every other one marked
+    const chunks: Buffer[] = [];
+    for (let off = 0; off < src.length; off += 50_000) {
+      const c = Buffer.from(src.subarray(off, off + 50_000));
+      chunks.push(chunks.length % 2 ? c : markReleasable(c));
+    }
+    const z = createParallelGzip({ blockSize: 64 * 1024 });
+    const out: Buffer[] = [];
+    const done = (async () => { for await (const c of z) out.push(c as Buffer); })();
+    for (const c of chunks) await new Promise<void>((res, rej) => z.write(c, (e) => (e ? rej(e) : res())));
+    z.end();
+    await done;
+    expect(zlib.gunzipSync(Buffer.concat(out)).equals(src)).toBe(true);
+    expect(chunks.map((c) => c.length)).toEqual([0, 50_000, 0, 50_000, 0, 50_000]);
+    // every output member is marked for the writer to free, and release() empties it
+    const member = out[0]!;
+    expect(member.length).toBeGreaterThan(0);
+    release(member);
+    expect(member.length).toBe(0);
+    const plain = Buffer.from("kept");
+    release(plain);
+    expect(plain.toString()).toBe("kept");
   });
 
   test("a custom compressBlock is used in order", async () => {

@@ -7,6 +7,7 @@ import {
   bytesToName,
   compareMtree,
   createMtreeRecorder,
+  createMtreeStore,
   formatDelta,
   formatMtree,
   nameToBytes,
@@ -14,6 +15,7 @@ import {
   visDecode,
   visEncode,
   walkTree,
+  writeMtreeSorted,
   type MtreeEntry,
 } from "../../src/mtree";
 import { InvalidError } from "../../src/errors";
@@ -479,5 +481,101 @@ describe("recorder", () => {
     expect(r.entries().map((e) => e.path).sort()).toEqual([".", "a", "a/y", "c"]);
     expect(parseMtree(formatMtree(r.entries(), { keywords: KW })).length).toBe(4);
     expect(() => r.delete(".")).toThrow(InvalidError);
+  });
+});
+
+describe("columnar store", () => {
+  const d = (p: string, extra: Partial<MtreeEntry> = {}): MtreeEntry => ({ path: p, type: "dir", mode: 0o755, uid: 0, gid: 0, nlink: 2, size: 4096, tarTime: 1600000000, ...extra });
+  const f = (p: string, extra: Partial<MtreeEntry> = {}): MtreeEntry => ({ path: p, type: "file", mode: 0o644, uid: 1000, gid: 100, nlink: 1, size: 3, tarTime: 1600000001, sha256: "ab".repeat(32), ...extra });
+  /** A shuffled tree with every kind of value the store keeps in a column or beside one. */
+  const sample = (): MtreeEntry[] => [
+    f("b/\udcff-raw"), d("."), f("b/a"), d("b"), d("a", { xattrs: new Map([["user.x", Buffer.from([0, 1, 255])]]) }),
+    { path: "a/link", type: "link", link: "../b/a", mode: 0o777, uid: 0, gid: 0, nlink: 1, size: 6, tarTime: 5 },
+    f("a/Z", { sha256: "pending:7", size: 2 ** 40 + 3, uid: 4294967295 }), f("a/big", { tarTime: -86400 }), d("a/sub"), f("a/sub/x"),
+    { path: "a/fifo", type: "fifo", mode: 0o600, uid: 0, gid: 0, nlink: 1, size: 0, tarTime: 0 },
+  ];
+
+  test("sorted() gives the entries back exactly, in the order formatMtree writes them", () => {
+    const r = createMtreeRecorder();
+    for (const e of sample()) r.set(e);
+    const got = [...r.sorted()];
+    // the same text both ways: sorted() is walk order and loses nothing
+    const opts = { keywords: KW, user: "u", machine: "m", tree: "t", date: new Date(0) };
+    const chunks: string[] = [];
+    writeMtreeSorted(got, opts, (c) => chunks.push(c));
+    expect(chunks.join("")).toBe(formatMtree(sample(), opts));
+    expect(got.map((e) => e.path)).toEqual([".", "a", "a/Z", "a/big", "a/fifo", "a/link", "a/sub", "a/sub/x", "b", "b/a", "b/\udcff-raw"]);
+    const byPath = new Map(sample().map((e) => [e.path, e]));
+    for (const e of got) expect(e).toEqual(byPath.get(e.path)!);
+  });
+
+  test("a copy comes out: changing it changes nothing stored; resolveDigests fills placeholders", () => {
+    const r = createMtreeRecorder();
+    for (const e of sample()) r.set(e);
+    const z = r.get("a/Z")!;
+    z.mode = 0o4755;
+    expect(r.get("a/Z")!.mode).toBe(0o644);
+    r.resolveDigests((s) => (s === "pending:7" ? "cd".repeat(32) : undefined));
+    expect(r.get("a/Z")!.sha256).toBe("cd".repeat(32));
+    expect(r.get("b/a")!.sha256).toBe("ab".repeat(32));
+  });
+
+  test("errors as the formatter's: a parent without an entry, a non-directory with children", () => {
+    const r = createMtreeRecorder();
+    r.set(d("."));
+    r.set(f("x/y"));
+    expect(() => [...r.sorted()]).toThrow(/"x": no entry for this parent directory/);
+    const s = createMtreeStore({ replaceSubtrees: false });
+    s.set(d("."));
+    s.set(d("x"));
+    s.set(f("x/y"));
+    s.set(f("x"));
+    expect(s.get("x/y")).toBeDefined(); // kept: a manifest read back keeps every line
+    expect(() => [...s.sorted()]).toThrow(/"x": has children but is of type file/);
+    expect(() => [...createMtreeRecorder().sorted()]).toThrow(/no entry for the root/);
+  });
+
+  test("take() and untaken(); stat keys by value", () => {
+    const s = createMtreeStore();
+    for (const e of sample()) s.set(e);
+    expect(s.take("a/big")?.tarTime).toBe(-86400);
+    expect(s.take("nope")).toBeUndefined();
+    s.take("b");
+    expect([...s.untaken()].map((e) => e.path).sort()).toEqual([".", "a", "a/Z", "a/fifo", "a/link", "a/sub", "a/sub/x", "b/a", "b/\udcff-raw"]);
+    const st = { dev: 2049n, ino: 77n, size: 3n, mtimeNs: 1600000001123456789n, ctimeNs: -5n };
+    s.setStat("b/a", [st.dev, st.ino, st.size, st.mtimeNs, st.ctimeNs]);
+    expect(s.sameStat("b/a", st)).toBe(true);
+    expect(s.sameStat("b/a", { ...st, ctimeNs: -4n })).toBe(false);
+    expect(s.sameStat("b/a", { ...st, mtimeNs: st.mtimeNs + 1n })).toBe(false);
+    expect(s.sameStat("a/big", st)).toBe(false);
+    s.set(f("b/a")); // a new value drops the key
+    expect(s.sameStat("b/a", st)).toBe(false);
+    s.setStat("b/a", [st.dev, st.ino, st.size, st.mtimeNs, st.ctimeNs]);
+    s.clearStats();
+    expect(s.sameStat("b/a", st)).toBe(false);
+  });
+
+  test("many entries: rows grow, deletes of subtrees keep the count", () => {
+    const r = createMtreeRecorder();
+    r.set(d("."));
+    for (let i = 0; i < 40; i++) {
+      r.set(d(`d${i}`));
+      for (let j = 0; j < 100; j++) r.set(f(`d${i}/f${j}`, { size: i * 1000 + j }));
+    }
+    expect(r.size).toBe(1 + 40 * 101);
+    r.delete("d7");
+    r.set(f("d8")); // a file replaces the directory and its 100 files
+    expect(r.size).toBe(1 + 38 * 101 + 1);
+    expect(r.get("d39/f99")!.size).toBe(39099);
+    expect([...r.sorted()].length).toBe(r.size);
+  });
+
+  test("writeMtreeSorted rejects entries out of walk order", () => {
+    const opts = { keywords: KW, user: "u", machine: "m", tree: "t", date: new Date(0) };
+    const run = (es: MtreeEntry[]) => writeMtreeSorted(es, opts, () => {});
+    expect(() => run([d("."), d("a"), f("b/x")])).toThrow(/not in walk order/);
+    expect(() => run([d("a")])).toThrow(/no entry for the root/);
+    expect(() => run([d("."), d("a/b")])).toThrow(/not in walk order/);
+    expect(() => run([])).toThrow(/no entry for the root/);
   });
 });
