@@ -89,6 +89,8 @@ export class LayerApplier {
   private pendingDigests = new Map<string, Promise<string>>();
   /** set by writeFile when it already applied owner, mode and times through the fd */
   private fdMetadataDone = false;
+  /** where a small file's body is joined when it spans chunks (writeFile) */
+  private scratch: Buffer | undefined;
 
   constructor(root: string, opts: ApplyOptions) {
     this.root = path.resolve(root);
@@ -281,7 +283,9 @@ export class LayerApplier {
     let written = 0;
     try {
       if (hdr.size <= 1 << 20) {
-        const buf = await entry.readAll();
+        // (joined, when it spans decompressed chunks, in a buffer kept for that: fresh pages
+        // for every such file cost more than the copy; used up before the next read)
+        const buf = await entry.readAll((this.scratch ??= Buffer.allocUnsafeSlow(1 << 20)));
         if (buf.length) writeFully(fd, buf);
         written = buf.length;
         if (wantHash) digest = new Bun.CryptoHasher("sha256").update(buf).digest("hex");

@@ -59,8 +59,11 @@ class ByteSource {
     return b;
   }
 
-  /** Exactly n bytes, or fewer only at EOF. */
-  async readExact(n: number): Promise<Buffer> {
+  /**
+   * Exactly n bytes, or fewer only at EOF. Bytes spread over several chunks are joined, into
+   * `scratch` when it is big enough (then valid only until the caller's next read).
+   */
+  async readExact(n: number, scratch?: Buffer): Promise<Buffer> {
     const fast = this.take(n);
     if (fast) return fast;
     const parts: Buffer[] = [];
@@ -71,7 +74,11 @@ class ByteSource {
       parts.push(b);
       got += b.length;
     }
-    return parts.length === 1 ? parts[0]! : Buffer.concat(parts, got);
+    if (parts.length === 1) return parts[0]!;
+    if (!scratch || scratch.length < got) return Buffer.concat(parts, got);
+    let off = 0;
+    for (const p of parts) { scratch.set(p, off); off += p.length; }
+    return scratch.subarray(0, got);
   }
 
   /** Skip n bytes; returns how many were skipped (fewer only at EOF). */
@@ -134,10 +141,10 @@ class Entry implements TarEntry {
     }
   }
 
-  async readAll(): Promise<Buffer> {
+  async readAll(scratch?: Buffer): Promise<Buffer> {
     if (this.remaining === 0) return EMPTY;
     const n = this.remaining;
-    const b = await this.src.readExact(n);
+    const b = await this.src.readExact(n, scratch);
     this.remaining -= b.length;
     if (b.length < n) throw this.truncated();
     return b;

@@ -29,8 +29,12 @@ export interface TarEntry {
   header: TarHeader;
   /** The entry's body, as zero-copy views of the input chunks. Iterate it at most once. */
   body: AsyncIterable<Buffer>;
-  /** The (rest of the) body as one Buffer; cheap for small files (usually a view of the input chunk). */
-  readAll(): Promise<Buffer>;
+  /**
+   * The (rest of the) body as one Buffer; cheap for small files (usually a view of the input
+   * chunk). A body spread over several chunks is joined into `scratch` when it fits (the result
+   * is then valid only until the next read from this tar), else into a new Buffer.
+   */
+  readAll(scratch?: Buffer): Promise<Buffer>;
   /** Skip the rest of the body. Done automatically when the next entry is requested. */
   drain(): Promise<void>;
 }
