@@ -224,13 +224,13 @@ export function writeMtreeFile(file: string, entries: Iterable<MtreeEntry>, tree
   const fd = fs.openSync(file, opts.exclusive === false ? "w" : "wx", 0o644);
   const h = new Bun.CryptoHasher("sha256");
   try {
-    let n = 0;
     (opts.sorted ? writeMtreeSorted : writeMtree)(entries, { keywords: UMOCI_KEYWORDS, tree }, (chunk) => {
       const b = Buffer.from(chunk, "utf8");
       h.update(b);
       fs.writeSync(fd, b);
-      // Formatting makes short-lived strings fast; collect now and then to keep the peak down.
-      if ((++n & 1) === 0) Bun.gc(true);
+      // Formatting makes short-lived strings fast; collect after every piece (4,096 lines) to
+      // keep the peak down (every other piece: ~6 MiB more at 50,000 files).
+      Bun.gc(true);
     });
   } finally {
     fs.closeSync(fd);
