@@ -16,6 +16,13 @@ const SLICE = 64 * 1024;
 /** node:zlib output chunk size; the 16 KiB default makes Bun decode 3x slower. */
 export const OUTPUT_CHUNK = 256 * 1024;
 
+/**
+ * A full GC after this much output. node:zlib hands out views of fresh 256 KiB buffers, and an
+ * inflater's native state lives until its handle is collected (pgzip-style layers have a member
+ * per MiB); JSC, left alone, lets both pile up by tens of MiB. Counting output rather than
+ * members covers single-member layers too.
+ */
+const GC_EVERY = 16 << 20;
 const FTEXT = 1, FHCRC = 2, FEXTRA = 4, FNAME = 8, FCOMMENT = 16;
 
 /** Length of the gzip header at the start of b, -1 if more bytes are needed. Throws if malformed. */
@@ -60,7 +67,6 @@ export class MultiGunzip extends Transform {
   private inflater: zlib.InflateRaw | null = null;
   private inflaterEnded: Promise<void> = Promise.resolve();
   private inflaterError: Error | null = null;
-  private started = 0;
   private crc = 0;
   private isize = 0;
   private members = 0;
@@ -68,6 +74,7 @@ export class MultiGunzip extends Transform {
   private junkBytes = 0;
   private junkNonZero = false;
   private out = 0;
+  private sinceGc = 0;
 
   constructor(private readonly opts: GunzipOptions = {}) {
     super();
@@ -137,10 +144,7 @@ export class MultiGunzip extends Transform {
   }
 
   private startMember(): void {
-    // One inflater per member; each holds native state until its handle is garbage-collected.
-    // Multi-member streams (pigz, pgzip, boci's own layers: one member per MiB) would pile them
-    // up, so collect now and then.
-    if ((++this.started & 15) === 0) Bun.gc(true);
+    // (Each inflater holds native state until its handle is collected: see GC_EVERY.)
     const inf = zlib.createInflateRaw({ chunkSize: OUTPUT_CHUNK });
     this.inflater = inf;
     this.inflaterError = null;
@@ -151,6 +155,8 @@ export class MultiGunzip extends Transform {
       this.crc = zlib.crc32(d, this.crc);
       this.isize = (this.isize + d.length) % 0x100000000;
       this.out += d.length;
+      this.sinceGc += d.length;
+      if (this.sinceGc >= GC_EVERY) { this.sinceGc = 0; Bun.gc(true); }
       if (this.opts.maxOutputBytes !== undefined && this.out > this.opts.maxOutputBytes) {
         this.destroy(new InvalidError(`decompressed size exceeds limit ${this.opts.maxOutputBytes}`));
         inf.destroy();
