@@ -147,13 +147,49 @@ class ColumnStore implements MtreeStore {
   /** The row of a path, by the path itself for the last one asked (repack asks two or three times running). */
   private findPath(path: string): number | undefined {
     if (path === this.lastPath) return this.lastRow;
-    const r = this.find(this.split(path));
+    const r = this.locate(path, false);
     this.lastPath = path;
     this.lastRow = r;
     return r;
   }
   private lastPath: string | undefined;
   private lastRow: number | undefined;
+  /** the last parent directory looked up, and its row (paths come in directory order mostly) */
+  private parentPath: string | undefined;
+  private parentRow = 0;
+
+  /** The row of `path`, made (with any missing parents) when `create` is set. */
+  private locate(path: string, create: boolean): number | undefined {
+    checkPath(path);
+    if (path === ".") return 0;
+    const slash = path.lastIndexOf("/");
+    const parent = slash < 0 ? "" : path.slice(0, slash);
+    let p: number | undefined;
+    if (parent === this.parentPath) p = this.parentRow;
+    else {
+      p = 0;
+      if (parent !== "") {
+        for (const name of parent.split("/")) {
+          p = this.child(p, name, create);
+          if (p === undefined) return undefined;
+        }
+      }
+      this.parentPath = parent;
+      this.parentRow = p;
+    }
+    return this.child(p, slash < 0 ? path : path.slice(slash + 1), create);
+  }
+
+  private child(r: number, name: string, create: boolean): number | undefined {
+    let k = this.kids[r];
+    let c = k?.get(name);
+    if (c === undefined && create) {
+      if (!k) this.kids[r] = k = new Map();
+      c = this.newRow();
+      k.set(name, c);
+    }
+    return c;
+  }
 
   private find(parts: string[]): number | undefined {
     let r = 0;
@@ -167,6 +203,7 @@ class ColumnStore implements MtreeStore {
 
   /** Forget a row and everything below it; returns how many entries that removed. */
   private drop(row: number): number {
+    this.parentPath = undefined;
     let n = 0;
     const stack = [row];
     while (stack.length) {
@@ -188,18 +225,7 @@ class ColumnStore implements MtreeStore {
 
   set(e: MtreeEntry): void {
     this.lastPath = undefined;
-    const parts = this.split(e.path);
-    let r = 0;
-    for (const p of parts) {
-      let k = this.kids[r];
-      if (!k) this.kids[r] = k = new Map();
-      let c = k.get(p);
-      if (c === undefined) {
-        c = this.newRow();
-        k.set(p, c);
-      }
-      r = c;
-    }
+    const r = this.locate(e.path, true)!;
     const kids = this.kids[r];
     if (e.type !== "dir" && kids && this.replaceSubtrees) {
       for (const c of kids.values()) this.count -= this.drop(c);
