@@ -79,7 +79,8 @@ class ZlibWrap extends Transform {
     private readonly what: string,
     private readonly max: number | undefined,
   ) {
-    super();
+    // (up to 4 MiB of output may wait for the reader before the decoder is held)
+    super({ readableHighWaterMark: 4 << 20 });
     inner.on("data", (d: Buffer) => {
       this.n += d.length;
       if (this.max !== undefined && this.n > this.max) {
@@ -87,7 +88,9 @@ class ZlibWrap extends Transform {
         inner.destroy();
         return;
       }
-      this.push(d);
+      // Backpressure: hold the decoder while our reader is behind (resumed by _read), so a
+      // bomb's output cannot pile up here.
+      if (!this.push(d)) inner.pause();
     });
     this.ended = new Promise<void>((resolve) => {
       inner.once("end", resolve);
@@ -115,6 +118,10 @@ class ZlibWrap extends Transform {
       return cb(e as Error);
     }
     this.inner.write(chunk, (e) => cb(e || this.err ? this.mapError(e ?? this.err) : null));
+  }
+  override _read(size: number): void {
+    if (this.inner.isPaused()) this.inner.resume();
+    super._read(size);
   }
   override _flush(cb: TransformCallback): void {
     if (this.frames && !this.frames.complete()) {

@@ -125,18 +125,19 @@ describe("codecs", () => {
     }
   });
 
-  test("a slow reader holds the inflater back: a bomb's output never piles up", async () => {
-    const bomb = zlib.gzipSync(Buffer.alloc(48 * 1024 * 1024), { level: 9 });
-    const dec = createDecompressor("gzip");
+  test.each(["gzip", "zstd"] as const)("a slow reader holds the %s decoder back: a bomb's output never piles up", async (c) => {
+    const zeros = Buffer.alloc(48 * 1024 * 1024);
+    const bomb = c === "gzip" ? zlib.gzipSync(zeros, { level: 9 }) : zlib.zstdCompressSync(zeros);
+    const dec = createDecompressor(c);
     Readable.from([bomb]).pipe(dec);
     let total = 0, most = 0;
-    for await (const c of dec) {
-      total += (c as Buffer).length;
+    for await (const x of dec) {
+      total += (x as Buffer).length;
       most = Math.max(most, dec.readableLength);
       await Bun.sleep(3);
     }
-    expect(total).toBe(48 * 1024 * 1024);
-    // 4 MiB may wait, plus what one inflate step hands out before it is paused
+    expect(total).toBe(zeros.length);
+    // 4 MiB may wait, plus what one decoder step hands out before it is paused
     expect(most).toBeLessThan(8 * 1024 * 1024);
   });
 
