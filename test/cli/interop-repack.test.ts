@@ -8,6 +8,7 @@ import { readFileSync, existsSync, readdirSync, lstatSync, readlinkSync, statSyn
 import { join } from "node:path";
 import { boci, ok, scratch, sh, have, isRoot } from "../helpers/cli";
 import { checkLayout } from "../helpers/check-layout";
+import { CAP_HEX, REPACK_BASE, REPACK_EDITS } from "../helpers/repack-fixture";
 
 const HAVE_UMOCI = have("umoci");
 const HAVE_SKOPEO = have("skopeo");
@@ -15,7 +16,6 @@ if (!HAVE_UMOCI) console.log("interop-repack: umoci not installed; skipping the 
 if (!HAVE_SKOPEO) console.log("interop-repack: skopeo not installed; skipping the skopeo tests");
 if (!isRoot) console.log("interop-repack: not root; skipping");
 
-const CAP_HEX = "0100000200200000000000000000000000000000";
 
 interface Desc { mediaType: string; digest: string; size: number }
 interface Stat { manifest: { descriptor: Desc; blob: { layers: Desc[] } }; config: { descriptor: Desc; blob: { rootfs: { diff_ids: string[] } } } }
@@ -63,26 +63,8 @@ function xattrHex(p: string, name: string): string {
   return m ? m[1]! : "";
 }
 
-const BASE = `
-mkdir -p etc usr/bin deltree/sub dir2link var/lib
-printf 'root:x:0:0:root:/root:/bin/sh\\n' > etc/passwd
-echo content > mod-content; echo m > mod-mode; echo o > mod-owner; echo t > mod-mtime; echo x > mod-xattr
-echo d > del-file; echo a > deltree/sub/a; echo c > deltree/c; echo f > file2dir; echo x > dir2link/x; echo keep > keep
-`;
-const EDITS = `
-echo new > added
-echo changed > mod-content
-chmod 600 mod-mode
-chown 1000:1000 mod-owner
-touch -d '2020-01-02 03:04:05' mod-mtime
-setfattr -n user.x -v hello mod-xattr
-rm del-file; rm -rf deltree
-rm file2dir; mkdir file2dir; echo in > file2dir/inner
-rm -rf dir2link; ln -s usr dir2link
-echo hl > hl1; ln hl1 hl2
-mkfifo fifo
-echo s > suid; chmod 4755 suid
-echo cap > capfile; setfattr -n security.capability -v 0sAQAAAgAgAAAAAAAAAAAAAAAAAAA= capfile
+const BASE = REPACK_BASE;
+const EDITS = REPACK_EDITS + `
 mkdir -p 'sp ace/ü'; echo u > 'sp ace/ü/f*[x]'
 touch -d @1650000000 .
 `;

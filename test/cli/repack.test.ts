@@ -9,11 +9,10 @@ import { join } from "node:path";
 import * as zlib from "node:zlib";
 import { boci, ok, scratch, sh, isRoot } from "../helpers/cli";
 import { checkLayout } from "../helpers/check-layout";
+import { CAP_HEX, REPACK_BASE, REPACK_EDITS } from "../helpers/repack-fixture";
 
 // ---------------------------------------------------------------- helpers
 
-const CAP_B64 = "0sAQAAAgAgAAAAAAAAAAAAAAAAAAA=";
-const CAP_HEX = "0100000200200000000000000000000000000000";
 const GZIP = "application/vnd.oci.image.layer.v1.tar+gzip";
 const ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd";
 const TAR = "application/vnd.oci.image.layer.v1.tar";
@@ -156,30 +155,8 @@ function baseImage(script: string, tag = "base"): { layout: string; img: string 
   return { layout, img };
 }
 
-const BASE = `
-mkdir -p etc usr/bin deltree/sub dir2link
-printf 'root:x:0:0:root:/root:/bin/sh\\n' > etc/passwd
-echo content > mod-content; echo m > mod-mode; chmod 644 mod-mode; echo o > mod-owner
-echo t > mod-mtime; echo x > mod-xattr; echo d > del-file
-echo a > deltree/sub/a; echo b > deltree/sub/b; echo c > deltree/c
-echo f > file2dir; echo x > dir2link/x; echo keep > keep
-`;
-const EDITS = `
-echo new > added
-echo changed > mod-content
-chmod 600 mod-mode
-chown 1000:1000 mod-owner
-touch -d '2020-01-02 03:04:05' mod-mtime
-setfattr -n user.x -v hello mod-xattr
-rm del-file
-rm -rf deltree
-rm file2dir; mkdir file2dir; echo in > file2dir/inner
-rm -rf dir2link; ln -s usr dir2link
-echo hl > hl1; ln hl1 hl2
-mkfifo fifo
-echo s > suid; chmod 4755 suid
-echo cap > capfile; setfattr -n security.capability -v ${CAP_B64} capfile
-`;
+const BASE = REPACK_BASE;
+const EDITS = REPACK_EDITS;
 
 // ---------------------------------------------------------------- tests
 
