@@ -234,7 +234,7 @@ function refreshBundle(bundle: string, meta: BundleMeta, newWalk: Descriptor[], 
   const file = path.join(bundle, mtreeFileName(manifest.digest));
   // The old cache goes first: it must never sit beside a manifest it does not describe.
   removeStatCache(bundle);
-  const mtreeSha = writeMtreeFile(file, tree.sorted(), rootfs, { exclusive: false, sorted: true });
+  const mtreeSha = writeMtreeFile(file, tree.sorted(), rootfs, { exclusive: false });
   if (stats) writeStatCache(bundle, mtreeSha, stats);
   writeMeta(bundle, { descriptorWalk: newWalk, mapOptions: meta.mapOptions });
   if (file !== oldMtree) fs.rmSync(oldMtree, { force: true });

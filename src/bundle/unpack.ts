@@ -14,7 +14,7 @@ import { type Layout, type DescriptorPath, manifestOf } from "../cas";
 import { type Descriptor, type ImageConfig, type Manifest, MediaType, isLayerMediaType } from "../image";
 import { compressionFromMediaType, createDecompressor, sniffCompression, type Compression } from "../compress";
 import { readTar } from "../tar";
-import { createMtreeRecorder, writeMtree, writeMtreeSorted, UMOCI_KEYWORDS, type MtreeRecorder, type MtreeEntry } from "../mtree";
+import { createMtreeRecorder, writeMtreeSorted, UMOCI_KEYWORDS, type MtreeRecorder, type MtreeEntry } from "../mtree";
 import { LayerApplier } from "../layer/apply";
 import { type MapOptions, toHost } from "../layer/idmap";
 import { generateRuntimeConfig, serializeRuntimeConfig } from "./runtime-config";
@@ -191,14 +191,14 @@ export async function unpackBundle(layout: Layout, img: LoadedImage, bundle: str
     });
     fs.writeFileSync(configPath, serializeRuntimeConfig(cfg), { flag: "wx", mode: 0o644 });
     created.push(configPath);
-    const mtreeSha = writeMtreeFile(mtreeFile, recorder.sorted(), rootfs, { sorted: true });
+    const mtreeSha = writeMtreeFile(mtreeFile, recorder.sorted(), rootfs);
     created.push(mtreeFile);
     if (statCacheEnabled()) {
       // The files as they are now, every layer applied (stat-cache.ts).
       created.push(path.join(bundle, STAT_CACHE_FILE));
       writeStatCache(bundle, mtreeSha, (function* () {
         let n = 0;
-        for (const e of recorder.sorted()) {
+        for (const e of recorder.entries()) {
           if (e.type !== "file") continue;
           // Each BigInt lstat result is garbage at once: collect as we go.
           if ((++n & 8191) === 0) Bun.gc(true);
@@ -217,14 +217,15 @@ export async function unpackBundle(layout: Layout, img: LoadedImage, bundle: str
 }
 
 /**
- * Write a manifest file (created exclusively) in pieces, as go-mtree text with umoci's keywords.
- * Returns the sha256 (hex) of the text written (the stat cache names the manifest by it).
+ * Write a manifest file (created exclusively) in pieces, as go-mtree text with umoci's keywords,
+ * from entries in walk order (a recorder's sorted()). Returns the sha256 (hex) of the text
+ * written (the stat cache names the manifest by it).
  */
-export function writeMtreeFile(file: string, entries: Iterable<MtreeEntry>, tree: string, opts: { exclusive?: boolean; sorted?: boolean } = {}): string {
+export function writeMtreeFile(file: string, entries: Iterable<MtreeEntry>, tree: string, opts: { exclusive?: boolean } = {}): string {
   const fd = fs.openSync(file, opts.exclusive === false ? "w" : "wx", 0o644);
   const h = new Bun.CryptoHasher("sha256");
   try {
-    (opts.sorted ? writeMtreeSorted : writeMtree)(entries, { keywords: UMOCI_KEYWORDS, tree }, (chunk) => {
+    writeMtreeSorted(entries, { keywords: UMOCI_KEYWORDS, tree }, (chunk) => {
       const b = Buffer.from(chunk, "utf8");
       h.update(b);
       fs.writeSync(fd, b);

@@ -27,6 +27,8 @@ export const OUTPUT_CHUNK = 256 * 1024;
  * members covers single-member layers too.
  */
 const GC_EVERY = 16 << 20;
+/** Decoded output that may wait for the reader before the decoder is paused (backpressure). */
+export const MAX_WAITING_OUTPUT = 4 << 20;
 const FTEXT = 1, FHCRC = 2, FEXTRA = 4, FNAME = 8, FCOMMENT = 16;
 
 /** Length of the gzip header at the start of b, -1 if more bytes are needed. Throws if malformed. */
@@ -82,8 +84,7 @@ export class MultiGunzip extends Transform {
   private sinceGc = 0;
 
   constructor(private readonly opts: GunzipOptions = {}) {
-    // (up to 4 MiB of output may wait for the reader before the inflater is held)
-    super({ readableHighWaterMark: 4 << 20 });
+    super({ readableHighWaterMark: MAX_WAITING_OUTPUT });
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {

@@ -5,7 +5,7 @@
 import { PassThrough, Transform, type TransformCallback } from "node:stream";
 import * as zlib from "node:zlib";
 import { InvalidError, UnsupportedError } from "../errors";
-import { MultiGunzip, OUTPUT_CHUNK } from "./gunzip";
+import { MAX_WAITING_OUTPUT, MultiGunzip, OUTPUT_CHUNK } from "./gunzip";
 import { ZstdFrameTracker } from "./zstd-frames";
 
 export type Compression = "none" | "gzip" | "zstd";
@@ -79,8 +79,7 @@ class ZlibWrap extends Transform {
     private readonly what: string,
     private readonly max: number | undefined,
   ) {
-    // (up to 4 MiB of output may wait for the reader before the decoder is held)
-    super({ readableHighWaterMark: 4 << 20 });
+    super({ readableHighWaterMark: MAX_WAITING_OUTPUT });
     inner.on("data", (d: Buffer) => {
       this.n += d.length;
       if (this.max !== undefined && this.n > this.max) {

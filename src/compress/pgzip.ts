@@ -58,7 +58,8 @@ class ParallelGzip extends Transform {
   /** The block being filled, and how much of it is */
   private filling: Buffer | null = null;
   private partBytes = 0;
-  private inflight: Array<{ out: Promise<Buffer>; own: Buffer | null }> = [];
+  /** blocks being compressed, in input order; `block` is set for a full block to recycle */
+  private inflight: Array<{ out: Promise<Buffer>; block: Buffer | null }> = [];
   /** Block buffers of ours whose compression finished, reused (warm pages copy faster than new). */
   private free: Buffer[] = [];
   private blocks = 0;
@@ -107,28 +108,28 @@ class ParallelGzip extends Transform {
       if (this.partBytes === this.blockSize) {
         this.filling = null;
         this.partBytes = 0;
-        await this.submit(block, block);
+        await this.submit(block, true);
       }
     }
     release(input);
   }
 
-  /** The oldest block's output; its buffer (if ours) goes back to the free list. */
+  /** The oldest block's output; its block (a full one) goes back to the free list. */
   private async next(): Promise<Buffer> {
-    const { out, own } = this.inflight.shift()!;
+    const { out, block } = this.inflight.shift()!;
     const r = await out;
-    if (own) this.free.push(own);
+    if (block) this.free.push(block);
     return r;
   }
 
-  private async submit(block: Buffer, own: Buffer | null = null): Promise<void> {
+  private async submit(block: Buffer, recycle = false): Promise<void> {
     this.blocks++;
     // Each zlib.gzip call holds native deflate state until its handle is garbage-collected;
     // collect now and then so a long stream does not pile them up (tens of MiB per 100 MiB).
     if ((this.blocks & 7) === 0) Bun.gc(true);
     const p = this.compress(block);
     p.catch(() => undefined); // observed when awaited in order
-    this.inflight.push({ out: p, own });
+    this.inflight.push({ out: p, block: recycle ? block : null });
     while (this.inflight.length >= this.concurrency) this.push(await this.next());
   }
 }

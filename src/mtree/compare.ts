@@ -27,11 +27,10 @@ export type Delta = {
  *
  * Deltas are sorted by path byte order; `keys` follow the order of `keywords` (xattrs by name).
  */
-export function compareMtree(oldEntries: MtreeEntry[], newEntries: MtreeEntry[], keywords: readonly string[], oldByPath?: Map<string, MtreeEntry>): Delta[] {
+export function compareMtree(oldEntries: MtreeEntry[], newEntries: MtreeEntry[], keywords: readonly string[]): Delta[] {
   const kw = normalizeKeywords(keywords);
-  // (A caller that already indexed the old entries by path passes its map.)
-  const oldMap = oldByPath ?? new Map<string, MtreeEntry>();
-  if (!oldByPath) for (const e of oldEntries) oldMap.set(e.path, e);
+  const oldMap = new Map<string, MtreeEntry>();
+  for (const e of oldEntries) oldMap.set(e.path, e);
   const newMap = new Map<string, MtreeEntry>();
   for (const e of newEntries) newMap.set(e.path, e);
 
@@ -42,7 +41,7 @@ export function compareMtree(oldEntries: MtreeEntry[], newEntries: MtreeEntry[],
       deltas.push({ kind: "missing", path, old: o });
       continue;
     }
-    const keys = diffKeys(o, n, kw);
+    const keys = compareEntries(o, n, kw);
     if (keys.length) deltas.push({ kind: "modified", path, old: o, new: n, keys });
   }
   for (const [path, n] of newMap) if (!oldMap.has(path)) deltas.push({ kind: "extra", path, new: n });
@@ -78,10 +77,6 @@ function isOneSidedKey(k: string): boolean {
  * `kw` canonical (normalizeKeywords); empty when they are the same.
  */
 export function compareEntries(o: MtreeEntry, n: MtreeEntry, kw: readonly string[]): string[] {
-  return diffKeys(o, n, kw);
-}
-
-function diffKeys(o: MtreeEntry, n: MtreeEntry, kw: readonly string[]): string[] {
   if (sameFields(o, n)) return [];
   const ov = entryKeyValues(o, kw);
   const nv = entryKeyValues(n, kw);

@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import { hostname, userInfo } from "node:os";
 import { InvalidError } from "../errors";
 import { keywordValues, normalizeKeywords, type MtreeEntry } from "./entry";
-import { isAscii, nameToBytes, visEncode } from "./vis";
+import { isAscii, nameToBytes, sortByBytes, visEncode } from "./vis";
 
 export interface FormatMtreeOptions {
   keywords: readonly string[];
@@ -213,8 +213,7 @@ const BAD_COMPONENT = /(?:^|\/)\.{0,2}(?:\/|$)/;
 
 /** Files of one directory by name bytes: with a shared parent, comparing whole paths is the same. */
 function sortFiles(files: MtreeEntry[]): void {
-  if (files.every((f) => isAscii(f.path))) files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-  else files.sort((a, b) => Buffer.compare(nameToBytes(a.path), nameToBytes(b.path)));
+  sortByBytes(files, (f) => f.path);
 }
 
 function sortChildren(children: Node[]): void {

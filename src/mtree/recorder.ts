@@ -9,7 +9,7 @@
 import { InvalidError } from "../errors";
 import { MTREE_TYPES, type MtreeEntry, type MtreeType } from "./entry";
 import { checkPath } from "./format";
-import { isAscii, nameToBytes } from "./vis";
+import { sortByBytes } from "./vis";
 
 export interface MtreeRecorder {
   /**
@@ -24,8 +24,8 @@ export interface MtreeRecorder {
   get(path: string): MtreeEntry | undefined;
   /** True when an entry is recorded at `path`. */
   has(path: string): boolean;
-  /** Every recorded entry, parents before children (in no particular sibling order). */
-  entries(): MtreeEntry[];
+  /** Every recorded entry, parents before children (in no particular sibling order), each made as it is reached. */
+  entries(): Generator<MtreeEntry>;
   /**
    * Every recorded path in go-mtree's walk order (per directory: the directory, its
    * non-directories by name bytes, then its subdirectories by name bytes, depth first), each
@@ -139,11 +139,6 @@ class ColumnStore implements MtreeStore {
     return r;
   }
 
-  private split(path: string): string[] {
-    checkPath(path);
-    return path === "." ? [] : path.split("/");
-  }
-
   /** The row of a path, by the path itself for the last one asked (repack asks two or three times running). */
   private findPath(path: string): number | undefined {
     if (path === this.lastPath) return this.lastRow;
@@ -191,16 +186,6 @@ class ColumnStore implements MtreeStore {
     return c;
   }
 
-  private find(parts: string[]): number | undefined {
-    let r = 0;
-    for (const p of parts) {
-      const c = this.kids[r]?.get(p);
-      if (c === undefined) return undefined;
-      r = c;
-    }
-    return r;
-  }
-
   /** Forget a row and everything below it; returns how many entries that removed. */
   private drop(row: number): number {
     this.parentPath = undefined;
@@ -210,10 +195,7 @@ class ColumnStore implements MtreeStore {
       const r = stack.pop()!;
       if (this.flags[r]! & HAS_ENTRY) n++;
       this.flags[r] = 0;
-      this.links.delete(r);
-      this.xattrs.delete(r);
-      this.shaText.delete(r);
-      this.hasStat[r] = 0;
+      this.clearBeside(r);
       const k = this.kids[r];
       if (k) {
         for (const c of k.values()) stack.push(c);
@@ -221,6 +203,14 @@ class ColumnStore implements MtreeStore {
       }
     }
     return n;
+  }
+
+  /** Forget what a row keeps outside the columns. */
+  private clearBeside(r: number): void {
+    this.links.delete(r);
+    this.xattrs.delete(r);
+    this.shaText.delete(r);
+    this.hasStat[r] = 0;
   }
 
   set(e: MtreeEntry): void {
@@ -235,10 +225,7 @@ class ColumnStore implements MtreeStore {
     if (code === undefined) throw new InvalidError(`mtree recorder: unknown type ${JSON.stringify(e.type)}`);
     let f = this.flags[r]!;
     if (!(f & HAS_ENTRY)) this.count++;
-    this.links.delete(r);
-    this.xattrs.delete(r);
-    this.shaText.delete(r);
-    this.hasStat[r] = 0;
+    this.clearBeside(r);
     this.marks[r] = 0;
     f = HAS_ENTRY;
     const o = r * NF;
@@ -261,11 +248,12 @@ class ColumnStore implements MtreeStore {
 
   delete(path: string): void {
     this.lastPath = undefined;
-    const parts = this.split(path);
-    if (!parts.length) throw new InvalidError("mtree recorder: cannot delete the root");
-    const parent = this.find(parts.slice(0, -1));
+    checkPath(path);
+    if (path === ".") throw new InvalidError("mtree recorder: cannot delete the root");
+    const slash = path.lastIndexOf("/");
+    const parent = slash < 0 ? 0 : this.locate(path.slice(0, slash), false);
     if (parent === undefined) return;
-    const name = parts[parts.length - 1]!;
+    const name = path.slice(slash + 1);
     const k = this.kids[parent];
     const r = k?.get(name);
     if (r === undefined) return;
@@ -325,13 +313,7 @@ class ColumnStore implements MtreeStore {
   }
 
   *untaken(): Generator<MtreeEntry> {
-    const stack: Array<[number, string]> = [[0, "."]];
-    while (stack.length) {
-      const [r, p] = stack.pop()!;
-      if (this.flags[r]! & HAS_ENTRY && !this.marks[r]) yield this.make(r, p);
-      const k = this.kids[r];
-      if (k) for (const [name, c] of k) stack.push([c, p === "." ? name : `${p}/${name}`]);
-    }
+    for (const [r, p] of this.recorded()) if (!this.marks[r]) yield this.make(r, p);
   }
 
   get(path: string): MtreeEntry | undefined {
@@ -344,16 +326,19 @@ class ColumnStore implements MtreeStore {
     return r !== undefined && (this.flags[r]! & HAS_ENTRY) !== 0;
   }
 
-  entries(): MtreeEntry[] {
-    const out: MtreeEntry[] = [];
+  *entries(): Generator<MtreeEntry> {
+    for (const [r, p] of this.recorded()) yield this.make(r, p);
+  }
+
+  /** Every row with an entry and its path, parents before children, in no sibling order. */
+  private *recorded(): Generator<[number, string]> {
     const stack: Array<[number, string]> = [[0, "."]];
     while (stack.length) {
       const [r, p] = stack.pop()!;
-      if (this.flags[r]! & HAS_ENTRY) out.push(this.make(r, p));
+      if (this.flags[r]! & HAS_ENTRY) yield [r, p];
       const k = this.kids[r];
       if (k) for (const [name, c] of k) stack.push([c, p === "." ? name : `${p}/${name}`]);
     }
-    return out;
   }
 
   *sorted(): Generator<MtreeEntry> {
@@ -371,8 +356,8 @@ class ColumnStore implements MtreeStore {
           else files.push([name, c]);
         }
       }
-      sortByName(files);
-      sortByName(dirs);
+      sortByBytes(files, (x) => x[0]);
+      sortByBytes(dirs, (x) => x[0]);
       dirs.reverse();
       pendingFiles = files;
       pendingDir = path;
@@ -411,12 +396,6 @@ class ColumnStore implements MtreeStore {
       } else this.shaText.set(r, d);
     }
   }
-}
-
-/** Names of one directory by their bytes (JS string order is byte order for ASCII). */
-function sortByName<T extends [string, ...unknown[]]>(xs: T[]): void {
-  if (xs.every((x) => isAscii(x[0]))) xs.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-  else xs.sort((a, b) => Buffer.compare(nameToBytes(a[0]), nameToBytes(b[0])));
 }
 
 /**

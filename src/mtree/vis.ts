@@ -75,6 +75,15 @@ export function compareBytes(a: string, b: string): number {
   return Buffer.compare(nameToBytes(a), nameToBytes(b));
 }
 
+/**
+ * Sort by a string key in byte order (as compareBytes), testing for ASCII once per list rather
+ * than once per comparison.
+ */
+export function sortByBytes<T>(xs: T[], key: (x: T) => string): void {
+  if (xs.every((x) => ASCII_ONLY.test(key(x)))) xs.sort((a, b) => { const p = key(a), q = key(b); return p < q ? -1 : p > q ? 1 : 0; });
+  else xs.sort((a, b) => Buffer.compare(nameToBytes(key(a)), nameToBytes(key(b))));
+}
+
 /** True when the string is plain ASCII (byte order equals JS string order). */
 export function isAscii(s: string): boolean {
   return ASCII_ONLY.test(s);

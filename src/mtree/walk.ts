@@ -5,7 +5,7 @@
 import * as fs from "node:fs";
 import { BociError, InvalidError } from "../errors";
 import { normalizeKeywords, sameFields, type MtreeEntry, type MtreeType } from "./entry";
-import { bytesToName, hasRawBytes, nameToBytes } from "./vis";
+import { bytesToName, compareBytes, hasRawBytes, nameToBytes } from "./vis";
 
 export interface WalkTreeOptions {
   keywords: readonly string[];
@@ -185,7 +185,7 @@ export async function walkTree(root: string, opts: WalkTreeOptions): Promise<Mtr
         else files.push({ name, st, fsPath });
       }
       const byName = (a: { rel?: string; name?: string }, b: { rel?: string; name?: string }) =>
-        compareRaw(a.name ?? a.rel!, b.name ?? b.rel!);
+        compareBytes(a.name ?? a.rel!, b.name ?? b.rel!);
       files.sort(byName);
       for (const f of files) {
         // Each lstat leaves a BigInt-laden stats object behind: collect now and then, or a walk
@@ -295,8 +295,3 @@ function joinFs(dir: FsPath, name: string): FsPath {
   return Buffer.concat([d, Buffer.from("/"), nameToBytes(name)]);
 }
 
-function compareRaw(a: string, b: string): number {
-  // Fast path: ASCII-only names compare the same as bytes.
-  if (/^[\x00-\x7f]*$/.test(a) && /^[\x00-\x7f]*$/.test(b)) return a < b ? -1 : a > b ? 1 : 0;
-  return Buffer.compare(nameToBytes(a), nameToBytes(b));
-}
