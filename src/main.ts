@@ -6,8 +6,11 @@ import { BociError, ExitCode, addContext } from "./errors";
 import { runApp } from "./cli/app";
 import { log } from "./util/log";
 import { writeOut, writeErr } from "./util/stdio";
+import { installSignalCleanup } from "./util/cleanup";
 
 async function main(): Promise<number> {
+  // SIGINT/SIGTERM remove what the command registered (util/cleanup.ts) and exit 130/143.
+  installSignalCleanup();
   try {
     await runApp(process.argv.slice(2), writeOut);
     return 0;

@@ -1,0 +1,80 @@
+/**
+ * Clean-up on SIGINT and SIGTERM: a command registers what it would remove if it were stopped
+ * now (a temporary file, a half-built bundle) and unregisters it once the work is in place.
+ * On a signal every registered action runs (newest first, synchronously, errors ignored) and the
+ * process exits 130 (SIGINT) or 143 (SIGTERM), as a shell reports a death by that signal.
+ *
+ * SIGKILL cannot be caught: whatever is registered then stays behind, named so that a rerun and
+ * `gc` recognise it (temporary names carry the writer's pid).
+ */
+import * as fs from "node:fs";
+
+type Action = () => void;
+
+const actions = new Map<number, Action>();
+let nextId = 1;
+let installed = false;
+let exiting = false;
+
+/**
+ * Register `fn` to run if the process is stopped by SIGINT/SIGTERM. Returns the function that
+ * unregisters it (call it when the work is complete, or after cleaning up yourself).
+ */
+export function onInterrupt(fn: Action): () => void {
+  installSignalCleanup();
+  const id = nextId++;
+  actions.set(id, fn);
+  return () => { actions.delete(id); };
+}
+
+/** Register a path (file or tree) to remove on SIGINT/SIGTERM; returns the unregister function. */
+export function removeOnInterrupt(p: string): () => void {
+  return onInterrupt(() => removeTreeForce(p));
+}
+
+/** Run every registered action now (newest first); used by the signal handlers and tests. */
+export function runInterruptActions(): void {
+  const list = [...actions.entries()].reverse();
+  actions.clear();
+  for (const [, fn] of list) {
+    try { fn(); } catch { /* best effort: we are exiting */ }
+  }
+}
+
+/** Install the SIGINT/SIGTERM handlers once (main.ts does it at start-up). */
+export function installSignalCleanup(): void {
+  if (installed) return;
+  installed = true;
+  const handler = (signal: "SIGINT" | "SIGTERM") => () => {
+    if (exiting) return;
+    exiting = true;
+    runInterruptActions();
+    try { process.stderr.write(`boci: interrupted by ${signal}; removed this command's temporary files\n`); } catch { /* closed */ }
+    process.exit(signal === "SIGINT" ? 130 : 143);
+  };
+  process.on("SIGINT", handler("SIGINT"));
+  process.on("SIGTERM", handler("SIGTERM"));
+}
+
+/**
+ * rm -rf that never follows a symlink and copes with directories left without u+rwx (a rootless
+ * unpack's mode-0000 directories): opens them up (chmod u+rwx, the directory itself, reached by
+ * lstat) and retries.
+ */
+export function removeTreeForce(p: string): void {
+  try {
+    fs.rmSync(p, { recursive: true, force: true });
+    return;
+  } catch { /* fall through: open up and retry */ }
+  const open = (q: string) => {
+    let st: fs.Stats;
+    try { st = fs.lstatSync(q); } catch { return; }
+    if (!st.isDirectory()) return;
+    try { fs.chmodSync(q, (st.mode & 0o7777) | 0o700); } catch { /* not ours */ }
+    let names: string[] = [];
+    try { names = fs.readdirSync(q); } catch { return; }
+    for (const n of names) open(`${q}/${n}`);
+  };
+  open(p);
+  fs.rmSync(p, { recursive: true, force: true });
+}
