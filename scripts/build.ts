@@ -8,12 +8,13 @@ import { join } from "node:path";
 const root = join(import.meta.dir, "..");
 const workers = readdirSync(join(root, "src/worker")).filter((f) => f.endsWith(".worker.ts")).map((f) => `./src/worker/${f}`);
 mkdirSync(join(root, "dist"), { recursive: true });
+// BOCI_OUTFILE: build elsewhere (parallel work on one checkout must not replace a binary under a running test).
 // --bytecode: precompiled JavaScript (start-up). CommonJS output (needed for --bytecode) keeps a
 // require() inside a function lazy, so commands that never touch tar,
 // zlib or streams do not pay for loading them at start-up (see src/cli/unpack.ts).
 // --root . fixes embedded paths: the worker is /$bunfs/root/src/worker/task.worker.ts (src/worker/pool.ts).
 // The binary must not pick up a .env or bunfig.toml from whatever directory it runs in.
-const args = ["build", "--compile", "--bytecode", "--no-compile-autoload-dotenv", "--no-compile-autoload-bunfig", "--format=cjs", "--root", ".", "--minify-syntax", "--minify-whitespace", "./src/main.ts", ...workers, "--outfile", "dist/boci"];
+const args = ["build", "--compile", "--bytecode", "--no-compile-autoload-dotenv", "--no-compile-autoload-bunfig", "--format=cjs", "--root", ".", "--minify-syntax", "--minify-whitespace", "./src/main.ts", ...workers, "--outfile", process.env.BOCI_OUTFILE ?? "dist/boci"];
 const p = Bun.spawnSync([process.execPath, ...args], { cwd: root, stdout: "inherit", stderr: "inherit" });
 if (p.exitCode !== 0) {
   console.error("build failed");
