@@ -21,7 +21,7 @@ import { BociError, InvalidError, addContext, describeErrno } from "../errors";
 import type { TarEntry, TarHeader } from "../tar";
 import type { MtreeEntry, MtreeRecorder } from "../mtree";
 import { hashFileSync } from "../mtree/walk";
-import { lsetxattr, llistxattr, lremovexattr, lgetxattr, mknod } from "../sys";
+import { lsetxattr, llistxattr, lremovexattr, lgetxattr, mknod, openBeneath, openDirHandle, O_RDONLY, O_DIRECTORY, O_PATH } from "../sys";
 import { type MapOptions, toHost } from "./idmap";
 import { ROOTLESS_XATTR, encodeRootlessOwner } from "./rootless-xattr";
 import { cleanEntryPath } from "./clean-path";
@@ -56,7 +56,16 @@ function join(a: string, b: string): string {
   return a === "" ? b : b === "" ? a : `${a}/${b}`;
 }
 
-interface DirState { mtime: number; mode?: number }
+/**
+ * Metadata set on a directory after the layer: its mtime, (rootless) its mode, and the inode it
+ * was taken from (dev, ino), so it is applied to that directory and no other.
+ */
+interface DirState { mtime: number; mode?: number; dev?: number; ino?: number }
+/** A directory opened up (rootless) and the mode to give it back. */
+interface OpenedDir { mode: number; dev: number; ino: number }
+
+/** errno codes meaning "that directory is not there any more as a directory reached without symlinks". */
+const GONE = new Set(["ENOENT", "ELOOP", "ENOTDIR", "EXDEV"]);
 
 /**
  * Extracts layers onto one rootfs. Create one per unpack; call `applyLayer` for each layer in
@@ -77,8 +86,10 @@ export class LayerApplier {
   private readonly startedEmpty: boolean;
   /** real dirs whose times (and modes, rootless) are set after the current layer */
   private dirTimes = new Map<string, DirState>();
-  /** real dirs temporarily opened up (rootless) → their original mode */
-  private openedDirs = new Map<string, number>();
+  /** real dirs temporarily opened up (rootless) → their original mode and inode */
+  private openedDirs = new Map<string, OpenedDir>();
+  /** O_PATH descriptor of the root: deferred metadata is set on directories reached from it without symlinks */
+  private rootHandle = -1;
   /** real paths whose recorded nlink/size/owner must be re-read at the end */
   private restat = new Set<string>();
   private readonly euid: number;
@@ -148,12 +159,15 @@ export class LayerApplier {
    */
   async finish(): Promise<void> {
     const rec = this.opts.recorder;
-    if (!rec) return;
+    if (!rec) { this.closeRoot(); return; }
     const digests = new Map<string, string>();
     for (const [k, p] of this.pendingDigests) digests.set(k, await p);
     this.pendingDigests.clear();
     for (const rel of this.restat) {
       if (!rec.get(rel === "" ? "." : rel)) continue;
+      // Read only what is still reached from the root without a symlink (a later entry may have
+      // replaced an ancestor by a link to anywhere).
+      if (rel !== "" && !this.isRealDir(parentOf(rel))) { rec.delete(rel); continue; }
       try {
         this.recordFromDisk(rel);
       } catch (e) {
@@ -165,6 +179,7 @@ export class LayerApplier {
       }
     }
     this.restat.clear();
+    this.closeRoot();
     if (digests.size) rec.resolveDigests((s) => (s.startsWith(PENDING_DIGEST) ? digests.get(s) : undefined));
   }
 
@@ -190,7 +205,9 @@ export class LayerApplier {
     const parentReal = this.resolveParent(parentOf(rel), true);
     const real = join(parentReal, base);
     const target = this.abs(real);
-    if (this.trackUpper) this.markUpper(rel);
+    // Upper paths are real paths: a later whiteout that reaches this path through a symlink
+    // (d -> e, then d/.wh.new) names what this layer made, and spares it.
+    if (this.trackUpper) this.markUpper(real);
 
     // A regular file is created first and looked at only if the name is taken (a new path is the
     // common case: one system call instead of two). O_EXCL|O_NOFOLLOW: never opens what is there.
@@ -264,7 +281,10 @@ export class LayerApplier {
 
     if (this.fdMetadataDone) this.fdMetadataDone = false;
     else this.applyMetadata(real, hdr, { existing: !!existing });
-    if (hdr.type === "dir") this.dirTimes.set(real, { mtime: hdr.mtime, mode: this.rootless ? hdr.mode : undefined });
+    if (hdr.type === "dir") {
+      const dst = existing ?? fs.lstatSync(target);
+      this.dirTimes.set(real, { mtime: hdr.mtime, mode: this.rootless ? hdr.mode : undefined, dev: dst.dev, ino: dst.ino });
+    }
     this.record(real, hdr, sha);
   }
 
@@ -422,33 +442,104 @@ export class LayerApplier {
     throw new BociError(`${op} xattr ${name}: ${describeErrno(e as NodeJS.ErrnoException)}`, { cause: e });
   }
 
-  /** Set directory times (and rootless modes) after the layer, deepest first. */
+  /**
+   * Set directory times (and rootless modes) after the layer, deepest first. Each directory is
+   * reached again from the root with no symlink followed and must still be the inode the time
+   * was taken from: a later entry that replaced it (by a symlink to anywhere, say) makes its
+   * deferred metadata void, and nothing outside the root is ever touched.
+   */
   private settleDirs(): void {
     const dirs = [...this.dirTimes.keys()].sort((a, b) => b.split("/").length - a.split("/").length || (a < b ? 1 : -1));
     for (const d of dirs) {
       const st = this.dirTimes.get(d)!;
-      const target = this.abs(d);
       try {
-        if (st.mode !== undefined) {
-          fs.chmodSync(target, st.mode & 0o7777);
+        const done = this.setDirMetadata(d, st, (o) => {
+          if (st.mode !== undefined) o.chmod(st.mode & 0o7777);
+          o.utimes(st.mtime, st.mtime);
+        });
+        if (done && st.mode !== undefined) {
           this.openedDirs.delete(d);
           this.patchRecord(d, { mode: st.mode & 0o7777 });
         }
-        fs.utimesSync(target, st.mtime, st.mtime);
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw addContext(`set times of ${d || "."}`, e);
+        throw addContext(`set times of ${d || "."}`, e);
       }
     }
-    // Rootless: restore parents we opened up to write into.
-    for (const [d, mode] of [...this.openedDirs].sort(([a], [b]) => b.length - a.length)) {
-      try {
-        const st = fs.lstatSync(this.abs(d));
-        fs.chmodSync(this.abs(d), mode);
-        fs.utimesSync(this.abs(d), st.atime, st.mtime);
-      } catch { /* removed meanwhile */ }
+    // Rootless: restore parents we opened up to write into (their times as they are now).
+    for (const [d, o] of [...this.openedDirs].sort(([a], [b]) => b.length - a.length)) {
+      this.setDirMetadata(d, o, (op, cur) => {
+        op.chmod(o.mode);
+        op.utimes(cur.atime, cur.mtime);
+      });
     }
     this.openedDirs.clear();
     this.dirTimes.clear();
+  }
+
+  private rootFd(): number {
+    if (this.rootHandle < 0) this.rootHandle = openDirHandle(this.root);
+    return this.rootHandle;
+  }
+
+  private closeRoot(): void {
+    if (this.rootHandle >= 0) { try { fs.closeSync(this.rootHandle); } catch { /* closed */ } }
+    this.rootHandle = -1;
+  }
+
+  /** Release the root descriptor (finish() does; call it when giving up early). */
+  close(): void {
+    this.closeRoot();
+  }
+
+  /** True when `real` is a directory reached from the root without following a symlink. */
+  private isRealDir(real: string): boolean {
+    let fd: number;
+    try { fd = openBeneath(this.rootFd(), real === "" ? "." : real, O_PATH | O_DIRECTORY); } catch (e) {
+      if (GONE.has((e as NodeJS.ErrnoException).code ?? "")) return false;
+      throw e;
+    }
+    fs.closeSync(fd);
+    return true;
+  }
+
+  /**
+   * Change the directory `real` as reached from the root with no symlink followed, if it is
+   * still the inode `want` names (when it names one). `fn` gets chmod/utimes that act on that
+   * directory's descriptor (or, when it is not readable to us, on the path just verified) and
+   * its current stat. Returns false, changing nothing, when it is gone or another inode.
+   */
+  private setDirMetadata(
+    real: string, want: { dev?: number; ino?: number },
+    fn: (op: { chmod(mode: number): void; utimes(a: number | Date, m: number | Date): void }, st: fs.Stats) => void,
+  ): boolean {
+    const rel = real === "" ? "." : real;
+    let fd: number;
+    let readable = true;
+    try {
+      fd = openBeneath(this.rootFd(), rel, O_RDONLY | O_DIRECTORY);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code ?? "";
+      if (GONE.has(code)) return false;
+      if (code !== "EACCES") throw e;
+      // Not readable (a non-rootless, unprivileged caller): O_PATH needs no permission on it.
+      try { fd = openBeneath(this.rootFd(), rel, O_PATH | O_DIRECTORY); } catch (e2) {
+        if (GONE.has((e2 as NodeJS.ErrnoException).code ?? "")) return false;
+        throw e2;
+      }
+      readable = false;
+    }
+    try {
+      const st = fs.fstatSync(fd);
+      if (want.ino !== undefined && (st.ino !== want.ino || st.dev !== want.dev)) return false;
+      const abs = this.abs(real);
+      fn({
+        chmod: (mode) => (readable ? fs.fchmodSync(fd, mode) : fs.chmodSync(abs, mode)),
+        utimes: (a, m) => (readable ? fs.futimesSync(fd, a, m) : fs.utimesSync(abs, a, m)),
+      }, st);
+      return true;
+    } finally {
+      fs.closeSync(fd);
+    }
   }
 
   // ---- path resolution -------------------------------------------------------------------------
@@ -495,7 +586,7 @@ export class LayerApplier {
         this.removeAll(cur);
         this.makeImplicitDir(cur);
       } else if (this.rootless && (st.mode & 0o700) !== 0o700) {
-        if (!this.openedDirs.has(cur) && !this.dirTimes.get(cur)) this.openedDirs.set(cur, st.mode & 0o7777);
+        if (!this.openedDirs.has(cur) && !this.dirTimes.get(cur)) this.openedDirs.set(cur, { mode: st.mode & 0o7777, dev: st.dev, ino: st.ino });
         fs.chmodSync(this.abs(cur), (st.mode & 0o7777) | 0o700);
       }
       resolved.push(c);
@@ -504,35 +595,44 @@ export class LayerApplier {
     if (create && real !== "" && !this.dirTimes.has(real)) {
       // A child will change this directory's mtime: restore it after the layer.
       const st = fs.lstatSync(this.abs(real));
-      this.dirTimes.set(real, { mtime: st.mtime.getTime() / 1000 });
+      this.dirTimes.set(real, { mtime: st.mtime.getTime() / 1000, dev: st.dev, ino: st.ino });
     }
     if (create && real === "" && !this.dirTimes.has("")) {
       const st = fs.lstatSync(this.root);
-      this.dirTimes.set("", { mtime: st.mtime.getTime() / 1000 });
+      this.dirTimes.set("", { mtime: st.mtime.getTime() / 1000, dev: st.dev, ino: st.ino });
     }
     this.dirCache.set(logical, real);
     return real;
   }
 
-  /** Run `fn` with every ancestor directory of `real` given u+rwx, restoring modes and times after. */
+  /**
+   * Run `fn` with every ancestor directory of `real` given u+rwx, restoring modes and times
+   * after. Each ancestor is reached from the root without following a symlink; when one is not a
+   * directory so reached, `fn` does not run.
+   */
   private withOpenAncestors(real: string, fn: () => void): void {
-    const restore: Array<{ abs: string; st: fs.Stats }> = [];
+    const restore: Array<{ dir: string; st: fs.Stats }> = [];
     try {
       let cur = "";
       for (const c of parentOf(real).split("/").filter(Boolean)) {
         cur = join(cur, c);
-        const abs = this.abs(cur);
-        const st = fs.lstatSync(abs);
-        if ((st.mode & 0o700) !== 0o700) {
-          fs.chmodSync(abs, (st.mode & 0o7777) | 0o700);
-          restore.push({ abs, st });
-        }
+        let reached = false;
+        this.setDirMetadata(cur, {}, (op, st) => {
+          reached = true;
+          if ((st.mode & 0o700) !== 0o700) {
+            op.chmod((st.mode & 0o7777) | 0o700);
+            restore.push({ dir: cur, st });
+          }
+        });
+        if (!reached) return;
       }
       fn();
     } finally {
-      for (const { abs, st } of restore.reverse()) {
-        fs.chmodSync(abs, st.mode & 0o7777);
-        fs.utimesSync(abs, st.atime, st.mtime);
+      for (const { dir, st } of restore.reverse()) {
+        this.setDirMetadata(dir, st, (op) => {
+          op.chmod(st.mode & 0o7777);
+          op.utimes(st.atime, st.mtime);
+        });
       }
     }
   }
@@ -587,18 +687,20 @@ export class LayerApplier {
         names = fs.readdirSync(abs);
       } catch { return; }
       this.touchDir(dirReal);
-      this.removeLower(dir, dirReal, names);
+      this.removeLower(dirReal, names);
       return;
     }
     if (base === WHITEOUT_PREFIX) throw new InvalidError(`invalid whiteout ${JSON.stringify(rel)}: empty name`);
     if (base === ".wh..wh.plnk" || base === ".wh..wh.aufs") return; // AUFS metadata
     const name = base.slice(WHITEOUT_PREFIX.length);
     if (name === "." || name === "..") throw new InvalidError(`invalid whiteout ${JSON.stringify(rel)}`);
-    const logical = join(dir, name);
-    if (!this.trackUpper || this.upper.has(logical)) return;
+    if (!this.trackUpper) return;
     let dirReal: string;
     try { dirReal = this.resolveParent(dir, false); } catch { return; }
+    // The path as named, its directory resolved inside the root, the last component not
+    // followed; what this layer made there stays (upper paths are real paths).
     const real = join(dirReal, name);
+    if (this.upper.has(real)) return;
     try { fs.lstatSync(this.abs(real)); } catch { return; }
     this.touchDir(dirReal);
     this.removeAll(real);
@@ -609,16 +711,15 @@ export class LayerApplier {
    * Opaque whiteout: remove everything under a directory that this layer did not add. Paths the
    * layer added (or that lead to one) stay; below those, older content still goes.
    */
-  private removeLower(logicalDir: string, realDir: string, names: string[]): void {
+  private removeLower(realDir: string, names: string[]): void {
     for (const n of names) {
-      const logical = join(logicalDir, n);
       const real = join(realDir, n);
-      if (!this.upper.has(logical)) { this.removeAll(real); continue; }
+      if (!this.upper.has(real)) { this.removeAll(real); continue; }
       let st: fs.Stats;
       try { st = fs.lstatSync(this.abs(real)); } catch { continue; }
       if (!st.isDirectory()) continue;
       this.touchDir(real);
-      this.removeLower(logical, real, fs.readdirSync(this.abs(real)));
+      this.removeLower(real, fs.readdirSync(this.abs(real)));
     }
   }
 
@@ -626,9 +727,9 @@ export class LayerApplier {
   private touchDir(real: string): void {
     if (this.dirTimes.has(real)) return;
     const st = fs.lstatSync(this.abs(real));
-    this.dirTimes.set(real, { mtime: st.mtime.getTime() / 1000 });
+    this.dirTimes.set(real, { mtime: st.mtime.getTime() / 1000, dev: st.dev, ino: st.ino });
     if (this.rootless && (st.mode & 0o700) !== 0o700) {
-      this.openedDirs.set(real, st.mode & 0o7777);
+      this.openedDirs.set(real, { mode: st.mode & 0o7777, dev: st.dev, ino: st.ino });
       fs.chmodSync(this.abs(real), (st.mode & 0o7777) | 0o700);
     }
   }
@@ -638,6 +739,9 @@ export class LayerApplier {
     if (real === "") throw new InvalidError("refusing to remove the root directory");
     const abs = this.abs(real);
     this.dirCache.clear();
+    // Its deferred metadata dies with it (entries below it fail their inode check).
+    this.dirTimes.delete(real);
+    this.openedDirs.delete(real);
     try {
       fs.rmSync(abs, { recursive: true, force: true });
     } catch (e) {

@@ -6,6 +6,7 @@
  */
 import { dlopen, FFIType as T, read, type Pointer } from "bun:ffi";
 import { constants as osConstants } from "node:os";
+import { closeSync } from "node:fs";
 
 type Lib = {
   lgetxattr(path: Uint8Array, name: Uint8Array, value: Uint8Array | null, size: number): number | bigint;
@@ -14,10 +15,15 @@ type Lib = {
   lremovexattr(path: Uint8Array, name: Uint8Array): number;
   mknod(path: Uint8Array, mode: number, dev: bigint): number;
   flock(fd: number, op: number): number;
+  openat(dirfd: number, path: Uint8Array, flags: number, mode: number): number;
+  openat2(dirfd: number, path: Uint8Array, how: BigUint64Array): number;
   errno(): number;
 };
 
 let lib: Lib | null = null;
+
+/** SYS_openat2: the same number on every Linux architecture (added in 5.6). */
+const SYS_OPENAT2 = 437;
 
 function libc(): Lib {
   if (lib) return lib;
@@ -30,6 +36,8 @@ function libc(): Lib {
     lremovexattr: { args: [T.ptr, T.ptr], returns: T.i32 },
     mknod: { args: [T.ptr, T.u32, T.u64], returns: T.i32 },
     flock: { args: [T.i32, T.i32], returns: T.i32 },
+    openat: { args: [T.i32, T.ptr, T.i32, T.u32], returns: T.i32 },
+    syscall: { args: [T.i64, T.i64, T.ptr, T.ptr, T.u64], returns: T.i64 },
     __errno_location: { args: [], returns: T.ptr },
   });
   const s = symbols as unknown as Record<string, (...a: unknown[]) => unknown>;
@@ -40,6 +48,9 @@ function libc(): Lib {
     lremovexattr: (p, n) => s.lremovexattr!(p, n) as number,
     mknod: (p, mode, dev) => s.mknod!(p, mode, dev) as number,
     flock: (fd, op) => s.flock!(fd, op) as number,
+    openat: (dirfd, p, flags, mode) => s.openat!(dirfd, p, flags, mode) as number,
+    // openat2(2) has no glibc wrapper: syscall(SYS_openat2, dirfd, path, &how, sizeof how).
+    openat2: (dirfd, p, how) => Number(s.syscall!(SYS_OPENAT2, dirfd, p, how, 24)),
     errno: () => read.i32(s.__errno_location!() as Pointer, 0),
   };
   return lib;
@@ -239,4 +250,82 @@ export function geteuid(): number {
 
 export function getegid(): number {
   return process.getegid?.() ?? 0;
+}
+
+// ---- opening below a directory without following symlinks ------------------------------------
+
+export const O_RDONLY = 0;
+export const O_DIRECTORY = 0o200000;
+export const O_NOFOLLOW = 0o400000;
+export const O_CLOEXEC = 0o2000000;
+export const O_PATH = 0o10000000;
+export const O_NONBLOCK = 0o4000;
+const AT_FDCWD = -100;
+const RESOLVE_NO_MAGICLINKS = 0x02;
+const RESOLVE_NO_SYMLINKS = 0x04;
+const RESOLVE_BENEATH = 0x08;
+const ENOSYS = osConstants.errno.ENOSYS ?? 38;
+const EXDEV = osConstants.errno.EXDEV ?? 18;
+
+/** false once openat2 answered ENOSYS (kernels before 5.6), or when BOCI_NO_OPENAT2=1 forces the fallback. */
+let haveOpenat2: boolean | undefined;
+
+/** Whether openBeneath uses openat2(2) (true) or its component-by-component openat fallback. */
+export function usesOpenat2(): boolean {
+  haveOpenat2 ??= process.env.BOCI_NO_OPENAT2 !== "1";
+  return haveOpenat2;
+}
+
+/** Open a directory by path (symlinks in `path` followed) as an O_PATH descriptor: a handle for openBeneath. */
+export function openDirHandle(path: string): number {
+  const l = libc();
+  const fd = l.openat(AT_FDCWD, cstr(path), O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
+  if (fd < 0) throw new SysError("open", l.errno(), path);
+  return fd;
+}
+
+/**
+ * Open `rel` (a clean relative path without `.`/`..` components, or "." for `dirfd` itself)
+ * below the directory descriptor `dirfd`, following no symlink anywhere on the way, the last
+ * component included, and never leaving `dirfd`. `flags` are open(2) flags (O_NOFOLLOW and
+ * O_CLOEXEC are added). The kernel resolves it with openat2(2) RESOLVE_BENEATH |
+ * RESOLVE_NO_SYMLINKS where it can; before Linux 5.6 each component is opened with
+ * openat(O_NOFOLLOW) in turn, which is as strict. Throws SysError: ELOOP when a component is a
+ * symlink, ENOTDIR, ENOENT, EXDEV for a `..`.
+ */
+export function openBeneath(dirfd: number, rel: string, flags: number, mode = 0): number {
+  const l = libc();
+  const f = flags | O_NOFOLLOW | O_CLOEXEC;
+  if (usesOpenat2()) {
+    const how = new BigUint64Array([BigInt(f), BigInt(mode), BigInt(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)]);
+    const fd = l.openat2(dirfd, cstr(rel), how);
+    if (fd >= 0) return fd;
+    const e = l.errno();
+    if (e !== ENOSYS) throw new SysError("openat2", e, rel);
+    haveOpenat2 = false;
+  }
+  const parts = rel.split("/").filter((c) => c !== "" && c !== ".");
+  if (parts.some((c) => c === "..")) throw new SysError("openat", EXDEV, rel);
+  if (parts.length === 0) parts.push(".");
+  let cur = dirfd;
+  try {
+    for (let i = 0; i < parts.length; i++) {
+      const last = i === parts.length - 1;
+      const fd = l.openat(cur, cstr(parts[i]!), last ? f : O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, last ? mode : 0);
+      if (fd < 0) {
+        const e = l.errno();
+        throw new SysError("openat", e, rel);
+      }
+      if (cur !== dirfd) closeFd(cur);
+      cur = fd;
+    }
+    return cur;
+  } catch (e) {
+    if (cur !== dirfd) closeFd(cur);
+    throw e;
+  }
+}
+
+function closeFd(fd: number): void {
+  try { closeSync(fd); } catch { /* already closed */ }
 }
