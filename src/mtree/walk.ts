@@ -220,10 +220,28 @@ export async function walkTree(root: string, opts: WalkTreeOptions): Promise<Mtr
   }
 }
 
-/** sha256 of a file, read in large chunks. */
+/**
+ * Open a file of a tree boci did not make for reading: the name itself is never followed
+ * (O_NOFOLLOW), a FIFO or device never blocks (O_NONBLOCK), and anything but a regular file is
+ * refused (InvalidError) — it may have changed since it was looked at.
+ */
+export function openRegularForRead(p: FsPath): number {
+  const c = fs.constants;
+  const fd = fs.openSync(p, c.O_RDONLY | c.O_NOFOLLOW | c.O_NONBLOCK);
+  let ok = false;
+  try {
+    ok = fs.fstatSync(fd).isFile();
+  } finally {
+    if (!ok) fs.closeSync(fd);
+  }
+  if (!ok) throw new InvalidError(`${typeof p === "string" ? p : bytesToName(p)}: not a regular file`);
+  return fd;
+}
+
+/** sha256 of a regular file (never follows the name, never blocks on a FIFO), read in large chunks. */
 export function hashFileSync(p: FsPath): string {
   const h = new Bun.CryptoHasher("sha256");
-  const fd = fs.openSync(p, "r");
+  const fd = openRegularForRead(p);
   try {
     const buf = (chunkBuf ??= Buffer.allocUnsafe(CHUNK));
     for (;;) {

@@ -10,8 +10,11 @@ declare const self: Worker;
 
 function hashFile(p: string): string {
   const h = new Bun.CryptoHasher("sha256");
-  const fd = fs.openSync(p, "r");
+  // As mtree/walk.ts openRegularForRead: never the name's target, never a FIFO.
+  const c = fs.constants;
+  const fd = fs.openSync(p, c.O_RDONLY | c.O_NOFOLLOW | c.O_NONBLOCK);
   try {
+    if (!fs.fstatSync(fd).isFile()) throw new Error(`${p}: not a regular file`);
     const buf = Buffer.allocUnsafe(4 << 20);
     for (;;) {
       const n = fs.readSync(fd, buf, 0, buf.length, null);
