@@ -10,6 +10,15 @@
  * fixing up digests and sizes up to index.json so the mutation reaches the parsers instead of
  * the digest check — and runs `unpack`, `stat` and `validate` on it (10 s timeout each).
  *
+ * A quarter of the iterations are structural instead ("swap"): a valid image built from a seed
+ * image's layer entries, where a directory named in an earlier layer (or earlier in the same
+ * layer) first gets entries that make `unpack` defer its metadata (its own entry with a mode
+ * and an old mtime, a new file or subdirectory below it — `sub`, a name the sentinel also has —,
+ * a whiteout, an opaque whiteout), then is replaced by a symlink pointing outside the bundle
+ * (the sentinel's absolute path, or a `../..` chain), itself or one of its ancestors, followed
+ * by more entries below the old name and whiteouts through symlinks. These unpack half of the
+ * time with `--rootless` (which also defers modes and re-closes opened directories).
+ *
  * A failure is: an exit code outside 0–6 or a signal (a crash), a stack trace on stderr, a
  * timeout (a hang), or an escape (the sentinel directory beside the bundle changed, or a file
  * appeared outside the bundle). Iteration i uses its own PRNG stream derived from (seed, i), so
@@ -21,7 +30,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import * as zlib from "node:zlib";
 import { rng } from "../test/helpers/rng";
-import { makeTar, makeImage, file, dir, symlink, hardlink, whiteout, sha256hex, MT, type Descriptor } from "../test/helpers/image";
+import { makeTar, makeImage, file, dir, symlink, hardlink, whiteout, sha256hex, MT, type Descriptor, type TarEntrySpec, type Compress } from "../test/helpers/image";
 
 // ---------------------------------------------------------------------------------------------
 // arguments
@@ -83,14 +92,19 @@ const root = mkdtempSync(join(tmpdir(), "boci-fuzz-"));
 const seedLayout = join(root, "seed");
 runSync(["init", "--layout", seedLayout]);
 
-const ownerTar = makeTar([
+const ownerEntries: TarEntrySpec[] = [
   dir("etc/"), file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n"),
   file("etc/group", "root:x:0:\n"), dir("bin/"), file("bin/sh", "#!/bin/sh\necho hi\n", { mode: 0o755 }),
   symlink("bin/link", "sh"), hardlink("bin/hard", "bin/sh"), symlink("abs", "/etc/passwd"),
   file("long/".repeat(30) + "deep", "deep", {}), file("x", "x", { pax: { "SCHILY.xattr.user.k": Buffer.from([0, 1, 2, 0xff]) } }),
-]);
-const upperTar = makeTar([whiteout("etc/.wh.group"), dir("etc/"), file("etc/new", "new\n"), whiteout(".wh.x"), dir("opq/"), whiteout("opq/.wh..wh..opq")]);
-const plainTar = makeTar([dir("usr/"), dir("usr/share/"), file("usr/share/doc", "doc ".repeat(200)), { name: "fifo", type: "6" }]);
+];
+const upperEntries: TarEntrySpec[] = [whiteout("etc/.wh.group"), dir("etc/"), file("etc/new", "new\n"), whiteout(".wh.x"), dir("opq/"), whiteout("opq/.wh..wh..opq")];
+const plainEntries: TarEntrySpec[] = [dir("usr/"), dir("usr/share/"), file("usr/share/doc", "doc ".repeat(200)), { name: "fifo", type: "6" }];
+const ownerTar = makeTar(ownerEntries);
+const upperTar = makeTar(upperEntries);
+const plainTar = makeTar(plainEntries);
+/** The layer entries of the seed images, for the structural (swap) mutation. */
+const SEED_LAYERS: Record<string, TarEntrySpec[][]> = { a: [ownerEntries, upperEntries], b: [plainEntries], c: [plainEntries, ownerEntries], d: [] };
 
 const imgs = [
   { tag: "a", made: makeImage(seedLayout, "a", [ownerTar, upperTar], { compress: "gzip", config: { config: { User: "user", Env: ["A=1"], Cmd: ["/bin/sh"] } } }) },
@@ -245,6 +259,96 @@ function encode(c: Codec, b: Buffer): Buffer {
 }
 
 // ---------------------------------------------------------------------------------------------
+// structural mutation: a directory swapped for a symlink pointing outside the bundle
+
+/** An mtime no fresh sentinel has: a deferred utimes that lands on the host shows as this. */
+const OLD_MTIME = 1000000000;
+
+const entryName = (e: TarEntrySpec) => (typeof e.name === "string" ? e.name : e.name.toString("latin1")).replace(/^\/+|\/+$/g, "");
+const isWhiteoutName = (n: string) => n.slice(n.lastIndexOf("/") + 1).startsWith(".wh.");
+
+/** Directories the given layers name: explicit directory entries and every entry's parents. */
+function dirsOf(layers: TarEntrySpec[][]): string[] {
+  const out = new Set<string>();
+  for (const l of layers) for (const e of l) {
+    const n = entryName(e);
+    if (!n || n.split("/").includes("..")) continue;
+    if ((e.type === "5") && !isWhiteoutName(n)) out.add(n);
+    const parts = n.split("/");
+    for (let k = 1; k < parts.length; k++) out.add(parts.slice(0, k).join("/"));
+  }
+  return [...out].sort();
+}
+
+/** A symlink target reaching `outside` from an entry at `at` (or a wrong-length `..` chain). */
+function outsideTarget(r: R, outside: string, at: string): string {
+  const depth = at.split("/").length;
+  const k = int(r, 4);
+  if (k === 0) return outside;
+  if (k === 1) return `${outside}/${pick(r, ["sub", "", "secret"])}`.replace(/\/$/, "");
+  if (k === 2) return "../".repeat(depth + 1) + "outside";
+  return "../".repeat(1 + int(r, depth + 4)) + pick(r, ["outside", "outside/sub", "", ".."]);
+}
+
+/**
+ * Build an image from seed image `tag`'s layers where one or two directories named earlier are
+ * given deferred metadata, then swapped (themselves or an ancestor) for a symlink to outside,
+ * then written below and whited out through. Returns the new layers and a description.
+ */
+function swapLayers(r: R, tag: string, outside: string): { layers: TarEntrySpec[][]; ops: string[] } {
+  const layers = SEED_LAYERS[tag]!.map((l) => [...l]);
+  const ops: string[] = [];
+  for (let round = 1 + int(r, 2); round > 0; round--) {
+    // append to an existing layer (dirs named earlier in it count) or to a new one
+    const li = int(r, layers.length + 1);
+    if (li === layers.length) layers.push([]);
+    const layer = layers[li]!;
+    const known = dirsOf(layers.slice(0, li + 1));
+    let D: string;
+    if (!known.length || r() < 0.15) {
+      D = pick(r, ["fz", "fz/deep", "etc", "usr/share"]);
+      layer.push(dir(`${D}/`, { mode: 0o755, mtime: OLD_MTIME }));
+    } else D = pick(r, known);
+    // 1. make the directory's (or a child's) metadata deferred
+    for (let n = 1 + int(r, 3); n > 0; n--) {
+      switch (int(r, 6)) {
+        case 0: layer.push(dir(`${D}/`, { mode: pick(r, [0o777, 0o500, 0o700, 0o555, 0o000, 0o1777]), mtime: OLD_MTIME })); ops.push(`dir ${D}`); break;
+        case 1: layer.push(file(`${D}/fz-new`, "n")); ops.push(`file ${D}/fz-new`); break;
+        case 2: layer.push(dir(`${D}/sub/`, { mode: pick(r, [0o777, 0o500]), mtime: OLD_MTIME }), file(`${D}/sub/fz`, "s")); ops.push(`dir ${D}/sub`); break;
+        case 3: layer.push(whiteout(`${D}/.wh.${pick(r, ["passwd", "doc", "share", "fz-new", "sub", "nothing"])}`)); ops.push(`wh ${D}/x`); break;
+        case 4: layer.push(whiteout(`${D}/.wh..wh..opq`)); ops.push(`opq ${D}`); break;
+        default: layer.push(dir(`${D}/sub/`, { mode: 0o777, mtime: OLD_MTIME }), dir(`${D}/sub/deeper/`, { mode: 0o500, mtime: OLD_MTIME })); ops.push(`dirs ${D}/sub/deeper`); break;
+      }
+    }
+    // 2. the swap: the directory itself or one of its ancestors becomes a symlink to outside
+    const parts = D.split("/");
+    const S = r() < 0.7 ? D : parts.slice(0, 1 + int(r, parts.length)).join("/");
+    const t = r() < 0.85 ? outsideTarget(r, outside, S) : pick(r, known.filter((k) => k !== S && !k.startsWith(`${S}/`)).concat(["etc"]));
+    layer.push(symlink(S, t));
+    ops.push(`swap ${S} -> ${t.startsWith(outside) ? "<outside>" + t.slice(outside.length) : t}`);
+    // 3. more entries below the old name, and whiteouts through symlinks
+    for (let n = int(r, 4); n > 0; n--) {
+      switch (int(r, 8)) {
+        case 0: layer.push(file(`${D}/after`, "a")); ops.push(`file ${D}/after`); break;
+        case 1: layer.push(file(`${S}/secret`, "overwritten?")); ops.push(`file ${S}/secret`); break;
+        case 2: layer.push(dir(`${S}/sub/`, { mode: 0o700, mtime: OLD_MTIME }), file(`${S}/sub/file`, "overwritten?")); ops.push(`dir ${S}/sub`); break;
+        case 3: layer.push(whiteout(`${S}/.wh.${pick(r, ["secret", "sub"])}`)); ops.push(`wh ${S}/secret|sub`); break;
+        case 4: layer.push(whiteout(`${S}/.wh..wh..opq`)); ops.push(`opq ${S}`); break;
+        case 5: layer.push(dir(`${D}/`, { mode: 0o777, mtime: OLD_MTIME })); ops.push(`dir ${D} again`); break;
+        default: {
+          // a symlink inside the rootfs to another directory, then whiteouts through it
+          const other = pick(r, known.length ? known : ["etc"]);
+          const wl = `fzlink${int(r, 3)}`;
+          layer.push(symlink(wl, r() < 0.5 ? other : `/${other}`), r() < 0.5 ? whiteout(`${wl}/.wh..wh..opq`) : whiteout(`${wl}/.wh.${pick(r, ["passwd", "doc", "new", "sub"])}`));
+          ops.push(`wh via ${wl} -> ${other}`);
+        }
+      }
+    }
+  }
+  return { layers, ops };
+}
+
+// ---------------------------------------------------------------------------------------------
 // writing a mutation into a layout copy
 
 /** Store `bytes` in place of blob `old` and rewrite every descriptor naming it, up to index.json. */
@@ -294,6 +398,9 @@ interface Failure { iter: number; what: string; cmd: string; detail: string }
 const failures: Failure[] = [];
 const codes = new Map<string, number>();
 const EXPECTED_ROOT = new Set(["seed"]);
+/** Share of iterations that build a directory-to-symlink swap image instead of mutating bytes. */
+const SWAP_SHARE = 0.25;
+const SWAP_TAG = "fz";
 
 async function iteration(i: number): Promise<Failure[]> {
   const r = rng((SEED * 1_000_003 + i * 7919) >>> 0 ^ 0x9e3779b9);
@@ -308,11 +415,21 @@ async function iteration(i: number): Promise<Failure[]> {
   writeFileSync(join(outside, "sub", "file"), "file\n");
   cpSync(seedLayout, L, { recursive: true });
 
+  const swap = r() < SWAP_SHARE;
   const target = pick(r, targets);
   const fixup = r() < 0.5;
   const orig = seedBytes(target);
   let desc: string;
-  if (target.kind === "index") {
+  let tag = "";
+  let rootless = false;
+  if (swap) {
+    const from = pick(r, TAGS);
+    const { layers, ops } = swapLayers(r, from, outside);
+    makeImage(L, SWAP_TAG, layers.map((l) => makeTar(l)), { compress: pick(r, ["gzip", "zstd", "none"] as Compress[]) });
+    rootless = r() < 0.5;
+    tag = SWAP_TAG;
+    desc = `swap from ${from}${rootless ? " rootless" : ""}: ${ops.join(", ")}`;
+  } else if (target.kind === "index") {
     const { bytes, ops } = mutateBytes(r, orig, true, false);
     writeFileSync(join(L, "index.json"), bytes);
     desc = `index.json ${ops.join("+")}`;
@@ -334,11 +451,11 @@ async function iteration(i: number): Promise<Failure[]> {
     else writeFileSync(blobPath(L, target.digest), bytes);
     desc = `${target.kind} ${target.digest.slice(7, 19)} (${target.tag}) ${ops.join("+")}${fixup ? " fixup" : ""}`;
   }
-  const tag = target.kind === "index" ? pick(r, TAGS) : target.tag;
+  if (!swap) tag = target.kind === "index" ? pick(r, TAGS) : target.tag;
   const before = snapshot(outside);
 
   const cmds: string[][] = [
-    ["unpack", "--no-progress", "--image", `${L}:${tag}`, bundle],
+    ["unpack", ...(rootless ? ["--rootless"] : []), "--no-progress", "--image", `${L}:${tag}`, bundle],
     ["stat", "--image", `${L}:${tag}`],
     ["validate", "--layout", L],
   ];
@@ -353,7 +470,12 @@ async function iteration(i: number): Promise<Failure[]> {
     else if (res.signal !== null || res.code === null || res.code < 0 || res.code > 6) fail("crash", c, `exit ${res.code} signal ${res.signal}: ${res.stderr.slice(0, 1500)}`);
     if (/^ {4}at /m.test(res.stderr)) fail("stack trace", c, res.stderr.slice(0, 1500));
   });
-  if (snapshot(outside) !== before) fail("escape: sentinel changed", cmds[0]!, "");
+  const after = snapshot(outside);
+  if (after !== before) {
+    const was = new Set(before.split("\n")), now = new Set(after.split("\n"));
+    const lines = [...before.split("\n").filter((l) => !now.has(l)).map((l) => `was: ${l}`), ...after.split("\n").filter((l) => !was.has(l)).map((l) => `now: ${l}`)];
+    fail("escape: sentinel changed", cmds[0]!, lines.join("\n"));
+  }
   const extra = readdirSync(it).filter((n) => !["layout", "bundle", "outside", "cwd"].includes(n));
   if (extra.length) fail("escape: files beside the bundle", cmds[0]!, extra.join(", "));
   if (readdirSync(cwd).length) fail("escape: files in the working directory", cmds[0]!, readdirSync(cwd).join(", "));

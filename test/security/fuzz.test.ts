@@ -1,6 +1,8 @@
 /**
  * Runs the mutation fuzzer (scripts/fuzz.ts) for 60 s with seed 1: no crash, stack trace, hang
- * or escape on any mutated seed image.
+ * or escape on any mutated seed image, nor on the structural "swap" images (a directory with
+ * deferred metadata replaced by a symlink pointing outside the bundle, then written below and
+ * whited out through; unpacked as root and with --rootless).
  */
 import { expect, test } from "bun:test";
 import { join } from "node:path";
