@@ -377,7 +377,6 @@ export class LayerApplier {
   private applyMetadata(real: string, hdr: TarHeader, opts: { existing: boolean }): void {
     const target = this.abs(real);
     const isLink = hdr.type === "symlink";
-    const rootlessDevice = this.rootless && (hdr.type === "char" || hdr.type === "block");
     if (!this.rootless) {
       const uid = toHost(hdr.uid, this.opts.mapOptions.uidMappings, "uid");
       const gid = toHost(hdr.gid, this.opts.mapOptions.gidMappings, "gid");
@@ -387,8 +386,8 @@ export class LayerApplier {
     // permission on the file to set user.* xattrs, which a read-only mode would take away.
     this.applyXattrs(target, hdr, opts.existing);
     if (!isLink) {
+      // (a rootless device node, an empty file made with mode 0000, gets its header's mode now, as in umoci)
       let mode = hdr.mode & 0o7777;
-      if (rootlessDevice) mode = 0;
       // Rootless: keep directories open to ourselves until the layer is done.
       if (this.rootless && hdr.type === "dir") mode |= 0o700;
       fs.chmodSync(target, mode);
@@ -768,7 +767,7 @@ export class LayerApplier {
     if (this.rootless) {
       e.uid = this.euid;
       e.gid = this.egid;
-      if (hdr.type === "char" || hdr.type === "block") { e.type = "file"; e.mode = 0; e.size = 0; e.sha256 = EMPTY_SHA256; }
+      if (hdr.type === "char" || hdr.type === "block") { e.type = "file"; e.size = 0; e.sha256 = EMPTY_SHA256; }
       if (hdr.type === "dir") e.mode = hdr.mode & 0o7777;
     } else {
       e.uid = toHost(hdr.uid, this.opts.mapOptions.uidMappings, "uid");

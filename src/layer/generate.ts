@@ -15,6 +15,7 @@ import { llistxattr, lgetxattr } from "../sys";
 import { type MapOptions, toContainer } from "./idmap";
 import { ROOTLESS_XATTR, decodeRootlessOwner } from "./rootless-xattr";
 import { markReleasable } from "../util/release";
+import { openRegularForRead } from "../mtree/walk";
 
 /**
  * One path to archive. `path` is relative to the root on disk ("." for the root);
@@ -130,7 +131,9 @@ async function addFromDisk(abs: string, rel: string, tar: TarWriter, seenInodes:
     size: 0,
   };
 
-  if (type === "file" && st.nlink > 1) {
+  // Any inode but a directory met a second time is a hard link to its first name, as in umoci
+  // (a hard link to a symlink, a FIFO or a device stays one inode).
+  if (type !== "dir" && st.nlink > 1) {
     const key = `${st.dev}:${st.ino}`;
     const first = seenInodes.get(key);
     if (first !== undefined) {
@@ -153,7 +156,9 @@ async function addFromDisk(abs: string, rel: string, tar: TarWriter, seenInodes:
     case "file": {
       hdr.size = st.size;
       if (st.size <= BIG_FILE) {
-        const body = fs.readFileSync(abs);
+        const fd = openRegularForRead(abs);
+        let body: Buffer;
+        try { body = fs.readFileSync(fd); } finally { fs.closeSync(fd); }
         if (body.length !== st.size) throw new InvalidError(`file changed size while being archived`);
         opts.onBytes?.(body.length);
         await tar.add(hdr, body);
@@ -168,7 +173,8 @@ async function addFromDisk(abs: string, rel: string, tar: TarWriter, seenInodes:
 }
 
 async function* readChunks(abs: string, size: number, onBytes?: (n: number) => void): AsyncGenerator<Buffer> {
-  const fh = await fs.promises.open(abs, "r");
+  const fh = await fs.promises.open(abs, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+  if (!(await fh.stat()).isFile()) { await fh.close(); throw new InvalidError(`not a regular file`); }
   try {
     let left = size;
     while (left > 0) {

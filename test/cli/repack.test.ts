@@ -277,6 +277,24 @@ describe.skipIf(!isRoot)("repack: layer format", () => {
     expect(tv.stdout).toContain("z dir/a-b/f");
   });
 
+  test("a hard link to a symlink is one inode: repacked as a link entry and unpacked as one inode again", () => {
+    const { layout, img } = baseImage(BASE);
+    const b1 = unpack(img);
+    run(`ln -s target sym && ln -P sym hard`, join(b1, "rootfs"));
+    expect(lstatSync(join(b1, "rootfs/hard")).ino).toBe(lstatSync(join(b1, "rootfs/sym")).ino);
+    repack(img, b1);
+    expect(checkLayout(layout)).toEqual([]);
+    const es = lastLayerEntries(layout, img).filter((e) => e.name === "hard" || e.name === "sym");
+    // the first name (by path) is the symlink, the second a hard link to it
+    expect(es.map((e) => [e.name, e.type, e.linkname])).toEqual([["hard", "2", "target"], ["sym", "1", "hard"]]);
+    const b2 = unpack(img);
+    const h = lstatSync(join(b2, "rootfs/hard"));
+    expect(h.isSymbolicLink()).toBe(true);
+    expect(h.ino).toBe(lstatSync(join(b2, "rootfs/sym")).ino);
+    expect(h.nlink).toBe(2);
+    expect(readlinkSync(join(b2, "rootfs/sym"))).toBe("target");
+  });
+
   test("whiteout entries are empty regular files", () => {
     const { layout, img } = baseImage(BASE);
     const b1 = unpack(img);

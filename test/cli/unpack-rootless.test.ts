@@ -93,7 +93,7 @@ describe.skipIf(!canRun)("unpack --rootless as uid 65534", () => {
     const dev = lstatSync(join(R, "dev/null"));
     expect(dev.isFile()).toBe(true);
     expect(dev.size).toBe(0);
-    expect(dev.mode & 0o7777).toBe(0);
+    expect(dev.mode & 0o7777).toBe(0o666); // the header's mode, as umoci 0.6 leaves it
     expect(lstatSync(join(R, "dev/fifo")).isFIFO()).toBe(true);
 
     expect(lstatSync(join(R, "locked")).mode & 0o7777).toBe(0);
