@@ -3,13 +3,13 @@
  * unpacked image and the ID-map options. Written compact with a newline; read from bundles made
  * by umoci 0.4.7 (which adds `"whiteout_mode":0`) and 0.6.
  */
-import * as fs from "node:fs";
 import * as path from "node:path";
 import { InvalidError, NotFoundError } from "../errors";
 import type { Descriptor } from "../image";
 import { validateDescriptor, assertValid } from "../image";
 import type { MapOptions, IdMapping } from "../layer/idmap";
 import { goJson, parseJsonStrict } from "../util/json";
+import { readRegularFile, writeFileAtomic } from "../util/fs";
 
 export const META_FILE = "umoci.json";
 export const META_VERSION = "2";
@@ -32,8 +32,12 @@ export function formatMeta(meta: BundleMeta): string {
   }) + "\n";
 }
 
-export function writeMeta(bundle: string, meta: BundleMeta): void {
-  fs.writeFileSync(path.join(bundle, META_FILE), formatMeta(meta), { mode: 0o644 });
+/**
+ * Write `umoci.json` into `bundle`: beside it under a temporary name, then renamed over it (a
+ * symlink planted there is replaced, never followed). `fsync` as writeFileAtomic (default true).
+ */
+export function writeMeta(bundle: string, meta: BundleMeta, opts: { fsync?: boolean } = {}): void {
+  writeFileAtomic(path.join(bundle, META_FILE), formatMeta(meta), { mode: 0o644, fsync: opts.fsync });
 }
 
 function parseMaps(v: unknown, what: string): IdMapping[] {
@@ -46,10 +50,14 @@ function parseMaps(v: unknown, what: string): IdMapping[] {
   });
 }
 
+/**
+ * Read the bundle's `umoci.json`. Refused (exit 4) unless it is a regular file: a symlink is not
+ * followed, a FIFO is not waited on (util/fs.ts readRegularFile). Missing: exit 3.
+ */
 export function readMeta(bundle: string): BundleMeta {
   const file = path.join(bundle, META_FILE);
   let text: string;
-  try { text = fs.readFileSync(file, "utf8"); } catch (e) {
+  try { text = readRegularFile(file, `bundle ${bundle}: ${META_FILE}`).data.toString("utf8"); } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") throw new NotFoundError(`bundle ${bundle}: no ${META_FILE} (not a bundle made by unpack?)`);
     throw e;
   }

@@ -23,7 +23,8 @@ import { createTarWriter } from "../tar";
 import { writeChanges, type Change } from "../layer/generate";
 import { llistxattr, lgetxattr } from "../sys";
 import { readMeta, writeMeta, type BundleMeta } from "./meta";
-import { writeMtreeFile } from "./unpack";
+import { resolveBundleDir, writeMtreeFile } from "./unpack";
+import { readRegularFile } from "../util/fs";
 import { readStatCache, removeStatCache, statCacheEnabled, statKey, writeStatCache } from "./stat-cache";
 import { storeLayer, resolveCompression, type CompressChoice } from "./layer-blob";
 import { createProgress, formatBytes } from "../util/progress";
@@ -112,7 +113,8 @@ function parentOf(p: string): string | null {
  */
 function readManifest(bundle: string, mtreePath: string): { old: MtreeStore; mtreeSha: string } {
   let text: string;
-  try { text = fs.readFileSync(mtreePath, "utf8"); } catch (e) {
+  // (a symlink or FIFO there is refused, exit 4: util/fs.ts readRegularFile)
+  try { text = readRegularFile(mtreePath, `bundle ${bundle}: ${path.basename(mtreePath)}`).data.toString("utf8"); } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") throw new NotFoundError(`bundle ${bundle}: mtree manifest ${path.basename(mtreePath)} not found`);
     throw e;
   }
@@ -122,7 +124,14 @@ function readManifest(bundle: string, mtreePath: string): { old: MtreeStore; mtr
   return { old, mtreeSha: sha256Hex(sha256Digest(text)) };
 }
 
-export async function repackBundle(layout: Layout, bundle: string, opts: RepackOptions): Promise<RepackResult> {
+/**
+ * Repack the bundle's changes as a new layer and point `opts.tag` at the new image. The bundle
+ * is hostile input: a symlink at its name is resolved once, here; its files are read only if
+ * they are regular files (never through a symlink, never a FIFO); rootfs must be a directory,
+ * not a symlink. With --refresh-bundle its files are replaced by rename (refreshBundle).
+ */
+export async function repackBundle(layout: Layout, bundleArg: string, opts: RepackOptions): Promise<RepackResult> {
+  const bundle = resolveBundleDir(bundleArg, { keepDangling: true });
   const meta = readMeta(bundle);
   const walk = meta.descriptorWalk;
   const manifestDesc = walk[walk.length - 1]!;
@@ -130,7 +139,12 @@ export async function repackBundle(layout: Layout, bundle: string, opts: RepackO
   const mtreePath = path.join(bundle, mtreeFileName(manifestDesc.digest));
   const { old, mtreeSha } = readManifest(bundle, mtreePath);
   const rootfs = path.join(bundle, "rootfs");
-  if (!fs.existsSync(rootfs)) throw new NotFoundError(`bundle ${bundle}: no rootfs directory`);
+  let rootSt: fs.Stats;
+  try { rootSt = fs.lstatSync(rootfs); } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") throw new NotFoundError(`bundle ${bundle}: no rootfs directory`);
+    throw e;
+  }
+  if (!rootSt.isDirectory()) throw new InvalidError(`bundle ${bundle}: rootfs is not a directory${rootSt.isSymbolicLink() ? " (a symbolic link; refusing to follow it)" : ""}`);
 
   const m = new Mutator(layout, { walk } as DescriptorPath);
   const progress = createProgress({ enabled: opts.progress !== false });
@@ -228,13 +242,18 @@ export async function repackBundle(layout: Layout, bundle: string, opts: RepackO
   }
 }
 
-/** Point the bundle at the new image: a new mtree (the tree as it is now) and umoci.json. */
+/**
+ * Point the bundle at the new image: a new mtree (the tree as it is now), its stat cache and
+ * umoci.json, each written beside under a temporary name (O_EXCL|O_NOFOLLOW, removed on
+ * SIGINT/SIGTERM) and renamed over the old name, so a symlink planted there is replaced and
+ * never followed. Synchronous: a signal is handled before or after, never in the middle.
+ */
 function refreshBundle(bundle: string, meta: BundleMeta, newWalk: Descriptor[], tree: MtreeStore, rootfs: string, oldMtree: string, stats: Map<string, string> | null): void {
   const manifest = newWalk[newWalk.length - 1]!;
   const file = path.join(bundle, mtreeFileName(manifest.digest));
   // The old cache goes first: it must never sit beside a manifest it does not describe.
   removeStatCache(bundle);
-  const mtreeSha = writeMtreeFile(file, tree.sorted(), rootfs, { exclusive: false });
+  const mtreeSha = writeMtreeFile(file, tree.sorted(), rootfs, { replace: true });
   if (stats) writeStatCache(bundle, mtreeSha, stats);
   writeMeta(bundle, { descriptorWalk: newWalk, mapOptions: meta.mapOptions });
   if (file !== oldMtree) fs.rmSync(oldMtree, { force: true });

@@ -16,6 +16,8 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { InvalidError } from "../errors";
+import { readRegularFile, writeFileAtomicWith } from "../util/fs";
 
 export const STAT_CACHE_FILE = ".boci-stat";
 const MAGIC = "boci-stat 1";
@@ -31,24 +33,19 @@ export function statCacheEnabled(): boolean {
 
 /**
  * Write the cache for `files` (path → stat) of the manifest whose text hashes to `mtreeSha256`,
- * replacing any previous cache (written aside, then renamed over it).
+ * replacing any previous cache (written beside under a temporary name, created O_EXCL|O_NOFOLLOW,
+ * then renamed over it: a symlink planted there is replaced, never followed).
  */
-export function writeStatCache(bundle: string, mtreeSha256: string, files: Iterable<[string, string]>): void {
-  const file = path.join(bundle, STAT_CACHE_FILE);
-  const tmp = `${file}.tmp-${process.pid}`;
-  const fd = fs.openSync(tmp, "w", 0o600);
-  try {
+export function writeStatCache(bundle: string, mtreeSha256: string, files: Iterable<[string, string]>, opts: { fsync?: boolean } = {}): void {
+  writeFileAtomicWith(path.join(bundle, STAT_CACHE_FILE), (write) => {
     let lines: string[] = [`${MAGIC} ${mtreeSha256}`];
-    const flush = () => { fs.writeSync(fd, lines.join("\n") + "\n"); lines = []; };
+    const flush = () => { write(Buffer.from(lines.join("\n") + "\n")); lines = []; };
     for (const [p, s] of files) {
       lines.push(`${s} ${JSON.stringify(p)}`);
       if (lines.length >= 8192) flush();
     }
     if (lines.length) flush();
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(tmp, file);
+  }, { mode: 0o600, fsync: opts.fsync });
 }
 
 /**
@@ -56,6 +53,7 @@ export function writeStatCache(bundle: string, mtreeSha256: string, files: Itera
  * handed to `each` as path and key (dev, ino, size, mtimeNs, ctimeNs); racy entries are left
  * out. False, before any, when there is no usable cache (none, another manifest's, unreadable,
  * disabled); false after some when it turns out malformed (the caller must then forget them).
+ * Throws InvalidError (exit 4) when `.boci-stat` is not a regular file (a symlink, a FIFO).
  */
 export function readStatCache(bundle: string, mtreeSha256: string, each: (path: string, key: bigint[]) => void): boolean {
   if (!statCacheEnabled()) return false;
@@ -63,16 +61,13 @@ export function readStatCache(bundle: string, mtreeSha256: string, each: (path: 
   let text: string;
   let stamp: bigint;
   try {
-    const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
-    try {
-      const st = fs.fstatSync(fd, { bigint: true });
-      if (!st.isFile()) return false;
-      stamp = st.mtimeNs;
-      text = fs.readFileSync(fd, "utf8");
-    } finally {
-      fs.closeSync(fd);
-    }
-  } catch {
+    const r = readRegularFile(file, `bundle ${bundle}: ${STAT_CACHE_FILE}`);
+    stamp = r.stat.mtimeNs;
+    text = r.data.toString("utf8");
+  } catch (e) {
+    // A cache that is a symlink, a FIFO, a directory: the bundle was tampered with (refused,
+    // as for umoci.json and the manifest). Missing or unreadable: only costs a re-read.
+    if (e instanceof InvalidError) throw e;
     return false;
   }
   let pos = text.indexOf("\n");

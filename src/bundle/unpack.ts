@@ -4,12 +4,13 @@
  *
  * One pass per byte: each layer blob is read once (verified against its digest and size),
  * decompressed, hashed for its diffID, extracted, and recorded into the mtree manifest as it
- * streams. On failure the rootfs and any bundle files this call created are removed.
+ * streams. The bundle is built under a temporary name and moved into place at the end: a failure
+ * or SIGINT/SIGTERM leaves no half-made bundle (see unpackBundle).
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { Readable } from "node:stream";
-import { ClobberError, InvalidError, UnsupportedError, UsageError, addContext } from "../errors";
+import { BociError, ClobberError, InvalidError, UnsupportedError, UsageError, addContext, describeErrno } from "../errors";
 import { type Layout, type DescriptorPath, manifestOf } from "../cas";
 import { type Descriptor, type ImageConfig, type Manifest, MediaType, isLayerMediaType } from "../image";
 import { compressionFromMediaType, createDecompressor, sniffCompression, type Compression } from "../compress";
@@ -18,10 +19,12 @@ import { createMtreeRecorder, writeMtreeSorted, UMOCI_KEYWORDS, type MtreeRecord
 import { LayerApplier } from "../layer/apply";
 import { type MapOptions, toHost } from "../layer/idmap";
 import { generateRuntimeConfig, serializeRuntimeConfig } from "./runtime-config";
-import { writeMeta } from "./meta";
+import { META_FILE, writeMeta } from "./meta";
 import { STAT_CACHE_FILE, statCacheEnabled, statKey, writeStatCache } from "./stat-cache";
 import { createProgress, formatBytes } from "../util/progress";
 import { getPool, inlineHasher } from "../worker/pool";
+import { onInterrupt, removeStaleTemps, removeTreeForce } from "../util/cleanup";
+import { randomName, writeFileAtomicWith } from "../util/fs";
 
 /** Layers (compressed) at least this big get their diffID hashed on a worker thread. */
 const OFFLOAD_DIFFID_MIN = 4 << 20;
@@ -162,23 +165,65 @@ async function applyLayerBlob(layout: Layout, layer: Descriptor, applier: LayerA
 
 export interface BundleUnpackResult { mtreeFile: string }
 
-/** `umoci unpack`: the full bundle. Refuses a bundle that already has rootfs/ or config.json. */
-export async function unpackBundle(layout: Layout, img: LoadedImage, bundle: string, opts: UnpackOptions): Promise<BundleUnpackResult> {
+/** The marker in the names of unpack's temporary directories: `.NAME.boci-unpack-PID-RANDOM`. */
+const TEMP_MARK = ".boci-unpack-";
+
+/**
+ * `umoci unpack`: the full bundle. Refuses a bundle that already has rootfs/, config.json or the
+ * manifest's mtree file (exit 5).
+ *
+ * The bundle is built in a temporary directory (mode 0700) and moved into place at the end, so
+ * an interrupted or failed unpack leaves nothing half-made:
+ * - no `bundle`: built in `.NAME.boci-unpack-PID-RANDOM` beside it, renamed to it at the end;
+ * - an existing directory (empty, or with other files): built in `.boci-unpack-PID-RANDOM`
+ *   inside it, and its five entries (rootfs last) moved up by rename. Building inside keeps
+ *   working where the parent is not writable or the bundle is a mount point, and the directory
+ *   keeps its identity; it is made mode 0700 as the bundle always is.
+ * The temporary directory is registered with util/cleanup.ts (removed on SIGINT/SIGTERM) and
+ * removed on failure, with any parent directories this call created. Temporary directories
+ * of a process that is gone (SIGKILL) are removed first. A symlink at `bundle` is resolved once,
+ * here (a dangling one is refused); nothing in the bundle records its path, so renaming is safe.
+ */
+export async function unpackBundle(layout: Layout, img: LoadedImage, bundleArg: string, opts: UnpackOptions): Promise<BundleUnpackResult> {
   if (img.config.os !== "linux") throw new UnsupportedError(`unsupported OS: ${img.config.os}`);
-  const rootfs = path.join(bundle, "rootfs");
-  const configPath = path.join(bundle, "config.json");
-  for (const p of [rootfs, configPath]) {
-    if (fs.existsSync(p)) throw new ClobberError(`bundle ${bundle}: ${path.basename(p)} already exists; refusing to overwrite`);
+  const bundle = resolveBundleDir(bundleArg);
+  const abs = path.resolve(bundle);
+  const parent = path.dirname(abs);
+  const name = path.basename(abs);
+  const mtreeName = `sha256_${img.manifestDesc.digest.split(":")[1]!}.mtree`;
+  const existing = lstatOrUndefined(abs);
+  if (existing && !existing.isDirectory()) throw new ClobberError(`bundle ${bundle} exists and is not a directory`);
+  const refuseExisting = () => {
+    for (const n of ["rootfs", "config.json", mtreeName]) {
+      if (lstatOrUndefined(path.join(abs, n))) throw new ClobberError(`bundle ${bundle}: ${n} already exists; refusing to overwrite`);
+    }
+  };
+  if (existing) refuseExisting();
+  // What a killed unpack of this bundle left behind (beside it, or inside it).
+  removeStaleTemps(parent, tempPid(`.${name}${TEMP_MARK}`));
+  if (existing) removeStaleTemps(abs, tempPid(TEMP_MARK));
+
+  let madeParents: string | undefined;
+  if (!existing) {
+    try { madeParents = fs.mkdirSync(parent, { recursive: true, mode: 0o755 }); } catch (e) { throw cannotWrite(bundle, e); }
   }
-  fs.mkdirSync(bundle, { recursive: true, mode: 0o700 });
-  fs.chmodSync(bundle, 0o700);
-  const hex = img.manifestDesc.digest.split(":")[1]!;
-  const mtreeFile = path.join(bundle, `sha256_${hex}.mtree`);
-  if (fs.existsSync(mtreeFile)) throw new ClobberError(`bundle ${bundle}: ${path.basename(mtreeFile)} already exists`);
-  const created: string[] = [];
+  const tmp = existing ? path.join(abs, `${TEMP_MARK}${process.pid}-${randomName()}`) : path.join(parent, `.${name}${TEMP_MARK}${process.pid}-${randomName()}`);
+  const undo = () => {
+    removeTreeForce(tmp);
+    if (madeParents !== undefined) removeEmptyParents(parent, madeParents);
+  };
+  try { fs.mkdirSync(tmp, { mode: 0o700 }); } catch (e) {
+    if (madeParents !== undefined) removeEmptyParents(parent, madeParents);
+    throw cannotWrite(bundle, e);
+  }
+  const unregister = onInterrupt(undo);
   try {
+    fs.chmodSync(tmp, 0o700);
+    if (existing) {
+      try { fs.chmodSync(abs, 0o700); } catch (e) { throw addContext(`bundle ${bundle}: cannot make it mode 0700`, e); }
+    }
+    const rootfs = path.join(tmp, "rootfs");
     createRootfsDir(rootfs, opts.mapOptions);
-    created.push(rootfs);
     const recorder = (await unpackLayers(layout, img, rootfs, { ...opts, record: true }))!;
     // Drop the extraction's garbage (decompressed chunks, stat results) before the manifest is
     // formatted, so the two never add up in the peak.
@@ -189,14 +234,12 @@ export async function unpackBundle(layout: Layout, img: LoadedImage, bundle: str
       mapOptions: opts.mapOptions,
       onWarning: opts.onWarning,
     });
-    fs.writeFileSync(configPath, serializeRuntimeConfig(cfg), { flag: "wx", mode: 0o644 });
-    created.push(configPath);
-    const mtreeSha = writeMtreeFile(mtreeFile, recorder.sorted(), rootfs);
-    created.push(mtreeFile);
+    writeNewFile(path.join(tmp, "config.json"), serializeRuntimeConfig(cfg));
+    // (the header names the rootfs where it will be, not where it is built)
+    const mtreeSha = writeMtreeFile(path.join(tmp, mtreeName), recorder.sorted(), rootfs, { treeName: path.join(bundle, "rootfs") });
     if (statCacheEnabled()) {
       // The files as they are now, every layer applied (stat-cache.ts).
-      created.push(path.join(bundle, STAT_CACHE_FILE));
-      writeStatCache(bundle, mtreeSha, (function* () {
+      writeStatCache(tmp, mtreeSha, (function* () {
         let n = 0;
         for (const e of recorder.entries()) {
           if (e.type !== "file") continue;
@@ -206,35 +249,184 @@ export async function unpackBundle(layout: Layout, img: LoadedImage, bundle: str
           try { st = fs.lstatSync(path.join(rootfs, e.path), { bigint: true }); } catch { continue; }
           if (st.isFile()) yield [e.path, statKey(st)] as [string, string];
         }
-      })());
+      })(), { fsync: false });
     }
-    writeMeta(bundle, { descriptorWalk: img.path.walk, mapOptions: opts.mapOptions });
-    return { mtreeFile };
+    writeMeta(tmp, { descriptorWalk: img.path.walk, mapOptions: opts.mapOptions }, { fsync: false });
+    // Into place: synchronous from here to unregister(), so a signal sees all or nothing.
+    if (existing) {
+      refuseExisting();
+      const names = [STAT_CACHE_FILE, META_FILE, mtreeName, "config.json", "rootfs"].filter((n) => lstatOrUndefined(path.join(tmp, n)));
+      moveEntries(tmp, abs, names);
+      fs.rmdirSync(tmp);
+    } else {
+      try { fs.renameSync(tmp, abs); } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === "ENOTEMPTY" || code === "EEXIST" || code === "ENOTDIR") throw new ClobberError(`bundle ${bundle} was created by someone else while unpacking; refusing to overwrite it`, { cause: e });
+        throw e;
+      }
+    }
+    unregister();
+    return { mtreeFile: path.join(bundle, mtreeName) };
   } catch (e) {
-    for (const p of created.reverse()) removeTree(p);
+    unregister();
+    try { undo(); } catch (c) {
+      opts.onWarning?.(`could not remove the temporary directory ${tmp}: ${(c as Error).message}`);
+    }
     throw e;
   }
 }
 
 /**
- * Write a manifest file (created exclusively) in pieces, as go-mtree text with umoci's keywords,
- * from entries in walk order (a recorder's sorted()). Returns the sha256 (hex) of the text
- * written (the stat cache names the manifest by it).
+ * The directory a bundle argument names: a symlink there is resolved once (realpath), so every
+ * later step works on one directory. A dangling symlink is refused (exit 5), or with
+ * `keepDangling` returned as it is (a reader then finds nothing there).
  */
-export function writeMtreeFile(file: string, entries: Iterable<MtreeEntry>, tree: string, opts: { exclusive?: boolean } = {}): string {
-  const fd = fs.openSync(file, opts.exclusive === false ? "w" : "wx", 0o644);
-  const h = new Bun.CryptoHasher("sha256");
+export function resolveBundleDir(bundle: string, opts: { keepDangling?: boolean } = {}): string {
+  const st = lstatOrUndefined(bundle);
+  if (!st?.isSymbolicLink()) return bundle;
   try {
-    writeMtreeSorted(entries, { keywords: UMOCI_KEYWORDS, tree }, (chunk) => {
+    return fs.realpathSync(bundle);
+  } catch (e) {
+    if (opts.keepDangling) return bundle;
+    throw new ClobberError(`bundle ${bundle} is a symbolic link that does not resolve; refusing to follow or replace it`, { cause: e });
+  }
+}
+
+/**
+ * `raw unpack`: only the root filesystem. A new directory is built as unpackBundle builds a
+ * bundle (beside it under a temporary name, renamed at the end; removed on failure or signal).
+ * An existing directory is extracted in place: that cannot be atomic, and what was extracted
+ * before a failure or a signal stays (the command still exits cleanly).
+ */
+export async function unpackRootfs(layout: Layout, img: LoadedImage, dirArg: string, opts: UnpackOptions): Promise<void> {
+  const dir = resolveBundleDir(dirArg);
+  const st = lstatOrUndefined(dir);
+  if (st) {
+    if (!st.isDirectory()) throw new UsageError(`raw unpack: ${dirArg} is not a directory`);
+    await unpackLayers(layout, img, dir, opts);
+    return;
+  }
+  const abs = path.resolve(dir);
+  const parent = path.dirname(abs);
+  const name = path.basename(abs);
+  removeStaleTemps(parent, tempPid(`.${name}${TEMP_MARK}`));
+  let madeParents: string | undefined;
+  try { madeParents = fs.mkdirSync(parent, { recursive: true, mode: 0o755 }); } catch (e) { throw cannotWrite(dirArg, e); }
+  const tmp = path.join(parent, `.${name}${TEMP_MARK}${process.pid}-${randomName()}`);
+  const undo = () => {
+    removeTreeForce(tmp);
+    if (madeParents !== undefined) removeEmptyParents(parent, madeParents);
+  };
+  try { fs.mkdirSync(tmp, { mode: 0o755 }); } catch (e) {
+    if (madeParents !== undefined) removeEmptyParents(parent, madeParents);
+    throw cannotWrite(dirArg, e);
+  }
+  const unregister = onInterrupt(undo);
+  try {
+    await unpackLayers(layout, img, tmp, opts);
+    try { fs.renameSync(tmp, abs); } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === "ENOTEMPTY" || code === "EEXIST" || code === "ENOTDIR") throw new ClobberError(`raw unpack: ${dirArg} was created by someone else while unpacking; refusing to overwrite it`, { cause: e });
+      throw e;
+    }
+    unregister();
+  } catch (e) {
+    unregister();
+    try { undo(); } catch (c) {
+      opts.onWarning?.(`could not remove the temporary directory ${tmp}: ${(c as Error).message}`);
+    }
+    throw e;
+  }
+}
+
+/** The pid in a temporary name `PREFIX<pid>-<16 hex>`, for removeStaleTemps. */
+function tempPid(prefix: string): (name: string) => number | undefined {
+  return (n) => {
+    if (!n.startsWith(prefix)) return undefined;
+    const m = /^(\d+)-[0-9a-f]{16}$/.exec(n.slice(prefix.length));
+    return m ? Number(m[1]) : undefined;
+  };
+}
+
+/** Move `names` from `from` to `to` by rename, in order; on failure move back what was moved. */
+function moveEntries(from: string, to: string, names: string[]): void {
+  const moved: string[] = [];
+  try {
+    for (const n of names) {
+      fs.renameSync(path.join(from, n), path.join(to, n));
+      moved.push(n);
+    }
+  } catch (e) {
+    for (const n of moved.reverse()) {
+      try { fs.renameSync(path.join(to, n), path.join(from, n)); } catch { /* the undo is best effort */ }
+    }
+    throw e;
+  }
+}
+
+/** rmdir `dir` and its parents up to `top` (the first directory mkdir -p made), while empty. */
+function removeEmptyParents(dir: string, top: string): void {
+  for (let p = dir; ; p = path.dirname(p)) {
+    try { fs.rmdirSync(p); } catch { return; }
+    if (p === top || path.dirname(p) === p) return;
+  }
+}
+
+function lstatOrUndefined(p: string): fs.Stats | undefined {
+  try { return fs.lstatSync(p); } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw e;
+  }
+}
+
+/**
+ * A bundle location we may not write: "cannot write PATH: permission denied" (the cause, named
+ * by the path the user gave). Not a hint to try --rootless: no ID mapping makes a directory
+ * writable. Other errors keep their errno description.
+ */
+function cannotWrite(what: string, e: unknown): unknown {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === "EACCES" || code === "EPERM" || code === "EROFS")
+    return new BociError(`cannot write ${what}: ${describeErrno({ code, message: (e as Error).message } as NodeJS.ErrnoException)}`, { code: "ECANNOTWRITE", cause: e });
+  return addContext(`cannot write ${what}`, e);
+}
+
+/** Create a file that must not exist yet (O_EXCL|O_NOFOLLOW: nothing planted there is followed). */
+function writeNewFile(file: string, data: string): void {
+  const c = fs.constants;
+  const fd = fs.openSync(file, c.O_WRONLY | c.O_CREAT | c.O_EXCL | c.O_NOFOLLOW, 0o644);
+  try { fs.writeFileSync(fd, data); } finally { fs.closeSync(fd); }
+}
+
+/**
+ * Write a manifest file as go-mtree text with umoci's keywords, from entries in walk order (a
+ * recorder's sorted()), in pieces. Created exclusively (O_EXCL|O_NOFOLLOW) by default; with
+ * `replace`, written beside and renamed over `file` (a symlink there is replaced, not
+ * followed). `treeName` is the header's `tree:` (default `tree`). Returns the sha256 (hex) of
+ * the text written (the stat cache names the manifest by it).
+ */
+export function writeMtreeFile(file: string, entries: Iterable<MtreeEntry>, tree: string, opts: { replace?: boolean; treeName?: string } = {}): string {
+  const h = new Bun.CryptoHasher("sha256");
+  const fill = (write: (b: Uint8Array) => void) => {
+    writeMtreeSorted(entries, { keywords: UMOCI_KEYWORDS, tree: opts.treeName ?? tree }, (chunk) => {
       const b = Buffer.from(chunk, "utf8");
       h.update(b);
-      fs.writeSync(fd, b);
+      write(b);
       // Formatting makes short-lived strings fast; collect after every piece (4,096 lines) to
       // keep the peak down (every other piece: ~6 MiB more at 50,000 files).
       Bun.gc(true);
     });
-  } finally {
-    fs.closeSync(fd);
+  };
+  if (opts.replace) {
+    writeFileAtomicWith(file, fill, { mode: 0o644 });
+  } else {
+    const c = fs.constants;
+    const fd = fs.openSync(file, c.O_WRONLY | c.O_CREAT | c.O_EXCL | c.O_NOFOLLOW, 0o644);
+    try {
+      fill((b) => { for (let off = 0; off < b.length;) off += fs.writeSync(fd, b, off); });
+    } finally {
+      fs.closeSync(fd);
+    }
   }
   return h.digest("hex");
 }
@@ -248,22 +440,4 @@ export function createRootfsDir(rootfs: string, mapOptions: MapOptions): void {
 }
 
 /** rm -rf that also copes with directories a rootless unpack left without u+rwx. */
-export function removeTree(p: string): void {
-  try {
-    fs.rmSync(p, { recursive: true, force: true });
-  } catch {
-    const open = (q: string) => {
-      let st: fs.Stats;
-      try { st = fs.lstatSync(q); } catch { return; }
-      if (!st.isDirectory()) return;
-      try { fs.chmodSync(q, (st.mode & 0o7777) | 0o700); } catch { /* not ours */ }
-      for (const n of safeReaddir(q)) open(path.join(q, n));
-    };
-    open(p);
-    fs.rmSync(p, { recursive: true, force: true });
-  }
-}
-
-function safeReaddir(p: string): string[] {
-  try { return fs.readdirSync(p); } catch { return []; }
-}
+export const removeTree = removeTreeForce;

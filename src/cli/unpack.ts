@@ -1,12 +1,11 @@
 /** unpack, raw unpack, raw runtime-config. */
-import * as fs from "node:fs";
 import * as path from "node:path";
-import { UsageError } from "../errors";
 import { resolveTag, parsePlatform } from "../cas";
 import type * as UnpackModule from "../bundle/unpack";
 import type * as RuntimeConfigModule from "../bundle/runtime-config";
 import { resolveMapOptions, type MapOptions } from "../layer/idmap";
 import { log } from "../util/log";
+import { writeRegularFileAtomic } from "../util/fs";
 import type { CommandDef, OptSpec, Opts } from "./spec";
 import { imageOpt, mapOpts, parseImageRef, openLayout } from "./common";
 
@@ -69,15 +68,9 @@ export const rawUnpackCommand: CommandDef = {
   async run(args, opts) {
     const unpackOptions = unpackOptionsFrom(opts);
     const { layout, img } = openImage(opts);
-    const rootfs = args[0]!;
-    const existed = fs.existsSync(rootfs);
     try {
-      if (!existed) fs.mkdirSync(rootfs, { recursive: true, mode: 0o755 });
-      else if (!fs.statSync(rootfs).isDirectory()) throw new UsageError(`raw unpack: ${rootfs} is not a directory`);
-      await unpackModule().unpackLayers(layout, img, rootfs, unpackOptions);
-    } catch (e) {
-      if (!existed) unpackModule().removeTree(rootfs);
-      throw e;
+      // A new directory appears complete or not at all; an existing one is extracted in place.
+      await unpackModule().unpackRootfs(layout, img, args[0]!, unpackOptions);
     } finally { layout.close(); }
   },
 };
@@ -99,7 +92,8 @@ export const rawConfigCommand: CommandDef = {
         rootfsName: rootfs !== undefined ? path.basename(rootfs) : "rootfs",
         rootfsPath: rootfs ?? null, mapOptions, onWarning: warn,
       });
-      fs.writeFileSync(args[0]!, serializeRuntimeConfig(cfg), { mode: 0o644 });
+      // Beside and renamed over; a symlink or non-regular file there is refused, not followed.
+      writeRegularFileAtomic(args[0]!, serializeRuntimeConfig(cfg), { mode: 0o644, fsync: false });
     } finally { layout.close(); }
   },
 };

@@ -57,6 +57,39 @@ export function installSignalCleanup(): void {
 }
 
 /**
+ * Whether a process with this pid exists (signal 0: ESRCH means gone; EPERM means it exists but
+ * belongs to someone else). Our own pid counts as gone: callers ask about temporary names made
+ * before this process created any of its own (a container's boci is often pid 1 every time).
+ */
+export function isOtherProcessAlive(pid: number): boolean {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
+  if (pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code !== "ESRCH";
+  }
+}
+
+/**
+ * Remove the entries of `dir` that `pidOf` recognises as temporary names (it returns the
+ * writer's pid) and whose writer is gone: what a SIGKILL left behind. Returns the names removed;
+ * errors are ignored (a leftover we cannot remove only costs space).
+ */
+export function removeStaleTemps(dir: string, pidOf: (name: string) => number | undefined): string[] {
+  let names: string[];
+  try { names = fs.readdirSync(dir); } catch { return []; }
+  const removed: string[] = [];
+  for (const n of names) {
+    const pid = pidOf(n);
+    if (pid === undefined || isOtherProcessAlive(pid)) continue;
+    try { removeTreeForce(`${dir}/${n}`); removed.push(n); } catch { /* leave it */ }
+  }
+  return removed;
+}
+
+/**
  * rm -rf that never follows a symlink and copes with directories left without u+rwx (a rootless
  * unpack's mode-0000 directories): opens them up (chmod u+rwx, the directory itself, reached by
  * lstat) and retries.
