@@ -35,8 +35,16 @@ export interface GenerateOptions {
 const SKIP_XATTRS = new Set(["security.selinux", "system.nfs4_acl"]);
 const BIG_FILE = 1 << 20;
 
+/** Whole seconds of a nanosecond time, rounded down (Go's Time.Truncate(time.Second)). */
+export function floorSeconds(ns: bigint): number {
+  let s = ns / 1_000_000_000n;
+  if (ns < 0n && s * 1_000_000_000n !== ns) s -= 1n;
+  return Number(s);
+}
+
+/** The entry name: relative, directories with a trailing `/`, the root itself `.` (as umoci writes it). */
 function archiveName(rel: string, isDir: boolean): string {
-  if (rel === "." || rel === "") return isDir ? "./" : ".";
+  if (rel === "." || rel === "") return ".";
   return isDir ? `${rel}/` : rel;
 }
 
@@ -76,7 +84,14 @@ export async function writeChanges(root: string, changes: Change[], tar: TarWrit
 }
 
 async function addFromDisk(abs: string, rel: string, tar: TarWriter, seenInodes: Map<string, string>, rootless: boolean, opts: GenerateOptions): Promise<void> {
-  const st = fs.lstatSync(abs);
+  const big = fs.lstatSync(abs, { bigint: true });
+  const st = {
+    mode: Number(big.mode), uid: Number(big.uid), gid: Number(big.gid), nlink: Number(big.nlink),
+    dev: big.dev, ino: big.ino, rdev: Number(big.rdev), size: Number(big.size),
+    isFile: () => big.isFile(), isDirectory: () => big.isDirectory(), isSymbolicLink: () => big.isSymbolicLink(),
+    isCharacterDevice: () => big.isCharacterDevice(), isBlockDevice: () => big.isBlockDevice(),
+    isFIFO: () => big.isFIFO(), isSocket: () => big.isSocket(),
+  };
   let type: EntryType;
   if (st.isFile()) type = "file";
   else if (st.isDirectory()) type = "dir";
@@ -87,7 +102,9 @@ async function addFromDisk(abs: string, rel: string, tar: TarWriter, seenInodes:
   else if (st.isSocket()) { opts.onWarning?.(`skipping socket ${rel}: sockets cannot be stored in a layer`); return; }
   else throw new UnsupportedError(`unsupported file type`);
 
-  let mtime = Math.floor(st.mtimeMs / 1000);
+  // Whole seconds, truncated as umoci 0.6 truncates them (and as tar_time does), computed from
+  // the nanoseconds: a float of milliseconds rounds x.999999999 up to the next second.
+  let mtime = floorSeconds(big.mtimeNs);
   if (opts.clampMtime != null && mtime > opts.clampMtime) mtime = opts.clampMtime;
 
   const xattrs = new Map<string, Buffer>();

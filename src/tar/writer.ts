@@ -97,7 +97,8 @@ function checkUint(name: string, what: string, v: number): void {
 /** Encode an entry's header blocks (an optional PAX pseudo-entry, then the real header). */
 export function encodeEntryHeader(h: TarWriterHeader, size: number): Buffer {
   let name = h.name;
-  if (h.type === "dir" && !name.endsWith("/")) name += "/";
+  // (the root stays ".", as umoci names it)
+  if (h.type === "dir" && !name.endsWith("/") && name !== ".") name += "/";
   const linkname = h.linkname ?? "";
   const uid = h.uid ?? 0;
   const gid = h.gid ?? 0;
