@@ -1,88 +1,232 @@
 /**
  * Garbage collection: mark every blob reachable from index.json (through indexes and
- * manifests: configs, layers, subjects), then sweep the rest and stale temporary files.
+ * manifests: configs, layers, subjects) with the shared walk (walk.ts), then sweep the rest and
+ * stale temporary files.
  *
- * Safety: gc holds the gc lock exclusively (no writer is between writing blobs and naming them
- * in index.json) and the index lock while marking. If marking fails anywhere (a corrupt
- * manifest), nothing is deleted. Reachable layer blobs are not rehashed to be kept.
+ * Nothing is deleted unless the walk is complete: a reachable index, manifest or other blob that
+ * is missing (exit 3), unreadable, corrupt or invalid (exit 4) makes gc refuse with one line
+ * naming the first such blob and the route to it (umoci, too, refuses when a reachable blob is
+ * missing). Without that rule the blobs only a missing manifest named would be swept. Leaves
+ * (configs, layers) are checked for presence (a regular file, by lstat), not rehashed; a leaf
+ * that carries `urls` (a foreign layer) or embedded `data` may be absent.
+ *
+ * The layout is hostile input (layout-fs.ts): gc refuses (exit 4, nothing removed) when
+ * `blobs/`, a `blobs/<alg>` directory or `.boci-tmp` is a symlink, and it only ever removes
+ *  - under `blobs/<alg>/`: regular files whose names are valid digests of an algorithm with a
+ *    known encoding (sha256, sha512), found by lstat; other names are left alone (`validate`
+ *    reports them);
+ *  - in `.boci-tmp/`: regular files and real directories (a directory is removed without
+ *    following any symlink inside it); anything else there is skipped with a warning;
+ *  - at the top: regular `.tmp-index.json-*` files, and umoci's `.umoci-*` directories when
+ *    nobody holds their flock.
+ *
+ * Why a temporary file gc removes cannot belong to a live writer: every command that writes
+ * blobs holds the gc lock shared from its first blob until index.json names them, and an
+ * index.json update writes its temporary file under the index lock; gc holds the gc lock
+ * exclusively and the index lock for the whole run, so no such writer is running. Temporary
+ * blob names carry the writer's pid (`blob-<pid>-<random>`) only to say who left them.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { type Descriptor, type ImageIndex, type Manifest, isIndexMediaType, isManifestMediaType } from "../image";
+import { BociError, InvalidError, NotFoundError } from "../errors";
+import { type Descriptor, type ImageIndex, type Manifest, isDigest } from "../image";
 import { takeLock, INDEX_LOCK } from "./lock";
 import { type Layout, TMP_DIR } from "./layout";
+import { checkLayoutDir, fileTypeName, lstatOrNull, notA } from "./layout-fs";
+import { refName } from "./refs";
+import { DescriptorWalk, type WalkChild, type WalkProblem, kindOf } from "./walk";
 import { flock } from "../sys";
 
-export interface GcResult { removedBlobs: string[]; removedTemp: string[]; kept: number; missing: string[] }
+export interface GcOptions {
+  /** Work out what would be removed, and remove nothing. */
+  dryRun?: boolean;
+  /** Called for each file removed (not with dryRun). */
+  onRemove?: (what: string) => void;
+  /** Called for each oddity left alone. */
+  onWarn?: (what: string) => void;
+}
 
-export function gc(layout: Layout, opts: { onRemove?: (what: string) => void } = {}): GcResult {
+export interface GcResult {
+  dryRun: boolean;
+  /** Digests of the unreachable blobs removed (or that would be, with dryRun). */
+  removedBlobs: string[];
+  /** Temporary files and directories removed, relative to the layout root. */
+  removedTemp: string[];
+  /** Reachable blob files kept. */
+  kept: number;
+  /** Names left alone because they are not regular files or directories. */
+  skipped: string[];
+}
+
+/** Digest algorithms whose encoding is known, so a name can be checked before a removal. */
+const SWEEPABLE_ALGS = new Set(["sha256", "sha512"]);
+
+export function gc(layout: Layout, opts: GcOptions = {}): GcResult {
   layout.lockGc("ex");
   const indexLock = takeLock(layout.path, INDEX_LOCK, "ex");
   try {
+    const root = layout.path;
+    const algDirs = refuseHostile(() => blobDirs(root));
+    const tmpOk = refuseHostile(() => checkLayoutDir(root, TMP_DIR));
     const ix = layout.readIndex();
-    const marked = new Set<string>();
-    const missing: string[] = [];
-    const visit = (d: Descriptor, depth: number) => {
-      if (marked.has(d.digest)) return;
-      marked.add(d.digest);
-      if (!layout.hasBlob(d.digest)) { missing.push(d.digest); return; }
-      if (depth > 16) return;
-      if (isIndexMediaType(d.mediaType)) {
-        const child = layout.readJson<ImageIndex>(d, "index");
-        for (const c of child.manifests ?? []) visit(c, depth + 1);
-        if (child.subject) visit(child.subject, depth + 1);
-      } else if (isManifestMediaType(d.mediaType)) {
-        const m = layout.readJson<Manifest>(d, "manifest");
-        visit(m.config, depth + 1);
-        for (const l of m.layers) visit(l, depth + 1);
-        if (m.subject) visit(m.subject, depth + 1);
-      }
+    const walk = markReachable(layout, ix);
+    if (!walk.complete) throw refusal(walk.problems[0]!);
+
+    const skipped: string[] = [];
+    const skip = (rel: string, st: fs.Stats) => {
+      skipped.push(rel);
+      opts.onWarn?.(`gc: left ${rel} alone: it is ${fileTypeName(st)}`);
     };
-    for (const d of ix.manifests) visit(d, 0);
 
-    const removedBlobs: string[] = [];
+    const blobs: Array<{ digest: string; file: string }> = [];
     let kept = 0;
-    for (const digest of layout.listBlobs()) {
-      if (marked.has(digest)) { kept++; continue; }
-      const [alg, enc] = [digest.slice(0, digest.indexOf(":")), digest.slice(digest.indexOf(":") + 1)];
-      fs.rmSync(path.join(layout.path, "blobs", alg, enc), { force: true, recursive: true });
-      removedBlobs.push(digest);
-      opts.onRemove?.(`removed unreachable blob ${digest}`);
+    for (const alg of algDirs) {
+      for (const name of readdirSorted(path.join(root, "blobs", alg))) {
+        const digest = `${alg}:${name}`;
+        if (!SWEEPABLE_ALGS.has(alg) || !isDigest(digest)) continue;
+        const file = path.join(root, "blobs", alg, name);
+        const st = lstatOrNull(file);
+        if (!st) continue;
+        if (!st.isFile()) { skip(`blobs/${alg}/${name}`, st); continue; }
+        if (walk.reachable.has(digest)) { kept++; continue; }
+        blobs.push({ digest, file });
+      }
     }
 
-    // Temporary files: ours (no writer can be live: we hold the gc lock exclusively), and
-    // umoci's `.umoci-*` directories when nobody holds their flock.
-    const removedTemp: string[] = [];
-    const tmp = path.join(layout.path, TMP_DIR);
-    for (const n of safeReaddir(tmp)) {
-      fs.rmSync(path.join(tmp, n), { force: true, recursive: true });
-      removedTemp.push(path.join(TMP_DIR, n));
-      opts.onRemove?.(`removed stale temporary file ${path.join(TMP_DIR, n)}`);
+    const temps: Array<{ rel: string; dir: boolean }> = [];
+    if (tmpOk) {
+      for (const n of readdirSorted(path.join(root, TMP_DIR))) {
+        const rel = `${TMP_DIR}/${n}`;
+        const st = lstatOrNull(path.join(root, rel));
+        if (!st) continue;
+        if (st.isFile() || st.isDirectory()) temps.push({ rel, dir: st.isDirectory() });
+        else skip(rel, st);
+      }
     }
-    for (const n of safeReaddir(layout.path)) {
-      const p = path.join(layout.path, n);
-      const umoci = n.startsWith(".umoci-");
+    for (const n of readdirSorted(root)) {
       const ours = n.startsWith(".tmp-index.json-");
-      if (!umoci && !ours) continue;
-      if (umoci && !canLock(p)) continue;
-      fs.rmSync(p, { force: true, recursive: true });
-      removedTemp.push(n);
-      opts.onRemove?.(`removed stale temporary file ${n}`);
+      const umoci = n.startsWith(".umoci-");
+      if (!ours && !umoci) continue;
+      const st = lstatOrNull(path.join(root, n));
+      if (!st) continue;
+      if (ours && st.isFile()) temps.push({ rel: n, dir: false });
+      else if (umoci && st.isDirectory()) { if (canLock(path.join(root, n))) temps.push({ rel: n, dir: true }); }
+      else skip(n, st);
     }
-    return { removedBlobs, removedTemp, kept, missing };
+
+    const result: GcResult = { dryRun: opts.dryRun ?? false, removedBlobs: [], removedTemp: [], kept, skipped };
+    for (const b of blobs) {
+      if (!opts.dryRun) {
+        try { fs.unlinkSync(b.file); } catch (e) { if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e; }
+        opts.onRemove?.(`removed unreachable blob ${b.digest}`);
+      }
+      result.removedBlobs.push(b.digest);
+    }
+    for (const t of temps) {
+      if (!opts.dryRun) {
+        const p = path.join(root, t.rel);
+        // rm of a directory never follows a symlink inside it; unlink never follows one.
+        if (t.dir) fs.rmSync(p, { recursive: true, force: true });
+        else try { fs.unlinkSync(p); } catch (e) { if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e; }
+        opts.onRemove?.(`removed stale temporary file ${t.rel}`);
+      }
+      result.removedTemp.push(t.rel);
+    }
+    return result;
   } finally {
     indexLock.release();
   }
 }
 
-function safeReaddir(p: string): string[] {
-  try { return fs.readdirSync(p); } catch { return []; }
+/**
+ * Walk from every index.json entry with gc's reader: indexes and manifests are read and
+ * verified (Layout.readJson), other blobs must be present. Stops at the first problem (gc then
+ * deletes nothing), so `complete` is the verdict and `problems[0]` the reason.
+ */
+export function markReachable(layout: Layout, ix: ImageIndex): DescriptorWalk {
+  const roots: WalkChild[] = ix.manifests.map((d, i) => {
+    const tag = refName(d);
+    return { desc: d, where: `index.json manifests[${i}]${tag !== undefined ? ` ${JSON.stringify(tag)}` : ""}` };
+  });
+  const walk = new DescriptorWalk(roots);
+  for (let n = walk.next(); n; n = walk.next()) {
+    const d = n.desc;
+    try {
+      if (n.kind === "index") {
+        const child = layout.readJson<ImageIndex>(d, "index");
+        const kids: WalkChild[] = (child.manifests ?? []).map((c, i) => ({ desc: c, where: `manifests[${i}] of index ${d.digest}` }));
+        if (child.subject) kids.push({ desc: child.subject, where: `subject of index ${d.digest}` });
+        walk.expand(n, kids);
+      } else if (n.kind === "manifest") {
+        const m = layout.readJson<Manifest>(d, "manifest");
+        const kids: WalkChild[] = [{ desc: m.config, where: `config of manifest ${d.digest}`, kind: "blob" }];
+        m.layers.forEach((l, i) => kids.push({ desc: l, where: `layer ${i} of manifest ${d.digest}`, kind: "blob" }));
+        if (m.subject) kids.push({ desc: m.subject, where: `subject of manifest ${d.digest}`, kind: kindOf(m.subject) });
+        walk.expand(n, kids);
+      } else {
+        checkPresent(layout, d);
+      }
+    } catch (e) {
+      if (!(e instanceof BociError)) throw e;
+      walk.fail({ digest: d.digest, where: n.where, message: e instanceof NotFoundError ? "blob missing" : e.message, missing: e instanceof NotFoundError, error: e });
+      break;
+    }
+  }
+  return walk;
 }
 
+/** A leaf must be a regular file in the layout, unless it is embedded or stored elsewhere (urls). */
+function checkPresent(layout: Layout, d: Descriptor): void {
+  if (layout.hasBlob(d.digest)) return;
+  const rel = layout.blobRel(d.digest);
+  const st = lstatOrNull(path.join(layout.path, rel));
+  if (st) throw notA(rel, "regular file", st);
+  if (typeof d.data === "string" || (d.urls && d.urls.length)) return;
+  throw new NotFoundError(`blob ${d.digest}: not found in layout`);
+}
+
+function refusal(p: WalkProblem): BociError {
+  const msg = `gc: nothing removed: ${p.digest} (${p.where}): ${p.message}`;
+  if (p.missing) return new NotFoundError(msg, { cause: p.error });
+  const code = p.error instanceof BociError ? p.error.exitCode : 4;
+  return new BociError(msg, { code: "EGCREFUSED", exitCode: code, cause: p.error });
+}
+
+/** Run a structure check; a hostile name becomes "gc: nothing removed: layout is invalid: …". */
+function refuseHostile<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof InvalidError) throw new InvalidError(`gc: nothing removed: ${e.message}`, { cause: e });
+    throw e;
+  }
+}
+
+/** The `blobs/<alg>` directories; InvalidError when `blobs` or one of them is a symlink. */
+function blobDirs(root: string): string[] {
+  if (!checkLayoutDir(root, "blobs")) return [];
+  const out: string[] = [];
+  for (const n of readdirSorted(path.join(root, "blobs"))) {
+    const st = lstatOrNull(path.join(root, "blobs", n));
+    if (!st) continue;
+    if (st.isSymbolicLink()) throw notA(`blobs/${n}`, "directory", st);
+    if (st.isDirectory()) out.push(n);
+  }
+  return out;
+}
+
+function readdirSorted(p: string): string[] {
+  try { return fs.readdirSync(p).sort(); } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw e;
+  }
+}
+
+/** Whether nobody holds a flock on directory `p` (umoci's temporary directories). */
 function canLock(p: string): boolean {
   let fd = -1;
   try {
-    fd = fs.openSync(p, fs.constants.O_RDONLY);
+    fd = fs.openSync(p, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW);
     const ok = flock(fd, "ex", { nonblock: true });
     if (ok) flock(fd, "un");
     return ok;

@@ -2,3 +2,5 @@ export * from "./layout";
 export * from "./refs";
 export * from "./gc";
 export * from "./lock";
+export * from "./walk";
+export { openLayoutFile, readLayoutFile, checkLayoutDir } from "./layout-fs";

@@ -3,10 +3,14 @@
  *
  * Invariants:
  *  - a blob file under blobs/ is always complete: it is written to `.boci-tmp/`, fsynced and
- *    renamed into place; an existing blob is never rewritten;
+ *    renamed into place; an existing blob is kept only when it is a regular file whose bytes
+ *    hash to its name (a planted symlink or wrong file is replaced by rename, never followed);
  *  - every blob read is verified: the stream ends exactly at the descriptor's size and its
  *    digest is checked at EOF (InvalidError, exit 4, naming the digest);
- *  - index.json is only replaced atomically, under the index lock (see lock.ts).
+ *  - index.json is only replaced atomically, under the index lock (see lock.ts);
+ *  - every file is read, created and replaced by the rules of layout-fs.ts: no symlink in the
+ *    layout is followed, no FIFO or device is read, temp files are created O_EXCL|O_NOFOLLOW in
+ *    a real `.boci-tmp/` and registered for removal on SIGINT/SIGTERM.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -17,9 +21,11 @@ import {
 } from "../image";
 import { goJson, parseJsonStrict } from "../util/json";
 import { writeFileAtomic, fsyncDir, randomName } from "../util/fs";
+import { removeOnInterrupt } from "../util/cleanup";
 import type * as PoolModule from "../worker/pool";
 import { takeLock, GC_LOCK, INDEX_LOCK, type HeldLock, type LockMode } from "./lock";
 import { release } from "../util/release";
+import { CREATE_FLAGS, checkLayoutDir, fileMatchesSha256, lstatOrNull, notA, openLayoutFile, readFd, readLayoutFile, readUpTo } from "./layout-fs";
 
 // Lazy: only blob streaming needs the worker pool (and short commands never load it).
 const poolModule = () => require("../worker/pool") as typeof PoolModule;
@@ -28,6 +34,8 @@ const inlineStreamHasher = () => poolModule().inlineHasher();
 const OFFLOAD_HASH_MIN = 8 << 20;
 
 export const TMP_DIR = ".boci-tmp";
+/** Largest `oci-layout` file read. */
+const MAX_HEADER = 64 * 1024;
 /** Largest JSON blob (index, manifest, config) read into memory. */
 export const MAX_JSON_BLOB = 32 * 1024 * 1024;
 
@@ -70,16 +78,26 @@ export class Layout {
     try { st = fs.statSync(p); } catch { throw new NotFoundError(`open layout ${p}: no such directory`); }
     if (!st.isDirectory()) throw new NotFoundError(`open layout ${p}: not a directory`);
     let header: unknown;
+    let bytes: Buffer | null;
     try {
-      header = parseJsonStrict(fs.readFileSync(path.join(p, "oci-layout"), "utf8"));
+      bytes = readLayoutFile(p, "oci-layout", MAX_HEADER);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === "ENOENT") throw new NotFoundError(`open layout ${p}: not an OCI layout (no oci-layout file)`);
+      throw addContext(`open layout ${p}`, e);
+    }
+    if (!bytes) throw new NotFoundError(`open layout ${p}: not an OCI layout (no oci-layout file)`);
+    try {
+      header = parseJsonStrict(bytes.toString("utf8"));
+    } catch (e) {
       throw new InvalidError(`open layout ${p}: oci-layout: ${(e as Error).message}`);
     }
     const ver = (header as { imageLayoutVersion?: unknown } | null)?.imageLayoutVersion;
     if (ver !== "1.0.0") throw new UnsupportedError(`open layout ${p}: unsupported imageLayoutVersion ${JSON.stringify(ver)}`);
-    if (!fs.existsSync(path.join(p, "index.json"))) throw new InvalidError(`open layout ${p}: missing index.json`);
-    if (!fs.existsSync(path.join(p, "blobs"))) throw new InvalidError(`open layout ${p}: missing blobs directory`);
+    if (!lstatOrNull(path.join(p, "index.json"))) throw new InvalidError(`open layout ${p}: missing index.json`);
+    try {
+      if (!checkLayoutDir(p, "blobs")) throw new InvalidError(`open layout ${p}: missing blobs directory`);
+    } catch (e) {
+      throw addContext(`open layout ${p}`, e);
+    }
     return new Layout(p, opts);
   }
 
@@ -97,43 +115,89 @@ export class Layout {
     this.gcLock = null;
   }
 
-  blobPath(digest: string): string {
+  /** The blob's path relative to the layout root: `blobs/<alg>/<encoded>` (the digest is checked). */
+  blobRel(digest: string): string {
     const d = parseDigest(digest);
-    const [alg, enc] = [d.slice(0, d.indexOf(":")), d.slice(d.indexOf(":") + 1)];
-    return path.join(this.path, "blobs", alg, enc);
+    return `blobs/${d.slice(0, d.indexOf(":"))}/${d.slice(d.indexOf(":") + 1)}`;
   }
 
+  blobPath(digest: string): string {
+    return path.join(this.path, this.blobRel(digest));
+  }
+
+  /**
+   * Whether the blob's name is a regular file under real directories (lstat; nothing followed).
+   * Its content is not checked. Throws InvalidError when `blobs/<alg>` is a symlink.
+   */
   hasBlob(digest: string): boolean {
-    return fs.existsSync(this.blobPath(digest));
+    const rel = this.blobRel(digest);
+    if (!checkLayoutDir(this.path, path.posix.dirname(rel))) return false;
+    return lstatOrNull(path.join(this.path, rel))?.isFile() ?? false;
   }
 
-  private tmpFile(): string {
-    const dir = path.join(this.path, TMP_DIR);
-    fs.mkdirSync(dir, { recursive: true });
-    return path.join(dir, `blob-${process.pid}-${randomName()}`);
+  /**
+   * A fresh temporary name in `.boci-tmp/` (a real directory; made if missing), registered for
+   * removal on SIGINT/SIGTERM. The name carries our pid (see gc.ts on stale files).
+   */
+  private tmpFile(): { tmp: string; unregister: () => void } {
+    const tmp = path.join(this.ensureTmpDir(), `blob-${process.pid}-${randomName()}`);
+    return { tmp, unregister: removeOnInterrupt(tmp) };
   }
 
-  /** Move a complete, fsynced temp file into blobs/ under its digest (or drop it if present). */
-  private install(tmp: string, digest: Digest): void {
-    const dest = this.blobPath(digest);
-    if (fs.existsSync(dest)) { fs.rmSync(tmp, { force: true }); return; }
-    fs.mkdirSync(path.dirname(dest), { recursive: true });
-    fs.renameSync(tmp, dest);
+  /**
+   * Move a complete, fsynced temp file into blobs/ under its digest. A name already there is
+   * kept only when it is a regular file of the right size whose bytes hash to the digest;
+   * anything else (a planted symlink, a wrong or short file, a FIFO) is replaced by the rename,
+   * which replaces the name itself and never writes through it. A directory there is refused.
+   */
+  private install(tmp: string, digest: Digest, size: number): void {
+    const rel = this.blobRel(digest);
+    try {
+      checkLayoutDir(this.path, path.posix.dirname(rel), { create: true });
+      const dest = path.join(this.path, rel);
+      const st = lstatOrNull(dest);
+      if (st?.isFile() && fileMatchesSha256(this.path, rel, size, sha256Hex(digest))) {
+        fs.unlinkSync(tmp);
+        return;
+      }
+      if (st?.isDirectory()) throw notA(rel, "regular file", st);
+      fs.renameSync(tmp, dest);
+    } catch (e) {
+      fs.rmSync(tmp, { force: true });
+      throw addContext(`store blob ${digest}`, e);
+    }
+  }
+
+  /** Refuse to write when `blobs/sha256` or `.boci-tmp` is not a real directory (made if missing). */
+  private checkWritable(): void {
+    checkLayoutDir(this.path, "blobs/sha256", { create: true });
+    this.ensureTmpDir();
   }
 
   /** Store bytes as a blob; returns its digest and size. Idempotent. */
   putBlobBytes(data: Uint8Array): BlobInfo {
     const h = new Bun.CryptoHasher("sha256");
     h.update(data);
-    const digest = ("sha256:" + h.digest("hex")) as Digest;
-    if (this.hasBlob(digest)) return { digest, size: data.length };
-    const tmp = this.tmpFile();
-    const fd = fs.openSync(tmp, "wx", 0o644);
+    const hex = h.digest("hex");
+    const digest = ("sha256:" + hex) as Digest;
+    this.checkWritable();
+    // A blob already stored is trusted only after a look at its bytes (small: JSON blobs).
+    if (fileMatchesSha256(this.path, this.blobRel(digest), data.length, hex)) return { digest, size: data.length };
+    const { tmp, unregister } = this.tmpFile();
     try {
-      fs.writeSync(fd, data);
-      fs.fdatasyncSync(fd);
-    } finally { fs.closeSync(fd); }
-    this.install(tmp, digest);
+      const fd = fs.openSync(tmp, CREATE_FLAGS, 0o644);
+      try {
+        fs.writeSync(fd, data);
+        fs.fdatasyncSync(fd);
+      } finally { fs.closeSync(fd); }
+    } catch (e) {
+      fs.rmSync(tmp, { force: true });
+      unregister();
+      throw addContext(`store blob ${digest}`, e);
+    }
+    try {
+      this.install(tmp, digest, data.length);
+    } finally { unregister(); }
     return { digest, size: data.length };
   }
 
@@ -142,10 +206,17 @@ export class Layout {
    * digest; the source is fully consumed. On error the temp file is removed.
    */
   async putBlobStream(src: AsyncIterable<Uint8Array>): Promise<BlobInfo> {
-    const tmp = this.tmpFile();
+    this.checkWritable();
+    const { tmp, unregister } = this.tmpFile();
     const h = new Bun.CryptoHasher("sha256");
     let size = 0;
-    const fh = await fs.promises.open(tmp, "wx", 0o644);
+    let fh: fs.promises.FileHandle;
+    try {
+      fh = await fs.promises.open(tmp, CREATE_FLAGS, 0o644);
+    } catch (e) {
+      unregister();
+      throw addContext(`create temporary blob in ${TMP_DIR}`, e);
+    }
     try {
       for await (const chunk of src) {
         h.update(chunk);
@@ -162,11 +233,20 @@ export class Layout {
     } catch (e) {
       await fh.close().catch(() => {});
       fs.rmSync(tmp, { force: true });
+      unregister();
       throw e;
     }
-    await fh.close();
+    try {
+      await fh.close();
+    } catch (e) {
+      fs.rmSync(tmp, { force: true });
+      unregister();
+      throw e;
+    }
     const digest = ("sha256:" + h.digest("hex")) as Digest;
-    this.install(tmp, digest);
+    try {
+      this.install(tmp, digest, size);
+    } finally { unregister(); }
     return { digest, size };
   }
 
@@ -190,11 +270,9 @@ export class Layout {
     const digest = parseDigest(desc.digest);
     sha256Hex(digest);
     checkSize(desc);
-    let fh: fs.promises.FileHandle;
-    try { fh = await fs.promises.open(this.blobPath(digest), "r"); } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === "ENOENT") throw new NotFoundError(`blob ${digest}: not found in layout`);
-      throw addContext(`open blob ${digest}`, e);
-    }
+    const opened = openLayoutFile(this.path, this.blobRel(digest));
+    if (!opened) throw new NotFoundError(`blob ${digest}: not found in layout`);
+    const fd = opened.fd;
     // Large blobs are hashed on a worker thread (the bytes are copied there as they are read),
     // leaving this thread to the consumer (decompression, extraction).
     const h = desc.size >= OFFLOAD_HASH_MIN ? poolModule().getPool().hashStream() : inlineStreamHasher();
@@ -205,7 +283,7 @@ export class Layout {
     try {
       for (;;) {
         const buf = Buffer.allocUnsafe(chunkSize);
-        const { bytesRead } = await fh.read(buf, 0, chunkSize, null);
+        const bytesRead = await readFd(fd, buf, 0, chunkSize);
         if (bytesRead === 0) break;
         total += bytesRead;
         if (total > desc.size) throw new InvalidError(`blob ${digest}: verified reader size mismatch: more than the expected ${desc.size} bytes`);
@@ -219,7 +297,7 @@ export class Layout {
       ok = true;
     } finally {
       if (!ok) h.abort();
-      await fh.close();
+      fs.closeSync(fd);
     }
     if (total !== desc.size) {
       h.abort();
@@ -240,22 +318,11 @@ export class Layout {
     if (typeof desc.data === "string") {
       bytes = Buffer.from(desc.data, "base64");
     } else {
-      let fd: number;
-      try { fd = fs.openSync(this.blobPath(digest), "r"); } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === "ENOENT") throw new NotFoundError(`blob ${digest}: not found in layout`);
-        throw addContext(`open blob ${digest}`, e);
-      }
+      const opened = openLayoutFile(this.path, this.blobRel(digest));
+      if (!opened) throw new NotFoundError(`blob ${digest}: not found in layout`);
       try {
-        bytes = Buffer.allocUnsafe(desc.size + 1);
-        let n = 0;
-        for (;;) {
-          const r = fs.readSync(fd, bytes, n, bytes.length - n, null);
-          if (r === 0) break;
-          n += r;
-          if (n > desc.size) break;
-        }
-        bytes = bytes.subarray(0, n);
-      } finally { fs.closeSync(fd); }
+        bytes = readUpTo(opened.fd, desc.size);
+      } finally { fs.closeSync(opened.fd); }
     }
     if (bytes.length !== desc.size) throw new InvalidError(`blob ${digest}: verified reader size mismatch: expected ${desc.size} bytes, got ${bytes.length > desc.size ? "more" : bytes.length}`);
     const h = new Bun.CryptoHasher("sha256");
@@ -287,12 +354,13 @@ export class Layout {
 
   /** Read and validate index.json ("manifests": null, as umoci 0.4.7 writes, reads as []). */
   readIndex(): ImageIndex {
-    const file = path.join(this.path, "index.json");
+    // Not a regular file (a FIFO would block a plain read forever), a symlink: InvalidError.
+    const bytes = readLayoutFile(this.path, "index.json", MAX_JSON_BLOB);
+    if (!bytes) throw new InvalidError(`read index.json: missing`);
     let obj: unknown;
     try {
-      obj = parseJsonStrict(new TextDecoder("utf-8", { fatal: true }).decode(fs.readFileSync(file)));
+      obj = parseJsonStrict(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === "ENOENT") throw new InvalidError(`read index.json: missing`);
       if (e instanceof TypeError) throw new InvalidError(`read index.json: not valid UTF-8`);
       throw new InvalidError(`read index.json: ${(e as Error).message}`);
     }
@@ -320,22 +388,10 @@ export class Layout {
     }
   }
 
+  /** `.boci-tmp/`, made if missing; InvalidError when it is a symlink or not a directory. */
   ensureTmpDir(): string {
-    const dir = path.join(this.path, TMP_DIR);
-    fs.mkdirSync(dir, { recursive: true });
-    return dir;
-  }
-
-  /** Every blob file present: digests of files under blobs/<alg>/. */
-  listBlobs(): string[] {
-    const out: string[] = [];
-    const root = path.join(this.path, "blobs");
-    for (const alg of fs.readdirSync(root)) {
-      let names: string[];
-      try { names = fs.readdirSync(path.join(root, alg)); } catch { continue; }
-      for (const n of names) out.push(`${alg}:${n}`);
-    }
-    return out;
+    checkLayoutDir(this.path, TMP_DIR, { create: true });
+    return path.join(this.path, TMP_DIR);
   }
 }
 

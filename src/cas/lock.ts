@@ -8,11 +8,16 @@
  *    index.json, so concurrent tag/config/repack never lose each other's updates.
  *
  * flock locks die with the process, so a killed command never leaves the layout locked.
+ *
+ * A lock file is opened with O_NOFOLLOW|O_NONBLOCK and must be a regular file: a planted
+ * symlink would otherwise make `tag` create or open a file outside the layout, and a FIFO
+ * would block the open.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { BociError } from "../errors";
 import { flock } from "../sys";
+import { lstatOrNull, notA } from "./layout-fs";
 
 export type LockMode = "sh" | "ex";
 
@@ -27,18 +32,8 @@ export const INDEX_LOCK = ".boci-index.lock";
  * file (read-only layout) gets a no-op lock when `optional` is set.
  */
 export function takeLock(layoutPath: string, name: string, mode: LockMode, opts: { onWait?: (msg: string) => void; optional?: boolean } = {}): HeldLock {
-  const file = path.join(layoutPath, name);
-  let fd: number;
-  try {
-    fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
-  } catch (e) {
-    try {
-      fd = fs.openSync(file, fs.constants.O_RDONLY);
-    } catch {
-      if (opts.optional) return { release() {} };
-      throw new BociError(`lock layout: open ${name}: ${(e as Error).message}`, { cause: e });
-    }
-  }
+  const fd = openLockFile(layoutPath, name, opts.optional ?? false);
+  if (fd === null) return { release() {} };
   try {
     if (!flock(fd, mode, { nonblock: true })) {
       opts.onWait?.(`layout is locked by another process; waiting for ${name === GC_LOCK ? "gc lock" : "index lock"}`);
@@ -56,4 +51,41 @@ export function takeLock(layoutPath: string, name: string, mode: LockMode, opts:
       try { flock(fd, "un"); } finally { fs.closeSync(fd); }
     },
   };
+}
+
+const C = fs.constants;
+
+/**
+ * Open (creating if needed) a lock file in the layout root, never through a symlink. Falls back
+ * to read-only for a read-only layout; returns null when even that fails and `optional` is set.
+ * Throws InvalidError when the name is a symlink or not a regular file.
+ */
+function openLockFile(layoutPath: string, name: string, optional: boolean): number | null {
+  const file = path.join(layoutPath, name);
+  const refuse = (e: unknown): never => {
+    const st = lstatOrNull(file);
+    if (st && !st.isFile()) throw notA(name, "regular file", st);
+    throw new BociError(`lock layout: open ${name}: ${(e as Error).message}`, { cause: e });
+  };
+  const tryOpen = (flags: number): number | NodeJS.ErrnoException => {
+    try { return fs.openSync(file, flags, 0o644); } catch (e) { return e as NodeJS.ErrnoException; }
+  };
+  const hostile = (e: NodeJS.ErrnoException) => e.code === "ELOOP" || e.code === "EISDIR" || e.code === "ENXIO";
+  let fd = tryOpen(C.O_RDWR | C.O_CREAT | C.O_NOFOLLOW | C.O_NONBLOCK);
+  if (typeof fd !== "number") {
+    const first = fd;
+    if (hostile(first)) return refuse(first);
+    fd = tryOpen(C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK);
+    if (typeof fd !== "number") {
+      if (hostile(fd)) return refuse(fd);
+      if (optional) return null;
+      return refuse(first);
+    }
+  }
+  const st = fs.fstatSync(fd);
+  if (!st.isFile()) {
+    fs.closeSync(fd);
+    throw notA(name, "regular file", st);
+  }
+  return fd;
 }

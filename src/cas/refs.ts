@@ -1,11 +1,12 @@
 /**
  * Tags and descriptor walks. A tag is the `org.opencontainers.image.ref.name` annotation of a
- * top-level index.json entry. Resolving a tag walks nested indexes down to manifests; each hit
- * is a DescriptorPath from the index.json entry to the manifest descriptor.
+ * top-level index.json entry. Resolving a tag walks nested indexes down to manifests (the shared
+ * walk of walk.ts); each hit is a DescriptorPath from the index.json entry to the manifest.
  */
 import { InvalidError, NotFoundError } from "../errors";
-import { type Descriptor, type ImageIndex, type Platform, AnnotationRefName, isIndexMediaType, isManifestMediaType } from "../image";
+import { type Descriptor, type ImageIndex, type Platform, AnnotationRefName } from "../image";
 import type { Layout } from "./layout";
+import { DescriptorWalk, type WalkChild } from "./walk";
 
 export interface DescriptorPath {
   /** walk[0] is the index.json entry; the last element is the manifest. */
@@ -36,24 +37,26 @@ export function listTags(ix: ImageIndex): string[] {
   return out;
 }
 
-const MAX_DEPTH = 16;
-
-/** All descriptor paths from top-level entries named `tag` down to manifests. */
+/**
+ * All descriptor paths from top-level entries named `tag` down to manifests, in index order.
+ * Uses the shared walk (walk.ts): each index is read once, so a DAG of indexes costs one read
+ * per distinct index whatever the number of routes, and chains of any depth work. A manifest
+ * named again with the same platform by another route is listed once (by its first route).
+ * Throws the reading error of the first index that cannot be read.
+ */
 export function walkTag(layout: Layout, ix: ImageIndex, tag: string): DescriptorPath[] {
   const out: DescriptorPath[] = [];
-  for (const d of ix.manifests) if (refName(d) === tag) walkFrom(layout, [d], out, 0);
-  return out;
-}
-
-function walkFrom(layout: Layout, walk: Descriptor[], out: DescriptorPath[], depth: number): void {
-  const d = walk[walk.length - 1]!;
-  if (isManifestMediaType(d.mediaType)) { out.push({ walk }); return; }
-  if (isIndexMediaType(d.mediaType)) {
-    if (depth >= MAX_DEPTH) throw new InvalidError(`index ${d.digest}: nested deeper than ${MAX_DEPTH} levels`);
-    const child = layout.readJson<ImageIndex>(d, "index");
-    for (const c of child.manifests ?? []) walkFrom(layout, [...walk, c], out, depth + 1);
+  const roots: WalkChild[] = [];
+  ix.manifests.forEach((d, i) => { if (refName(d) === tag) roots.push({ desc: d, where: `index.json manifests[${i}]` }); });
+  // A manifest is one hit per platform it is offered for; an index is read once.
+  const w = new DescriptorWalk(roots, { key: (c) => (c.kind === "manifest" ? `manifest ${c.desc.digest} ${JSON.stringify(c.desc.platform ?? null)}` : `${c.kind} ${c.desc.digest}`) });
+  for (let n = w.next(); n; n = w.next()) {
+    if (n.kind === "manifest") { out.push({ walk: DescriptorWalk.path(n) }); continue; }
+    if (n.kind !== "index") continue; // other media types (artifacts) are not images
+    const child = layout.readJson<ImageIndex>(n.desc, "index");
+    w.expand(n, (child.manifests ?? []).map((c, i) => ({ desc: c, where: `manifests[${i}] of index ${n.desc.digest}` })));
   }
-  // Other media types (artifacts) are not images; skip them.
+  return out;
 }
 
 /** The host platform in GOOS/GOARCH terms (and the variant, for ARM, as umoci 0.6 fills it). */

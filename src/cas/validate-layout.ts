@@ -13,12 +13,21 @@
  *  - one diff_id per layer; each layer decompresses, its uncompressed sha256 equals its diffID,
  *    and its tar is well formed, with no absolute, root-escaping or bare `.wh.` names;
  *  - (whole-layout mode) files under blobs/ whose names are not digests (stray temp files), and
- *    unreferenced blobs whose bytes do not hash to their names.
+ *    unreferenced blobs whose bytes do not hash to their names;
+ *  - hostile names (layout-fs.ts): a symlinked `blobs/`, `blobs/<alg>`, `.boci-tmp`, blob, lock
+ *    file, `index.json` or `oci-layout`, or a FIFO/device/directory where a file belongs, is a
+ *    problem; nothing is followed, and nothing that could block is opened.
+ *
+ * The traversal is the shared descriptor walk (walk.ts) that gc marks with: each index and
+ * manifest is checked once however many routes lead to it, any depth is followed, and the report
+ * says whether the walk is `complete` (every reachable index and manifest read and valid, every
+ * other reachable blob present). gc removes nothing unless it is.
  *
  * Warnings (reported, but the layout is still valid): duplicate tag names, unverifiable digest
  * algorithms, absent blobs that carry `urls`, trailing data after a gzip stream, a layer whose
  * compression differs from its media type, index platform vs config platform, history entries
- * that do not pair with the layers.
+ * that do not pair with the layers, stale temporary files (in `.boci-tmp/`, `.tmp-index.json-*`;
+ * gc removes them).
  *
  * Memory stays flat: a layer is streamed once, file → (raw sha256) → decompressor → (diffID
  * sha256) → tar reader, bodies drained. Blobs are read with a local verifying reader rather than
@@ -31,14 +40,16 @@ import * as path from "node:path";
 import type { Transform } from "node:stream";
 import { BociError, InvalidError, NotFoundError } from "../errors";
 import {
-  type Descriptor, MediaType, AnnotationRefName, isDigest, splitDigest, isIndexMediaType, isManifestMediaType,
+  type Descriptor, MediaType, AnnotationRefName, isDigest, splitDigest,
   isLayerMediaType, validateIndex, validateManifest, validateConfig, validateDescriptor,
 } from "../image";
 import { compressionFromMediaType, createDecompressor, sniffCompression, type Compression } from "../compress";
 import { readTar, type TarHeader } from "../tar";
 import { parseJsonStrict } from "../util/json";
-import { takeLock, GC_LOCK, type HeldLock } from "./lock";
-import { MAX_JSON_BLOB } from "./layout";
+import { takeLock, GC_LOCK, INDEX_LOCK, type HeldLock } from "./lock";
+import { MAX_JSON_BLOB, TMP_DIR } from "./layout";
+import { checkLayoutDir, fileTypeName, lstatOrNull, notA, openLayoutFile, readFd, readLayoutFile, readUpTo } from "./layout-fs";
+import { DescriptorWalk, type WalkChild, type WalkNode } from "./walk";
 
 /** One finding: where (a file, or a digest with the route it was reached by) and what. */
 export interface ValidationProblem { path: string; message: string }
@@ -46,6 +57,11 @@ export interface ValidationProblem { path: string; message: string }
 export interface ValidationReport {
   /** True when there are no problems (warnings do not count). */
   valid: boolean;
+  /**
+   * True when the descriptor walk gc marks with is complete: every reachable index and manifest
+   * was read and is valid, every other reachable blob is present. gc refuses to run otherwise.
+   */
+  complete: boolean;
   problems: ValidationProblem[];
   warnings: ValidationProblem[];
   /** Distinct blobs read, manifests parsed, layers streamed, tar entries read. */
@@ -61,8 +77,9 @@ export interface ValidateLayoutOptions {
   maxEntryProblemsPerLayer?: number;
 }
 
-const MAX_DEPTH = 16;
 const CHUNK = 1 << 20;
+/** Largest `oci-layout` file read. */
+const MAX_HEADER = 64 * 1024;
 /** A decoder making no progress for this long is treated as stalled. */
 const STALL_MS = 60_000;
 
@@ -134,6 +151,12 @@ class Validator {
   private readonly parsed = new Map<string, unknown>();
   private readonly layers = new Map<string, LayerFacts>();
   private readonly maxEntryProblems: number;
+  /** Per `blobs/<alg>` directory: usable (a real directory or absent) or not (reported once). */
+  private readonly algDirs = new Map<string, boolean>();
+  /** The walk of this run (roots: the index.json entries checked). */
+  private walk = new DescriptorWalk([]);
+  /** Reasons the walk is incomplete that are not a node of it (index.json, blobs/). */
+  private walkBlocked = false;
 
   constructor(private readonly root: string, private readonly opts: ValidateLayoutOptions) {
     this.maxEntryProblems = opts.maxEntryProblemsPerLayer ?? 20;
@@ -151,7 +174,7 @@ class Validator {
     let st: fs.Stats;
     try { st = fs.statSync(this.root); } catch { throw new NotFoundError(`validate ${this.root}: no such directory`); }
     if (!st.isDirectory()) throw new NotFoundError(`validate ${this.root}: not a directory`);
-    if (!fs.existsSync(path.join(this.root, "oci-layout"))) throw new NotFoundError(`validate ${this.root}: not an OCI layout (no oci-layout file)`);
+    if (!lstatOrNull(path.join(this.root, "oci-layout"))) throw new NotFoundError(`validate ${this.root}: not an OCI layout (no oci-layout file)`);
 
     let lock: HeldLock | null = null;
     try {
@@ -159,45 +182,79 @@ class Validator {
       // read-only layout can still be validated.
       lock = takeLock(this.root, GC_LOCK, "sh", { optional: true });
     } catch (e) {
-      if (!(e instanceof BociError)) throw e;
-      this.warn(this.root, `could not take the gc lock: ${e.message}`);
+      if (e instanceof InvalidError) this.problem(GC_LOCK, e.message);
+      else if (e instanceof BociError) this.warn(this.root, `could not take the gc lock: ${e.message}`);
+      else throw e;
     }
     try {
       await this.check();
     } finally {
       lock?.release();
     }
-    return { valid: this.problems.length === 0, problems: this.problems, warnings: this.warnings, checked: this.checked };
+    const complete = this.walk.complete && !this.walkBlocked;
+    // A walk gc would refuse is always said, even when nothing else was found.
+    if (this.problems.length === 0 && !complete) this.warn("index.json", "the descriptor walk is incomplete (gc will refuse to remove anything)");
+    return { valid: this.problems.length === 0, complete, problems: this.problems, warnings: this.warnings, checked: this.checked };
   }
 
   private async check(): Promise<void> {
     this.checkHeader();
     const blobsOk = this.checkBlobsDir();
+    const before = this.problems.length;
     const entries = this.readIndexJson();
+    // gc reads index.json strictly: any problem in it means gc would not walk at all.
+    if (entries === null || this.problems.length > before) this.walkBlocked = true;
     if (entries === null) {
       if (this.opts.tag !== undefined) throw new NotFoundError(`tag ${JSON.stringify(this.opts.tag)} not found (index.json is unreadable)`);
       if (blobsOk) await this.scanBlobs();
+      this.checkTempFiles();
       return;
     }
     this.checkDuplicateTags(entries);
     const tag = this.opts.tag;
-    let n = 0;
+    const roots: WalkChild[] = [];
     for (const [i, d] of entries.entries()) {
       const name = refNameOf(d);
       if (tag !== undefined && name !== tag) continue;
-      n++;
-      if (!blobsOk) continue;
-      const where = `index.json manifests[${i}]${name !== undefined ? ` ${JSON.stringify(name)}` : ""}`;
-      await this.visit(d, where, { depth: 0 });
+      // Malformed entries were reported with index.json; there is nothing to follow.
+      if (!d || typeof d !== "object" || validateDescriptor(d, "descriptor").length) { this.walkBlocked = true; continue; }
+      roots.push({ desc: d, where: `index.json manifests[${i}]${name !== undefined ? ` ${JSON.stringify(name)}` : ""}` });
     }
-    if (tag !== undefined && n === 0) throw new NotFoundError(`tag ${JSON.stringify(tag)} not found`);
+    if (tag !== undefined && roots.length === 0 && !entries.some((d) => refNameOf(d) === tag)) throw new NotFoundError(`tag ${JSON.stringify(tag)} not found`);
+    if (blobsOk) await this.runWalk(roots);
+    else if (roots.length) this.walkBlocked = true;
     if (tag === undefined && blobsOk) await this.scanBlobs();
+    if (tag === undefined) this.checkTempFiles();
+  }
+
+  /** Drive the shared walk: each index and manifest once, in depth-first order. */
+  private async runWalk(roots: WalkChild[]): Promise<void> {
+    this.walk = new DescriptorWalk(roots);
+    for (let n = this.walk.next(); n; n = this.walk.next()) {
+      if (n.kind === "index") await this.visitIndex(n);
+      else if (n.kind === "manifest") await this.visitManifest(n);
+      // Unknown media types (artifacts, signatures) are legal in an index: check only the bytes.
+      else await this.visitOpaque(n.desc, n.where);
+    }
+  }
+
+  /** Mark the walk incomplete because of `d` (the problem itself has been reported). */
+  private incomplete(d: Descriptor, where: string, message: string, missing = false): void {
+    this.walk.fail({ digest: typeof d?.digest === "string" ? d.digest : "", where, message, missing });
   }
 
   private checkHeader(): void {
     let obj: unknown;
+    let bytes: Buffer | null;
     try {
-      obj = parseJsonStrict(fs.readFileSync(path.join(this.root, "oci-layout"), "utf8"));
+      bytes = readLayoutFile(this.root, "oci-layout", MAX_HEADER);
+    } catch (e) {
+      this.problem("oci-layout", errMsg(e));
+      return;
+    }
+    if (!bytes) { this.problem("oci-layout", "missing"); return; }
+    try {
+      obj = parseJsonStrict(bytes.toString("utf8"));
     } catch (e) {
       this.problem("oci-layout", `invalid JSON: ${errMsg(e)}`);
       return;
@@ -209,22 +266,68 @@ class Validator {
 
   private checkBlobsDir(): boolean {
     try {
-      if (fs.statSync(path.join(this.root, "blobs")).isDirectory()) return true;
-      this.problem("blobs", "not a directory");
-    } catch {
+      if (checkLayoutDir(this.root, "blobs")) return true;
       this.problem("blobs", "missing blobs directory");
+    } catch (e) {
+      this.problem("blobs", errMsg(e));
     }
     return false;
+  }
+
+  /** Whether `blobs/<alg>` may be read through: a real directory, or absent (blobs then missing). */
+  private algDirOk(alg: string): boolean {
+    let ok = this.algDirs.get(alg);
+    if (ok === undefined) {
+      try {
+        checkLayoutDir(this.root, `blobs/${alg}`);
+        ok = true;
+      } catch (e) {
+        this.problem(`blobs/${alg}`, errMsg(e));
+        ok = false;
+      }
+      this.algDirs.set(alg, ok);
+    }
+    return ok;
+  }
+
+  /** Lock files must be regular files; stale temporary files are warned about (gc removes them). */
+  private checkTempFiles(): void {
+    const st = lstatOrNull(path.join(this.root, INDEX_LOCK));
+    if (st && !st.isFile()) this.problem(INDEX_LOCK, notA(INDEX_LOCK, "regular file", st).message);
+    const stale = "stale temporary file, unless a writer is running now (gc removes it)";
+    const tmp = lstatOrNull(path.join(this.root, TMP_DIR));
+    if (tmp && !tmp.isDirectory()) {
+      this.problem(TMP_DIR, `${notA(TMP_DIR, "directory", tmp).message}; boci refuses to write through it`);
+    } else if (tmp) {
+      let names: string[] = [];
+      try { names = fs.readdirSync(path.join(this.root, TMP_DIR)).sort(); } catch (e) { this.problem(TMP_DIR, `read directory: ${errMsg(e)}`); }
+      for (const n of names) {
+        const t = lstatOrNull(path.join(this.root, TMP_DIR, n));
+        if (!t) continue;
+        if (t.isFile() || t.isDirectory()) this.warn(`${TMP_DIR}/${n}`, stale);
+        else this.warn(`${TMP_DIR}/${n}`, `unexpected ${fileTypeName(t).replace(/^an? /, "")} (gc leaves it alone)`);
+      }
+    }
+    let top: string[] = [];
+    try { top = fs.readdirSync(this.root).sort(); } catch { /* reported elsewhere */ }
+    for (const n of top) if (n.startsWith(".tmp-index.json-")) this.warn(n, stale);
   }
 
   /** index.json's top-level descriptors (only the well-formed ones), or null when unusable. */
   private readIndexJson(): Descriptor[] | null {
     let obj: unknown;
+    let bytes: Buffer | null;
     try {
-      obj = parseJsonStrict(new TextDecoder("utf-8", { fatal: true }).decode(fs.readFileSync(path.join(this.root, "index.json"))));
+      bytes = readLayoutFile(this.root, "index.json", MAX_JSON_BLOB);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === "ENOENT") this.problem("index.json", "missing");
-      else this.problem("index.json", `invalid JSON: ${errMsg(e)}`);
+      this.problem("index.json", errMsg(e));
+      return null;
+    }
+    if (!bytes) { this.problem("index.json", "missing"); return null; }
+    try {
+      obj = parseJsonStrict(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+    } catch (e) {
+      this.problem("index.json", `invalid JSON: ${errMsg(e)}`);
       return null;
     }
     for (const v of validateIndex(obj, "index.json", [], { allowNullManifests: true })) this.problem("index.json", v);
@@ -248,47 +351,65 @@ class Validator {
     }
   }
 
-  private blobFile(digest: string): string {
+  private blobRel(digest: string): string {
     const [alg, enc] = splitDigest(digest);
-    return path.join(this.root, "blobs", alg, enc);
+    return `blobs/${alg}/${enc}`;
   }
 
   /**
    * Per-descriptor checks common to every blob: a sane descriptor, a verifiable algorithm, the
-   * blob present with the size the descriptor says. Returns false when the content cannot be
-   * read (the problem has been reported).
+   * blob present (a regular file, by lstat: a symlink is not followed) with the size the
+   * descriptor says. Returns false when the content cannot be read (the problem has been
+   * reported, and the walk marked incomplete where gc would refuse). `leaf`: a config, layer or
+   * other blob without children, for which presence is all the walk needs.
    */
-  private checkPresence(d: Descriptor, where: string): "file" | "data" | false {
+  private checkPresence(d: Descriptor, where: string, opts: { leaf: boolean }): "file" | "data" | false {
     // Shape problems were reported by the parent's validator; just refuse to follow them.
-    if (validateDescriptor(d, "descriptor").length) return false;
-    const [alg] = splitDigest(d.digest);
+    if (!d || typeof d !== "object" || validateDescriptor(d, "descriptor").length) {
+      this.incomplete(d, where, "malformed descriptor");
+      return false;
+    }
+    const [alg, enc] = splitDigest(d.digest);
+    const at = `${d.digest} (${where})`;
+    if (!this.algDirOk(alg)) { this.incomplete(d, where, `blobs/${alg} is unusable`); return false; }
+    let st: fs.Stats | null;
+    try {
+      st = lstatOrNull(path.join(this.root, "blobs", alg, enc));
+    } catch (e) {
+      this.problem(at, `read blob: ${errMsg(e)}`);
+      this.incomplete(d, where, errMsg(e));
+      return false;
+    }
+    const external = typeof d.data === "string" || (d.urls !== undefined && d.urls.length > 0);
+    if (st && !st.isFile()) {
+      this.problem(at, st.isSymbolicLink() ? "blob is a symlink (not followed)" : `blob path is not a regular file (it is ${fileTypeName(st)})`);
+      this.incomplete(d, where, "not a regular file");
+      return false;
+    }
     if (alg !== "sha256") {
-      this.warn(`${d.digest} (${where})`, `cannot verify digest algorithm ${alg}; blob not checked`);
+      this.warn(at, `cannot verify digest algorithm ${alg}; blob not checked`);
+      if (!opts.leaf) this.incomplete(d, where, `unverifiable digest algorithm ${alg}`);
+      else if (!st && !external) { this.problem(at, "blob missing"); this.incomplete(d, where, "blob missing", true); }
       return false;
     }
     if (typeof d.data === "string") {
       const bytes = Buffer.from(d.data, "base64");
       const got = sha256(bytes);
-      if (bytes.length !== d.size) this.problem(`${d.digest} (${where})`, `embedded data is ${bytes.length} bytes, descriptor says ${d.size}`);
-      else if (got !== d.digest) this.problem(`${d.digest} (${where})`, `embedded data digest mismatch: got ${got}`);
+      if (bytes.length !== d.size) this.problem(at, `embedded data is ${bytes.length} bytes, descriptor says ${d.size}`);
+      else if (got !== d.digest) this.problem(at, `embedded data digest mismatch: got ${got}`);
     }
-    let st: fs.Stats;
-    try {
-      st = fs.statSync(this.blobFile(d.digest));
-    } catch {
+    if (!st) {
       if (typeof d.data === "string") return "data";
       if (d.urls && d.urls.length) {
-        this.warn(`${d.digest} (${where})`, `blob not in the layout (it lists urls for an external copy); not checked`);
+        this.warn(at, `blob not in the layout (it lists urls for an external copy); not checked`);
+        if (!opts.leaf) this.incomplete(d, where, "blob not in the layout");
         return false;
       }
-      this.problem(`${d.digest} (${where})`, "blob missing");
+      this.problem(at, "blob missing");
+      this.incomplete(d, where, "blob missing", true);
       return false;
     }
-    if (!st.isFile()) {
-      this.problem(`${d.digest} (${where})`, "blob path is not a regular file");
-      return false;
-    }
-    if (st.size !== d.size) this.problem(`${d.digest} (${where})`, `size mismatch: descriptor says ${d.size} bytes, blob has ${st.size}`);
+    if (st.size !== d.size) this.problem(at, `size mismatch: descriptor says ${d.size} bytes, blob has ${st.size}`);
     return "file";
   }
 
@@ -304,16 +425,8 @@ class Validator {
     return true;
   }
 
-  private async visit(d: Descriptor, where: string, ctx: { depth: number; platform?: Descriptor["platform"] }): Promise<void> {
-    if (!d || typeof d !== "object") return;
-    if (isIndexMediaType(d.mediaType)) return this.visitIndex(d, where, ctx.depth);
-    if (isManifestMediaType(d.mediaType)) return this.visitManifest(d, where, d.platform ?? ctx.platform);
-    // Unknown media types (artifacts, signatures) are legal in an index: check only the bytes.
-    await this.visitOpaque(d, where);
-  }
-
   private async visitOpaque(d: Descriptor, where: string): Promise<void> {
-    const how = this.checkPresence(d, where);
+    const how = this.checkPresence(d, where, { leaf: true });
     if (how !== "file") return;
     if (this.blobFacts.has(d.digest)) {
       const f = this.blobFacts.get(d.digest);
@@ -321,7 +434,7 @@ class Validator {
       return;
     }
     try {
-      this.recordFacts(d, where, await hashFile(this.blobFile(d.digest)));
+      this.recordFacts(d, where, await hashFile(this.root, this.blobRel(d.digest)));
     } catch (e) {
       this.problem(`${d.digest} (${where})`, `read blob: ${errMsg(e)}`);
       this.blobFacts.set(d.digest, null);
@@ -331,7 +444,7 @@ class Validator {
   /** Read, verify and parse a JSON blob, reporting problems once per blob. Returns the object or null. */
   private readJsonBlob(d: Descriptor, where: string, kind: "index" | "manifest" | "config"): Record<string, unknown> | null {
     const key = `${kind} ${d.digest}`;
-    const how = this.checkPresence(d, where);
+    const how = this.checkPresence(d, where, { leaf: kind === "config" });
     if (!how) return null;
     if (this.parsed.has(key)) return this.parsed.get(key) as Record<string, unknown> | null;
     this.parsed.set(key, null);
@@ -341,14 +454,16 @@ class Validator {
       bytes = Buffer.from(d.data!, "base64");
       if (bytes.length !== d.size || sha256(bytes) !== d.digest) return null;
     } else {
-      const file = this.blobFile(d.digest);
       try {
-        const size = fs.statSync(file).size;
-        if (size > MAX_JSON_BLOB) {
-          this.problem(at, `${kind} blob is ${size} bytes, over the ${MAX_JSON_BLOB}-byte limit for JSON blobs`);
-          return null;
-        }
-        bytes = fs.readFileSync(file);
+        const f = openLayoutFile(this.root, this.blobRel(d.digest));
+        if (!f) { this.problem(at, "blob missing"); return null; }
+        try {
+          if (f.size > MAX_JSON_BLOB) {
+            this.problem(at, `${kind} blob is ${f.size} bytes, over the ${MAX_JSON_BLOB}-byte limit for JSON blobs`);
+            return null;
+          }
+          bytes = readUpTo(f.fd, MAX_JSON_BLOB);
+        } finally { fs.closeSync(f.fd); }
       } catch (e) {
         this.problem(at, `read blob: ${errMsg(e)}`);
         return null;
@@ -373,23 +488,32 @@ class Validator {
     return o;
   }
 
-  private async visitIndex(d: Descriptor, where: string, depth: number): Promise<void> {
-    if (depth >= MAX_DEPTH) {
-      this.problem(`${d.digest} (${where})`, `indexes nested deeper than ${MAX_DEPTH} levels; not followed`);
-      return;
-    }
-    const seen = this.parsed.has(`index ${d.digest}`);
+  private async visitIndex(n: WalkNode): Promise<void> {
+    const { desc: d, where } = n;
+    const before = this.problems.length;
     const ix = this.readJsonBlob(d, where, "index");
-    if (!ix || seen || !Array.isArray(ix.manifests)) return;
-    for (const [i, c] of (ix.manifests as Descriptor[]).entries())
-      await this.visit(c, `manifests[${i}] of index ${d.digest}`, { depth: depth + 1, platform: c?.platform });
+    // gc reads an index strictly: any problem with it leaves its children unknown to gc.
+    if (!ix || this.problems.length > before) this.incomplete(d, where, "index unreadable or invalid");
+    if (!ix) return;
+    const kids: WalkChild[] = [];
+    if (Array.isArray(ix.manifests)) {
+      for (const [i, c] of (ix.manifests as Descriptor[]).entries())
+        if (c && typeof c === "object") kids.push({ desc: c, where: `manifests[${i}] of index ${d.digest}` });
+    }
+    if (ix.subject && typeof ix.subject === "object") kids.push({ desc: ix.subject as Descriptor, where: `subject of index ${d.digest}` });
+    this.walk.expand(n, kids);
   }
 
-  private async visitManifest(d: Descriptor, where: string, platform: Descriptor["platform"]): Promise<void> {
-    const seen = this.parsed.has(`manifest ${d.digest}`);
+  private async visitManifest(n: WalkNode): Promise<void> {
+    const { desc: d, where } = n;
+    const platform = d.platform;
+    const before = this.problems.length;
     const m = this.readJsonBlob(d, where, "manifest");
-    if (!m || seen) return;
+    if (!m || this.problems.length > before) this.incomplete(d, where, "manifest unreadable or invalid");
+    if (!m) return;
     this.checked.manifests++;
+    // A subject is followed as gc follows it (to keep a referrer's subject alive).
+    if (m.subject && typeof m.subject === "object") this.walk.expand(n, [{ desc: m.subject as Descriptor, where: `subject of manifest ${d.digest}` }]);
     const at = `${d.digest} (${where})`;
     const configDesc = m.config as Descriptor | undefined;
     const layers = Array.isArray(m.layers) ? (m.layers as Descriptor[]) : [];
@@ -448,7 +572,7 @@ class Validator {
 
   private async visitLayer(l: Descriptor, where: string, wantDiffID: string | null): Promise<void> {
     const at = `${l.digest} (${where})`;
-    const how = this.checkPresence(l, where);
+    const how = this.checkPresence(l, where, { leaf: true });
     if (!how) return;
     let facts = this.layers.get(l.digest);
     if (!facts) {
@@ -471,7 +595,13 @@ class Validator {
   private async streamLayer(l: Descriptor, where: string, how: "file" | "data"): Promise<LayerFacts> {
     const at = `${l.digest} (${where})`;
     this.checked.layers++;
-    const source: ChunkSource = how === "data" ? dataSource(Buffer.from(l.data!, "base64")) : await fileSource(this.blobFile(l.digest));
+    let source: ChunkSource;
+    try {
+      source = how === "data" ? dataSource(Buffer.from(l.data!, "base64")) : fileSource(this.root, this.blobRel(l.digest));
+    } catch (e) {
+      this.problem(at, `read blob: ${errMsg(e)}`);
+      return { diffID: null, corrupt: true };
+    }
     const rawHash = new Bun.CryptoHasher("sha256");
     let rawSize = 0;
     const findings: Array<{ warn: boolean; message: string }> = [];
@@ -588,6 +718,7 @@ class Validator {
     }
     for (const a of algs.sort((x, y) => (x.name < y.name ? -1 : 1))) {
       const rel = `blobs/${a.name}`;
+      if (a.isSymbolicLink()) { this.algDirOk(a.name); continue; }
       if (!a.isDirectory()) { this.warn(rel, "unexpected file directly under blobs/ (expected blobs/<algorithm>/<encoded>)"); continue; }
       let names: fs.Dirent[];
       try { names = fs.readdirSync(path.join(root, a.name), { withFileTypes: true }); } catch (e) {
@@ -598,10 +729,10 @@ class Validator {
         const p = `${rel}/${n.name}`;
         const digest = `${a.name}:${n.name}`;
         if (!isDigest(digest)) { this.problem(p, "file name is not a valid digest (a leftover temporary file?)"); continue; }
-        if (!n.isFile()) { this.problem(p, "not a regular file"); continue; }
+        if (!n.isFile()) { this.problem(p, n.isSymbolicLink() ? "a symlink (not followed)" : "not a regular file"); continue; }
         if (a.name !== "sha256" || this.blobFacts.has(digest)) continue;
         try {
-          const f = await hashFile(path.join(root, a.name, n.name));
+          const f = await hashFile(this.root, p);
           this.blobFacts.set(digest, f);
           this.checked.blobs++;
           if (f.digest !== digest) this.problem(p, `unreferenced blob content does not match its name: hashes to ${f.digest}`);
@@ -640,22 +771,24 @@ function dataSource(b: Buffer): ChunkSource {
   };
 }
 
-async function fileSource(file: string): Promise<ChunkSource> {
-  const fh = await fs.promises.open(file, "r");
+/** Chunks of a layout file, opened safely (layout-fs.ts: no symlink, no FIFO). */
+function fileSource(root: string, rel: string): ChunkSource {
+  const f = openLayoutFile(root, rel);
+  if (!f) throw new NotFoundError(`${rel}: no such file`);
   let closed = false;
   return {
     async next() {
       // A fresh buffer each time: the decompressor may still hold the previous one.
       const buf = Buffer.allocUnsafe(CHUNK);
-      const { bytesRead } = await fh.read(buf, 0, CHUNK, null);
+      const bytesRead = await readFd(f.fd, buf, 0, CHUNK);
       return bytesRead === CHUNK ? buf : buf.subarray(0, bytesRead);
     },
-    async close() { if (!closed) { closed = true; await fh.close(); } },
+    async close() { if (!closed) { closed = true; fs.closeSync(f.fd); } },
   };
 }
 
-async function hashFile(file: string): Promise<BlobFacts> {
-  const src = await fileSource(file);
+async function hashFile(root: string, rel: string): Promise<BlobFacts> {
+  const src = fileSource(root, rel);
   const h = new Bun.CryptoHasher("sha256");
   let size = 0;
   try {

@@ -109,13 +109,25 @@ export const gcCommand: CommandDef = {
   name: "gc",
   args: [],
   description: "garbage-collect an OCI layout",
-  options: [layoutOpt],
+  options: [
+    layoutOpt,
+    { flag: "dry-run", desc: "list what would be removed, and remove nothing" },
+    { flag: "json", desc: "print what was (or would be) removed as JSON: {dryRun, removedBlobs, removedTemp, kept, skipped}" },
+  ],
   run(_args, opts) {
     const layout = openLayout(parseLayoutFlag(opts.get("layout")));
+    const dryRun = opts.bool("dry-run");
+    const json = opts.bool("json");
     try {
-      const r = gc(layout, { onRemove: (m) => log.info(m) });
-      for (const d of r.missing) log.warn(`reachable blob ${d} is not in the layout`);
-      log.info(`gc: kept ${r.kept} blobs, removed ${r.removedBlobs.length} blobs and ${r.removedTemp.length} temporary files`);
+      // gc removes nothing unless the walk from index.json is complete (it throws otherwise).
+      const r = gc(layout, { dryRun, onRemove: (m) => log.info(m), onWarn: (m) => log.warn(m) });
+      if (json) {
+        out(JSON.stringify({ dryRun: r.dryRun, removedBlobs: r.removedBlobs, removedTemp: r.removedTemp, kept: r.kept, skipped: r.skipped }) + "\n");
+      } else if (dryRun) {
+        out(r.removedBlobs.map((d) => `would remove blob ${d}\n`).join("") +
+          r.removedTemp.map((t) => `would remove temporary file ${/^[\x21-\x7e]+$/.test(t) ? t : JSON.stringify(t)}\n`).join(""));
+      }
+      log.info(`gc${dryRun ? " (dry run)" : ""}: kept ${r.kept} blobs, ${dryRun ? "would remove" : "removed"} ${r.removedBlobs.length} blobs and ${r.removedTemp.length} temporary files`);
     } finally { layout.close(); }
   },
 };

@@ -36,7 +36,7 @@ export const validateCommand: CommandDef = {
   options: [
     layoutOpt,
     imageOpt,
-    { flag: "json", desc: "print the report as JSON: {valid, problems, warnings, checked}" },
+    { flag: "json", desc: "print the report as JSON: {valid, complete, problems, warnings, checked} (complete: the walk gc marks with read every reachable blob)" },
   ],
   async run(_args, opts) {
     const hasLayout = opts.has("layout");
@@ -62,6 +62,7 @@ export const validateCommand: CommandDef = {
     if (opts.bool("json")) {
       writeOut(JSON.stringify({
         valid: report.valid,
+        complete: report.complete,
         problems: report.problems,
         warnings: report.warnings,
         checked: report.checked,
