@@ -6,7 +6,21 @@ import { BociError, ExitCode, addContext } from "./errors";
 import { runApp } from "./cli/app";
 import { log } from "./util/log";
 import { writeOut, writeErr } from "./util/stdio";
-import { installSignalCleanup } from "./util/cleanup";
+import { installSignalCleanup, runInterruptActions } from "./util/cleanup";
+import { escapeText } from "./util/escape";
+
+/** The command words for an error's context ("unpack", "raw add-layer"), skipping global flags. */
+function commandName(argv: string[]): string {
+  const words: string[] = [];
+  for (let i = 0; i < argv.length && words.length < 2; i++) {
+    const a = argv[i]!;
+    if (a === "--log") { i++; continue; }
+    if (a.startsWith("-")) { if (words.length) break; continue; }
+    words.push(a);
+    if (a !== "raw") break;
+  }
+  return words.length ? words.join(" ") : "boci";
+}
 
 async function main(): Promise<number> {
   // SIGINT/SIGTERM remove what the command registered (util/cleanup.ts) and exit 130/143.
@@ -15,15 +29,33 @@ async function main(): Promise<number> {
     await runApp(process.argv.slice(2), writeOut);
     return 0;
   } catch (e) {
-    const err = e instanceof BociError ? e : (addContext(process.argv[2] && !process.argv[2].startsWith("-") ? process.argv[2] : "boci", e) as BociError);
+    const err = e instanceof BociError ? e : (addContext(commandName(process.argv.slice(2)), e) as BociError);
     let msg = err.message;
     if (err.code === "EACCES" || err.code === "EPERM") msg += " (maybe --rootless will help?)";
-    writeErr(`boci: ${msg}\n`);
-    if (log.level >= 4 && e instanceof Error && e.stack) writeErr(e.stack + "\n");
+    // The message may quote image data (tags, paths, history): no raw control character may
+    // reach the terminal, and a newline in it must not split the one error line.
+    writeErr(`boci: ${escapeText(msg)}\n`);
+    if (log.level >= 4 && e instanceof Error && e.stack) writeErr(e.stack.split("\n").map((l) => escapeText(l)).join("\n") + "\n");
     return err.exitCode ?? ExitCode.general;
   }
 }
 
+let settled = false;
 main().then((code) => {
+  settled = true;
   process.exitCode = code;
+});
+// Last resort: the event loop emptied while the command was still waiting on something that
+// will never come (a stream that stopped calling back). Never a silent exit 0 with the work half
+// done: remove what the command registered for clean-up and fail.
+let armed = false;
+process.on("beforeExit", () => {
+  if (settled) return;
+  // The first time, let other beforeExit listeners' work run (a decoder fails itself on this
+  // event: compress/index.ts); act only if the loop empties again with the command unsettled.
+  if (!armed) { armed = true; setImmediate(() => {}); return; }
+  settled = true;
+  runInterruptActions();
+  writeErr("boci: internal error: the command stopped before it finished (a stream stalled); its temporary files were removed\n");
+  process.exitCode = ExitCode.general;
 });

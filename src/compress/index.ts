@@ -146,15 +146,30 @@ export function createDecompressor(c: Compression, opts: DecompressOptions = {})
     case "none":
       return opts.maxOutputBytes === undefined ? new PassThrough() : new Limit(opts.maxOutputBytes);
     case "gzip":
-      return new MultiGunzip(opts);
+      return failOnStall(new MultiGunzip(opts), "gzip");
     case "zstd":
     {
       const w = new ZlibWrap(zlib.createZstdDecompress({ chunkSize: OUTPUT_CHUNK }), "zstd", opts.maxOutputBytes);
       w.frames = new ZstdFrameTracker();
-      return w;
+      return failOnStall(w, "zstd");
     }
   }
   throw new UnsupportedError(`unsupported compression ${String(c)}`);
+}
+
+/**
+ * A decoder that stops calling back on some corrupt input (node:zlib in Bun does not call a
+ * write callback after certain errors) would leave its reader waiting on nothing: the event loop
+ * empties and the process exits 0 with the work half done. When that moment comes while the
+ * decoder is still open, it is failed instead (InvalidError), so its reader gets an error.
+ */
+function failOnStall<T extends Transform>(t: T, name: string): T {
+  const onBeforeExit = () => {
+    if (!t.destroyed) t.destroy(new InvalidError(`${name} stream is corrupt: the decoder stopped without an error or an end`));
+  };
+  process.on("beforeExit", onBeforeExit);
+  t.once("close", () => process.off("beforeExit", onBeforeExit));
+  return t;
 }
 
 export interface CompressOptions {
