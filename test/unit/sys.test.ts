@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import * as os from "node:os";
 import { S_IFCHR, S_IFIFO, flock, getegid, geteuid, lgetxattr, llistxattr, lremovexattr, lsetxattr, makedev, mknod } from "../../src/sys";
 
 const allBytes = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
@@ -108,4 +109,52 @@ describe("flock", () => {
     expect(geteuid()).toBe(process.geteuid!());
     expect(getegid()).toBe(process.getegid!());
   });
+});
+
+describe("openBeneath (openat2, and the openat walk it falls back to)", () => {
+  // Run in a child so BOCI_NO_OPENAT2 picks the path (the choice is made once per process).
+  const probe = (forceFallback: boolean) => {
+    const d = fs.mkdtempSync(path.join(os.tmpdir(), "boci-beneath-"));
+    try {
+      fs.mkdirSync(path.join(d, "root/a/b"), { recursive: true });
+      fs.mkdirSync(path.join(d, "outside"));
+      fs.symlinkSync(path.join(d, "outside"), path.join(d, "root/abs"));
+      fs.symlinkSync("a", path.join(d, "root/rel"));
+      fs.writeFileSync(path.join(d, "root/a/f"), "");
+      const script = `
+        const s = require(${JSON.stringify(path.join(import.meta.dir, "../../src/sys/index.ts"))});
+        const fs = require("node:fs");
+        const root = s.openDirHandle(${JSON.stringify(path.join(d, "root"))});
+        const out = { uses: s.usesOpenat2() };
+        for (const p of [".", "a", "a/b", "abs", "rel", "rel/b", "a/f", "missing", "a/../a"]) {
+          try { const fd = s.openBeneath(root, p, s.O_RDONLY | s.O_DIRECTORY); out[p] = fs.fstatSync(fd).ino; fs.closeSync(fd); }
+          catch (e) { out[p] = e.code; }
+        }
+        out.inoA = fs.lstatSync(${JSON.stringify(path.join(d, "root/a"))}).ino;
+        console.log(JSON.stringify(out));`;
+      const r = Bun.spawnSync([process.execPath, "-e", script], { env: { ...process.env, BOCI_NO_OPENAT2: forceFallback ? "1" : "" }, stdout: "pipe", stderr: "pipe" });
+      if (r.exitCode !== 0) throw new Error(r.stderr.toString());
+      return JSON.parse(r.stdout.toString());
+    } finally {
+      fs.rmSync(d, { recursive: true, force: true });
+    }
+  };
+  for (const fallback of [false, true]) {
+    test(fallback ? "forced fallback: openat with O_NOFOLLOW, component by component" : "openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS", () => {
+      const o = probe(fallback);
+      expect(o.uses).toBe(!fallback);
+      expect(o.a).toBe(o.inoA);
+      expect(typeof o["."]).toBe("number");
+      expect(typeof o["a/b"]).toBe("number");
+      // no symlink is followed, wherever it points, first component or last
+      expect(["ELOOP", "ENOTDIR"]).toContain(o.abs);
+      expect(["ELOOP", "ENOTDIR"]).toContain(o.rel);
+      expect(["ELOOP", "ENOTDIR"]).toContain(o["rel/b"]);
+      expect(o["a/f"]).toBe("ENOTDIR");
+      expect(o.missing).toBe("ENOENT");
+      // `..` never climbs: the fallback refuses it outright, openat2 keeps it beneath the root
+      if (fallback) expect(o["a/../a"]).toBe("EXDEV");
+      else expect(o["a/../a"]).toBe(o.inoA);
+    });
+  }
 });
