@@ -90,6 +90,7 @@ const errnoText: Record<string, string> = {
   ENOTDIR: "not a directory",
   EISDIR: "is a directory",
   ENOSPC: "no space left on device",
+  EDQUOT: "disk quota exceeded",
   ENOTEMPTY: "directory not empty",
   ELOOP: "too many levels of symbolic links",
   ENAMETOOLONG: "file name too long",
@@ -99,9 +100,47 @@ const errnoText: Record<string, string> = {
   EOPNOTSUPP: "operation not supported",
 };
 
-/** A short lowercase description of a Node errno error: "lchown b/rootfs: operation not permitted". */
+/**
+ * A short lowercase description of a Node errno error: "lchown b/rootfs: operation not permitted".
+ * A full disk names what was being written: "no space left on device writing b/rootfs/big".
+ */
 export function describeErrno(e: NodeJS.ErrnoException): string {
   const text = (e.code && errnoText[e.code]) || e.message.toLowerCase();
+  if (e.path && isNoSpaceCode(e.code)) return `${text} writing ${e.path}`;
   if (e.syscall && e.path) return `${e.syscall} ${e.path}: ${text}`;
   return text;
+}
+
+function isNoSpaceCode(code: string | undefined): boolean {
+  return code === "ENOSPC" || code === "EDQUOT";
+}
+
+/** Whether `e`, or an error in its `cause` chain, is ENOSPC or EDQUOT. */
+export function isNoSpace(e: unknown): boolean {
+  for (let c = e, depth = 0; c instanceof Error && depth < 16; c = c.cause, depth++) {
+    if (isNoSpaceCode((c as NodeJS.ErrnoException).code)) return true;
+  }
+  return false;
+}
+
+/**
+ * For a full disk or quota (anywhere in the cause chain), an error that says what was being
+ * written and what the command rolled back, for the one line main.ts prints:
+ * "unpack layer 0: apply \"big\": no space left on device writing b; the rootfs was removed".
+ * `context` prefixes a plain errno error ("raw add-layer"). Any other error is returned as is.
+ * The message keeps the class's exit code; the code becomes ENOSPC or EDQUOT.
+ */
+export function explainNoSpace(e: unknown, how: { context: string; writing: string; rolledBack: string }): unknown {
+  if (!isNoSpace(e)) return e;
+  const err = e instanceof BociError ? e : (addContext(how.context, e) as BociError);
+  let code = "ENOSPC";
+  for (let c: unknown = e, depth = 0; c instanceof Error && depth < 16; c = c.cause, depth++) {
+    const k = (c as NodeJS.ErrnoException).code;
+    if (isNoSpaceCode(k)) { code = k!; break; }
+  }
+  const text = errnoText[code]!;
+  let msg = err.message;
+  if (!msg.includes(text)) msg += `: ${text}`;
+  if (!msg.includes(`${text} writing `)) msg = msg.replace(text, `${text} writing ${how.writing}`);
+  return new BociError(`${msg}; ${how.rolledBack}`, { code, exitCode: err.exitCode, cause: e });
 }

@@ -200,7 +200,23 @@ export function resolveUser(userSpec: string, passwd: string | null, group: stri
       result.additionalGids = groups.map((g) => g.gid);
     }
   }
+  checkEntryId("uid", result.uid, "passwd", matchedName);
+  checkEntryId("gid", result.gid, groupArg !== null && !groupArg.isNumeric ? "group" : "passwd", groupArg?.name ?? matchedName);
+  for (const g of result.additionalGids) checkEntryId("gid", g, "group", matchedName);
   return result;
+}
+
+/** The largest ID an entry may give: uid_t is 32 bits and (uid_t)-1 means "no change" to chown. */
+const MAX_ENTRY_ID = 0xfffffffe;
+
+/**
+ * An ID read from the image's passwd or group file must fit in 32 bits and not be (uid_t)-1:
+ * the runtime would otherwise wrap it, and 4294967296 would become root.
+ */
+function checkEntryId(kind: "uid" | "gid", id: number, file: "passwd" | "group", who: string): void {
+  if (Number.isSafeInteger(id) && id >= 0 && id <= MAX_ENTRY_ID) return;
+  const whose = who === "" ? "" : ` for ${who}`;
+  throw new InvalidError(`${kind} ${id}${whose} in the ${file} file is out of range (0-${MAX_ENTRY_ID})`);
 }
 
 const MAX_SYMLINKS = 255;

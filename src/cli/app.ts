@@ -3,11 +3,12 @@
  * runs the matched command. Errors propagate to main.ts, which prints one line and exits.
  */
 import cac from "cac";
-import { UsageError } from "../errors";
+import { UsageError, explainNoSpace } from "../errors";
 import { setLogLevel, isLogLevel, log } from "../util/log";
 import { type CommandDef, type OptSpec, Opts, normalizeArgv, cacName } from "./spec";
 import { VERSION, IMAGE_SPEC_VERSION, RUNTIME_SPEC_VERSION } from "../version";
 import { commands } from "./commands";
+import { parseImageRef } from "./common";
 
 export const globalOptions: OptSpec[] = [
   { flag: "log", value: "<level>", desc: "set the log level (debug, info, warn, error, fatal)" },
@@ -32,6 +33,21 @@ function redot(text: string, all: OptSpec[]): string {
   for (const o of all) for (const n of [o.flag, ...(o.aliases ?? [])]) if (n.includes(".")) t = t.replaceAll(`--${cacName(n)}`, `--${n}`);
   return t.replace(/\braw-(\w[\w-]*)/g, "raw $1");
 }
+
+/**
+ * What a command has undone when a write fails for want of space, for the error line (see
+ * errors.ts explainNoSpace). Only what the command's own clean-up guarantees: unpack removes the
+ * rootfs it made (bundle/unpack.ts); raw add-layer removes its temporary blob and writes
+ * index.json last, atomically (cas/layout.ts).
+ */
+const noSpaceRollback: Record<string, (args: string[], opts: Opts) => { writing: string; rolledBack: string } | undefined> = {
+  unpack: (args) => (args[0] ? { writing: args[0], rolledBack: "the rootfs was removed" } : undefined),
+  "raw add-layer": (_args, opts) => {
+    const image = opts.get("image");
+    if (!image) return undefined;
+    return { writing: `a blob in ${parseImageRef(image).layout}`, rolledBack: "the partial blob was removed and index.json is unchanged" };
+  },
+};
 
 export async function runApp(argv: string[], out: (s: string) => void): Promise<void> {
   const { argv: norm, given, command } = normalizeArgv(argv, commands, globalOptions);
@@ -61,7 +77,13 @@ export async function runApp(argv: string[], out: (s: string) => void): Promise<
         const want = min === def.args.length ? `${min}` : `${min} to ${def.args.length}`;
         throw new UsageError(`${def.name}: expected ${want} argument${def.args.length === 1 ? "" : "s"}${def.args.length ? ` (${def.args.join(" ")})` : ""}, got ${positional.length + extra.length}`);
       }
-      await def.run(positional, new Opts(raw, given));
+      const opts = new Opts(raw, given);
+      try {
+        await def.run(positional, opts);
+      } catch (e) {
+        const how = noSpaceRollback[def.name]?.(positional, opts);
+        throw how ? explainNoSpace(e, { context: def.name, ...how }) : e;
+      }
     });
   }
   cli.help((sections) => {

@@ -7,6 +7,7 @@ import { nowTimestamp } from "../util/time";
 import type { CommandDef } from "./spec";
 import { imageOpt, layoutOpt, parseImageRef, parseLayoutFlag, openLayout, checkTag } from "./common";
 import { writeOut } from "../util/stdio";
+import { escapeText } from "../util/escape";
 
 const out = writeOut;
 
@@ -60,7 +61,8 @@ export const lsCommand: CommandDef = {
   run(_args, opts) {
     const layout = openLayout(parseLayoutFlag(opts.get("layout")));
     const tags = listTags(layout.readIndex());
-    out(tags.map((t) => t + "\n").join(""));
+    // A tag is image data: quoted with its control characters escaped when it has any.
+    out(tags.map((t) => escapeText(t, "needed") + "\n").join(""));
   },
 };
 

@@ -4,6 +4,7 @@ import type { Descriptor, ImageConfig, Manifest } from "../image";
 import type { CommandDef } from "./spec";
 import { imageOpt, parseImageRef, openLayout } from "./common";
 import { writeOut } from "../util/stdio";
+import { escapeText } from "../util/escape";
 
 /** go-units HumanSize: decimal units, 4 significant digits. */
 export function humanSize(n: number): string {
@@ -14,16 +15,27 @@ export function humanSize(n: number): string {
   return `${Number(v.toPrecision(4))}${units[i]}`;
 }
 
-/** Quote a value the way Go's %q would, but only when it needs it. */
-function q(s: string): string {
-  return /^[\x21-\x7e]+$/.test(s) && !s.includes('"') && !s.includes("\\") ? s : JSON.stringify(s);
+/**
+ * A value as umoci 0.6 prints it: Go-quoted when it has unprintable characters, quotes,
+ * backslashes or white space, or is empty; always quoted when it has a comma (lists are joined
+ * with ", "). Every string from the image goes through this or {@link cell}, so a control
+ * character in an image never reaches the terminal raw.
+ */
+function q(v: unknown): string {
+  const s = String(v);
+  return escapeText(s, s.includes(",") ? "always" : "precise");
+}
+
+/** A history table cell: quoted only when quoting changes it (umoci's quote(s, false)). */
+function cell(v: unknown): string {
+  return escapeText(String(v), "needed");
 }
 
 function descLines(d: Descriptor, indent: string): string[] {
-  const l = [`${indent}Media Type: ${d.mediaType}`, `${indent}Digest: ${d.digest}`, `${indent}Size: ${humanSize(d.size)}`];
+  const l = [`${indent}Media Type: ${q(d.mediaType)}`, `${indent}Digest: ${q(d.digest)}`, `${indent}Size: ${humanSize(d.size)}`];
   if (d.annotations && Object.keys(d.annotations).length) {
     l.push(`${indent}Annotations:`);
-    for (const [k, v] of Object.entries(d.annotations).sort(([a], [b]) => (a < b ? -1 : 1))) l.push(`${indent}\t${k}: ${q(v)}`);
+    for (const [k, v] of Object.entries(d.annotations).sort(([a], [b]) => (a < b ? -1 : 1))) l.push(`${indent}\t${q(k)}: ${q(v)}`);
   }
   return l;
 }
@@ -56,7 +68,7 @@ export function historyOf(manifest: Manifest, config: ImageConfig): StatHistory[
 }
 
 export function formatStat(mdesc: Descriptor, manifest: Manifest, config: ImageConfig): string {
-  const L: string[] = ["== MANIFEST ==", `Schema Version: ${manifest.schemaVersion}`, `Media Type: ${manifest.mediaType ?? mdesc.mediaType}`];
+  const L: string[] = ["== MANIFEST ==", `Schema Version: ${manifest.schemaVersion}`, `Media Type: ${q(manifest.mediaType ?? mdesc.mediaType)}`];
   L.push("Config:", ...descLines(manifest.config, "\t"));
   L.push("Layers:");
   for (const l of manifest.layers) L.push(...descLines(l, "\t"), "");
@@ -64,13 +76,13 @@ export function formatStat(mdesc: Descriptor, manifest: Manifest, config: ImageC
   if (manifest.subject) L.push("Subject:", ...descLines(manifest.subject, "\t"));
   if (manifest.annotations && Object.keys(manifest.annotations).length) {
     L.push("Annotations:");
-    for (const [k, v] of Object.entries(manifest.annotations)) L.push(`\t${k}: ${q(v)}`);
+    for (const [k, v] of Object.entries(manifest.annotations)) L.push(`\t${q(k)}: ${q(v)}`);
   }
   L.push("Descriptor:", ...descLines(mdesc, "\t"), "");
   L.push("== CONFIG ==");
-  if (config.created) L.push(`Created: ${config.created}`);
+  if (config.created) L.push(`Created: ${q(config.created)}`);
   if (config.author) L.push(`Author: ${q(config.author)}`);
-  L.push("Platform:", `\tOS: ${config.os}`, `\tArchitecture: ${config.architecture}${config.variant ? ` (${config.variant})` : ""}`);
+  L.push("Platform:", `\tOS: ${q(config.os)}`, `\tArchitecture: ${q(config.architecture)}${config.variant ? ` (${cell(config.variant)})` : ""}`);
   const b = config.config ?? {};
   L.push("Image Config:");
   if (b.User) L.push(`\tUser: ${q(b.User)}`);
@@ -79,14 +91,14 @@ export function formatStat(mdesc: Descriptor, manifest: Manifest, config: ImageC
   if (b.WorkingDir) L.push(`\tWorking Directory: ${q(b.WorkingDir)}`);
   if (b.Env?.length) L.push(`\tEnvironment:`, ...b.Env.map((a) => `\t\t${q(a)}`));
   if (b.StopSignal) L.push(`\tStop Signal: ${q(b.StopSignal)}`);
-  if (b.ExposedPorts && Object.keys(b.ExposedPorts).length) L.push(`\tExposed Ports: ${Object.keys(b.ExposedPorts).sort().join(", ")}`);
-  if (b.Volumes && Object.keys(b.Volumes).length) L.push(`\tVolumes: ${Object.keys(b.Volumes).sort().join(", ")}`);
-  if (b.Labels && Object.keys(b.Labels).length) L.push(`\tLabels:`, ...Object.entries(b.Labels).sort(([x], [y]) => (x < y ? -1 : 1)).map(([k, v]) => `\t\t${k}: ${q(v)}`));
+  if (b.ExposedPorts && Object.keys(b.ExposedPorts).length) L.push(`\tExposed Ports: ${Object.keys(b.ExposedPorts).sort().map((k) => q(k)).join(", ")}`);
+  if (b.Volumes && Object.keys(b.Volumes).length) L.push(`\tVolumes: ${Object.keys(b.Volumes).sort().map((k) => q(k)).join(", ")}`);
+  if (b.Labels && Object.keys(b.Labels).length) L.push(`\tLabels:`, ...Object.entries(b.Labels).sort(([x], [y]) => (x < y ? -1 : 1)).map(([k, v]) => `\t\t${q(k)}: ${q(v)}`));
   L.push("Descriptor:", ...descLines(manifest.config, "\t"), "");
   L.push("== HISTORY ==");
   const rows = [["LAYER", "CREATED", "CREATED BY", "SIZE", "COMMENT"]];
   for (const h of historyOf(manifest, config)) {
-    rows.push([h.layer ? h.layer.digest : "<none>", h.created ?? "", h.created_by ?? "", h.layer ? humanSize(h.layer.size) : "<none>", h.comment ?? ""]);
+    rows.push([h.layer ? cell(h.layer.digest) : "<none>", cell(h.created ?? ""), cell(h.created_by ?? ""), h.layer ? humanSize(h.layer.size) : "<none>", cell(h.comment ?? "")]);
   }
   return L.join("\n") + "\n" + table(rows);
 }

@@ -18,6 +18,8 @@ export interface MapOptions {
 }
 
 const MAX_U32 = 0xffffffff;
+/** The largest usable ID: uid_t is 32 bits and (uid_t)-1 means "no change" to chown. */
+export const MAX_ID = 0xfffffffe;
 
 function parseU32(text: string): number | null {
   // Go's strconv.ParseUint(s, 10, 32): plain decimal digits only, no sign, no spaces.
@@ -30,7 +32,8 @@ function parseU32(text: string): number | null {
 /**
  * Parse a mapping `CONTAINER:HOST[:SIZE]` (size defaults to 1).
  * Throws UsageError naming `flag` (default `--uid-map`) on a bad field count, a
- * non-decimal, negative or >2^32-1 value, or a zero size.
+ * non-decimal, negative or >2^32-1 value, a zero size, or a range whose last ID on either side
+ * is past 2^32-2.
  */
 export function parseIdMap(spec: string, flag = "--uid-map"): IdMapping {
   const bad = (why: string) => new UsageError(`invalid ${flag} ${JSON.stringify(spec)}: ${why}`);
@@ -49,29 +52,44 @@ export function parseIdMap(spec: string, flag = "--uid-map"): IdMapping {
     if (s === 0) throw bad("size must be at least 1");
     size = s;
   }
+  // Every ID of the range must be usable on both sides: a range that runs past 2^32-2 would
+  // wrap (to root) or reach (uid_t)-1.
+  if (containerID + size - 1 > MAX_ID) throw bad(`container range ${containerID}-${containerID + size - 1} goes past ${MAX_ID}`);
+  if (hostID + size - 1 > MAX_ID) throw bad(`host range ${hostID}-${hostID + size - 1} goes past ${MAX_ID}`);
   return { containerID, hostID, size };
+}
+
+function checkId(id: number, kind: "uid" | "gid", side: string): number {
+  if (!Number.isInteger(id) || id < 0 || id > MAX_ID) {
+    throw new InvalidError(`${kind} ${id} out of range for the ${side} (0-${MAX_ID})`, { code: "EIDMAP" });
+  }
+  return id;
 }
 
 /**
  * Translate a container ID to the host ID. With no maps the translation is the identity.
- * The first range containing the ID wins. Throws InvalidError when no range covers it.
+ * The first range containing the ID wins. Throws InvalidError when no range covers it, or when
+ * the ID or its translation is negative or past 2^32-2 (never a wrapped or "no change" ID).
  */
 export function toHost(id: number, maps: readonly IdMapping[], kind: "uid" | "gid" = "uid"): number {
+  checkId(id, kind, "image");
   if (maps.length === 0) return id;
   for (const m of maps) {
-    if (id >= m.containerID && id < m.containerID + m.size) return m.hostID + (id - m.containerID);
+    if (id >= m.containerID && id < m.containerID + m.size) return checkId(m.hostID + (id - m.containerID), kind, "host");
   }
   throw new InvalidError(`${kind} ${id} cannot be mapped to host`, { code: "EIDMAP" });
 }
 
 /**
  * Translate a host ID back to the container ID (the reverse of {@link toHost}). With no maps
- * the translation is the identity. Throws InvalidError when no range covers it.
+ * the translation is the identity. Throws InvalidError when no range covers it or an ID is out
+ * of range (as {@link toHost}).
  */
 export function toContainer(id: number, maps: readonly IdMapping[], kind: "uid" | "gid" = "uid"): number {
+  checkId(id, kind, "host");
   if (maps.length === 0) return id;
   for (const m of maps) {
-    if (id >= m.hostID && id < m.hostID + m.size) return m.containerID + (id - m.hostID);
+    if (id >= m.hostID && id < m.hostID + m.size) return checkId(m.containerID + (id - m.hostID), kind, "image");
   }
   throw new InvalidError(`${kind} ${id} cannot be mapped to container`, { code: "EIDMAP" });
 }

@@ -4,6 +4,7 @@
  * https://pubs.opengroup.org/onlinepubs/9699919799/utilities/pax.html#tag_20_92_13_06
  */
 import { InvalidError } from "../errors";
+import { escapeText } from "../util/escape";
 
 export const BLOCK = 512;
 
@@ -52,7 +53,8 @@ function decodeNameField(b: Buffer, off: number, len: number): string {
 }
 
 /** Octal text ended by NUL/space, or base-256 when the top bit of the first byte is set. */
-function decodeNumber(b: Buffer, off: number, len: number, field: string): number {
+function decodeNumber(b: Buffer, off: number, len: number, field: string, entry = ""): number {
+  const where = entry ? ` for ${escapeText(entry, "always")}` : "";
   const first = b[off]!;
   if (first & 0x80) {
     // Base-256 (GNU/Go): big-endian two's complement with the marker bit masked off.
@@ -64,7 +66,7 @@ function decodeNumber(b: Buffer, off: number, len: number, field: string): numbe
       x = (x << 8n) | BigInt(c);
     }
     const n = inv ? -Number(x) - 1 : Number(x);
-    if (!Number.isSafeInteger(n)) throw new InvalidError(`invalid tar header: ${field} out of range`);
+    if (!Number.isSafeInteger(n)) throw new InvalidError(`invalid tar header${where}: ${field} out of range`);
     return n;
   }
   let s = off;
@@ -74,7 +76,7 @@ function decodeNumber(b: Buffer, off: number, len: number, field: string): numbe
   let v = 0;
   for (let i = s; i < e; i++) {
     const d = b[i]! - 0x30;
-    if (d < 0 || d > 7) throw new InvalidError(`invalid tar header: bad ${field} field`);
+    if (d < 0 || d > 7) throw new InvalidError(`invalid tar header${where}: bad ${field} field`);
     v = v * 8 + d;
   }
   return v;
@@ -112,17 +114,17 @@ export function decodeHeader(b: Buffer): RawHeader | null {
   if (posix && b[345] !== 0) name = decodeNameField(b, 345, 155) + "/" + name;
   return {
     name,
-    mode: decodeNumber(b, 100, 8, "mode"),
-    uid: decodeNumber(b, 108, 8, "uid"),
-    gid: decodeNumber(b, 116, 8, "gid"),
-    size: decodeNumber(b, 124, 12, "size"),
-    mtime: decodeNumber(b, 136, 12, "mtime"),
+    mode: decodeNumber(b, 100, 8, "mode", name),
+    uid: decodeNumber(b, 108, 8, "uid", name),
+    gid: decodeNumber(b, 116, 8, "gid", name),
+    size: decodeNumber(b, 124, 12, "size", name),
+    mtime: decodeNumber(b, 136, 12, "mtime", name),
     typeflag,
     linkname: decodeNameField(b, 157, 100),
     uname: ustarish ? decodeString(b, 265, 32) : "",
     gname: ustarish ? decodeString(b, 297, 32) : "",
-    devmajor: ustarish ? decodeNumber(b, 329, 8, "devmajor") : 0,
-    devminor: ustarish ? decodeNumber(b, 337, 8, "devminor") : 0,
+    devmajor: ustarish ? decodeNumber(b, 329, 8, "devmajor", name) : 0,
+    devminor: ustarish ? decodeNumber(b, 337, 8, "devminor", name) : 0,
   };
 }
 

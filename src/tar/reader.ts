@@ -7,6 +7,7 @@ import { InvalidError } from "../errors";
 import { BLOCK, decodeHeader, decodeName, type RawHeader } from "./header";
 import { MAX_EXTENDED_HEADER_SIZE, parsePaxInt, parsePaxRecords, parsePaxTime, type PaxRecords } from "./pax";
 import type { EntryType, TarEntry, TarHeader } from "./types";
+import { escapeText } from "../util/escape";
 
 const EMPTY = Buffer.alloc(0);
 
@@ -307,8 +308,12 @@ function buildHeader(
   const xattrs = new Map<string, Buffer>();
   let libarchiveXattrs: Map<string, Buffer> | null = null;
   let sparse = false;
+  let nulIn: string | null = null;
   const apply = (recs: PaxRecords) => {
     for (const [k, v] of recs) {
+      // A NUL cannot be part of a file or user name: the kernel would see a shorter name than
+      // the one every check looked at.
+      if ((k === "path" || k === "linkpath" || k === "uname" || k === "gname") && v.includes(0)) nulIn ??= k;
       // A local record with an empty value means "not set": fall back to the header field.
       switch (k) {
         case "path":
@@ -351,11 +356,20 @@ function buildHeader(
   if (localPax) apply(localPax);
   if (libarchiveXattrs) for (const [k, v] of libarchiveXattrs as Map<string, Buffer>) if (!xattrs.has(k)) xattrs.set(k, v);
 
-  if (size < 0 || uid < 0 || gid < 0) throw new InvalidError(`invalid tar header for ${name}: negative size or id`);
+  const what = () => `invalid tar entry ${escapeText(name, "always")}`;
+  if (nulIn !== null) throw new InvalidError(`${what()}: pax ${nulIn} record contains a NUL byte`);
+  if (size < 0) throw new InvalidError(`${what()}: negative size ${size}`);
+  // uid_t is 32 bits and (uid_t)-1 means "leave unchanged" to chown: neither a larger ID nor
+  // 4294967295 may reach it (a wrapped ID would become root).
+  if (!isValidId(uid)) throw new InvalidError(`${what()}: uid ${uid} out of range (0-${MAX_ID})`);
+  if (!isValidId(gid)) throw new InvalidError(`${what()}: gid ${gid} out of range (0-${MAX_ID})`);
   const flag = raw.typeflag;
   let type = TYPES[flag];
   if (type === undefined || sparse) {
     throw new InvalidError(`unsupported tar entry type ${sparse ? "sparse" : typeName(flag)} for ${name}`);
+  }
+  if ((type === "char" || type === "block") && !(isDevNumber(raw.devmajor) && isDevNumber(raw.devminor))) {
+    throw new InvalidError(`${what()}: device number ${raw.devmajor},${raw.devminor} out of range`);
   }
   // Old archives mark directories with a trailing slash on a V7 regular file.
   if (flag === 0 && name.endsWith("/")) type = "dir";
@@ -374,6 +388,17 @@ function buildHeader(
     uname,
     gname,
   };
+}
+
+/** The largest uid or gid an entry may carry: 2^32-2 (2^32-1 is chown's "no change"). */
+export const MAX_ID = 0xfffffffe;
+
+function isValidId(n: number): boolean {
+  return Number.isInteger(n) && n >= 0 && n <= MAX_ID;
+}
+
+function isDevNumber(n: number): boolean {
+  return Number.isInteger(n) && n >= 0 && n <= 0xffffffff;
 }
 
 function decodeURIComponentSafe(s: string): string {

@@ -6,6 +6,7 @@
  * 25 ms of start-up, and most commands print nothing at the default level.
  */
 import type { ConsolaInstance } from "consola";
+import { escapeText } from "./escape";
 
 const levels: Record<string, number> = { fatal: 0, error: 0, warn: 1, info: 3, debug: 4 };
 
@@ -24,10 +25,11 @@ function consola(): ConsolaInstance {
 export const log = {
   get level(): number { return level; },
   set level(v: number) { level = v; if (instance) instance.level = v; },
-  error(msg: string): void { if (level >= 0) consola().error(msg); },
-  warn(msg: string): void { if (level >= 1) consola().warn(msg); },
-  info(msg: string): void { if (level >= 3) consola().info(msg); },
-  debug(msg: string): void { if (level >= 4) consola().debug(msg); },
+  // Messages often carry image data (paths, tags): control characters are escaped.
+  error(msg: string): void { if (level >= 0) consola().error(escapeText(msg)); },
+  warn(msg: string): void { if (level >= 1) consola().warn(escapeText(msg)); },
+  info(msg: string): void { if (level >= 3) consola().info(escapeText(msg)); },
+  debug(msg: string): void { if (level >= 4) consola().debug(escapeText(msg)); },
 };
 
 export function setLogLevel(name: string): void {

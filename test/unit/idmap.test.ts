@@ -8,7 +8,8 @@ describe("parseIdMap", () => {
   });
   test("container:host:size", () => {
     expect(parseIdMap("1:100000:65536")).toEqual({ containerID: 1, hostID: 100000, size: 65536 });
-    expect(parseIdMap("4294967295:0:1")).toEqual({ containerID: 4294967295, hostID: 0, size: 1 });
+    expect(parseIdMap("4294967294:0:1")).toEqual({ containerID: 4294967294, hostID: 0, size: 1 });
+    expect(parseIdMap("0:0:4294967295")).toEqual({ containerID: 0, hostID: 0, size: 4294967295 });
   });
   test.each([
     "",
@@ -27,6 +28,12 @@ describe("parseIdMap", () => {
     "0:0:4294967296",
     "0:0:0",
     "1.5:0",
+    // A range reaching (uid_t)-1 or past 2^32-1 on either side.
+    "4294967295:0:1",
+    "0:4294967295",
+    "0:4294967290:100",
+    "4294967290:0:100",
+    "1:0:4294967295",
   ])("rejects %p with UsageError", (spec) => {
     expect(() => parseIdMap(spec)).toThrow(UsageError);
   });
@@ -65,6 +72,15 @@ describe("toHost / toContainer", () => {
     expect(() => toHost(70010, maps, "gid")).toThrow("gid 70010 cannot be mapped to host");
     expect(() => toContainer(999, maps)).toThrow(InvalidError);
     expect(() => toContainer(165536, maps)).toThrow("uid 165536 cannot be mapped to container");
+  });
+  test("ids past 2^32-2 or negative never map, with or without maps", () => {
+    for (const id of [4294967295, 2 ** 40, -1, 1.5]) {
+      expect(() => toHost(id, [])).toThrow(InvalidError);
+      expect(() => toHost(id, maps)).toThrow(InvalidError);
+      expect(() => toContainer(id, [])).toThrow(InvalidError);
+    }
+    expect(() => toHost(4294967295, [])).toThrow("uid 4294967295 out of range for the image (0-4294967294)");
+    expect(toHost(4294967294, [])).toBe(4294967294);
   });
   test("first matching range wins", () => {
     const overlap: IdMapping[] = [

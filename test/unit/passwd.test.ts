@@ -108,6 +108,18 @@ describe("resolveUser (moby/sys/user GetExecUser semantics)", () => {
     expect(() => resolveUser("0:99999999999999999999", PASSWD, GROUP)).toThrow(InvalidError);
     expect(resolveUser("2147483647", null, null).uid).toBe(2147483647);
   });
+  test("an entry id past 2^32-2 or negative is refused, never wrapped to root", () => {
+    const pw = "big:x:4294967296:0::/:/bin/sh\nnochown:x:4294967295:0::/:/bin/sh\nneg:x:-1:0::/:/bin/sh\nbiggid:x:7:4294967296::/:/bin/sh\nok:x:4294967294:4294967294::/:/bin/sh\n";
+    const gr = "huge:x:99999999999:\nclub:x:4294967295:ok\n";
+    expect(() => resolveUser("big", pw, null)).toThrow(InvalidError);
+    expect(() => resolveUser("big", pw, null)).toThrow("uid 4294967296 for big in the passwd file is out of range (0-4294967294)");
+    expect(() => resolveUser("nochown", pw, null)).toThrow("uid 4294967295");
+    expect(() => resolveUser("neg", pw, null)).toThrow("uid -1");
+    expect(() => resolveUser("biggid", pw, null)).toThrow("gid 4294967296 for biggid in the passwd file");
+    expect(() => resolveUser("0:huge", pw, gr)).toThrow("gid 99999999999 for huge in the group file");
+    expect(() => resolveUser("ok", pw, gr)).toThrow("gid 4294967295 for ok in the group file");
+    expect(resolveUser("ok", pw, null)).toEqual({ uid: 4294967294, gid: 4294967294, additionalGids: [], home: "/" });
+  });
   test("only the first colon splits user and group", () => {
     expect(() => resolveUser("alice:staff:extra", PASSWD, GROUP)).toThrow("unable to find group staff:extra");
   });

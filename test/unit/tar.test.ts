@@ -3,8 +3,9 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import * as zlib from "node:zlib";
 import { InvalidError } from "../../src/errors";
-import { createTarWriter, readTar, type TarHeader, type TarWriterHeader } from "../../src/tar";
+import { checkTarStream, createTarWriter, readTar, type TarHeader, type TarWriterHeader } from "../../src/tar";
 import { encodeHeader } from "../../src/tar/header";
 import { formatPaxRecord } from "../../src/tar/pax";
 import { lsetxattr } from "../../src/sys";
@@ -379,5 +380,99 @@ describe("tar reader", () => {
       seen.push(e.header.name); // "b" is skipped unread
     }
     expect(seen).toEqual(["a", "b", "c"]);
+  });
+});
+
+/** A header block whose uid field is base-256 (GNU/Go form for values that octal cannot hold). */
+function base256Uid(name: string, uid: bigint): Buffer {
+  const b = Buffer.from(block({ name, typeflag: 0x30 }));
+  let v = uid;
+  for (let i = 115; i >= 108; i--) { b[i] = Number(v & 0xffn); v >>= 8n; }
+  b[108]! |= 0x80;
+  b.fill(0x20, 148, 156);
+  let sum = 0;
+  for (const c of b) sum += c;
+  b.write(sum.toString(8).padStart(6, "0") + "\0 ", 148, "latin1");
+  return b;
+}
+
+function paxEntry(records: Buffer, name = "f", typeflag = 0x30): Buffer {
+  return Buffer.concat([block({ name: "p", typeflag: 0x78, size: records.length }), pad(records), block({ name, typeflag })]);
+}
+
+describe("tar reader: hostile ids and names", () => {
+  test("uid/gid past 2^32-2 (PAX or base-256) are InvalidError naming the entry", async () => {
+    const cases: [Buffer, RegExp][] = [
+      [paxEntry(formatPaxRecord("uid", String(2 ** 40)), "big"), /^invalid tar entry "big": uid 1099511627776 out of range \(0-4294967294\)$/],
+      [paxEntry(formatPaxRecord("gid", "4294967295"), "nochown"), /^invalid tar entry "nochown": gid 4294967295 out of range/],
+      [base256Uid("b256", 2n ** 40n), /^invalid tar entry "b256": uid 1099511627776 out of range/],
+      [base256Uid("neg", (1n << 63n) * 2n - 1n), /^invalid tar entry "neg": uid -1 out of range/],
+    ];
+    for (const [entry, re] of cases) {
+      const err = await readAll([Buffer.concat([entry, END])]).catch((e) => e);
+      expect(err).toBeInstanceOf(InvalidError);
+      expect(err.message).toMatch(re);
+    }
+    const fine = await readAll([Buffer.concat([paxEntry(formatPaxRecord("uid", "4294967294")), END])]);
+    expect(fine[0]!.header.uid).toBe(4294967294);
+  });
+  test("a NUL in a PAX path, linkpath, uname or gname is InvalidError naming the entry (escaped)", async () => {
+    for (const key of ["path", "linkpath", "uname", "gname"]) {
+      const tar = Buffer.concat([paxEntry(formatPaxRecord(key, "a\0b"), "ok", key === "linkpath" ? 0x32 : 0x30), END]);
+      const err = await readAll([tar]).catch((e) => e);
+      expect(err).toBeInstanceOf(InvalidError);
+      expect(err.message).toBe(`invalid tar entry ${key === "path" ? '"a\\x00b"' : '"ok"'}: pax ${key} record contains a NUL byte`);
+    }
+  });
+});
+
+describe("checkTarStream", () => {
+  async function run(b: Buffer, n = 700): Promise<{ out: Buffer; err: unknown }> {
+    const got: Buffer[] = [];
+    try {
+      for await (const c of checkTarStream((async function* () { yield* chunked(b, n); })(), "in.tar")) got.push(c);
+      return { out: Buffer.concat(got), err: null };
+    } catch (e) {
+      return { out: Buffer.concat(got), err: e };
+    }
+  }
+  test("a valid tar passes through byte for byte, in any chunking", async () => {
+    const tar = await writeTar([{ header: { name: "d", type: "dir" } }, { header: { name: "d/f", type: "file" }, body: Buffer.alloc(5000, 7) }]);
+    for (const n of [1, 511, 512, 700, 1 << 20]) {
+      const r = await run(Buffer.concat([tar, Buffer.from("trailing")]), n);
+      expect(r.err).toBeNull();
+      expect(r.out.equals(Buffer.concat([tar, Buffer.from("trailing")]))).toBe(true);
+    }
+  });
+  test("text, gzip, truncation and entries unpack refuses throw InvalidError before the end", async () => {
+    const tar = await writeTar([{ header: { name: "f", type: "file" }, body: Buffer.alloc(3000, 1) }]);
+    const cases: [Buffer, RegExp][] = [
+      [Buffer.from("just some text\n".repeat(80)), /^in\.tar is not a valid tar layer: invalid tar header/],
+      [Buffer.from("short\n"), /^in\.tar is not a valid tar layer: truncated tar archive/],
+      [zlib.gzipSync(tar), /^in\.tar is not a valid tar layer \(it is gzip-compressed; an uncompressed tar is expected\): /],
+      [tar.subarray(0, 2000), /^in\.tar is not a valid tar layer: truncated tar entry f$/],
+      [await writeTar([{ header: { name: "./", type: "file" } }]), /would replace the root directory with a file$/],
+      [await writeTar([{ header: { name: "a/.wh.", type: "file" } }]), /"a\/\.wh\." is a whiteout with no name$/],
+      [await writeTar([{ header: { name: "a/.wh..", type: "file" } }]), /is a whiteout of "\." or "\.\."$/],
+      [await writeTar([{ header: { name: "x", type: "link", linkname: "a/.." } }]), /is a hardlink to the root directory$/],
+    ];
+    for (const [input, re] of cases) {
+      const r = await run(Buffer.from(input));
+      expect(r.err).toBeInstanceOf(InvalidError);
+      expect((r.err as Error).message).toMatch(re);
+    }
+  });
+  test("a large body is handed on chunk by chunk (no buffering of the input)", async () => {
+    const tar = await writeTar([{ header: { name: "big", type: "file" }, body: Buffer.alloc(8 << 20, 3) }]);
+    let pulled = 0;
+    let maxAhead = 0;
+    let seen = 0;
+    const src = (async function* () { for (const c of chunked(tar, 64 << 10)) { pulled += c.length; yield c; } })();
+    for await (const c of checkTarStream(src, "big.tar")) {
+      seen += c.length;
+      maxAhead = Math.max(maxAhead, pulled - seen);
+    }
+    expect(seen).toBe(tar.length);
+    expect(maxAhead).toBeLessThanOrEqual(64 << 10);
   });
 });
