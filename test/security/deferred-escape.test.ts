@@ -35,15 +35,15 @@ if (!haveUmoci || !isRoot) console.log("deferred-escape: umoci missing or not ro
 /** Where the swapped-in symlink points: the sentinel by absolute host path, or by `../..`. */
 type Target = "abs" | "rel";
 
-interface Env { s: string; L: string; outside: string; bundle: string; R: string; mode: Mode }
+interface Env { s: string; L: string; outside: string; bundle: string; R: string; mode: Mode; fallback?: boolean }
 
-function env(mode: Mode, prefix = "boci-defer-"): Env {
+function env(mode: Mode, prefix = "boci-defer-", fallback = false): Env {
   const s = scratch(prefix);
   const outside = makeSentinel(s);
   const L = join(s, "layout");
   ok(["init", "--layout", L]);
   const bundle = join(s, "bundle");
-  return { s, L, outside, bundle, R: join(bundle, "rootfs"), mode };
+  return { s, L, outside, bundle, R: join(bundle, "rootfs"), mode, fallback };
 }
 
 /** The symlink target for `kind`, as seen from an entry at the top of the rootfs. */
@@ -58,16 +58,18 @@ function handOver(e: Env): void {
   if (r.code !== 0) throw new Error(`chown: ${r.stderr}`);
 }
 
-function runAs(mode: Mode, args: string[]): RunResult {
-  if (mode !== "rootless-nobody") return boci(args);
+/** `fallback`: BOCI_NO_OPENAT2=1, the openat walk that kernels before 5.6 get. */
+function runAs(mode: Mode, args: string[], fallback = false): RunResult {
+  const extra: Record<string, string> = fallback ? { BOCI_NO_OPENAT2: "1" } : {};
+  if (mode !== "rootless-nobody") return boci(args, { env: extra });
   const p = Bun.spawnSync(["setpriv", `--reuid=${NOBODY}`, `--regid=${NOBODY}`, "--clear-groups", BIN, ...args], {
-    stdout: "pipe", stderr: "pipe", stdin: "ignore", env: { ...process.env, HOME: "/tmp" },
+    stdout: "pipe", stderr: "pipe", stdin: "ignore", env: { ...process.env, HOME: "/tmp", ...extra },
   });
   return { code: p.exitCode ?? -1, stdout: p.stdout.toString(), stderr: p.stderr.toString() };
 }
 
 function unpack(e: Env): RunResult {
-  return runAs(e.mode, ["unpack", ...(e.mode === "root" ? [] : ["--rootless"]), "--no-progress", "--image", `${e.L}:t`, e.bundle]);
+  return runAs(e.mode, ["unpack", ...(e.mode === "root" ? [] : ["--rootless"]), "--no-progress", "--image", `${e.L}:t`, e.bundle], e.fallback);
 }
 
 /** Readable differences between two snapshots ("" when equal). */
@@ -198,18 +200,20 @@ const CASES: Case[] = [
   },
 ];
 
-const MODES: { mode: Mode; can: boolean }[] = [
+const MODES: { mode: Mode; can: boolean; fallback?: boolean }[] = [
   { mode: "root", can: canRoot },
   { mode: "rootless", can: true },
   { mode: "rootless-nobody", can: canNobody },
+  { mode: "root", can: canRoot, fallback: true },
+  { mode: "rootless-nobody", can: canNobody, fallback: true },
 ];
 
-for (const { mode, can } of MODES) {
-  describe.skipIf(!can)(`deferred directory metadata stays inside the rootfs (${mode})`, () => {
+for (const { mode, can, fallback } of MODES) {
+  describe.skipIf(!can)(`deferred directory metadata stays inside the rootfs (${mode}${fallback ? ", openat fallback" : ""})`, () => {
     for (const c of CASES) {
       for (const kind of (c.outsideTarget ? ["abs", "rel"] : ["abs"]) as Target[]) {
         test(`${c.name}${c.outsideTarget ? ` [${kind}]` : ""}`, () => {
-          const e = env(mode);
+          const e = env(mode, undefined, fallback);
           const t = targetOf(e, kind);
           unpackChecked(e, c.layers(t));
           c.check(e.R, t);
