@@ -4,6 +4,9 @@
  * Extra arguments go to `bun test` (e.g. a path filter).
  */
 import { join } from "node:path";
+import { chmodSync, mkdtempSync, readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { removeTreeForce } from "../src/util/cleanup";
 
 const root = join(import.meta.dir, "..");
 const build = Bun.spawnSync([process.execPath, "scripts/build.ts"], { cwd: root, stdout: "inherit", stderr: "inherit" });
@@ -11,8 +14,13 @@ if (build.exitCode !== 0) {
   console.log("0 passed, 1 failed");
   process.exit(1);
 }
+// Every test file works below one fresh TMPDIR (sticky and world-writable like /tmp, for the
+// tests that run as uid 65534), removed at the end: a test that forgets its scratch directory
+// is reported here and leaves nothing behind on the machine.
+const tmp = mkdtempSync(join(tmpdir(), "boci-suite-"));
+chmodSync(tmp, 0o1777);
 const proc = Bun.spawn([process.execPath, "test", "--timeout", "300000", ...process.argv.slice(2)], {
-  cwd: root, stdout: "pipe", stderr: "pipe", env: { ...process.env, BOCI_BIN: join(root, "dist/boci") },
+  cwd: root, stdout: "pipe", stderr: "pipe", env: { ...process.env, BOCI_BIN: join(root, "dist/boci"), TMPDIR: tmp },
 });
 let pass = 0, fail = 0;
 async function pump(stream: ReadableStream<Uint8Array>, out: NodeJS.WriteStream) {
@@ -32,6 +40,9 @@ async function pump(stream: ReadableStream<Uint8Array>, out: NodeJS.WriteStream)
 }
 await Promise.all([pump(proc.stdout, process.stdout), pump(proc.stderr, process.stderr)]);
 const code = await proc.exited;
+const left = readdirSync(tmp);
+if (left.length) console.log(`test: ${left.length} entries left in TMPDIR by the tests (removed): ${left.slice(0, 10).join(" ")}${left.length > 10 ? " ..." : ""}`);
+removeTreeForce(tmp);
 if (code !== 0 && fail === 0) fail = 1;
 console.log(`${pass} passed, ${fail} failed`);
 process.exit(code === 0 && fail === 0 ? 0 : 1);
