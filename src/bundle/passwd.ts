@@ -36,6 +36,11 @@ export interface ResolvedUser {
 
 const MAX_ID = 2 ** 31 - 1;
 const RANGE_MESSAGE = `uids and gids must be in range 0-${MAX_ID}`;
+/**
+ * The code of every out-of-range ID error from this module: such a spec or entry must fail the
+ * command, never fall back to root:root the way an unresolvable name may without a rootfs.
+ */
+export const ID_RANGE_CODE = "EIDRANGE";
 /** bufio.Scanner limits: 64 KiB lines for passwd, 1 MiB for group. */
 const PASSWD_MAX_LINE = 64 * 1024;
 const GROUP_MAX_LINE = 1024 * 1024;
@@ -126,7 +131,7 @@ function parseIdArg(text: string): IdArg | null {
   if (text === "") return null;
   const { value, error } = goAtoi(text);
   if (error === "syntax") return { name: text, id: 0, isNumeric: false };
-  if (error === "range" || value < 0 || value > MAX_ID) throw new InvalidError(RANGE_MESSAGE);
+  if (error === "range" || value < 0 || value > MAX_ID) throw new InvalidError(RANGE_MESSAGE, { code: ID_RANGE_CODE });
   return { name: text, id: value, isNumeric: true };
 }
 
@@ -216,7 +221,7 @@ const MAX_ENTRY_ID = 0xfffffffe;
 function checkEntryId(kind: "uid" | "gid", id: number, file: "passwd" | "group", who: string): void {
   if (Number.isSafeInteger(id) && id >= 0 && id <= MAX_ENTRY_ID) return;
   const whose = who === "" ? "" : ` for ${who}`;
-  throw new InvalidError(`${kind} ${id}${whose} in the ${file} file is out of range (0-${MAX_ENTRY_ID})`);
+  throw new InvalidError(`${kind} ${id}${whose} in the ${file} file is out of range (0-${MAX_ENTRY_ID})`, { code: ID_RANGE_CODE });
 }
 
 const MAX_SYMLINKS = 255;

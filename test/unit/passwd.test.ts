@@ -3,7 +3,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { InvalidError } from "../../src/errors";
-import { parseGroup, parsePasswd, readFileInRoot, resolveInRoot, resolveUser } from "../../src/bundle/passwd";
+import { ID_RANGE_CODE, parseGroup, parsePasswd, readFileInRoot, resolveInRoot, resolveUser } from "../../src/bundle/passwd";
 
 const PASSWD = [
   "root:x:0:0:root:/root:/bin/sh",
@@ -119,6 +119,9 @@ describe("resolveUser (moby/sys/user GetExecUser semantics)", () => {
     expect(() => resolveUser("0:huge", pw, gr)).toThrow("gid 99999999999 for huge in the group file");
     expect(() => resolveUser("ok", pw, gr)).toThrow("gid 4294967295 for ok in the group file");
     expect(resolveUser("ok", pw, null)).toEqual({ uid: 4294967294, gid: 4294967294, additionalGids: [], home: "/" });
+    for (const [spec, p, g] of [["big", pw, null], ["0:huge", pw, gr], ["4294967296", null, null]] as const) {
+      expect((() => { try { resolveUser(spec, p, g); } catch (e) { return (e as InvalidError).code; } })()).toBe(ID_RANGE_CODE);
+    }
   });
   test("only the first colon splits user and group", () => {
     expect(() => resolveUser("alice:staff:extra", PASSWD, GROUP)).toThrow("unable to find group staff:extra");
