@@ -49,7 +49,8 @@ export async function storeLayer(layout: Layout, tar: AsyncIterable<Uint8Array>,
   try {
     info = await layout.putBlobStream(comp);
   } catch (e) {
-    throw failure ?? e;
+    // (the pipeline's own AbortError only says it was stopped: the cause is the failure)
+    throw failure && (failure as Error).name !== "AbortError" ? failure : e;
   }
   if (failure) throw failure;
   const descriptor: Descriptor = { mediaType: MediaType.layer + mediaTypeSuffix(compression), digest: info.digest, size: info.size };

@@ -5,9 +5,9 @@
  * add a user namespace; `--rootless` rewrites what an unprivileged runc cannot do.
  */
 import * as fs from "node:fs";
-import { InvalidError, UnsupportedError } from "../errors";
+import { type BociError, InvalidError, UnsupportedError } from "../errors";
 import type { IdMapping, MapOptions } from "../layer/idmap";
-import { readFileInRoot, resolveUser, type ResolvedUser } from "./passwd";
+import { ID_RANGE_CODE, readFileInRoot, resolveUser, type ResolvedUser } from "./passwd";
 
 /** The runtime-spec version umoci 0.6.0 vendors (its `-dev` suffix, if any, stripped). */
 export const RUNTIME_SPEC_VERSION = "1.2.1";
@@ -347,7 +347,9 @@ export function generateRuntimeConfig(imageConfig: any, opts: RuntimeConfigOptio
   } else {
     try {
       user = resolveUser(userSpec, null, null);
-    } catch {
+    } catch (e) {
+      // A numeric ID out of range is never "root": it is an invalid image.
+      if ((e as BociError).code === ID_RANGE_CODE) throw e;
       warn(`could not parse user spec ${JSON.stringify(userSpec)} without a rootfs -- defaulting to root:root`);
       user = { uid: 0, gid: 0, additionalGids: [], home: null };
     }

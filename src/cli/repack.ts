@@ -173,7 +173,9 @@ export const addLayerCommand: CommandDef = {
     try {
       const m = new Mutator(layout, resolveTag(layout, layout.readIndex(), ref.tag));
       const history = historyFromOpts(opts, { created_by: "boci raw add-layer", author: m.config.author });
-      const stream = fs.createReadStream(file, { highWaterMark: 1 << 20 });
+      // Parsed as a tar to its end while it is hashed: a file that is not one is refused before
+      // anything names it.
+      const stream = tarModule().checkTarStream(fs.createReadStream(file, { highWaterMark: 1 << 20 }), file);
       const stored = await storeLayer(layout, stream, resolveCompression(compress, m.manifest.layers));
       m.addLayer(stored.descriptor, stored.diffID, history ? { ...history, created: history.created ?? nowTimestamp() } : null);
       const r = m.commit(tag);
