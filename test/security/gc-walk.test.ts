@@ -6,7 +6,7 @@
  *
  * Every test keeps a sentinel directory beside the layout and checks it by lstat snapshot.
  */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdirSync, readdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BIN, ok, scratch, type RunResult } from "../helpers/cli";
@@ -14,8 +14,11 @@ import { checkLayout } from "../helpers/check-layout";
 import { makeImage, makeTar, file, writeBlob, setTag, corruptBlob, MT, type Descriptor, type MadeImage } from "../helpers/image";
 import { makeSentinel, snapshotTree, snapLayout, expectOneLine, blobPath } from "./lib";
 
+// Commands run under their own timeout (killed with SIGKILL); a slow machine needs more than 5 s a test.
+setDefaultTimeout(60_000);
+
 function run(args: string[]): RunResult {
-  const p = Bun.spawnSync([BIN, ...args], { stdout: "pipe", stderr: "pipe", stdin: "ignore", timeout: 60_000 });
+  const p = Bun.spawnSync([BIN, ...args], { stdout: "pipe", stderr: "pipe", stdin: "ignore", timeout: 60_000, killSignal: "SIGKILL" });
   if (p.signalCode) throw new Error(`boci ${args.join(" ")} hung: killed by ${p.signalCode}`);
   return { code: p.exitCode ?? -1, stdout: p.stdout.toString(), stderr: p.stderr.toString() };
 }

@@ -7,7 +7,7 @@
  * be unchanged. Commands run under a timeout, so a FIFO that blocks a read fails the test
  * instead of hanging it.
  */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync, copyFileSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
 import { BIN, ok, scratch, type RunResult } from "../helpers/cli";
@@ -15,10 +15,13 @@ import { checkLayout } from "../helpers/check-layout";
 import { makeImage, makeTar, file, sha256hex } from "../helpers/image";
 import { makeSentinel, snapshotTree, expectOneLine, readJson, blobPath } from "./lib";
 
-/** Run the binary; a command still running after 20 s is killed and fails the test (a hang). */
+// Commands run under their own timeout (killed with SIGKILL); a slow machine needs more than 5 s a test.
+setDefaultTimeout(60_000);
+
+/** Run the binary; a command still running after 10 s is killed and fails the test (a hang). */
 function run(args: string[], env: Record<string, string> = {}): RunResult {
-  const p = Bun.spawnSync([BIN, ...args], { env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe", stdin: "ignore", timeout: 20_000 });
-  if (p.signalCode) throw new Error(`boci ${args.join(" ")} hung: killed by ${p.signalCode} after 20 s`);
+  const p = Bun.spawnSync([BIN, ...args], { env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe", stdin: "ignore", timeout: 10_000, killSignal: "SIGKILL" });
+  if (p.signalCode) throw new Error(`boci ${args.join(" ")} hung: killed by ${p.signalCode} after 10 s`);
   return { code: p.exitCode ?? -1, stdout: p.stdout.toString(), stderr: p.stderr.toString() };
 }
 
