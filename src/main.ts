@@ -2,25 +2,12 @@
  * Entry point: runs the app and maps any error to one line on stderr and an exit code
  * (architecture.md "Errors"). A stack trace only with --log debug.
  */
-import { BociError, ExitCode, addContext } from "./errors";
+import { BociError, ExitCode, describeErrno } from "./errors";
 import { runApp } from "./cli/app";
 import { log } from "./util/log";
 import { writeOut, writeErr } from "./util/stdio";
 import { installSignalCleanup, runInterruptActions } from "./util/cleanup";
 import { escapeText } from "./util/escape";
-
-/** The command words for an error's context ("unpack", "raw add-layer"), skipping global flags. */
-function commandName(argv: string[]): string {
-  const words: string[] = [];
-  for (let i = 0; i < argv.length && words.length < 2; i++) {
-    const a = argv[i]!;
-    if (a === "--log") { i++; continue; }
-    if (a.startsWith("-")) { if (words.length) break; continue; }
-    words.push(a);
-    if (a !== "raw") break;
-  }
-  return words.length ? words.join(" ") : "boci";
-}
 
 async function main(): Promise<number> {
   // SIGINT/SIGTERM remove what the command registered (util/cleanup.ts) and exit 130/143.
@@ -29,7 +16,10 @@ async function main(): Promise<number> {
     await runApp(process.argv.slice(2), writeOut);
     return 0;
   } catch (e) {
-    const err = e instanceof BociError ? e : (addContext(commandName(process.argv.slice(2)), e) as BociError);
+    // runApp gives a command's errors their context; anything else is printed as it is, so the
+    // line has one "boci: " prefix whatever global flags came first.
+    const err = e instanceof BociError ? e
+      : new BociError(e instanceof Error ? ((e as NodeJS.ErrnoException).code ? describeErrno(e) : e.message) : String(e), { code: (e as NodeJS.ErrnoException)?.code, cause: e });
     let msg = err.message;
     if (err.code === "EACCES" || err.code === "EPERM") msg += " (maybe --rootless will help?)";
     // The message may quote image data (tags, paths, history): no raw control character may

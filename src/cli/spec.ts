@@ -1,9 +1,17 @@
 /**
- * Command and option specs. cac does the dispatch, help and unknown-option checks, but its
- * parser (mri) casts numeric-looking values ("1.0" → 1), cannot take a value that starts with
- * "-", mishandles dotted names (`--config.user`) and cannot name two-word commands
- * (`raw unpack`). So argv is normalised first from these specs: every value flag becomes
- * `--dashed-name=<SENTINEL>value`, which mri leaves a string, and `raw X` becomes `raw-X`.
+ * Command and option specs, and the command-line parser (urfave/cli v1 as umoci 0.6 uses it,
+ * with boci's few extensions).
+ *
+ * - Global flags come before the command: `--log LEVEL`, `--verbose`, `-h/--help`,
+ *   `-v/--version`. Any other flag there is a usage error (urfave: "flag provided but not
+ *   defined"), never a silent exit.
+ * - After the command: its own flags, `-h/--help`, and (boci) `--log`/`--verbose` again. Flags
+ *   and positionals mix freely (urfave reorders them); `--` ends the flags.
+ * - `-x` and `--x` are the same flag (Go's flag package); a value flag takes `--x=V` or the next
+ *   argument verbatim, even when it starts with `-` or looks like a number.
+ * - A boolean flag takes `--x=true|false` (Go's ParseBool spellings).
+ * - `help`/`h` [COMMAND], and a command group (`raw`) alone, print help.
+ * - Unknown flags are named as typed (`--config.bogus`).
  */
 import { UsageError } from "../errors";
 
@@ -17,10 +25,6 @@ export interface OptSpec {
   /** extra names (without dashes), e.g. "os" for "platform.os" */
   aliases?: string[];
   short?: string;
-}
-
-export interface Ctx {
-  stdout: (s: string) => void;
 }
 
 export interface CommandDef {
@@ -37,32 +41,17 @@ export interface CommandDef {
   run(args: string[], opts: Opts): Promise<void> | void;
 }
 
-export const SENTINEL = "\u0001";
-
-/** cac's internal (dashed) name for a flag. */
-export function cacName(flag: string): string {
-  return flag.replaceAll(".", "-");
-}
-
-/** The key cac stores a dashed option under (its camelcase rule). */
-export function cacKey(flag: string): string {
-  return cacName(flag).replace(/([a-z])-([a-z])/g, (_m, a: string, b: string) => a + b.toUpperCase());
-}
-
 /** Parsed option values with typed accessors. */
 export class Opts {
-  constructor(private readonly raw: Record<string, unknown>, private readonly given: Set<string>) {}
+  constructor(private readonly values: Map<string, string[]>, private readonly given: Set<string>) {}
   /** all values of a repeatable value flag, in order */
   all(flag: string): string[] {
-    const v = this.raw[cacKey(flag)];
-    if (v === undefined || v === null) return [];
-    const arr = Array.isArray(v) ? v : [v];
-    return arr.map((x) => String(x).replace(SENTINEL, ""));
+    return [...(this.values.get(flag) ?? [])];
   }
   /** the value of a single-value flag (the last one given), or undefined */
   get(flag: string): string | undefined {
-    const a = this.all(flag);
-    return a.length ? a[a.length - 1] : undefined;
+    const a = this.values.get(flag);
+    return a?.length ? a[a.length - 1] : undefined;
   }
   /** a boolean flag: true when given (and not given as =false) */
   bool(flag: string): boolean {
@@ -74,68 +63,35 @@ export class Opts {
   }
 }
 
-/**
- * Rewrite argv (after the program name) for cac. Returns the new argv and the flags given.
- * Values of known value flags are taken verbatim, even when they start with "-".
- */
-export function normalizeArgv(argv: string[], commands: CommandDef[], globals: OptSpec[]): { argv: string[]; given: Set<string>; command?: CommandDef } {
-  const out: string[] = [];
-  const given = new Set<string>();
-  let i = 0;
-  // Find the command: the first non-flag word (global value flags consume their value).
-  const globalByName = indexSpecs(globals);
-  let cmd: CommandDef | undefined;
-  const pre: string[] = [];
-  while (i < argv.length) {
-    const a = argv[i]!;
-    if (a.startsWith("-")) {
-      const name = a.replace(/^--?/, "").split("=")[0]!;
-      const spec = globalByName.get(name);
-      pre.push(a);
-      if (spec?.value && !a.includes("=") && i + 1 < argv.length) pre.push(argv[++i]!);
-      i++;
-      continue;
-    }
-    const two = a === "raw" && argv[i + 1] ? `raw ${argv[i + 1]}` : null;
-    cmd = (two !== null ? commands.find((c) => c.name === two || c.aliases?.includes(two)) : undefined)
-      ?? commands.find((c) => c.name === a || c.aliases?.includes(a));
-    if (cmd) { i += cmd.name.includes(" ") ? 2 : 1; }
-    break;
-  }
-  const specs = indexSpecs([...globals, ...(cmd?.options ?? [])]);
-  const rewrite = (list: string[], into: string[]) => {
-    for (let j = 0; j < list.length; j++) {
-      const a = list[j]!;
-      if (a === "--") { into.push(...list.slice(j)); break; }
-      if (!a.startsWith("-") || a === "-") { into.push(a); continue; }
-      const m = /^(--?)([^=]+)(=(.*))?$/s.exec(a)!;
-      const name = m[2]!;
-      const spec = specs.get(name);
-      if (!spec) { into.push(a); continue; }
-      if (spec.value) {
-        given.add(spec.flag);
-        let val: string;
-        if (m[3] !== undefined) val = m[4]!;
-        else if (j + 1 < list.length) val = list[++j]!;
-        else throw new UsageError(`flag --${spec.flag} needs a value`);
-        into.push(`--${cacName(spec.flag)}=${SENTINEL}${val}`);
-      } else {
-        if (m[3] !== undefined) {
-          const v = m[4]!.toLowerCase();
-          if (v === "false" || v === "0") continue;
-          if (v !== "true" && v !== "1") throw new UsageError(`flag --${spec.flag} takes no value`);
-        }
-        given.add(spec.flag);
-        // mri only knows cac's camel-cased names as booleans, so a bare dashed flag would take
-        // the next word as its value: spell the value out ("no-" flags are never given one).
-        into.push(spec.flag.startsWith("no-") ? `--${cacName(spec.flag)}` : `--${cacName(spec.flag)}=true`);
-      }
-    }
-  };
-  rewrite(pre, out);
-  if (cmd) out.push(cmd.name.replace(" ", "-"));
-  rewrite(argv.slice(i), out);
-  return { argv: out, given, command: cmd };
+/** Command groups: a word that only introduces subcommands (`raw unpack`). */
+export const GROUPS: Record<string, string> = { raw: "advanced internal image tooling" };
+
+/** What a command line asks for. */
+export type HelpTopic = { kind: "app" } | { kind: "group"; group: string } | { kind: "command"; command: CommandDef };
+export type Invocation =
+  | { kind: "help"; topic: HelpTopic }
+  | { kind: "version" }
+  | { kind: "run"; command: CommandDef; args: string[]; opts: Opts };
+
+export interface ParsedArgv {
+  invocation: Invocation;
+  /** --log's value, if given (before or after the command) */
+  log?: string;
+  verbose: boolean;
+}
+
+const TRUE = new Set(["1", "t", "T", "TRUE", "true", "True"]);
+const FALSE = new Set(["0", "f", "F", "FALSE", "false", "False"]);
+
+interface FlagArg { name: string; typed: string; inline?: string }
+
+/** `--name=v` / `-name` → its parts, or null for a positional ("-", "", "x"). */
+function flagArg(a: string): FlagArg | null {
+  if (a.length < 2 || a[0] !== "-") return null;
+  const body = a.startsWith("--") ? a.slice(2) : a.slice(1);
+  const eq = body.indexOf("=");
+  const name = eq < 0 ? body : body.slice(0, eq);
+  return { name, typed: a.slice(0, a.length - body.length) + name, inline: eq < 0 ? undefined : body.slice(eq + 1) };
 }
 
 function indexSpecs(specs: OptSpec[]): Map<string, OptSpec> {
@@ -146,4 +102,135 @@ function indexSpecs(specs: OptSpec[]): Map<string, OptSpec> {
     if (s.short) m.set(s.short, s);
   }
   return m;
+}
+
+function findCommand(commands: CommandDef[], name: string): CommandDef | undefined {
+  return commands.find((c) => c.name === name || c.aliases?.includes(name));
+}
+
+/**
+ * Parse argv (after the program name). Throws UsageError (exit 2, one line) for anything
+ * malformed; nothing has been touched then.
+ */
+export function parseArgv(argv: string[], commands: CommandDef[], globals: OptSpec[]): ParsedArgv {
+  const globalSpecs = indexSpecs(globals);
+  const result: ParsedArgv = { invocation: { kind: "help", topic: { kind: "app" } }, verbose: false };
+  const values = new Map<string, string[]>();
+  const given = new Set<string>();
+
+  /** Take flag `f` (known spec `spec`) at argv[i]; returns the next index. */
+  const take = (f: FlagArg, spec: OptSpec, i: number): number => {
+    if (spec.value) {
+      let val: string;
+      if (f.inline !== undefined) val = f.inline;
+      else if (i + 1 < argv.length) val = argv[++i]!;
+      else throw new UsageError(`flag --${spec.flag} needs a value`);
+      given.add(spec.flag);
+      const list = values.get(spec.flag);
+      if (list) list.push(val); else values.set(spec.flag, [val]);
+    } else {
+      if (f.inline !== undefined && !TRUE.has(f.inline)) {
+        if (!FALSE.has(f.inline)) throw new UsageError(`flag --${spec.flag} takes no value (or true/false), got ${JSON.stringify(f.inline)}`);
+        given.delete(spec.flag);
+        return i + 1;
+      }
+      given.add(spec.flag);
+    }
+    return i + 1;
+  };
+
+  // Global flags, up to the first word.
+  let i = 0;
+  while (i < argv.length) {
+    const a = argv[i]!;
+    if (a === "--") { i++; break; }
+    const f = flagArg(a);
+    if (!f) break;
+    const spec = globalSpecs.get(f.name);
+    if (!spec) throw new UsageError(`unknown global option ${f.typed}`);
+    i = take(f, spec, i);
+  }
+  const globalsGiven = new Set(given);
+  result.log = values.get("log")?.at(-1);
+  result.verbose = given.has("verbose");
+  // urfave checks --help, then --version, before it looks at the command.
+  if (globalsGiven.has("help")) return result;
+  if (globalsGiven.has("version")) { result.invocation = { kind: "version" }; return result; }
+  if (i >= argv.length) return result;
+
+  // The command word(s).
+  const word = argv[i++]!;
+  let command: CommandDef | undefined;
+  if (word === "help" || word === "h") {
+    result.invocation = { kind: "help", topic: helpTopic(argv.slice(i), commands) };
+    return result;
+  }
+  if (word in GROUPS) {
+    const sub = argv[i];
+    const subFlag = sub === undefined ? null : flagArg(sub);
+    if (sub === undefined || (subFlag && (subFlag.name === "help" || subFlag.name === "h"))) {
+      result.invocation = { kind: "help", topic: { kind: "group", group: word } };
+      return result;
+    }
+    if (subFlag) throw new UsageError(`${word}: unknown option ${subFlag.typed}`);
+    if (sub === "help" || sub === "h") {
+      const rest = argv.slice(i + 1);
+      result.invocation = { kind: "help", topic: rest.length ? helpTopic([word, ...rest], commands) : { kind: "group", group: word } };
+      return result;
+    }
+    command = findCommand(commands, `${word} ${sub}`);
+    if (!command) throw new UsageError(`unknown command ${JSON.stringify(`${word} ${sub}`)}; see 'boci ${word} --help'`);
+    i++;
+  } else {
+    command = findCommand(commands, word);
+    if (!command) throw new UsageError(`unknown command ${JSON.stringify(word)}; see 'boci --help'`);
+  }
+
+  // The command's flags and positionals, in any order.
+  const specs = indexSpecs([...command.options, ...globals.filter((g) => g.flag === "log" || g.flag === "verbose")]);
+  const positional: string[] = [];
+  let help = false;
+  for (; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === "--") { positional.push(...argv.slice(i + 1)); break; }
+    const f = flagArg(a);
+    if (!f) { positional.push(a); continue; }
+    if (f.name === "help" || f.name === "h") { help = true; continue; }
+    const spec = specs.get(f.name);
+    if (!spec) throw new UsageError(`${command.name}: unknown option ${f.typed}`);
+    i = take(f, spec, i) - 1;
+  }
+  result.log = values.get("log")?.at(-1);
+  result.verbose = given.has("verbose");
+  if (help) { result.invocation = { kind: "help", topic: { kind: "command", command } }; return result; }
+
+  const max = command.args.length;
+  const min = command.minArgs ?? max;
+  if (positional.length < min || positional.length > max) {
+    const want = min === max ? `${min}` : `${min} to ${max}`;
+    throw new UsageError(`${command.name}: expected ${want} argument${max === 1 ? "" : "s"}${max ? ` (${command.args.join(" ")})` : ""}, got ${positional.length}`);
+  }
+  // As umoci: an empty path or tag is never meant (and would name the current directory).
+  const empty = positional.indexOf("");
+  if (empty >= 0) {
+    const what = command.minArgs === undefined ? command.args[empty] : `positional argument ${empty + 1}`;
+    throw new UsageError(`${command.name}: ${what} cannot be empty`);
+  }
+  result.invocation = { kind: "run", command, args: positional, opts: new Opts(values, given) };
+  return result;
+}
+
+/** `help [TOPIC...]`: the app, a group, or a command (by name or alias; `raw unpack` too). */
+function helpTopic(words: string[], commands: CommandDef[]): HelpTopic {
+  const w = words.filter((x) => !flagArg(x));
+  if (!w.length) return { kind: "app" };
+  if (w[0]! in GROUPS) {
+    if (w.length === 1) return { kind: "group", group: w[0]! };
+    const c = findCommand(commands, `${w[0]} ${w[1]}`);
+    if (c) return { kind: "command", command: c };
+    throw new UsageError(`no help topic for '${w[0]} ${w[1]}'`);
+  }
+  const c = findCommand(commands, w[0]!);
+  if (!c) throw new UsageError(`no help topic for '${w[0]}'`);
+  return { kind: "command", command: c };
 }

@@ -38,14 +38,23 @@ function validateSchemaVersion(o: Record<string, unknown>, at: string, out: V) {
   if (o.schemaVersion !== 2) out.push(`${at}.schemaVersion: must be 2, got ${JSON.stringify(o.schemaVersion)}`);
 }
 
-export function validateManifest(m: unknown, at = "manifest", out: V = []): V {
+/**
+ * Options for reading what Go's encoding/json accepts into the spec structs (umoci 0.6's `stat`):
+ * `lenient` checks only the types of the fields present; required fields may be missing or empty
+ * (a manifest without `layers`, a config without `architecture`, `os` or `rootfs`, diff_ids that
+ * are not digests). Reads that build on the object (unpack, repack, config) keep the default.
+ */
+export interface ValidateOptions { lenient?: boolean }
+
+export function validateManifest(m: unknown, at = "manifest", out: V = [], opts: ValidateOptions = {}): V {
   if (!isObj(m)) { out.push(`${at}: must be a JSON object`); return out; }
   validateSchemaVersion(m, at, out);
   if (m.mediaType !== undefined && m.mediaType !== MediaType.manifest) out.push(`${at}.mediaType: expected ${MediaType.manifest}, got ${JSON.stringify(m.mediaType)}`);
   if ("manifests" in m) out.push(`${at}: a manifest must not contain "manifests" (media type confusion)`);
   if (!("config" in m)) out.push(`${at}.config: required`);
   else validateDescriptor(m.config, `${at}.config`, out);
-  if (!Array.isArray(m.layers)) out.push(`${at}.layers: must be an array`);
+  if (opts.lenient && (m.layers === undefined || m.layers === null)) { /* Go reads a missing list as nil */ }
+  else if (!Array.isArray(m.layers)) out.push(`${at}.layers: must be an array`);
   else m.layers.forEach((l, i) => validateDescriptor(l, `${at}.layers[${i}]`, out));
   if (m.subject !== undefined && m.subject !== null) validateDescriptor(m.subject, `${at}.subject`, out);
   if (m.annotations !== undefined && m.annotations !== null && !isStrMap(m.annotations)) out.push(`${at}.annotations: must be a map of strings`);
@@ -65,18 +74,23 @@ export function validateIndex(ix: unknown, at = "index", out: V = [], opts: { al
   return out;
 }
 
-export function validateConfig(c: unknown, at = "config", out: V = []): V {
+export function validateConfig(c: unknown, at = "config", out: V = [], opts: ValidateOptions = {}): V {
   if (!isObj(c)) { out.push(`${at}: must be a JSON object`); return out; }
-  for (const k of ["architecture", "os"]) if (typeof c[k] !== "string" || !c[k]) out.push(`${at}.${k}: required string`);
+  const lenient = opts.lenient === true;
+  for (const k of ["architecture", "os"]) {
+    if (lenient ? c[k] !== undefined && c[k] !== null && typeof c[k] !== "string" : typeof c[k] !== "string" || !c[k]) out.push(`${at}.${k}: ${lenient ? "must be a string" : "required string"}`);
+  }
   for (const k of ["created", "author", "variant", "os.version"]) if (c[k] !== undefined && c[k] !== null && typeof c[k] !== "string") out.push(`${at}.${k}: must be a string`);
-  if (c.created && typeof c.created === "string" && Number.isNaN(Date.parse(c.created))) out.push(`${at}.created: not an RFC 3339 time`);
+  if (lenient && c["os.features"] !== undefined && c["os.features"] !== null && !isStrArr(c["os.features"])) out.push(`${at}.os.features: must be an array of strings`);
+  if (!lenient && c.created && typeof c.created === "string" && Number.isNaN(Date.parse(c.created))) out.push(`${at}.created: not an RFC 3339 time`);
   const rootfs = c.rootfs;
-  if (!isObj(rootfs)) out.push(`${at}.rootfs: required object`);
+  if (lenient && (rootfs === undefined || rootfs === null)) { /* Go reads it as the zero RootFS */ }
+  else if (!isObj(rootfs)) out.push(`${at}.rootfs: required object`);
   else {
-    if (rootfs.type !== "layers") out.push(`${at}.rootfs.type: must be "layers", got ${JSON.stringify(rootfs.type)}`);
+    if (lenient ? rootfs.type !== undefined && rootfs.type !== null && typeof rootfs.type !== "string" : rootfs.type !== "layers") out.push(`${at}.rootfs.type: must be "layers", got ${JSON.stringify(rootfs.type)}`);
     if (rootfs.diff_ids !== null && rootfs.diff_ids !== undefined) {
       if (!Array.isArray(rootfs.diff_ids)) out.push(`${at}.rootfs.diff_ids: must be an array`);
-      else rootfs.diff_ids.forEach((d, i) => { if (!isDigest(d)) out.push(`${at}.rootfs.diff_ids[${i}]: invalid digest ${JSON.stringify(d)}`); });
+      else rootfs.diff_ids.forEach((d, i) => { if (lenient ? typeof d !== "string" : !isDigest(d)) out.push(`${at}.rootfs.diff_ids[${i}]: invalid digest ${JSON.stringify(d)}`); });
     }
   }
   const body = c.config;
@@ -87,6 +101,7 @@ export function validateConfig(c: unknown, at = "config", out: V = []): V {
       for (const k of ["Env", "Entrypoint", "Cmd"]) if (body[k] !== undefined && body[k] !== null && !isStrArr(body[k])) out.push(`${at}.config.${k}: must be an array of strings`);
       for (const k of ["ExposedPorts", "Volumes"]) if (body[k] !== undefined && body[k] !== null && !isObj(body[k])) out.push(`${at}.config.${k}: must be an object`);
       if (body.Labels !== undefined && body.Labels !== null && !isStrMap(body.Labels)) out.push(`${at}.config.Labels: must be a map of strings`);
+      if (lenient && body.ArgsEscaped !== undefined && body.ArgsEscaped !== null && typeof body.ArgsEscaped !== "boolean") out.push(`${at}.config.ArgsEscaped: must be a boolean`);
     }
   }
   if (c.history !== undefined && c.history !== null) {

@@ -5,8 +5,8 @@
 import { writeSync } from "node:fs";
 import { isatty } from "node:tty";
 
-function writeAll(fd: number, s: string): void {
-  const buf = Buffer.from(s);
+function writeAll(fd: number, s: string | Uint8Array): void {
+  const buf = typeof s === "string" ? Buffer.from(s) : s;
   let off = 0;
   while (off < buf.length) {
     try {
@@ -21,5 +21,7 @@ function writeAll(fd: number, s: string): void {
 }
 
 export function writeOut(s: string): void { writeAll(1, s); }
+/** Bytes as they are (stat's hex dump writes Latin-1 bytes raw, as umoci does). */
+export function writeOutBytes(b: Uint8Array): void { writeAll(1, b); }
 export function writeErr(s: string): void { writeAll(2, s); }
 export function stderrIsTTY(): boolean { return isatty(2); }

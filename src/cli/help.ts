@@ -1,0 +1,93 @@
+/**
+ * Help text in urfave/cli v1's layout (the one umoci's `--help`, `help CMD` and `raw` print):
+ * NAME, USAGE, VERSION, COMMANDS (by category), OPTIONS, aligned as Go's tabwriter does it
+ * (minimum width 1, padding 2).
+ */
+import { VERSION } from "../version";
+import { GROUPS, type CommandDef, type OptSpec } from "./spec";
+import { formatTable } from "./tabwriter";
+
+/** umoci's categories; commands not listed here are shown without one. */
+const CATEGORY: Record<string, string> = {
+  config: "image", unpack: "image", repack: "image", new: "image", tag: "image", rm: "image", stat: "image", insert: "image",
+  "raw unpack": "image", "raw runtime-config": "image", "raw add-layer": "image",
+  gc: "layout", init: "layout", ls: "layout", validate: "layout",
+};
+
+const HELP_FLAG = "--help, -h\tshow help";
+
+function align(text: string): string {
+  return formatTable(text.replace(/\n$/, "").split("\n").map((l) => l.split("\t")), { minWidth: 1, padding: 2 });
+}
+
+function optionLine(o: OptSpec): string {
+  const names = [o.flag, ...(o.aliases ?? [])].map((n) => `--${n}`);
+  if (o.short) names.push(`-${o.short}`);
+  return `${names.join(", ")}${o.value ? ` ${o.value}` : ""}\t${o.desc}`;
+}
+
+/** Command lines of a listing: `name, alias<TAB>description`, grouped by category. */
+function listing(entries: { names: string[]; desc: string; category?: string }[]): string {
+  let out = "";
+  for (const e of entries.filter((x) => !x.category)) out += `\n   ${e.names.join(", ")}\t${e.desc}`;
+  const cats = [...new Set(entries.map((e) => e.category).filter((c): c is string => !!c))].sort();
+  for (const c of cats) {
+    out += `\n\n   ${c}:`;
+    for (const e of entries.filter((x) => x.category === c)) out += `\n     ${e.names.join(", ")}\t${e.desc}`;
+  }
+  return out;
+}
+
+export function appHelp(commands: CommandDef[], globals: OptSpec[]): string {
+  const entries = [
+    ...Object.entries(GROUPS).map(([g, desc]) => ({ names: [g], desc })),
+    { names: ["help", "h"], desc: "shows a list of commands or help for one command" },
+    ...commands.filter((c) => !c.hidden && !c.name.includes(" ")).map((c) => ({ names: [c.name, ...(c.aliases ?? [])], desc: c.description, category: CATEGORY[c.name] })),
+  ];
+  return align(`NAME:
+   boci - modifies Open Container images (speaks umoci's command line)
+
+USAGE:
+   boci [global options] command [command options] [arguments...]
+
+VERSION:
+   ${VERSION}
+
+COMMANDS:${listing(entries)}
+
+GLOBAL OPTIONS:
+${globals.map((o) => `   ${optionLine(o)}`).join("\n")}
+`);
+}
+
+export function groupHelp(group: string, commands: CommandDef[]): string {
+  const subs = commands.filter((c) => !c.hidden && c.name.startsWith(group + " "));
+  const strip = (n: string) => n.slice(group.length + 1);
+  const entries = subs.map((c) => ({ names: [strip(c.name), ...(c.aliases ?? []).map(strip)], desc: c.description, category: CATEGORY[c.name] }));
+  return align(`NAME:
+   boci ${group} - ${GROUPS[group]}
+
+USAGE:
+   boci ${group} command [command options] [arguments...]
+
+COMMANDS:${listing(entries)}
+
+OPTIONS:
+   ${HELP_FLAG}
+`);
+}
+
+export function commandHelp(c: CommandDef): string {
+  const args = c.args.map((a, i) => (c.minArgs !== undefined && i >= c.minArgs ? `[<${a}>]` : `<${a}>`)).join(" ");
+  const opts = [...c.options.map(optionLine), HELP_FLAG];
+  const category = CATEGORY[c.name];
+  return align(`NAME:
+   boci ${c.name} - ${c.description}
+
+USAGE:
+   boci ${c.name}${opts.length ? " [command options]" : ""}${args ? ` ${args}` : ""}${c.aliases?.length ? `\n\nALIASES:\n   ${c.aliases.map((a) => `boci ${a}`).join(", ")}` : ""}${category ? `\n\nCATEGORY:\n   ${category}` : ""}
+
+OPTIONS:
+${opts.map((l) => `   ${l}`).join("\n")}
+`);
+}
