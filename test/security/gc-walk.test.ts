@@ -6,13 +6,18 @@
  *
  * Every test keeps a sentinel directory beside the layout and checks it by lstat snapshot.
  */
-import { describe, expect, setDefaultTimeout, test } from "bun:test";
-import { mkdirSync, readdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
+import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BIN, ok, scratch, type RunResult } from "../helpers/cli";
 import { checkLayout } from "../helpers/check-layout";
 import { makeImage, makeTar, file, writeBlob, setTag, corruptBlob, MT, type Descriptor, type MadeImage } from "../helpers/image";
 import { makeSentinel, snapshotTree, snapLayout, expectOneLine, blobPath } from "./lib";
+
+// helpers/cli.ts registers its scratch clean-up in the first test file that loads it; when
+// several files run in one process, later files' directories outlive it. Remove ours here.
+const made: string[] = [];
+afterAll(() => { for (const d of made) rmSync(d, { recursive: true, force: true }); });
 
 // Commands run under their own timeout (killed with SIGKILL); a slow machine needs more than 5 s a test.
 setDefaultTimeout(60_000);
@@ -28,6 +33,7 @@ interface Env { s: string; L: string; a: MadeImage; b: MadeImage; junk: string; 
 /** A layout with images `a` and `b` (a layer each, one shared), an unreachable junk blob, a sentinel. */
 function env(): Env {
   const s = scratch("boci-gcw-");
+  made.push(s);
   const outside = makeSentinel(s);
   const L = join(s, "layout");
   ok(["init", "--layout", L]);

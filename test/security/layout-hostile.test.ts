@@ -7,13 +7,18 @@
  * be unchanged. Commands run under a timeout, so a FIFO that blocks a read fails the test
  * instead of hanging it.
  */
-import { describe, expect, setDefaultTimeout, test } from "bun:test";
+import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync, copyFileSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
 import { BIN, ok, scratch, type RunResult } from "../helpers/cli";
 import { checkLayout } from "../helpers/check-layout";
 import { makeImage, makeTar, file, sha256hex } from "../helpers/image";
 import { makeSentinel, snapshotTree, expectOneLine, readJson, blobPath } from "./lib";
+
+// helpers/cli.ts registers its scratch clean-up in the first test file that loads it; when
+// several files run in one process, later files' directories outlive it. Remove ours here.
+const made: string[] = [];
+afterAll(() => { for (const d of made) rmSync(d, { recursive: true, force: true }); });
 
 // Commands run under their own timeout (killed with SIGKILL); a slow machine needs more than 5 s a test.
 setDefaultTimeout(60_000);
@@ -40,6 +45,7 @@ interface Env { s: string; L: string; outside: string; snap: () => void; same: (
  */
 function env(): Env {
   const s = scratch("boci-lh-");
+  made.push(s);
   const outside = makeSentinel(s);
   mkdirSync(join(outside, "blobs"));
   writeFileSync(join(outside, "blobs", "a".repeat(64)), "named like a blob\n");
