@@ -1,8 +1,9 @@
 /** Run the real binary (dist/boci, built by `npm test`) and make scratch directories. */
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll } from "bun:test";
+import { removeTreeForce } from "../../src/util/cleanup";
 
 export const BIN = process.env.BOCI_BIN ?? join(import.meta.dir, "../../dist/boci");
 
@@ -33,14 +34,23 @@ export function have(tool: string): boolean {
 }
 
 const dirs: string[] = [];
-/** A fresh scratch directory, removed after the test file. */
+/**
+ * A fresh scratch directory, removed after the test file that first loaded this module (bun test
+ * runs every file in one process and loads a module once, so that afterAll belongs to one
+ * file), and in any case when the test process exits. Trees a rootless unpack left without
+ * u+rwx are opened up to be removed.
+ */
 export function scratch(prefix = "boci-test-"): string {
   const d = mkdtempSync(join(tmpdir(), prefix));
   dirs.push(d);
   return d;
 }
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+function removeScratch(): void {
+  for (const d of dirs.splice(0)) {
+    try { removeTreeForce(d); } catch { /* reported by npm test's TMPDIR check */ }
+  }
+}
+afterAll(removeScratch);
+process.on("exit", removeScratch);
 
 export const isRoot = process.getuid?.() === 0;
