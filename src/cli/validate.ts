@@ -14,14 +14,16 @@ import { log } from "../util/log";
 import type { CommandDef } from "./spec";
 import { imageOpt, layoutOpt, parseImageRef, parseLayoutFlag } from "./common";
 import { writeOut } from "../util/stdio";
+import { escapeText } from "../util/escape";
 
 const line = (p: ValidationProblem): string => `${p.path}: ${p.message}`;
 const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? "" : "s"}`;
 
 /** The human report: problems, then warnings (prefixed), then the verdict line when clean. */
 export function formatValidation(subject: string, r: ValidationReport): string {
-  const out: string[] = r.problems.map(line);
-  out.push(...r.warnings.map((w) => `warning: ${line(w)}`));
+  // (findings quote image data: no raw control character reaches the terminal)
+  const out: string[] = r.problems.map((p) => escapeText(line(p)));
+  out.push(...r.warnings.map((w) => `warning: ${escapeText(line(w))}`));
   if (r.valid) {
     const c = r.checked;
     out.push(`${subject} is valid: ${plural(c.manifests, "manifest")}, ${plural(c.layers, "layer")}, ${plural(c.blobs, "blob")} checked`);
