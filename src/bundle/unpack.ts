@@ -252,6 +252,9 @@ export async function unpackBundle(layout: Layout, img: LoadedImage, bundleArg: 
       })(), { fsync: false });
     }
     writeMeta(tmp, { descriptorWalk: img.path.walk, mapOptions: opts.mapOptions }, { fsync: false });
+    // A signal that came during the synchronous tail above is handled now, before the bundle
+    // appears (an interrupted unpack leaves no bundle).
+    await yieldToSignals();
     // Into place: synchronous from here to unregister(), so a signal sees all or nothing.
     if (existing) {
       refuseExisting();
@@ -324,6 +327,7 @@ export async function unpackRootfs(layout: Layout, img: LoadedImage, dirArg: str
   const unregister = onInterrupt(undo);
   try {
     await unpackLayers(layout, img, tmp, opts);
+    await yieldToSignals();
     try { fs.renameSync(tmp, abs); } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === "ENOTEMPTY" || code === "EEXIST" || code === "ENOTDIR") throw new ClobberError(`raw unpack: ${dirArg} was created by someone else while unpacking; refusing to overwrite it`, { cause: e });
@@ -337,6 +341,14 @@ export async function unpackRootfs(layout: Layout, img: LoadedImage, dirArg: str
     }
     throw e;
   }
+}
+
+/**
+ * One turn of the event loop: signal handlers (util/cleanup.ts) run only there, so a signal that
+ * arrived during synchronous work is acted on before the next step.
+ */
+function yieldToSignals(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 /** The pid in a temporary name `PREFIX<pid>-<16 hex>`, for removeStaleTemps. */

@@ -48,8 +48,10 @@ export function installSignalCleanup(): void {
   const handler = (signal: "SIGINT" | "SIGTERM") => () => {
     if (exiting) return;
     exiting = true;
+    const had = actions.size;
     runInterruptActions();
-    try { process.stderr.write(`boci: interrupted by ${signal}; removed this command's temporary files\n`); } catch { /* closed */ }
+    // (nothing registered: the signal came before any temporary file, or after the work was done)
+    try { process.stderr.write(`boci: interrupted by ${signal}${had ? "; removed this command's temporary files" : ""}\n`); } catch { /* closed */ }
     process.exit(signal === "SIGINT" ? 130 : 143);
   };
   process.on("SIGINT", handler("SIGINT"));
