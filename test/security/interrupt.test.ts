@@ -40,7 +40,7 @@ async function runWithSignal(args: string[], delay: number, sig: Sig | "SIGKILL"
   await p.exited;
   clearTimeout(timer);
   const stderr = await new Response(p.stderr).text();
-  return { code: p.exitCode, signal: p.signalCode, sent, stderr, ms: performance.now() - t0 };
+  return { code: p.exitCode, signal: p.signalCode === null ? null : String(p.signalCode), sent, stderr, ms: performance.now() - t0 };
 }
 
 /** What happened, or a thrown error if the outcome is not one of the three allowed ones. */
