@@ -25,6 +25,7 @@ import { llistxattr, lgetxattr } from "../sys";
 import { readMeta, writeMeta, type BundleMeta } from "./meta";
 import { resolveBundleDir, writeMtreeFile } from "./unpack";
 import { readRegularFile } from "../util/fs";
+import { yieldToSignals } from "../util/cleanup";
 import { readStatCache, removeStatCache, statCacheEnabled, statKey, writeStatCache } from "./stat-cache";
 import { storeLayer, resolveCompression, type CompressChoice } from "./layer-blob";
 import { createProgress, formatBytes } from "../util/progress";
@@ -234,6 +235,7 @@ export async function repackBundle(layout: Layout, bundleArg: string, opts: Repa
       layer = stored.descriptor;
       m.addLayer(stored.descriptor, stored.diffID, history);
     }
+    await yieldToSignals();
     const result = m.commit(opts.tag);
     if (fresh) refreshBundle(bundle, meta, result.walk, fresh, rootfs, mtreePath, walkStats);
     return { manifest: result.manifest, layer, changes: changes.length };

@@ -23,7 +23,7 @@ import { META_FILE, writeMeta } from "./meta";
 import { STAT_CACHE_FILE, statCacheEnabled, statKey, writeStatCache } from "./stat-cache";
 import { createProgress, formatBytes } from "../util/progress";
 import { getPool, inlineHasher } from "../worker/pool";
-import { onInterrupt, removeStaleTemps, removeTreeForce } from "../util/cleanup";
+import { onInterrupt, removeStaleTemps, removeTreeForce, yieldToSignals } from "../util/cleanup";
 import { randomName, writeFileAtomicWith } from "../util/fs";
 
 /** Layers (compressed) at least this big get their diffID hashed on a worker thread. */
@@ -341,14 +341,6 @@ export async function unpackRootfs(layout: Layout, img: LoadedImage, dirArg: str
     }
     throw e;
   }
-}
-
-/**
- * One turn of the event loop: signal handlers (util/cleanup.ts) run only there, so a signal that
- * arrived during synchronous work is acted on before the next step.
- */
-function yieldToSignals(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
 }
 
 /** The pid in a temporary name `PREFIX<pid>-<16 hex>`, for removeStaleTemps. */

@@ -4,6 +4,7 @@ import { resolveTag } from "../cas";
 import { Mutator } from "../mutate";
 import type { ImageConfigBody } from "../image";
 import { log } from "../util/log";
+import { yieldToSignals } from "../util/cleanup";
 import { nowTimestamp, parseUserTime } from "../util/time";
 import type { CommandDef, OptSpec } from "./spec";
 import { imageOpt, tagOpt, historyOpts, parseImageRef, openLayout, historyFromOpts, checkTag } from "./common";
@@ -40,7 +41,7 @@ export const configCommand: CommandDef = {
   args: [],
   description: "modify the configuration of an OCI image",
   options: [imageOpt, tagOpt, ...configOpts, ...historyOpts],
-  run(_args, opts) {
+  async run(_args, opts) {
     const ref = parseImageRef(opts.get("image"));
     const tag = opts.get("tag") !== undefined ? checkTag(opts.get("tag")!, "--tag") : ref.tag;
     const clears = opts.all("clear");
@@ -107,6 +108,8 @@ export const configCommand: CommandDef = {
           empty_layer: true,
         });
       }
+      // (a signal during the edits above is handled here: no tag is written)
+      await yieldToSignals();
       const desc = m.commit(tag);
       log.info(`new image manifest created: ${desc.manifest.digest}`);
     } finally { layout.close(); }

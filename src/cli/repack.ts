@@ -17,6 +17,7 @@ import type { CommandDef, Opts } from "./spec";
 import { imageOpt, tagOpt, compressOpt, historyOpts, mapOpts, parseImageRef, openLayout, historyFromOpts, checkTag } from "./common";
 import { mapOptionsFrom } from "./unpack";
 import { writeOut } from "../util/stdio";
+import { yieldToSignals } from "../util/cleanup";
 
 const warn = (m: string) => log.warn(m);
 
@@ -149,6 +150,7 @@ export async function runInsert(positional: string[], opts: Opts): Promise<void>
     })();
     const [stored] = await Promise.all([storeLayer(layout, tar.readable, resolveCompression(compress, m.manifest.layers)), producer]);
     m.addLayer(stored.descriptor, stored.diffID, history ? { ...history, created: history.created ?? nowTimestamp() } : null);
+    await yieldToSignals();
     const r = m.commit(tag);
     log.info(`inserted layer ${stored.descriptor.digest}; manifest ${r.manifest.digest}`);
   } finally { layout.close(); }
@@ -178,6 +180,7 @@ export const addLayerCommand: CommandDef = {
       const stream = tarModule().checkTarStream(fs.createReadStream(file, { highWaterMark: 1 << 20 }), file);
       const stored = await storeLayer(layout, stream, resolveCompression(compress, m.manifest.layers));
       m.addLayer(stored.descriptor, stored.diffID, history ? { ...history, created: history.created ?? nowTimestamp() } : null);
+      await yieldToSignals();
       const r = m.commit(tag);
       log.info(`added layer ${stored.descriptor.digest}; manifest ${r.manifest.digest}`);
     } finally { layout.close(); }

@@ -41,6 +41,15 @@ export function runInterruptActions(): void {
   }
 }
 
+/**
+ * One turn of the event loop. Signal handlers run only there, so a command calls this before a
+ * step that makes its work visible (a rename into place, a tag update): a signal that came
+ * during the synchronous work before it is acted on first, and the step never happens.
+ */
+export function yieldToSignals(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
 /** Install the SIGINT/SIGTERM handlers once (main.ts does it at start-up). */
 export function installSignalCleanup(): void {
   if (installed) return;

@@ -306,5 +306,32 @@ test.skipIf(!canDrop)("rootless unpack as an unprivileged user, interrupted: mod
     }
   }
   expect(counts.interrupted).toBeGreaterThanOrEqual(4);
+  // And at a known moment: once config.json is in the temporary directory, every layer has been
+  // applied and the locked directories are mode 0000 again; the signal must still remove it all.
+  let tail = 0;
+  for (let n = 0; n < 4; n++) {
+    const target = join(U, `tail${n}`);
+    const sig: Sig = n % 2 ? "SIGINT" : "SIGTERM";
+    const p = Bun.spawn(["setpriv", `--reuid=${NOBODY}`, `--regid=${NOBODY}`, "--clear-groups", BIN, ...args(target)], { stdout: "ignore", stderr: "pipe", stdin: "ignore" });
+    let locked = false;
+    while (p.exitCode === null) {
+      const t = readdirSync(U).find((x) => x.startsWith(`.tail${n}.boci-unpack-`));
+      if (t && existsSync(join(U, t, "config.json"))) {
+        locked = (Bun.spawnSync(["stat", "-c", "%a", join(U, t, "rootfs", "locked")]).stdout.toString().trim() === "0");
+        p.kill(sig);
+        break;
+      }
+      await Bun.sleep(0);
+    }
+    await p.exited;
+    const o: Outcome = { code: p.exitCode, signal: p.signalCode === null ? null : String(p.signalCode), sent: true, stderr: await new Response(p.stderr).text(), ms: 0 };
+    if (o.code === 0) continue;
+    expect(classify(o, sig, `rootless tail ${sig}`)).toBe("interrupted");
+    expect(bundleState(target)).toBe("absent");
+    expect(leftovers(U)).toEqual([]);
+    if (locked) tail++;
+  }
+  expect(tail).toBeGreaterThanOrEqual(1);
+  console.log(`interrupt: rootless: ${tail} of 4 signalled with mode-0000 directories in the temporary directory, all removed`);
   console.log(`interrupt: rootless: run time ${T.toFixed(0)} ms; ${counts.interrupted} interrupted, ${counts.finished} finished first, ${counts.early} killed before the handlers were installed`);
 }, 90000);
