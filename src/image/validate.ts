@@ -77,8 +77,11 @@ export function validateIndex(ix: unknown, at = "index", out: V = [], opts: { al
 export function validateConfig(c: unknown, at = "config", out: V = [], opts: ValidateOptions = {}): V {
   if (!isObj(c)) { out.push(`${at}: must be a JSON object`); return out; }
   const lenient = opts.lenient === true;
+  // Present as strings, but they may be empty: umoci 0.6 writes `"architecture": ""` itself
+  // (config --platform.arch "") and reads such an image back (unpack refuses an os that is not
+  // linux on its own terms).
   for (const k of ["architecture", "os"]) {
-    if (lenient ? c[k] !== undefined && c[k] !== null && typeof c[k] !== "string" : typeof c[k] !== "string" || !c[k]) out.push(`${at}.${k}: ${lenient ? "must be a string" : "required string"}`);
+    if (lenient ? c[k] !== undefined && c[k] !== null && typeof c[k] !== "string" : typeof c[k] !== "string") out.push(`${at}.${k}: ${lenient ? "must be a string" : "required string"}`);
   }
   for (const k of ["created", "author", "variant", "os.version"]) if (c[k] !== undefined && c[k] !== null && typeof c[k] !== "string") out.push(`${at}.${k}: must be a string`);
   if (lenient && c["os.features"] !== undefined && c["os.features"] !== null && !isStrArr(c["os.features"])) out.push(`${at}.os.features: must be an array of strings`);

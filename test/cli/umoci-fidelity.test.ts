@@ -241,6 +241,9 @@ describe("stat of OCI 1.1 artifacts and configs that are not image configs", () 
     ok(["config", "--image", `${l2}:t`, "--platform.arch", ""]);
     expect(ok(["stat", "--image", `${l2}:t`]).stdout).toContain('\tArchitecture: ""\n');
     expect(JSON.parse(ok(["stat", "--json", "--image", `${l2}:t`]).stdout).config.blob.architecture).toBe("");
+    // and the image stays usable, as in umoci 0.6: another config, an unpack
+    ok(["config", "--image", `${l2}:t`, "--config.env", "A=1"]);
+    ok(["unpack", "--no-progress", "--image", `${l2}:t`, join(scratch(), "bundle")]);
   });
   test("the empty media type with other content, or a config that Go could not decode, is still refused (exit 4)", () => {
     const l = layout();
