@@ -147,7 +147,9 @@ test("SIGINT/SIGTERM at random moments of unpack, repack, insert and config", as
     const k0 = Date.now();
     // The run time as the loop sees it: BATCH at once.
     if (kind === "repack") for (const b of bundles) change(b);
-    const T = await measure(BATCH, (i) => argsFor(kind, i, seq++, false).args);
+    // (then kept up to date from the runs that finish: the machine's load changes)
+    let T = await measure(BATCH, (i) => argsFor(kind, i, seq++, false).args);
+    const T0 = T;
     if (kind === "unpack") for (const n of readdirSync(U)) rmSync(join(U, n), { recursive: true, force: true });
     const counts = { finished: 0, interrupted: 0, early: 0, late: 0, reruns: 0 };
     for (let done = 0; done < RUNS; done += BATCH) {
@@ -171,6 +173,7 @@ test("SIGINT/SIGTERM at random moments of unpack, repack, insert and config", as
       const ctx = (x: (typeof results)[number]) => `${kind} #${done} ${x.sig}@${x.delay}ms of ${T.toFixed(0)}ms (${x.args.join(" ")})`;
       const cls = results.map((x) => classify(x.o, x.sig, ctx(x)));
       cls.forEach((c) => counts[c]++);
+      results.forEach((x, i) => { if (cls[i] === "finished" && !x.o.sent) T = 0.8 * T + 0.2 * x.o.ms; });
 
       // The layout: valid, no temporary files, tags old or new.
       const v = boci(["validate", "--layout", L]);
@@ -182,6 +185,7 @@ test("SIGINT/SIGTERM at random moments of unpack, repack, insert and config", as
       expect(now.get("base")).toBe(baseDigest);
       // (validate --layout has checked every tag's image: a tag is absent or complete)
       const rerun: number[] = [];
+      const stoppedUnpacks: number[] = [];
       for (const [i, x] of results.entries()) {
         if (x.tag && cls[i] === "finished") expect(now.has(x.tag)).toBe(true);
         if (kind === "repack") {
@@ -203,16 +207,14 @@ test("SIGINT/SIGTERM at random moments of unpack, repack, insert and config", as
           expect(leftovers(x.target)).toEqual([]);
           // a signal after the bundle was in place (130/143, bundle complete): nothing to rerun
           if (cls[i] !== "finished" && st === "complete") counts.late++;
-          else if (cls[i] !== "finished") rerun.push(i);
+          else if (cls[i] !== "finished") stoppedUnpacks.push(i);
         } else if (x.tag && cls[i] !== "finished" && now.has(x.tag)) counts.late++;
       }
       if (kind === "unpack") expect(leftovers(U)).toEqual([]);
-      // The same command again succeeds where it was stopped: every stopped unpack, one stopped
-      // run of the other commands per batch (their target is a new tag; this keeps the time down).
-      if (kind !== "unpack") {
-        const stopped = results.map((_, i) => i).filter((i) => cls[i] !== "finished");
-        if (stopped.length) rerun.push(stopped[Math.floor(r() * stopped.length)]!);
-      }
+      // The same command again succeeds where it was stopped: two stopped unpacks (their bundle
+      // absent) and one stopped run of the other commands per batch (to keep the time down).
+      const stopped = kind === "unpack" ? stoppedUnpacks : results.map((_, i) => i).filter((i) => cls[i] !== "finished");
+      for (let k = 0; k < (kind === "unpack" ? 2 : 1) && stopped.length; k++) rerun.push(stopped.splice(Math.floor(r() * stopped.length), 1)[0]!);
       await Promise.all(rerun.map(async (i) => {
         const x = results[i]!;
         counts.reruns++;
@@ -223,10 +225,11 @@ test("SIGINT/SIGTERM at random moments of unpack, repack, insert and config", as
       }));
       for (const x of results) if (x.target) rmSync(x.target, { recursive: true, force: true });
     }
-    summary.push(`${kind}: run time ${T.toFixed(0)} ms (${BATCH} at once); ${counts.interrupted} interrupted (130/143; ${counts.late} of them after the work was in place), ${counts.finished} finished first, ${counts.early} killed before the handlers were installed; ${counts.reruns} reruns; ${((Date.now() - k0) / 1000).toFixed(1)} s`);
+    summary.push(`${kind}: run time ${T0.toFixed(0)} ms at first, ${T.toFixed(0)} ms at the end (${BATCH} at once); ${counts.interrupted} interrupted (130/143; ${counts.late} of them after the work was in place), ${counts.finished} finished first, ${counts.early} killed before the handlers were installed; ${counts.reruns} reruns; ${((Date.now() - k0) / 1000).toFixed(1)} s`);
     console.log(`interrupt: ${summary.at(-1)}`);
-    // Most signals must land while the command works (not all before start-up or after the end).
-    expect(counts.interrupted).toBeGreaterThanOrEqual(RUNS / 5);
+    // Signals must land while the command works, not all before start-up or after the end.
+    // config does its work in a few milliseconds after a start-up of ~100: few land there.
+    expect(counts.interrupted).toBeGreaterThanOrEqual(kind === "config" ? 3 : RUNS / 5);
   }
   const v = boci(["validate", "--layout", L]);
   expect(v.code).toBe(0);
