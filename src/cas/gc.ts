@@ -63,7 +63,7 @@ const SWEEPABLE_ALGS = new Set(["sha256", "sha512"]);
 
 export function gc(layout: Layout, opts: GcOptions = {}): GcResult {
   layout.lockGc("ex");
-  const indexLock = takeLock(layout.path, INDEX_LOCK, "ex");
+  const indexLock = takeLock(layout.path, INDEX_LOCK, "ex", { owner: layout.owner() });
   try {
     const root = layout.path;
     const algDirs = refuseHostile(() => blobDirs(root));

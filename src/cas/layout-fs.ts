@@ -54,13 +54,62 @@ export function notA(rel: string, want: "directory" | "regular file", st: fs.Sta
   return new InvalidError(`layout is invalid: ${rel} is not a ${want} (it is ${fileTypeName(st)})`);
 }
 
+/** A uid and gid. */
+export interface Owner { uid: number; gid: number }
+
+/**
+ * The owner every file and directory boci creates in a layout gets: the layout root's (stat,
+ * which follows a symlinked root: the root is the user's to choose), but only when running as
+ * root; null otherwise (nothing is chowned). umoci 0.6's rule (oci/cas/dir `fchown`: "to avoid a
+ * root umoci repack creating inaccessible files for the original user"); umoci applies it to
+ * blobs and index.json, boci to everything it leaves in the layout (directories and lock files
+ * too).
+ */
+export function layoutOwner(root: string): Owner | null {
+  if (process.geteuid?.() !== 0) return null;
+  const st = fs.statSync(root);
+  return { uid: st.uid, gid: st.gid };
+}
+
+/**
+ * Give a directory we just made the layout's owner, through a descriptor opened
+ * O_DIRECTORY|O_NOFOLLOW (a name swapped for a symlink meanwhile is refused, not followed).
+ */
+export function chownNewDir(p: string, rel: string, owner: Owner): void {
+  let fd: number;
+  try {
+    fd = fs.openSync(p, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW | C.O_NONBLOCK);
+  } catch (e) {
+    const st = lstatOrNull(p);
+    if (st && !st.isDirectory()) throw notA(rel, "directory", st);
+    throw addContext(`open ${rel}`, e);
+  }
+  try {
+    fs.fchownSync(fd, owner.uid, owner.gid);
+  } catch (e) {
+    throw addContext(`fix ownership of ${rel}`, e);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** fchown a file we just created to the layout's owner (no-op for null). */
+export function chownNewFile(fd: number, rel: string, owner: Owner | null): void {
+  if (!owner) return;
+  try {
+    fs.fchownSync(fd, owner.uid, owner.gid);
+  } catch (e) {
+    throw addContext(`fix ownership of ${rel}`, e);
+  }
+}
+
 /**
  * Check that `rel` (a directory path relative to `root`, "/"-separated) and each directory above
- * it are real directories, by lstat. With `create`, missing ones are made (mode 0755) and looked
- * at again. Returns false when one is missing (and not created); throws InvalidError naming the
- * first component that is a symlink or not a directory.
+ * it are real directories, by lstat. With `create`, missing ones are made (mode 0755, given
+ * `owner` when one is passed) and looked at again. Returns false when one is missing (and not
+ * created); throws InvalidError naming the first component that is a symlink or not a directory.
  */
-export function checkLayoutDir(root: string, rel: string, opts: { create?: boolean } = {}): boolean {
+export function checkLayoutDir(root: string, rel: string, opts: { create?: boolean; owner?: Owner | null } = {}): boolean {
   let sofar = "";
   for (const part of rel.split("/")) {
     if (!part) continue;
@@ -69,11 +118,14 @@ export function checkLayoutDir(root: string, rel: string, opts: { create?: boole
     let st = lstatOrNull(p);
     if (!st) {
       if (!opts.create) return false;
+      let made = false;
       try {
         fs.mkdirSync(p, { mode: 0o755 });
+        made = true;
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw addContext(`create ${sofar}`, e);
       }
+      if (made && opts.owner) chownNewDir(p, sofar, opts.owner);
       st = fs.lstatSync(p);
     }
     if (!st.isDirectory()) throw notA(sofar, "directory", st);

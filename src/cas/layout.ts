@@ -5,9 +5,14 @@
  *  - a blob file under blobs/ is always complete: it is written to `.boci-tmp/`, fsynced and
  *    renamed into place; an existing blob is kept only when it is a regular file whose bytes
  *    hash to its name (a planted symlink or wrong file is replaced by rename, never followed);
- *  - every blob read is verified: the stream ends exactly at the descriptor's size and its
- *    digest is checked at EOF (InvalidError, exit 4, naming the digest);
+ *  - every blob read is verified as umoci's verified reader (pkg/hardening) does: at most the
+ *    descriptor's size is hashed (plus a one-byte probe for more), and a digest mismatch of those
+ *    bytes is reported before any size mismatch (InvalidError, exit 4, naming the digest);
  *  - index.json is only replaced atomically, under the index lock (see lock.ts);
+ *  - every JSON document is written as umoci 0.6 writes it (go-json.ts: Go's Encoder over the
+ *    image-spec structs, trailing newline included);
+ *  - run as root, everything created in the layout gets the owner of the layout's root
+ *    (layoutOwner in layout-fs.ts), as umoci does;
  *  - every file is read, created and replaced by the rules of layout-fs.ts: no symlink in the
  *    layout is followed, no FIFO or device is read, temp files are created O_EXCL|O_NOFOLLOW in
  *    a real `.boci-tmp/` and registered for removal on SIGINT/SIGTERM.
@@ -17,15 +22,19 @@ import * as path from "node:path";
 import { ClobberError, InvalidError, NotFoundError, UnsupportedError, addContext } from "../errors";
 import {
   type Descriptor, type ImageIndex, type Digest, MediaType, parseDigest, sha256Hex,
-  validateIndex, validateManifest, validateConfig, assertValid, normalizeIndex, isIndexMediaType, isManifestMediaType,
+  validateIndex, validateManifest, validateConfig, assertValid, isIndexMediaType, isManifestMediaType,
 } from "../image";
-import { goJson, parseJsonStrict } from "../util/json";
-import { writeFileAtomic, fsyncDir, randomName } from "../util/fs";
+import { parseJsonStrict } from "../util/json";
+import { fsyncDir, randomName } from "../util/fs";
 import { removeOnInterrupt } from "../util/cleanup";
 import type * as PoolModule from "../worker/pool";
 import { takeLock, GC_LOCK, INDEX_LOCK, type HeldLock, type LockMode } from "./lock";
 import { release } from "../util/release";
-import { CREATE_FLAGS, checkLayoutDir, fileMatchesSha256, lstatOrNull, notA, openLayoutFile, readFd, readLayoutFile, readUpTo } from "./layout-fs";
+import {
+  CREATE_FLAGS, type Owner, checkLayoutDir, chownNewFile, fileMatchesSha256, layoutOwner, lstatOrNull, notA, openLayoutFile,
+  readFd, readLayoutFile, readUpTo,
+} from "./layout-fs";
+import { GoImageLayout, GoIndex, encodeGoJson, goTypeFor } from "./go-json";
 
 // Lazy: only blob streaming needs the worker pool (and short commands never load it).
 const poolModule = () => require("../worker/pool") as typeof PoolModule;
@@ -52,8 +61,9 @@ export function initLayout(p: string): void {
   const tmp = path.join(parent, `.${path.basename(p)}.boci-init-${randomName()}`);
   try {
     fs.mkdirSync(path.join(tmp, "blobs", "sha256"), { recursive: true, mode: 0o755 });
-    fs.writeFileSync(path.join(tmp, "oci-layout"), goJson({ imageLayoutVersion: "1.0.0" }));
-    fs.writeFileSync(path.join(tmp, "index.json"), goJson({ schemaVersion: 2, mediaType: MediaType.index, manifests: [] }));
+    // umoci 0.6's Create: both written by Go's Encoder (a trailing newline each).
+    fs.writeFileSync(path.join(tmp, "oci-layout"), encodeGoJson({ imageLayoutVersion: "1.0.0" }, GoImageLayout));
+    fs.writeFileSync(path.join(tmp, "index.json"), encodeGoJson({ schemaVersion: 2, mediaType: MediaType.index, manifests: [] }, GoIndex));
     fs.renameSync(tmp, p);
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true });
@@ -66,6 +76,7 @@ export class Layout {
   readonly path: string;
   private gcLock: HeldLock | null = null;
   private readonly onWait?: (msg: string) => void;
+  private ownerCache: Owner | null | undefined;
 
   private constructor(p: string, opts: OpenOptions) {
     this.path = p;
@@ -107,7 +118,16 @@ export class Layout {
    */
   lockGc(mode: LockMode, opts: { optional?: boolean } = {}): void {
     if (this.gcLock) return;
-    this.gcLock = takeLock(this.path, GC_LOCK, mode, { onWait: this.onWait, optional: opts.optional });
+    this.gcLock = takeLock(this.path, GC_LOCK, mode, { onWait: this.onWait, optional: opts.optional, owner: this.owner() });
+  }
+
+  /**
+   * The owner given to everything this process creates in the layout: the layout root's when
+   * running as root, else null (nothing chowned). Looked up once.
+   */
+  owner(): Owner | null {
+    if (this.ownerCache === undefined) this.ownerCache = layoutOwner(this.path);
+    return this.ownerCache;
   }
 
   close(): void {
@@ -153,7 +173,7 @@ export class Layout {
   private install(tmp: string, digest: Digest, size: number): void {
     const rel = this.blobRel(digest);
     try {
-      checkLayoutDir(this.path, path.posix.dirname(rel), { create: true });
+      checkLayoutDir(this.path, path.posix.dirname(rel), { create: true, owner: this.owner() });
       const dest = path.join(this.path, rel);
       const st = lstatOrNull(dest);
       if (st?.isFile() && fileMatchesSha256(this.path, rel, size, sha256Hex(digest))) {
@@ -170,7 +190,7 @@ export class Layout {
 
   /** Refuse to write when `blobs/sha256` or `.boci-tmp` is not a real directory (made if missing). */
   private checkWritable(): void {
-    checkLayoutDir(this.path, "blobs/sha256", { create: true });
+    checkLayoutDir(this.path, "blobs/sha256", { create: true, owner: this.owner() });
     this.ensureTmpDir();
   }
 
@@ -187,7 +207,8 @@ export class Layout {
     try {
       const fd = fs.openSync(tmp, CREATE_FLAGS, 0o644);
       try {
-        fs.writeSync(fd, data);
+        writeAll(fd, data);
+        chownNewFile(fd, `${TMP_DIR}/${path.basename(tmp)}`, this.owner());
         fs.fdatasyncSync(fd);
       } finally { fs.closeSync(fd); }
     } catch (e) {
@@ -229,6 +250,7 @@ export class Layout {
         // The last use of a chunk its producer marked as ours to free (util/release.ts).
         release(chunk);
       }
+      chownNewFile(fh.fd, `${TMP_DIR}/${path.basename(tmp)}`, this.owner());
       await fh.datasync();
     } catch (e) {
       await fh.close().catch(() => {});
@@ -250,9 +272,13 @@ export class Layout {
     return { digest, size };
   }
 
-  /** Serialise as Go would and store; returns a descriptor of the given media type. */
+  /**
+   * Serialise as umoci 0.6 would (go-json.ts: the image-spec struct for `mediaType`, fields it
+   * lacks dropped, maps sorted, a trailing newline) and store; returns a descriptor of the given
+   * media type.
+   */
   putJson(obj: unknown, mediaType: string): Descriptor {
-    const bytes = Buffer.from(goJson(obj));
+    const bytes = Buffer.from(encodeGoJson(obj, goTypeFor(mediaType)));
     const { digest, size } = this.putBlobBytes(bytes);
     return { mediaType, digest, size };
   }
@@ -263,8 +289,12 @@ export class Layout {
   }
 
   /**
-   * A verified stream of a blob: fails with InvalidError if it is longer or shorter than
-   * `desc.size` or its digest differs (checked at EOF, before the last chunk is handed out).
+   * A verified stream of a blob, as umoci's verified reader (pkg/hardening) checks it: at most
+   * `desc.size` bytes are read and hashed, then one byte more is tried. At EOF the digest of
+   * what was read is checked first ("verified reader digest mismatch": also a blob too short, or
+   * longer with different first bytes), then the size ("verified reader size mismatch": the
+   * right first bytes, but too few or extra ones). Both InvalidError; the last chunk is held
+   * back until then, so a consumer never sees the end of a bad blob.
    */
   async *getBlob(desc: Pick<Descriptor, "digest" | "size">, opts: { chunkSize?: number } = {}): AsyncGenerator<Buffer> {
     const digest = parseDigest(desc.digest);
@@ -277,17 +307,24 @@ export class Layout {
     // leaving this thread to the consumer (decompression, extraction).
     const h = desc.size >= OFFLOAD_HASH_MIN ? poolModule().getPool().hashStream() : inlineStreamHasher();
     let total = 0;
+    let extra = false;
     const chunkSize = opts.chunkSize ?? 1 << 20;
     let pending: Buffer | null = null;
     let ok = false;
     try {
       for (;;) {
-        const buf = Buffer.allocUnsafe(chunkSize);
-        const bytesRead = await readFd(fd, buf, 0, chunkSize);
+        const left = desc.size - total;
+        if (left === 0) {
+          // As the verified reader: one byte more says whether the blob is longer.
+          extra = (await readFd(fd, Buffer.allocUnsafe(1), 0, 1)) > 0;
+          break;
+        }
+        const want = Math.min(chunkSize, left);
+        const buf = Buffer.allocUnsafe(want);
+        const bytesRead = await readFd(fd, buf, 0, want);
         if (bytesRead === 0) break;
         total += bytesRead;
-        if (total > desc.size) throw new InvalidError(`blob ${digest}: verified reader size mismatch: more than the expected ${desc.size} bytes`);
-        const chunk = bytesRead === chunkSize ? buf : buf.subarray(0, bytesRead);
+        const chunk = bytesRead === want ? buf : buf.subarray(0, bytesRead);
         const wait = h.update(chunk);
         if (wait) await wait;
         // Hold one chunk back so the consumer never sees the final bytes of a corrupt blob.
@@ -299,37 +336,37 @@ export class Layout {
       if (!ok) h.abort();
       fs.closeSync(fd);
     }
-    if (total !== desc.size) {
-      h.abort();
-      throw new InvalidError(`blob ${digest}: verified reader size mismatch: expected ${desc.size} bytes, got ${total}`);
-    }
-    const got = "sha256:" + (await h.digest());
-    if (got !== digest) throw new InvalidError(`blob ${digest}: verified reader digest mismatch: got ${got}`);
+    verifyRead(digest, desc.size, "sha256:" + (await h.digest()), total, extra);
     if (pending) yield pending;
   }
 
-  /** Read a whole (small) blob, verified. Refuses sizes over `maxSize`. Uses embedded `data` when present. */
+  /**
+   * Read a whole (small) blob, verified as getBlob does (digest of the first `desc.size` bytes
+   * before the size). Refuses sizes over `maxSize`. Uses embedded `data` when present (its
+   * digest, then its length, checked as umoci's GetVerifiedBlob does).
+   */
   readBlob(desc: Pick<Descriptor, "digest" | "size" | "data">, maxSize = MAX_JSON_BLOB): Buffer {
     const digest = parseDigest(desc.digest);
     sha256Hex(digest);
     checkSize(desc);
     if (desc.size > maxSize) throw new InvalidError(`blob ${digest}: size ${desc.size} exceeds the limit of ${maxSize} bytes for this kind of blob`);
-    let bytes: Buffer;
     if (typeof desc.data === "string") {
-      bytes = Buffer.from(desc.data, "base64");
-    } else {
-      const opened = openLayoutFile(this.path, this.blobRel(digest));
-      if (!opened) throw new NotFoundError(`blob ${digest}: not found in layout`);
-      try {
-        bytes = readUpTo(opened.fd, desc.size);
-      } finally { fs.closeSync(opened.fd); }
+      const bytes = Buffer.from(desc.data, "base64");
+      const got = sha256Digest(bytes);
+      if (got !== digest) throw new InvalidError(`blob ${digest}: invalid embedded descriptor data: expected ${digest} not ${got}: verified reader digest mismatch`);
+      if (bytes.length !== desc.size) throw new InvalidError(`blob ${digest}: invalid embedded descriptor data: expected ${desc.size} bytes not ${bytes.length} bytes: verified reader size mismatch`);
+      return bytes;
     }
-    if (bytes.length !== desc.size) throw new InvalidError(`blob ${digest}: verified reader size mismatch: expected ${desc.size} bytes, got ${bytes.length > desc.size ? "more" : bytes.length}`);
-    const h = new Bun.CryptoHasher("sha256");
-    h.update(bytes);
-    const got = "sha256:" + h.digest("hex");
-    if (got !== digest) throw new InvalidError(`blob ${digest}: verified reader digest mismatch: got ${got}`);
-    return bytes;
+    const opened = openLayoutFile(this.path, this.blobRel(digest));
+    if (!opened) throw new NotFoundError(`blob ${digest}: not found in layout`);
+    let bytes: Buffer;
+    try {
+      // Up to size + 1 bytes: the one more is the verified reader's probe.
+      bytes = readUpTo(opened.fd, desc.size);
+    } finally { fs.closeSync(opened.fd); }
+    const body = bytes.length > desc.size ? bytes.subarray(0, desc.size) : bytes;
+    verifyRead(digest, desc.size, sha256Digest(body), body.length, bytes.length > desc.size);
+    return body;
   }
 
   /** Read, verify, parse and validate a JSON blob by kind. */
@@ -375,24 +412,69 @@ export class Layout {
    * returns the new one (or undefined for no change). The write is atomic.
    */
   updateIndex<T>(fn: (ix: ImageIndex) => { index?: ImageIndex; result: T }): T {
-    const lock = takeLock(this.path, INDEX_LOCK, "ex", { onWait: this.onWait });
+    const lock = takeLock(this.path, INDEX_LOCK, "ex", { onWait: this.onWait, owner: this.owner() });
     try {
       const { index, result } = fn(this.readIndex());
-      if (index) {
-        const ix = normalizeIndex({ ...index, mediaType: index.mediaType ?? MediaType.index });
-        writeFileAtomic(path.join(this.path, "index.json"), goJson(ix), { tmpDir: this.ensureTmpDir() });
-      }
+      // As umoci's PutIndex: the media type is always set, the rest is Go's Encoder over ispec.Index.
+      if (index) this.writeIndexFile(encodeGoJson({ ...index, mediaType: MediaType.index }, GoIndex));
       return result;
     } finally {
       lock.release();
     }
   }
 
+  /**
+   * Replace index.json atomically: a temporary file in `.boci-tmp/` (O_EXCL|O_NOFOLLOW,
+   * registered for SIGINT/SIGTERM), written, given the layout's owner, fsynced and renamed over
+   * index.json (a symlink there is replaced, not followed); then the root is fsynced.
+   */
+  private writeIndexFile(text: string): void {
+    const name = `index-${process.pid}-${randomName()}`;
+    const tmp = path.join(this.ensureTmpDir(), name);
+    const unregister = removeOnInterrupt(tmp);
+    try {
+      const fd = fs.openSync(tmp, CREATE_FLAGS, 0o644);
+      try {
+        writeAll(fd, Buffer.from(text));
+        chownNewFile(fd, `${TMP_DIR}/${name}`, this.owner());
+        fs.fsyncSync(fd);
+      } finally { fs.closeSync(fd); }
+      fs.renameSync(tmp, path.join(this.path, "index.json"));
+    } catch (e) {
+      fs.rmSync(tmp, { force: true });
+      throw addContext("write index.json", e);
+    } finally {
+      unregister();
+    }
+    fsyncDir(this.path);
+  }
+
   /** `.boci-tmp/`, made if missing; InvalidError when it is a symlink or not a directory. */
   ensureTmpDir(): string {
-    checkLayoutDir(this.path, TMP_DIR, { create: true });
+    checkLayoutDir(this.path, TMP_DIR, { create: true, owner: this.owner() });
     return path.join(this.path, TMP_DIR);
   }
+}
+
+/** write(2) until every byte is written. */
+function writeAll(fd: number, data: Uint8Array): void {
+  for (let off = 0; off < data.length;) off += fs.writeSync(fd, data, off, data.length - off);
+}
+
+function sha256Digest(b: Uint8Array): string {
+  const h = new Bun.CryptoHasher("sha256");
+  h.update(b);
+  return "sha256:" + h.digest("hex");
+}
+
+/**
+ * The verdict of a verified read (umoci pkg/hardening `verify`): the digest of the bytes read
+ * (at most `size`) first, then too few bytes, then extra ones. Throws InvalidError.
+ */
+function verifyRead(digest: string, size: number, got: string, read: number, extra: boolean): void {
+  if (got !== digest) throw new InvalidError(`blob ${digest}: expected ${digest} not ${got}: verified reader digest mismatch`);
+  if (read < size) throw new InvalidError(`blob ${digest}: expected ${size} bytes (only ${read} bytes in stream): verified reader size mismatch`);
+  if (extra) throw new InvalidError(`blob ${digest}: expected ${size} bytes (extra bytes in stream): verified reader size mismatch`);
 }
 
 function checkSize(desc: { size: number; digest: string }): void {

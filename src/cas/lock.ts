@@ -17,7 +17,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { BociError } from "../errors";
 import { flock } from "../sys";
-import { lstatOrNull, notA } from "./layout-fs";
+import { type Owner, chownNewFile, lstatOrNull, notA } from "./layout-fs";
 
 export type LockMode = "sh" | "ex";
 
@@ -29,10 +29,11 @@ export const INDEX_LOCK = ".boci-index.lock";
 /**
  * Take a lock file in the layout. Tries without blocking first; if the layout is busy, calls
  * `onWait` once and then blocks until the lock is free. A reader that cannot create the lock
- * file (read-only layout) gets a no-op lock when `optional` is set.
+ * file (read-only layout) gets a no-op lock when `optional` is set. A lock file this call
+ * creates is given `owner` (the layout's owner when running as root: see layoutOwner).
  */
-export function takeLock(layoutPath: string, name: string, mode: LockMode, opts: { onWait?: (msg: string) => void; optional?: boolean } = {}): HeldLock {
-  const fd = openLockFile(layoutPath, name, opts.optional ?? false);
+export function takeLock(layoutPath: string, name: string, mode: LockMode, opts: { onWait?: (msg: string) => void; optional?: boolean; owner?: Owner | null } = {}): HeldLock {
+  const fd = openLockFile(layoutPath, name, opts.optional ?? false, opts.owner ?? null);
   if (fd === null) return { release() {} };
   try {
     if (!flock(fd, mode, { nonblock: true })) {
@@ -60,7 +61,7 @@ const C = fs.constants;
  * to read-only for a read-only layout; returns null when even that fails and `optional` is set.
  * Throws InvalidError when the name is a symlink or not a regular file.
  */
-function openLockFile(layoutPath: string, name: string, optional: boolean): number | null {
+function openLockFile(layoutPath: string, name: string, optional: boolean, owner: Owner | null): number | null {
   const file = path.join(layoutPath, name);
   const refuse = (e: unknown): never => {
     const st = lstatOrNull(file);
@@ -71,7 +72,10 @@ function openLockFile(layoutPath: string, name: string, optional: boolean): numb
     try { return fs.openSync(file, flags, 0o644); } catch (e) { return e as NodeJS.ErrnoException; }
   };
   const hostile = (e: NodeJS.ErrnoException) => e.code === "ELOOP" || e.code === "EISDIR" || e.code === "ENXIO";
-  let fd = tryOpen(C.O_RDWR | C.O_CREAT | C.O_NOFOLLOW | C.O_NONBLOCK);
+  // O_EXCL first, to know whether this call made the file (and must give it the layout's owner).
+  let fd = tryOpen(C.O_RDWR | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW | C.O_NONBLOCK);
+  const created = typeof fd === "number";
+  if (!created && (fd as NodeJS.ErrnoException).code === "EEXIST") fd = tryOpen(C.O_RDWR | C.O_CREAT | C.O_NOFOLLOW | C.O_NONBLOCK);
   if (typeof fd !== "number") {
     const first = fd;
     if (hostile(first)) return refuse(first);
@@ -86,6 +90,9 @@ function openLockFile(layoutPath: string, name: string, optional: boolean): numb
   if (!st.isFile()) {
     fs.closeSync(fd);
     throw notA(name, "regular file", st);
+  }
+  if (created) {
+    try { chownNewFile(fd, name, owner); } catch (e) { fs.closeSync(fd); throw e; }
   }
   return fd;
 }

@@ -48,7 +48,7 @@ import { readTar, type TarHeader } from "../tar";
 import { parseJsonStrict } from "../util/json";
 import { takeLock, GC_LOCK, INDEX_LOCK, type HeldLock } from "./lock";
 import { MAX_JSON_BLOB, TMP_DIR } from "./layout";
-import { checkLayoutDir, fileTypeName, lstatOrNull, notA, openLayoutFile, readFd, readLayoutFile, readUpTo } from "./layout-fs";
+import { checkLayoutDir, fileTypeName, layoutOwner, lstatOrNull, notA, openLayoutFile, readFd, readLayoutFile, readUpTo } from "./layout-fs";
 import { DescriptorWalk, type WalkChild, type WalkNode } from "./walk";
 
 /** One finding: where (a file, or a digest with the route it was reached by) and what. */
@@ -180,7 +180,8 @@ class Validator {
     try {
       // Shared gc lock so a concurrent gc does not make blobs vanish mid-check; optional so a
       // read-only layout can still be validated.
-      lock = takeLock(this.root, GC_LOCK, "sh", { optional: true });
+      // A lock file made as root gets the layout's owner, as everything boci creates there.
+      lock = takeLock(this.root, GC_LOCK, "sh", { optional: true, owner: layoutOwner(this.root) });
     } catch (e) {
       if (e instanceof InvalidError) this.problem(GC_LOCK, e.message);
       else if (e instanceof BociError) this.warn(this.root, `could not take the gc lock: ${e.message}`);

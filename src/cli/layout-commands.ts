@@ -1,4 +1,9 @@
-/** init, new, ls, tag, rm, gc: the layout and tag commands. */
+/**
+ * init, new, ls, tag, rm, gc: the layout and tag commands. What they print (stdout and the
+ * info-level log lines) is what umoci 0.6 prints (cmd/umoci/{init,new,tag,gc}.go, new.go):
+ * `ls` one tag per line in index order, duplicates included; `gc` nothing (umoci logs only at
+ * debug level); `rm` rewrites index.json even when the tag is absent, as umoci does.
+ */
 import { NotFoundError } from "../errors";
 import { initLayout, listTags, resolveTag, setTag, removeTag, refName, gc, hostPlatform } from "../cas";
 import { MediaType, normalizeConfig, normalizeManifest, type ImageConfig, type Manifest } from "../image";
@@ -19,7 +24,7 @@ export const initCommand: CommandDef = {
   run(_args, opts) {
     const p = parseLayoutFlag(opts.get("layout"));
     initLayout(p);
-    log.info(`created new OCI image layout: ${p}`);
+    log.info(`created new OCI image: ${p}`);
   },
 };
 
@@ -46,8 +51,9 @@ export const newCommand: CommandDef = {
       const manifest: Manifest = { schemaVersion: 2, mediaType: MediaType.manifest, config: configDesc, layers: [] };
       const desc = layout.putJson(normalizeManifest(manifest), MediaType.manifest);
       layout.syncBlobs();
+      log.info(`new image manifest created: ${desc.digest}`);
       layout.updateIndex((ix) => ({ index: setTag(ix, ref.tag, desc), result: undefined }));
-      log.info(`created new image: ${ref.layout}:${ref.tag}`);
+      log.info(`created new tag for image manifest: ${ref.tag}`);
     } finally { layout.close(); }
   },
 };
@@ -61,8 +67,10 @@ export const lsCommand: CommandDef = {
   run(_args, opts) {
     const layout = openLayout(parseLayoutFlag(opts.get("layout")));
     const tags = listTags(layout.readIndex());
-    // A tag is image data: quoted with its control characters escaped when it has any.
-    out(tags.map((t) => escapeText(t, "needed") + "\n").join(""));
+    // umoci 0.6 prints each name as it is (fmt.Println), and so do we while it is printable;
+    // a name with a control or other unprintable character (image data on its way to a
+    // terminal) is Go-quoted instead.
+    out(tags.map((t) => (escapeText(t, "inline") === t ? t : escapeText(t, "always")) + "\n").join(""));
   },
 };
 
@@ -84,7 +92,7 @@ export const tagCommand: CommandDef = {
         const root = src.length === 1 ? src[0]! : resolveTag(layout, ix, ref.tag).walk[0]!;
         return { index: setTag(ix, newTag, root), result: undefined };
       });
-      log.info(`created new tag for image manifest: ${newTag}`);
+      log.info(`created new tag: ${JSON.stringify(newTag)} -> ${JSON.stringify(ref.tag)}`);
     } finally { layout.close(); }
   },
 };
@@ -98,12 +106,9 @@ export const rmCommand: CommandDef = {
   run(_args, opts) {
     const ref = parseImageRef(opts.get("image"));
     const layout = openLayout(ref.layout);
-    const removed = layout.updateIndex((ix) => {
-      const r = removeTag(ix, ref.tag);
-      return { index: r.removed ? r.index : undefined, result: r.removed };
-    });
-    if (removed) log.info(`removed tag ${ref.tag}`);
-    else log.info(`tag ${ref.tag} not present; nothing removed`);
+    // umoci's DeleteReference writes index.json back whether or not the tag was there.
+    layout.updateIndex((ix) => ({ index: removeTag(ix, ref.tag).index, result: undefined }));
+    log.info(`removed tag: ${ref.tag}`);
   },
 };
 
@@ -122,14 +127,15 @@ export const gcCommand: CommandDef = {
     const json = opts.bool("json");
     try {
       // gc removes nothing unless the walk from index.json is complete (it throws otherwise).
-      const r = gc(layout, { dryRun, onRemove: (m) => log.info(m), onWarn: (m) => log.warn(m) });
+      // umoci 0.6 logs gc only at debug level ("garbage collecting blob", "garbage collected N blobs").
+      const r = gc(layout, { dryRun, onRemove: (m) => log.debug(m), onWarn: (m) => log.warn(m) });
       if (json) {
         out(JSON.stringify({ dryRun: r.dryRun, removedBlobs: r.removedBlobs, removedTemp: r.removedTemp, kept: r.kept, skipped: r.skipped }) + "\n");
       } else if (dryRun) {
         out(r.removedBlobs.map((d) => `would remove blob ${d}\n`).join("") +
           r.removedTemp.map((t) => `would remove temporary file ${/^[\x21-\x7e]+$/.test(t) ? t : JSON.stringify(t)}\n`).join(""));
       }
-      log.info(`gc${dryRun ? " (dry run)" : ""}: kept ${r.kept} blobs, ${dryRun ? "would remove" : "removed"} ${r.removedBlobs.length} blobs and ${r.removedTemp.length} temporary files`);
+      log.debug(`garbage collected ${r.removedBlobs.length} blobs${dryRun ? " (dry run: nothing removed)" : ""}; kept ${r.kept}, ${r.removedTemp.length} temporary files`);
     } finally { layout.close(); }
   },
 };
