@@ -13,6 +13,8 @@ import { readRegularFile, writeFileAtomic } from "../util/fs";
 
 export const META_FILE = "umoci.json";
 export const META_VERSION = "2";
+/** A descriptor walk is a few descriptors: a bigger umoci.json is not one of ours. */
+const MAX_META_BYTES = 4 << 20;
 
 export interface BundleMeta {
   descriptorWalk: Descriptor[];
@@ -57,7 +59,7 @@ function parseMaps(v: unknown, what: string): IdMapping[] {
 export function readMeta(bundle: string): BundleMeta {
   const file = path.join(bundle, META_FILE);
   let text: string;
-  try { text = readRegularFile(file, `bundle ${bundle}: ${META_FILE}`).data.toString("utf8"); } catch (e) {
+  try { text = readRegularFile(file, `bundle ${bundle}: ${META_FILE}`, { maxBytes: MAX_META_BYTES }).data.toString("utf8"); } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") throw new NotFoundError(`bundle ${bundle}: no ${META_FILE} (not a bundle made by unpack?)`);
     throw e;
   }

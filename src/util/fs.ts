@@ -71,9 +71,10 @@ export function writeRegularFileAtomic(dest: string, data: string | Uint8Array, 
  * Read a file that someone else may control (a file of a bundle): opened
  * O_RDONLY|O_NONBLOCK|O_NOFOLLOW, so a symlink is not followed and a FIFO cannot hang us, and
  * read only if fstat says it is a regular file. A symlink or any other kind of file is an
- * InvalidError (exit 4) naming `what`; errors from open (ENOENT, EACCES) are thrown as they are.
+ * InvalidError (exit 4) naming `what`, as is one above `maxBytes`; errors from open (ENOENT,
+ * EACCES) are thrown as they are.
  */
-export function readRegularFile(p: string, what: string = p): { data: Buffer; stat: fs.BigIntStats } {
+export function readRegularFile(p: string, what: string = p, opts: { maxBytes?: number } = {}): { data: Buffer; stat: fs.BigIntStats } {
   const c = fs.constants;
   let fd: number;
   try {
@@ -88,6 +89,7 @@ export function readRegularFile(p: string, what: string = p): { data: Buffer; st
   try {
     const stat = fs.fstatSync(fd, { bigint: true });
     if (!stat.isFile()) throw new InvalidError(`${what} is not a regular file (${kindOf(stat)})`);
+    if (opts.maxBytes !== undefined && stat.size > BigInt(opts.maxBytes)) throw new InvalidError(`${what} is larger than ${opts.maxBytes} bytes; refusing to read it`);
     return { data: fs.readFileSync(fd), stat };
   } finally {
     fs.closeSync(fd);

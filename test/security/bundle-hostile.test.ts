@@ -139,6 +139,14 @@ describe("bundle files boci reads must be regular files", () => {
     }
   }
 
+  test("repack refuses an oversized umoci.json without reading it (exit 4)", () => {
+    const { s, L } = setup();
+    const b = join(s, "bundle");
+    ok(["unpack", "--no-progress", "--image", `${L}:t`, b]);
+    sh(`truncate -s 64M ${JSON.stringify(join(b, "umoci.json"))}`);
+    expectOneLine(boci(["repack", "--no-progress", "--image", `${L}:t2`, b]), 4, /umoci\.json is larger than \d+ bytes/);
+  });
+
   test("repack refuses a rootfs that is a symlink (exit 4)", () => {
     const { s, L, outside } = setup();
     const b = join(s, "bundle");
