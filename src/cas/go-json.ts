@@ -23,7 +23,7 @@
 import { MediaType, isIndexMediaType, isManifestMediaType } from "../image";
 
 /** A Go type, as far as encoding/json cares. */
-type GoType =
+export type GoType =
   | { k: "string" } | { k: "int" } | { k: "bool" } | { k: "bytes" } | { k: "time" }
   | { k: "slice"; of: GoType } | { k: "map"; of: GoType } | { k: "set" }
   | { k: "struct"; fields: GoField[] } | { k: "ptr"; to: GoType } | { k: "any" };
@@ -49,6 +49,8 @@ const descriptor: GoType = {
     f("artifactType", str, true),
   ],
 };
+/** A descriptor on its own (umoci.json's descriptor_walk holds these). */
+export const GoDescriptor: GoType = descriptor;
 const descriptors: GoType = { k: "slice", of: descriptor };
 const descriptorPtr: GoType = { k: "ptr", to: descriptor };
 
@@ -107,6 +109,11 @@ export function goTypeFor(mediaType: string): GoType {
 /** Encode `value` as umoci would after decoding it into `t`: Encoder output, trailing newline included. */
 export function encodeGoJson(value: unknown, t: GoType): string {
   return encode(value, t) + "\n";
+}
+
+/** As encodeGoJson without the newline: a value to embed in a larger document. */
+export function encodeGoValue(value: unknown, t: GoType): string {
+  return encode(value, t);
 }
 
 function isNil(v: unknown): boolean {

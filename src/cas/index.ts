@@ -4,3 +4,4 @@ export * from "./gc";
 export * from "./lock";
 export * from "./walk";
 export { openLayoutFile, readLayoutFile, checkLayoutDir } from "./layout-fs";
+export { GoDescriptor, GoImage, GoIndex, GoManifest, type GoType, encodeGoJson, encodeGoValue, goTypeFor } from "./go-json";
