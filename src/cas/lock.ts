@@ -17,6 +17,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { BociError } from "../errors";
 import { flock } from "../sys";
+import { withDefaultSignals } from "../util/cleanup";
 import { type Owner, chownNewFile, lstatOrNull, notA } from "./layout-fs";
 
 export type LockMode = "sh" | "ex";
@@ -38,7 +39,8 @@ export function takeLock(layoutPath: string, name: string, mode: LockMode, opts:
   try {
     if (!flock(fd, mode, { nonblock: true })) {
       opts.onWait?.(`layout is locked by another process; waiting for ${name === GC_LOCK ? "gc lock" : "index lock"}`);
-      flock(fd, mode);
+      // (a signal while waiting stops the command at once: util/cleanup.ts withDefaultSignals)
+      withDefaultSignals(() => flock(fd, mode));
     }
   } catch (e) {
     fs.closeSync(fd);

@@ -63,8 +63,30 @@ export function installSignalCleanup(): void {
     try { process.stderr.write(`boci: interrupted by ${signal}${had ? "; removed this command's temporary files" : ""}\n`); } catch { /* closed */ }
     process.exit(signal === "SIGINT" ? 130 : 143);
   };
-  process.on("SIGINT", handler("SIGINT"));
-  process.on("SIGTERM", handler("SIGTERM"));
+  handlers = { SIGINT: handler("SIGINT"), SIGTERM: handler("SIGTERM") };
+  process.on("SIGINT", handlers.SIGINT);
+  process.on("SIGTERM", handlers.SIGTERM);
+}
+
+let handlers: { SIGINT: () => void; SIGTERM: () => void } | null = null;
+
+/**
+ * Run `fn`, a call that blocks the thread (a flock(2) wait for a busy layout), with the default
+ * disposition of SIGINT/SIGTERM: JavaScript handlers cannot run while the thread is blocked, so a
+ * Ctrl-C would otherwise wait for the lock. The process then dies of the signal at once (exit
+ * 130/143 to its shell) and leaves what a SIGKILL leaves, which the rerun and `gc` clear.
+ */
+export function withDefaultSignals<T>(fn: () => T): T {
+  const h = handlers;
+  if (!h) return fn();
+  process.off("SIGINT", h.SIGINT);
+  process.off("SIGTERM", h.SIGTERM);
+  try {
+    return fn();
+  } finally {
+    process.on("SIGINT", h.SIGINT);
+    process.on("SIGTERM", h.SIGTERM);
+  }
 }
 
 /**
