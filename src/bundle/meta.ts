@@ -9,6 +9,7 @@ import type { Descriptor } from "../image";
 import { validateDescriptor, assertValid } from "../image";
 import type { MapOptions, IdMapping } from "../layer/idmap";
 import { goJson, parseJsonStrict } from "../util/json";
+import { GoDescriptor, encodeGoValue } from "../cas/go-json";
 import { readRegularFile, writeFileAtomic } from "../util/fs";
 
 export const META_FILE = "umoci.json";
@@ -23,15 +24,15 @@ export interface BundleMeta {
 
 export function formatMeta(meta: BundleMeta): string {
   const maps = (m: IdMapping[], rootless: boolean) => (m.length || rootless ? m.map((x) => ({ containerID: x.containerID, hostID: x.hostID, size: x.size })) : null);
-  return goJson({
-    umoci_version: META_VERSION,
-    from_descriptor_path: { descriptor_walk: meta.descriptorWalk },
-    map_options: {
-      uid_mappings: maps(meta.mapOptions.uidMappings, meta.mapOptions.rootless),
-      gid_mappings: maps(meta.mapOptions.gidMappings, meta.mapOptions.rootless),
-      rootless: meta.mapOptions.rootless,
-    },
-  }) + "\n";
+  // The descriptors as Go encodes image-spec's Descriptor (field order, sorted annotations,
+  // unknown fields dropped), embedded in the rest of umoci's struct.
+  const walk = meta.descriptorWalk.map((d) => encodeGoValue(d, GoDescriptor)).join(",");
+  const mapOptions = goJson({
+    uid_mappings: maps(meta.mapOptions.uidMappings, meta.mapOptions.rootless),
+    gid_mappings: maps(meta.mapOptions.gidMappings, meta.mapOptions.rootless),
+    rootless: meta.mapOptions.rootless,
+  });
+  return `{"umoci_version":${goJson(META_VERSION)},"from_descriptor_path":{"descriptor_walk":[${walk}]},"map_options":${mapOptions}}\n`;
 }
 
 /**

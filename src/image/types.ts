@@ -78,10 +78,11 @@ export interface ImageConfig {
 }
 
 const descriptorOrder = ["mediaType", "digest", "size", "urls", "annotations", "data", "platform", "artifactType"];
-const platformOrder = ["architecture", "os", "os.version", "os.features", "variant", "features"];
+const platformOrder = ["architecture", "os", "os.version", "os.features", "variant"];
 const manifestOrder = ["schemaVersion", "mediaType", "artifactType", "config", "layers", "subject", "annotations"];
 const indexOrder = ["schemaVersion", "mediaType", "artifactType", "manifests", "subject", "annotations"];
-const configOrder = ["created", "author", "architecture", "variant", "os", "os.version", "os.features", "config", "rootfs", "history"];
+// (image-spec's Image embeds Platform after author: architecture, os, os.version, os.features, variant)
+const configOrder = ["created", "author", "architecture", "os", "os.version", "os.features", "variant", "config", "rootfs", "history"];
 const bodyOrder = ["User", "ExposedPorts", "Env", "Entrypoint", "Cmd", "Volumes", "WorkingDir", "Labels", "StopSignal", "ArgsEscaped"];
 const historyOrder = ["created", "created_by", "author", "comment", "empty_layer"];
 
