@@ -45,7 +45,8 @@ export function scratch(prefix = "boci-test-"): string {
   dirs.push(d);
   return d;
 }
-function removeScratch(): void {
+/** Remove every scratch directory made so far (test/helpers/preload.ts runs it after all files). */
+export function removeScratch(): void {
   for (const d of dirs.splice(0)) {
     try { removeTreeForce(d); } catch { /* reported by npm test's TMPDIR check */ }
   }
