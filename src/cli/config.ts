@@ -73,10 +73,14 @@ export const configCommand: CommandDef = {
       }
       if (opts.has("config.user")) body.User = opts.get("config.user")!;
       for (const p of opts.all("config.exposedports")) body.ExposedPorts = { ...(body.ExposedPorts ?? {}), [p]: {} };
+      // umoci's rule: the first variable of that name is replaced where it stands, a new name is
+      // appended (so the order of an image's Env survives a KIWI-style derived build).
       for (const e of opts.all("config.env")) {
-        const [name] = splitKV("config.env", e);
-        const env = (body.Env ?? []).filter((x) => x.split("=")[0] !== name);
-        env.push(e);
+        const [name, value] = splitKV("config.env", e);
+        const env = [...(body.Env ?? [])];
+        const at = env.findIndex((x) => x.startsWith(`${name}=`));
+        if (at >= 0) env[at] = `${name}=${value}`;
+        else env.push(`${name}=${value}`);
         body.Env = env;
       }
       if (opts.has("config.entrypoint")) body.Entrypoint = opts.all("config.entrypoint");

@@ -62,3 +62,36 @@ test("KIWI's umoci call sequence works against boci", () => {
     expect(r2.code).toBe(0);
   } else console.log("kiwi: skopeo not installed; skipping the copy step");
 });
+
+test.skipIf(!have("umoci"))("a KIWI-style derived build: the same config commands give umoci 0.4.7's config blob byte for byte", () => {
+  // One base image (made by boci, copied), then the same `config` sequence by each tool with
+  // fixed times and created_by: a replaced variable stays where it stood, new ones are appended.
+  const s = scratch("boci-kiwi-derived-");
+  const L = join(s, "boci"), U = join(s, "umoci");
+  const b = (args: string) => { const r = sh(`${BIN} ${args}`); if (r.code !== 0) throw new Error(`boci ${args}: ${r.stderr}`); return r; };
+  const u = (args: string) => { const r = sh(`umoci ${args}`); if (r.code !== 0) throw new Error(`umoci ${args}: ${r.stderr}`); return r; };
+  b(`init --layout ${L}`);
+  b(`new --image ${L}:base`);
+  b(`config --image ${L}:base --created 2024-01-01T00:00:00Z --history.created 2024-01-01T00:00:00Z --history.created_by base --config.env PATH=/usr/sbin:/usr/bin --config.env LANG=C --config.env TERM=xterm --config.label a=1`);
+  sh(`cp -a ${L} ${U}`);
+  const steps = [
+    `--config.env LANG=en_US.UTF-8 --config.env NEW=1 --config.env PATH=/opt/bin:/usr/bin --history.comment derived`,
+    `--config.user app --config.workingdir /srv --config.entrypoint /bin/app --config.cmd --serve --config.volume /data --config.exposedports 8080/tcp --config.label b=2 --author 'KIWI <kiwi@example.org>'`,
+    `--clear config.cmd --config.cmd run --config.env TERM=vt100 --config.stopsignal SIGTERM`,
+  ];
+  for (const [i, st] of steps.entries()) {
+    const t = `--created 2024-02-0${i + 1}T00:00:00Z --history.created 2024-02-0${i + 1}T00:00:00Z --history.created_by step${i}`;
+    b(`config --image ${L}:base ${st} ${t}`);
+    u(`config --image ${U}:base ${st} ${t}`);
+  }
+  const configOf = (layout: string) => {
+    const ix = JSON.parse(require("node:fs").readFileSync(join(layout, "index.json"), "utf8"));
+    const m = ix.manifests.find((d: any) => d.annotations?.["org.opencontainers.image.ref.name"] === "base");
+    const blob = (d: string) => require("node:fs").readFileSync(join(layout, "blobs", ...d.split(":")));
+    return blob(JSON.parse(blob(m.digest).toString()).config.digest).toString();
+  };
+  const ours = configOf(L), theirs = configOf(U);
+  expect(JSON.parse(ours).config.Env).toEqual(["PATH=/opt/bin:/usr/bin", "LANG=en_US.UTF-8", "TERM=vt100", "NEW=1"]);
+  // umoci 0.4.7's Encoder ends the blob with a newline as 0.6's does
+  expect(ours).toBe(theirs);
+});
