@@ -25,17 +25,8 @@ export const READ_FLAGS = C.O_RDONLY | C.O_NONBLOCK | C.O_NOFOLLOW;
 /** Flags for every temporary file created in a layout. */
 export const CREATE_FLAGS = C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW;
 
-/** "a symlink", "a fifo", ... for messages. */
-export function fileTypeName(st: fs.Stats): string {
-  if (st.isSymbolicLink()) return "a symlink";
-  if (st.isDirectory()) return "a directory";
-  if (st.isFIFO()) return "a fifo";
-  if (st.isSocket()) return "a socket";
-  if (st.isCharacterDevice()) return "a character device";
-  if (st.isBlockDevice()) return "a block device";
-  if (st.isFile()) return "a regular file";
-  return "an unknown file type";
-}
+import { fileTypeName } from "../util/fs";
+export { fileTypeName };
 
 /** lstat, or null when the name does not exist (ENOENT or ENOTDIR). Other errors throw. */
 export function lstatOrNull(p: string): fs.Stats | null {

@@ -26,6 +26,7 @@ import { type MapOptions, toHost } from "./idmap";
 import { ROOTLESS_XATTR, encodeRootlessOwner } from "./rootless-xattr";
 import { cleanEntryPath } from "./clean-path";
 import { getPool } from "../worker/pool";
+import { openUpTree } from "../util/cleanup";
 
 export interface ApplyOptions {
   mapOptions: MapOptions;
@@ -746,7 +747,7 @@ export class LayerApplier {
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code !== "EACCES" && code !== "EPERM") throw e;
-      openUp(abs);
+      openUpTree(abs);
       fs.rmSync(abs, { recursive: true, force: true });
     }
     this.opts.recorder?.delete(real);
@@ -925,13 +926,3 @@ function safeGet(p: string, n: string): Buffer | null {
   try { return lgetxattr(p, n); } catch { return null; }
 }
 
-/** chmod u+rwx every directory below `abs` (not following symlinks) so it can be removed. */
-function openUp(abs: string): void {
-  let st: fs.Stats;
-  try { st = fs.lstatSync(abs); } catch { return; }
-  if (!st.isDirectory()) return;
-  try { fs.chmodSync(abs, (st.mode & 0o7777) | 0o700); } catch { /* not ours */ }
-  let names: string[] = [];
-  try { names = fs.readdirSync(abs); } catch { return; }
-  for (const n of names) openUp(path.join(abs, n));
-}

@@ -132,15 +132,20 @@ export function removeTreeForce(p: string): void {
     fs.rmSync(p, { recursive: true, force: true });
     return;
   } catch { /* fall through: open up and retry */ }
-  const open = (q: string) => {
-    let st: fs.Stats;
-    try { st = fs.lstatSync(q); } catch { return; }
-    if (!st.isDirectory()) return;
-    try { fs.chmodSync(q, (st.mode & 0o7777) | 0o700); } catch { /* not ours */ }
-    let names: string[] = [];
-    try { names = fs.readdirSync(q); } catch { return; }
-    for (const n of names) open(`${q}/${n}`);
-  };
-  open(p);
+  openUpTree(p);
   fs.rmSync(p, { recursive: true, force: true });
+}
+
+/**
+ * chmod u+rwx every directory at and below `p` (each reached by lstat, symlinks never followed)
+ * so the tree can be listed and removed. Errors are ignored: what cannot be opened stays shut.
+ */
+export function openUpTree(p: string): void {
+  let st: fs.Stats;
+  try { st = fs.lstatSync(p); } catch { return; }
+  if (!st.isDirectory()) return;
+  try { fs.chmodSync(p, (st.mode & 0o7777) | 0o700); } catch { /* not ours */ }
+  let names: string[] = [];
+  try { names = fs.readdirSync(p); } catch { return; }
+  for (const n of names) openUpTree(`${p}/${n}`);
 }

@@ -63,7 +63,7 @@ export function writeRegularFileAtomic(dest: string, data: string | Uint8Array, 
   try { st = fs.lstatSync(dest); } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
   }
-  if (st && !st.isFile()) throw new ClobberError(`${dest} exists and is not a regular file (${st.isSymbolicLink() ? "a symbolic link" : "a " + kindOf(st).replace(/^an? /, "")}); refusing to replace it`);
+  if (st && !st.isFile()) throw new ClobberError(`${dest} exists and is not a regular file (${st.isSymbolicLink() ? "a symbolic link" : "a " + fileTypeName(st).replace(/^an? /, "")}); refusing to replace it`);
   writeFileAtomic(dest, data, opts);
 }
 
@@ -88,7 +88,7 @@ export function readRegularFile(p: string, what: string = p, opts: { maxBytes?: 
   }
   try {
     const stat = fs.fstatSync(fd, { bigint: true });
-    if (!stat.isFile()) throw new InvalidError(`${what} is not a regular file (${kindOf(stat)})`);
+    if (!stat.isFile()) throw new InvalidError(`${what} is not a regular file (${fileTypeName(stat)})`);
     if (opts.maxBytes !== undefined && stat.size > BigInt(opts.maxBytes)) throw new InvalidError(`${what} is larger than ${opts.maxBytes} bytes; refusing to read it`);
     return { data: fs.readFileSync(fd), stat };
   } finally {
@@ -96,13 +96,16 @@ export function readRegularFile(p: string, what: string = p, opts: { maxBytes?: 
   }
 }
 
-function kindOf(st: fs.BigIntStats | fs.Stats): string {
+/** "a symlink", "a fifo", ... for messages about a file that is not what was expected. */
+export function fileTypeName(st: fs.BigIntStats | fs.Stats): string {
+  if (st.isSymbolicLink()) return "a symlink";
   if (st.isDirectory()) return "a directory";
   if (st.isFIFO()) return "a fifo";
   if (st.isSocket()) return "a socket";
   if (st.isCharacterDevice()) return "a character device";
   if (st.isBlockDevice()) return "a block device";
-  return "not a file";
+  if (st.isFile()) return "a regular file";
+  return "an unknown file type";
 }
 
 /** fsync a directory so a rename inside it is durable. Errors are ignored (some filesystems refuse). */
