@@ -1,11 +1,19 @@
 /**
- * The command-line app: parses argv (spec.ts), prints help or the version, or runs the command.
- * Errors propagate to main.ts, which prints one line and exits; an error that is not a
- * BociError gets the command's name as its context here (main adds only the "boci: " prefix).
+ * The command-line app. spec.ts checks argv against the command specs and rewrites it; cac
+ * parses that and dispatches to the one command registered (the one argv names: building all
+ * 16 would cost start-up), whose action checks the positionals cac found and runs the command
+ * with the options cac parsed. cac's own help and version output are not used (help.ts prints
+ * urfave/cli's layout). Errors propagate to main.ts, which prints one line and exits; an error
+ * that is not a BociError gets the command's name as its context here (main adds only the
+ * "boci: " prefix).
  */
+import type * as Cac from "cac";
 import { BociError, UsageError, addContext, explainNoSpace } from "../errors";
 import { setLogLevel, isLogLevel, log } from "../util/log";
-import { type OptSpec, type HelpTopic, Opts, parseArgv } from "./spec";
+import {
+  type CommandDef, type OptSpec, type HelpTopic, Opts, HELP_COMMAND, HELP_ALIAS,
+  normalizeArgv, optsFromCac, checkPositionals, helpTopic, lastBool, cacCommandName, cacOption, cacKey, SENTINEL,
+} from "./spec";
 import { VERSION, IMAGE_SPEC_VERSION, RUNTIME_SPEC_VERSION } from "../version";
 import { commands } from "./commands";
 import { parseImageRef } from "./common";
@@ -43,18 +51,28 @@ const noSpaceRollback: Record<string, (args: string[], opts: Opts) => { writing:
   },
 };
 
-export async function runApp(argv: string[], out: (s: string) => void): Promise<void> {
-  const { invocation: inv, log: logLevel, verbose } = parseArgv(argv, commands, globalOptions);
-  // As urfave/cli: help and --version come first, whatever else the command line holds.
-  if (inv.kind === "help") { out(helpText(inv.topic)); return; }
-  if (inv.kind === "version") { out(versionText()); return; }
+type Parsed = Record<string, unknown> & { "--"?: string[] };
+
+/** A cac action's positionals: the variadic `[...args]`, then what came after `--`. */
+function positionals(params: unknown[]): { args: string[]; options: Parsed } {
+  const options = params[params.length - 1] as Parsed;
+  return { args: [...(params[0] as string[]), ...(options["--"] ?? [])], options };
+}
+
+/** --log/--verbose as cac parsed them (before or after the command; the last one counts). */
+function applyLogLevel(options: Parsed): void {
+  const verbose = lastBool(options.verbose);
+  const given = options.log === undefined ? undefined : [options.log].flat().at(-1);
+  const logLevel = typeof given === "string" && given.startsWith(SENTINEL) ? given.slice(1) : undefined;
   if (verbose && logLevel !== undefined) throw new UsageError("--log=* and --verbose are mutually exclusive");
   const lvl = verbose ? "info" : logLevel;
   if (lvl !== undefined) {
     if (!isLogLevel(lvl)) throw new UsageError(`--log: unknown level ${JSON.stringify(lvl)}`);
     setLogLevel(lvl);
   }
-  const { command: def, args, opts } = inv;
+}
+
+async function runCommand(def: CommandDef, args: string[], opts: Opts): Promise<void> {
   log.debug(`running ${def.name}`);
   try {
     await def.run(args, opts);
@@ -62,5 +80,53 @@ export async function runApp(argv: string[], out: (s: string) => void): Promise<
     const how = noSpaceRollback[def.name]?.(args, opts);
     const err = how ? explainNoSpace(e, { context: def.name, ...how }) : e;
     throw err instanceof BociError ? err : addContext(def.name, err);
+  }
+}
+
+export async function runApp(argv: string[], out: (s: string) => void): Promise<void> {
+  const { argv: norm, command } = normalizeArgv(argv, commands, globalOptions);
+  // Loaded here, not at the top: the binary is CommonJS, so this require stays lazy.
+  const { cac } = require("cac") as typeof Cac;
+  // No cli.help()/cli.version(): those make cac print its own texts.
+  const cli = cac("boci");
+  for (const g of globalOptions) cli.option(cacOption(g), g.desc);
+
+  if (command === HELP_COMMAND) {
+    cli.command(`${HELP_COMMAND} [...topic]`, "shows a list of commands or help for one command").alias(HELP_ALIAS)
+      .action((...params: unknown[]) => { out(helpText(helpTopic(positionals(params).args, commands))); });
+  } else if (command) {
+    const def = command;
+    const c = cli.command(`${cacCommandName(def.name)} [...args]`, def.description);
+    for (const a of def.aliases ?? []) c.alias(cacCommandName(a));
+    const keys = new Set(globalOptions.map(cacKey));
+    for (const o of def.options) {
+      // Two flags cac would store under one key would read as one (`--a.b`, `--a-b`).
+      if (keys.has(cacKey(o))) throw new Error(`internal error: ${def.name}: --${o.flag} shares cac's key ${cacKey(o)}`);
+      keys.add(cacKey(o));
+      c.option(cacOption(o), o.desc);
+    }
+    c.action(async (...params: unknown[]) => {
+      const { args, options } = positionals(params);
+      // As urfave/cli: `CMD --help` prints the help whatever else is on the command line.
+      if (lastBool(options.help)) { out(commandHelp(def)); return; }
+      checkPositionals(def, args);
+      applyLogLevel(options);
+      await runCommand(def, args, optsFromCac(options, def.options));
+    });
+  }
+
+  const parsed = cli.parse(["boci", "boci", ...norm], { run: false });
+  if (!cli.matchedCommand) {
+    if (command) throw new Error(`internal error: cac did not match ${norm.join(" ")}`);
+    // Only global flags: help (also none at all), or the version.
+    out(!lastBool(parsed.options.help) && lastBool(parsed.options.version) ? versionText() : helpText({ kind: "app" }));
+    return;
+  }
+  try {
+    await cli.runMatchedCommand();
+  } catch (e) {
+    // cac's own checks (unknown option, missing value): normalizeArgv refuses all of these first.
+    if (e instanceof Error && e.name === "CACError") throw new UsageError(e.message.replaceAll("`", ""));
+    throw e;
   }
 }

@@ -1,6 +1,7 @@
 /**
- * Command and option specs, and the command-line parser (urfave/cli v1 as umoci 0.6 uses it,
- * with boci's few extensions).
+ * Command and option specs, and the command-line front end (urfave/cli v1 as umoci 0.6 uses it,
+ * with boci's few extensions). cac parses and dispatches (app.ts); this file checks argv against
+ * the specs first and rewrites it into a form cac's parser (mri) reads exactly:
  *
  * - Global flags come before the command: `--log LEVEL`, `--verbose`, `-h/--help`,
  *   `-v/--version`. Any other flag there is a usage error (urfave: "flag provided but not
@@ -8,10 +9,19 @@
  * - After the command: its own flags, `-h/--help`, and (boci) `--log`/`--verbose` again. Flags
  *   and positionals mix freely (urfave reorders them); `--` ends the flags.
  * - `-x` and `--x` are the same flag (Go's flag package); a value flag takes `--x=V` or the next
- *   argument verbatim, even when it starts with `-` or looks like a number.
+ *   argument verbatim, even when it starts with `-`, looks like a number or is empty.
  * - A boolean flag takes `--x=true|false` (Go's ParseBool spellings).
  * - `help`/`h` [COMMAND], and a command group (`raw`) alone, print help.
- * - Unknown flags are named as typed (`--config.bogus`).
+ * - Unknown flags are named as typed (`--config.bogus`); cac would camel-case them and cut them
+ *   at the dot, so they are refused here.
+ *
+ * What cac is given (normalizeArgv): every flag by its long name with dots as dashes; a value
+ * flag as `--name=<SENTINEL>value` (mri casts "1.0" to a number, takes "" as no value and a
+ * value starting with "-" as the next flag; the sentinel prefix stops all three); a boolean as
+ * `--name=true|false`, and a `no-` flag, which cac and mri read as the negation of `name`, as
+ * `--no-name` or `--name=true`; a two-word command as one word (`raw-unpack`); positionals as they
+ * are, but from the first one that starts with "-" on after `--` (cac keeps those in
+ * `options["--"]`). Help requests become the `help` command (`raw`, `raw --help` → `help raw`).
  */
 import { UsageError } from "../errors";
 
@@ -66,18 +76,90 @@ export class Opts {
 /** Command groups: a word that only introduces subcommands (`raw unpack`). */
 export const GROUPS: Record<string, string> = { raw: "advanced internal image tooling" };
 
-/** What a command line asks for. */
 export type HelpTopic = { kind: "app" } | { kind: "group"; group: string } | { kind: "command"; command: CommandDef };
-export type Invocation =
-  | { kind: "help"; topic: HelpTopic }
-  | { kind: "version" }
-  | { kind: "run"; command: CommandDef; args: string[]; opts: Opts };
 
-export interface ParsedArgv {
-  invocation: Invocation;
-  /** --log's value, if given (before or after the command) */
-  log?: string;
-  verbose: boolean;
+/** The command name cac knows `help`/`h` by (its positionals are the topic words). */
+export const HELP_COMMAND = "help";
+export const HELP_ALIAS = "h";
+
+export interface Normalized {
+  /** argv for cac, after the program name */
+  argv: string[];
+  /**
+   * The one command cac needs: a command, HELP_COMMAND, or none (only global flags: the app's
+   * help or the version).
+   */
+  command?: CommandDef | typeof HELP_COMMAND;
+}
+
+/** Marks a value for mri, so that it stays a string, verbatim (see the header). */
+export const SENTINEL = "\u0001";
+
+/** A command's name in cac: one word (`raw unpack` → `raw-unpack`). */
+export function cacCommandName(name: string): string {
+  return name.replaceAll(" ", "-");
+}
+
+/** A flag's name on cac's command line: dots as dashes (cac reads a dot as a nested object). */
+export function cacFlag(flag: string): string {
+  return flag.replaceAll(".", "-");
+}
+
+/** The key cac stores a flag under: its camel-case rule, and `no-x` stored as `x` = false. */
+export function cacKey(spec: OptSpec): string {
+  const name = !spec.value && spec.flag.startsWith("no-") ? spec.flag.slice(3) : spec.flag;
+  return cacFlag(name).replace(/([a-z])-([a-z])/g, (_m, a: string, b: string) => a + b.toUpperCase());
+}
+
+/** How to declare a flag to cac: `--name`, or `--name <value>` for a value flag. */
+export function cacOption(spec: OptSpec): string {
+  return `--${cacFlag(spec.flag)}${spec.value ? " <value>" : ""}`;
+}
+
+/** The Opts of a command, from the options cac parsed (values as normalizeArgv wrote them). */
+export function optsFromCac(parsed: Record<string, unknown>, specs: OptSpec[]): Opts {
+  const values = new Map<string, string[]>();
+  const given = new Set<string>();
+  for (const spec of specs) {
+    const v = parsed[cacKey(spec)];
+    if (v === undefined) continue;
+    const list = Array.isArray(v) ? (v as unknown[]) : [v];
+    if (spec.value) {
+      values.set(spec.flag, list.map((x) => {
+        if (typeof x !== "string" || !x.startsWith(SENTINEL)) throw new Error(`internal error: cac read --${spec.flag} as ${JSON.stringify(x)}`);
+        return x.slice(1);
+      }));
+      given.add(spec.flag);
+    } else if (lastBool(list) === !spec.flag.startsWith("no-")) {
+      given.add(spec.flag);
+    }
+  }
+  return new Opts(values, given);
+}
+
+/**
+ * A boolean as cac leaves it: true/false, or "true"/"false" for a dashed name (mri knows cac's
+ * camel-cased names as booleans, not the dashed ones it parses); the last one given wins.
+ */
+export function lastBool(v: unknown): boolean {
+  const x = Array.isArray(v) ? v[v.length - 1] : v;
+  return x === true || x === "true";
+}
+
+/** Positional count and emptiness (umoci's checks), before a command runs. */
+export function checkPositionals(command: CommandDef, positional: string[]): void {
+  const max = command.args.length;
+  const min = command.minArgs ?? max;
+  if (positional.length < min || positional.length > max) {
+    const want = min === max ? `${min}` : `${min} to ${max}`;
+    throw new UsageError(`${command.name}: expected ${want} argument${max === 1 ? "" : "s"}${max ? ` (${command.args.join(" ")})` : ""}, got ${positional.length}`);
+  }
+  // As umoci: an empty path or tag is never meant (and would name the current directory).
+  const empty = positional.indexOf("");
+  if (empty >= 0) {
+    const what = command.minArgs === undefined ? command.args[empty] : `positional argument ${empty + 1}`;
+    throw new UsageError(`${command.name}: ${what} cannot be empty`);
+  }
 }
 
 const TRUE = new Set(["1", "t", "T", "TRUE", "true", "True"]);
@@ -108,34 +190,49 @@ function findCommand(commands: CommandDef[], name: string): CommandDef | undefin
   return commands.find((c) => c.name === name || c.aliases?.includes(name));
 }
 
-/**
- * Parse argv (after the program name). Throws UsageError (exit 2, one line) for anything
- * malformed; nothing has been touched then.
- */
-export function parseArgv(argv: string[], commands: CommandDef[], globals: OptSpec[]): ParsedArgv {
-  const globalSpecs = indexSpecs(globals);
-  const result: ParsedArgv = { invocation: { kind: "help", topic: { kind: "app" } }, verbose: false };
-  const values = new Map<string, string[]>();
-  const given = new Set<string>();
+/** Positionals for cac: as they are until one starts with "-", then that one and the rest after `--`. */
+class PositionalWriter {
+  private tail: string[] | null = null;
+  constructor(private readonly out: string[]) {}
+  push(a: string): void {
+    if (this.tail === null && a.startsWith("-")) this.tail = [];
+    if (this.tail) this.tail.push(a); else this.out.push(a);
+  }
+  end(): string[] {
+    if (this.tail) this.out.push("--", ...this.tail);
+    return this.out;
+  }
+}
 
-  /** Take flag `f` (known spec `spec`) at argv[i]; returns the next index. */
+/**
+ * Check argv (after the program name) against the specs and rewrite it for cac (see the
+ * header). Throws UsageError (exit 2, one line) for anything malformed; nothing has been touched
+ * then.
+ */
+export function normalizeArgv(argv: string[], commands: CommandDef[], globals: OptSpec[]): Normalized {
+  const globalSpecs = indexSpecs(globals);
+  const out: string[] = [];
+  const state = new Map<string, boolean>();
+
+  /** Take flag `f` (known spec `spec`) at argv[i] into `out`; returns the next index. */
   const take = (f: FlagArg, spec: OptSpec, i: number): number => {
+    const name = cacFlag(spec.flag);
     if (spec.value) {
       let val: string;
       if (f.inline !== undefined) val = f.inline;
       else if (i + 1 < argv.length) val = argv[++i]!;
       else throw new UsageError(`flag --${spec.flag} needs a value`);
-      given.add(spec.flag);
-      const list = values.get(spec.flag);
-      if (list) list.push(val); else values.set(spec.flag, [val]);
-    } else {
-      if (f.inline !== undefined && !TRUE.has(f.inline)) {
-        if (!FALSE.has(f.inline)) throw new UsageError(`flag --${spec.flag} takes no value (or true/false), got ${JSON.stringify(f.inline)}`);
-        given.delete(spec.flag);
-        return i + 1;
-      }
-      given.add(spec.flag);
+      out.push(`--${name}=${SENTINEL}${val}`);
+      return i + 1;
     }
+    let on = true;
+    if (f.inline !== undefined && !TRUE.has(f.inline)) {
+      if (!FALSE.has(f.inline)) throw new UsageError(`flag --${spec.flag} takes no value (or true/false), got ${JSON.stringify(f.inline)}`);
+      on = false;
+    }
+    state.set(spec.flag, on);
+    if (spec.flag.startsWith("no-")) out.push(on ? `--${name}` : `--${name.slice(3)}=true`);
+    else out.push(`--${name}=${on}`);
     return i + 1;
   };
 
@@ -150,78 +247,56 @@ export function parseArgv(argv: string[], commands: CommandDef[], globals: OptSp
     if (!spec) throw new UsageError(`unknown global option ${f.typed}`);
     i = take(f, spec, i);
   }
-  const globalsGiven = new Set(given);
-  result.log = values.get("log")?.at(-1);
-  result.verbose = given.has("verbose");
-  // urfave checks --help, then --version, before it looks at the command.
-  if (globalsGiven.has("help")) return result;
-  if (globalsGiven.has("version")) { result.invocation = { kind: "version" }; return result; }
-  if (i >= argv.length) return result;
+  // urfave checks --help, then --version, before it looks at the command: cac gets only these.
+  if (state.get("help") || state.get("version") || i >= argv.length) return { argv: out };
+
+  const help = (words: string[], as = HELP_COMMAND): Normalized => {
+    out.push(as);
+    const pos = new PositionalWriter(out);
+    for (const w of words) if (!flagArg(w)) pos.push(w);
+    return { argv: pos.end(), command: HELP_COMMAND };
+  };
 
   // The command word(s).
   const word = argv[i++]!;
   let command: CommandDef | undefined;
-  if (word === "help" || word === "h") {
-    result.invocation = { kind: "help", topic: helpTopic(argv.slice(i), commands) };
-    return result;
-  }
+  if (word === HELP_COMMAND || word === HELP_ALIAS) return help(argv.slice(i), word);
   if (word in GROUPS) {
     const sub = argv[i];
     const subFlag = sub === undefined ? null : flagArg(sub);
-    if (sub === undefined || (subFlag && (subFlag.name === "help" || subFlag.name === "h"))) {
-      result.invocation = { kind: "help", topic: { kind: "group", group: word } };
-      return result;
-    }
+    if (sub === undefined || (subFlag && (subFlag.name === "help" || subFlag.name === "h"))) return help([word]);
     if (subFlag) throw new UsageError(`${word}: unknown option ${subFlag.typed}`);
-    if (sub === "help" || sub === "h") {
-      const rest = argv.slice(i + 1);
-      result.invocation = { kind: "help", topic: rest.length ? helpTopic([word, ...rest], commands) : { kind: "group", group: word } };
-      return result;
-    }
+    if (sub === HELP_COMMAND || sub === HELP_ALIAS) return help([word, ...argv.slice(i + 1)]);
     command = findCommand(commands, `${word} ${sub}`);
     if (!command) throw new UsageError(`unknown command ${JSON.stringify(`${word} ${sub}`)}; see 'boci ${word} --help'`);
+    out.push(cacCommandName(`${word} ${sub}`));
     i++;
   } else {
     command = findCommand(commands, word);
     if (!command) throw new UsageError(`unknown command ${JSON.stringify(word)}; see 'boci --help'`);
+    out.push(word);
   }
 
   // The command's flags and positionals, in any order.
   const specs = indexSpecs([...command.options, ...globals.filter((g) => g.flag === "log" || g.flag === "verbose")]);
-  const positional: string[] = [];
-  let help = false;
+  const helpSpec = globalSpecs.get("help")!;
+  const pos = new PositionalWriter(out);
   for (; i < argv.length; i++) {
     const a = argv[i]!;
-    if (a === "--") { positional.push(...argv.slice(i + 1)); break; }
+    if (a === "--") { for (const p of argv.slice(i + 1)) pos.push(p); break; }
     const f = flagArg(a);
-    if (!f) { positional.push(a); continue; }
-    if (f.name === "help" || f.name === "h") { help = true; continue; }
+    if (!f) { pos.push(a); continue; }
+    // `CMD --help` (any value) asks for the command's help, as urfave's help flag does.
+    if (f.name === "help" || f.name === "h") { out.push(`--${helpSpec.flag}=true`); continue; }
     const spec = specs.get(f.name);
     if (!spec) throw new UsageError(`${command.name}: unknown option ${f.typed}`);
     i = take(f, spec, i) - 1;
   }
-  result.log = values.get("log")?.at(-1);
-  result.verbose = given.has("verbose");
-  if (help) { result.invocation = { kind: "help", topic: { kind: "command", command } }; return result; }
-
-  const max = command.args.length;
-  const min = command.minArgs ?? max;
-  if (positional.length < min || positional.length > max) {
-    const want = min === max ? `${min}` : `${min} to ${max}`;
-    throw new UsageError(`${command.name}: expected ${want} argument${max === 1 ? "" : "s"}${max ? ` (${command.args.join(" ")})` : ""}, got ${positional.length}`);
-  }
-  // As umoci: an empty path or tag is never meant (and would name the current directory).
-  const empty = positional.indexOf("");
-  if (empty >= 0) {
-    const what = command.minArgs === undefined ? command.args[empty] : `positional argument ${empty + 1}`;
-    throw new UsageError(`${command.name}: ${what} cannot be empty`);
-  }
-  result.invocation = { kind: "run", command, args: positional, opts: new Opts(values, given) };
-  return result;
+  return { argv: pos.end(), command };
 }
 
 /** `help [TOPIC...]`: the app, a group, or a command (by name or alias; `raw unpack` too). */
-function helpTopic(words: string[], commands: CommandDef[]): HelpTopic {
+export function helpTopic(words: string[], commands: CommandDef[]): HelpTopic {
   const w = words.filter((x) => !flagArg(x));
   if (!w.length) return { kind: "app" };
   if (w[0]! in GROUPS) {
