@@ -91,6 +91,14 @@ export class LayerApplier {
   private openedDirs = new Map<string, OpenedDir>();
   /** O_PATH descriptor of the root: deferred metadata is set on directories reached from it without symlinks */
   private rootHandle = -1;
+  /**
+   * Whether any name was removed (removeAll) in the current layer / since the applier was made.
+   * Only a removal lets a name that was a directory become anything else (a symlink cannot be
+   * made over an existing name, and tar has no rename), so until one happens every recorded
+   * real path still names the directory it named, through directories only.
+   */
+  private removedInLayer = false;
+  private removedEver = false;
   /** real paths whose recorded nlink/size/owner must be re-read at the end */
   private restat = new Set<string>();
   private readonly euid: number;
@@ -140,6 +148,7 @@ export class LayerApplier {
     this.upper = new Set();
     this.dirCache = new Map();
     this.dirTimes = new Map();
+    this.removedInLayer = false;
     let n = 0;
     for await (const entry of entries) {
       // Keep the heap small on layers with many entries: JSC collects lazily by default.
@@ -168,7 +177,7 @@ export class LayerApplier {
       if (!rec.get(rel === "" ? "." : rel)) continue;
       // Read only what is still reached from the root without a symlink (a later entry may have
       // replaced an ancestor by a link to anywhere).
-      if (rel !== "" && !this.isRealDir(parentOf(rel))) { rec.delete(rel); continue; }
+      if (this.removedEver && rel !== "" && !this.isRealDir(parentOf(rel))) { rec.delete(rel); continue; }
       try {
         this.recordFromDisk(rel);
       } catch (e) {
@@ -513,6 +522,20 @@ export class LayerApplier {
     fn: (op: { chmod(mode: number): void; utimes(a: number | Date, m: number | Date): void }, st: fs.Stats) => void,
   ): boolean {
     const rel = real === "" ? "." : real;
+    if (!this.removedInLayer) {
+      // Nothing was removed in this layer, so no name on this path changed since it was
+      // resolved (see removedInLayer): the path still reaches that directory through
+      // directories only, and the path calls cannot be redirected.
+      const abs = this.abs(real);
+      let st: fs.Stats;
+      try { st = fs.lstatSync(abs); } catch (e) {
+        if (GONE.has((e as NodeJS.ErrnoException).code ?? "")) return false;
+        throw e;
+      }
+      if (!st.isDirectory()) return false;
+      fn({ chmod: (mode) => fs.chmodSync(abs, mode), utimes: (a, m) => fs.utimesSync(abs, a, m) }, st);
+      return true;
+    }
     let fd: number;
     let readable = true;
     try {
@@ -742,6 +765,7 @@ export class LayerApplier {
     // Its deferred metadata dies with it (entries below it fail their inode check).
     this.dirTimes.delete(real);
     this.openedDirs.delete(real);
+    this.removedInLayer = this.removedEver = true;
     try {
       fs.rmSync(abs, { recursive: true, force: true });
     } catch (e) {

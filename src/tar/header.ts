@@ -54,7 +54,8 @@ function decodeNameField(b: Buffer, off: number, len: number): string {
 
 /** Octal text ended by NUL/space, or base-256 when the top bit of the first byte is set. */
 function decodeNumber(b: Buffer, off: number, len: number, field: string, entry = ""): number {
-  const where = entry ? ` for ${escapeText(entry, "always")}` : "";
+  // (made only for an error: this runs for every numeric field of every entry)
+  const where = () => (entry ? ` for ${escapeText(entry, "always")}` : "");
   const first = b[off]!;
   if (first & 0x80) {
     // Base-256 (GNU/Go): big-endian two's complement with the marker bit masked off.
@@ -66,7 +67,7 @@ function decodeNumber(b: Buffer, off: number, len: number, field: string, entry 
       x = (x << 8n) | BigInt(c);
     }
     const n = inv ? -Number(x) - 1 : Number(x);
-    if (!Number.isSafeInteger(n)) throw new InvalidError(`invalid tar header${where}: ${field} out of range`);
+    if (!Number.isSafeInteger(n)) throw new InvalidError(`invalid tar header${where()}: ${field} out of range`);
     return n;
   }
   let s = off;
@@ -76,7 +77,7 @@ function decodeNumber(b: Buffer, off: number, len: number, field: string, entry 
   let v = 0;
   for (let i = s; i < e; i++) {
     const d = b[i]! - 0x30;
-    if (d < 0 || d > 7) throw new InvalidError(`invalid tar header${where}: bad ${field} field`);
+    if (d < 0 || d > 7) throw new InvalidError(`invalid tar header${where()}: bad ${field} field`);
     v = v * 8 + d;
   }
   return v;

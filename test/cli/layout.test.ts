@@ -134,7 +134,7 @@ describe("config", () => {
     const s = stat(`${l}:t`);
     const c = s.config.blob;
     expect(c.config).toEqual({
-      User: "1000:1000", ExposedPorts: { "80/tcp": {}, "443": {} }, Env: ["B=2", "A=3"],
+      User: "1000:1000", ExposedPorts: { "80/tcp": {}, "443": {} }, Env: ["A=3", "B=2"] /* A replaced where it stood, as umoci does */,
       Entrypoint: ["/bin/sh", "-c"], Cmd: ["-x", "echo hi"], Volumes: { "/data": {} }, WorkingDir: "/srv",
       Labels: { a: "b", c: "d=e" }, StopSignal: "SIGTERM",
     });
