@@ -1,7 +1,7 @@
 /** repack, insert, raw add-layer, raw mtree-validate. */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { BociError, UsageError, NotFoundError } from "../errors";
+import { BociError, UsageError, NotFoundError, addContext, describeErrno } from "../errors";
 import { resolveTag } from "../cas";
 import { Mutator } from "../mutate";
 import type * as RepackModule from "../bundle/repack";
@@ -10,6 +10,7 @@ import type * as TarModule from "../tar";
 import type * as GenerateModule from "../layer/generate";
 import type { Change } from "../layer/generate";
 import type * as MtreeModule from "../mtree";
+import type * as SysModule from "../sys";
 import { cleanEntryPath } from "../layer/clean-path";
 import { log } from "../util/log";
 import { nowTimestamp, sourceDateEpoch } from "../util/time";
@@ -28,6 +29,7 @@ const layerBlob = () => require("../bundle/layer-blob") as typeof LayerBlobModul
 const tarModule = () => require("../tar") as typeof TarModule;
 const generateModule = () => require("../layer/generate") as typeof GenerateModule;
 const mtreeModule = () => require("../mtree") as typeof MtreeModule;
+const sysModule = () => require("../sys") as typeof SysModule;
 
 function targetTag(opts: Opts, fallback: string): string {
   const t = opts.get("tag");
@@ -191,33 +193,57 @@ export const mtreeValidateCommand: CommandDef = {
   name: "raw mtree-validate",
   args: [],
   hidden: true,
-  description: "compare a directory tree with an mtree manifest and print the differences",
+  description: `validate an mtree manifest (akin to "go-mtree validate")`,
+  // umoci 0.6's flags and meaning (cmd/umoci/raw-mtree-validate.go); the work is mtree/validate.ts.
   options: [
-    { flag: "manifest", short: "f", value: "<file>", desc: "the mtree manifest" },
-    { flag: "path", short: "p", value: "<dir>", desc: "the directory tree to check" },
-    { flag: "rootless", desc: "walk as an unprivileged user would (open up unreadable directories)" },
-    { flag: "keywords", short: "k", value: "<list>", desc: "use only these keywords (comma-separated)" },
-    { flag: "add-keywords", short: "K", value: "<list>", desc: "add these keywords to the default set" },
+    { flag: "manifest", short: "f", aliases: ["file"], value: "<manifest.mtree>", desc: "mtree manifest to validate" },
+    { flag: "path", short: "p", value: "<directory>", desc: "root path the mtree manifest is relative to" },
+    { flag: "add-keywords", short: "K", value: "<keywords>", desc: "add the specified keywords to the set used for validation (delimited by comma or space)" },
+    { flag: "use-keywords", short: "k", value: "<keywords>", desc: "use only the specified keywords for validation (delimited by comma or space)" },
+    { flag: "umoci-keywords", desc: "use the default set of keywords used by umoci" },
+    { flag: "rootless", desc: "enable rootless command support" },
   ],
   async run(_args, opts) {
     const manifest = opts.get("manifest");
     const dir = opts.get("path");
-    if (!manifest) throw new UsageError("raw mtree-validate: missing -f/--manifest");
-    if (!dir) throw new UsageError("raw mtree-validate: missing -p/--path");
-    const { parseMtree, walkTree, compareMtree, formatDelta, UMOCI_KEYWORDS, SUPPORTED_KEYWORDS } = mtreeModule();
-    const { listXattrsOf } = repackModule();
-    let keywords = [...UMOCI_KEYWORDS];
-    const only = opts.get("keywords");
-    if (only) keywords = only.split(",").map((s) => s.trim()).filter(Boolean);
-    const add = opts.get("add-keywords");
-    if (add) for (const k of add.split(",").map((s) => s.trim()).filter(Boolean)) if (!keywords.includes(k)) keywords.push(k);
-    for (const k of keywords) if (!SUPPORTED_KEYWORDS.includes(k) && k !== "sha256") throw new UsageError(`unsupported keyword ${JSON.stringify(k)}`);
-    let text: string;
-    try { text = fs.readFileSync(manifest, "utf8"); } catch { throw new NotFoundError(`raw mtree-validate: cannot read ${manifest}`); }
-    const old = parseMtree(text);
-    const cur = await walkTree(dir, { keywords, listXattrs: listXattrsOf, rootless: opts.bool("rootless") });
-    const deltas = compareMtree(old, cur, keywords);
-    for (const d of deltas) writeOut(formatDelta(d) + "\n");
-    if (deltas.length) throw new BociError(`${deltas.length} difference${deltas.length === 1 ? "" : "s"} between ${dir} and ${manifest}`);
+    // urfave/cli names a missing required flag by its last long name ("manifest,f,file").
+    const missing = [manifest === undefined ? "file" : "", dir === undefined ? "path" : ""].filter(Boolean);
+    if (manifest === undefined || dir === undefined) throw new UsageError(`Required flag${missing.length > 1 ? "s" : ""} "${missing.join(", ")}" not set`);
+    if (manifest === "") throw new UsageError("--manifest must be a valid path");
+    if (dir === "") throw new UsageError("--path must be a valid path");
+    const mt = mtreeModule();
+    const listed = (flag: string): string[] | undefined => {
+      const v = opts.get(flag);
+      return v === undefined ? undefined : mt.parseKeywordList(v);
+    };
+
+    log.info(`parsing mtree manifest ${manifest} ...`);
+    let data: Buffer;
+    try { data = fs.readFileSync(manifest); } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      const msg = `open mtree manifest: open ${manifest}: ${describeErrno({ ...err, syscall: undefined, path: undefined } as NodeJS.ErrnoException)}`;
+      throw err.code === "ENOENT" ? new NotFoundError(msg, { cause: e }) : new BociError(msg, { code: err.code, cause: e });
+    }
+    let spec: ReturnType<typeof mt.parseSpec>;
+    try { spec = mt.parseSpec(data); } catch (e) { throw addContext("parse mtree manifest", e); }
+    const keywords = mt.selectKeywords({
+      use: listed("use-keywords"), add: listed("add-keywords"),
+      umoci: opts.bool("umoci-keywords") ? mt.UMOCI_KEYWORDS : undefined, manifest: spec.usedKeywords,
+    });
+    log.debug(`mtree keywords: manifest ${spec.usedKeywords.join(",")}; compared ${keywords.join(",")}`);
+
+    log.info(`computing filesystem diff against manifest for ${dir} ...`);
+    const sys = sysModule();
+    let deltas: ReturnType<typeof mt.compareSpecs>;
+    try {
+      deltas = await mt.checkSpec(dir, spec, keywords, {
+        rootless: opts.bool("rootless"), listXattrs: mt.createGoXattrLister(sys.llistxattr, sys.lgetxattr),
+      });
+    } catch (e) {
+      throw addContext(`check mtree manifest ${mt.goQuote(manifest)} against root ${mt.goQuote(dir)}`, e);
+    }
+    if (deltas.length) writeOut(deltas.map((d) => mt.formatSpecDelta(d) + "\n").join(""));
+    if (deltas.length) throw new BociError(`validation failed: ${deltas.length} differences found`);
+    log.info("no errors found during mtree validation");
   },
 };

@@ -18,11 +18,12 @@ export type Delta = {
  * Compare `oldEntries` (the manifest) with `newEntries` (the walk) on `keywords`.
  *
  * - missing: in old only; extra: in new only; modified: some compared key differs.
- * - As in go-mtree, a key is compared only when both sides have a value for it, except `tar_time`
- *   / `time` and `xattr.*`, where a value on one side only is a change. So a directory's `size`
- *   *is* compared (both walk and manifest carry it) although it depends on the filesystem; umoci
- *   does the same, and a moved directory size only re-includes that directory in the layer.
- * - `time` and `tar_time` are one key, compared on whole seconds.
+ * - As in the go-mtree umoci 0.6 uses, a key with a value on one side only is a change (0.4.7's
+ *   go-mtree ignored such keys, except `tar_time` / `time` and `xattr.*`). A directory's `size`
+ *   is compared although it depends on the filesystem; umoci does the same, and a moved
+ *   directory size only re-includes that directory in the layer.
+ * - `time` and `tar_time` are one key, compared on whole seconds (the typed model keeps no
+ *   nanoseconds; `raw mtree-validate` compares go-mtree's strings: validate.ts).
  * - `xattr` covers every xattr name on either side.
  *
  * Deltas are sorted by path byte order; `keys` follow the order of `keywords` (xattrs by name).
@@ -68,10 +69,6 @@ function timeKeyword(kw: readonly string[]): string | undefined {
   return kw.includes("tar_time") ? "tar_time" : kw.includes("time") ? "time" : undefined;
 }
 
-function isOneSidedKey(k: string): boolean {
-  return k === "tar_time" || k === "time" || k.startsWith("xattr.");
-}
-
 /**
  * The keys that differ between a manifest entry and a walked one (as compareMtree reports them),
  * `kw` canonical (normalizeKeywords); empty when they are the same.
@@ -86,7 +83,6 @@ export function compareEntries(o: MtreeEntry, n: MtreeEntry, kw: readonly string
     const a = ov.get(k);
     const b = nv.get(k);
     if (a === b) continue;
-    if ((a === undefined || b === undefined) && !isOneSidedKey(k)) continue;
     if (k.startsWith("xattr.")) xattrs.add(k);
     else changed.push(k);
   }

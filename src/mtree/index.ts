@@ -16,3 +16,22 @@ export { parseMtree, parseMtreeEach } from "./parse";
 export { compareMtree, compareEntries, formatDelta, type Delta } from "./compare";
 export { walkTree, hashFileSync, type WalkTreeOptions } from "./walk";
 export { createMtreeRecorder, createMtreeStore, type MtreeRecorder, type MtreeStore } from "./recorder";
+export { goQuote } from "./compare";
+export {
+  parseSpec,
+  walkSpec,
+  checkSpec,
+  compareSpecs,
+  compareKeyVals,
+  formatSpecDelta,
+  selectKeywords,
+  parseKeywordList,
+  keywordSynonym,
+  createCksum,
+  createGoXattrLister,
+  WALK_KEYWORDS,
+  type Spec,
+  type SpecDelta,
+  type KeyDelta,
+  type KeyVals,
+} from "./validate";

@@ -39,6 +39,13 @@ export interface WalkTreeOptions {
    * walk goes instead of holding the whole tree.
    */
   onEntry?: (e: MtreeEntry) => void;
+  /**
+   * Called for every entry as it is made (before it is hashed or emitted) with its lstat and the
+   * path to hand the kernel, e.g. to read keywords this walker does not record. In a rootless
+   * walk a regular file is made readable (u+r) before the call, and restored with the rest.
+   * Not called for files the `cached` option vouches for.
+   */
+  inspect?: (e: MtreeEntry, fsPath: string | Buffer, st: fs.BigIntStats) => void;
 }
 
 type FsPath = string | Buffer;
@@ -103,6 +110,10 @@ export async function walkTree(root: string, opts: WalkTreeOptions): Promise<Mtr
         return fail("list xattrs of", rel, err);
       }
       if (x.size) e.xattrs = new Map(x);
+    }
+    if (opts.inspect && !known) {
+      if (rootless && type === "file") makeAccessible(fsPath, st, 0o400, 0o400);
+      opts.inspect(e, fsPath, st);
     }
     return e;
   };

@@ -16,8 +16,18 @@ import {
   visEncode,
   walkTree,
   writeMtreeSorted,
+  parseSpec,
+  compareKeyVals,
+  compareSpecs,
+  formatSpecDelta,
+  selectKeywords,
+  parseKeywordList,
+  createCksum,
+  createGoXattrLister,
+  walkSpec,
   type MtreeEntry,
 } from "../../src/mtree";
+import { goClean } from "../../src/mtree/validate";
 import { InvalidError } from "../../src/errors";
 
 const KW = UMOCI_KEYWORDS;
@@ -292,7 +302,7 @@ describe("compare", () => {
       ["modified", "setuid", ["uid"]],
       ["modified", "sym", ["link"]],
       ["modified", "x", ["xattr.user.foo", "xattr.user.sp\\040ace"]],
-      ["modified", "zz/last", ["type"]],
+      ["modified", "zz/last", ["type", "sha256digest"]],
       ["extra", "zz/new", undefined],
     ]);
     const line = (p: string) => formatDelta(ds.find((d) => d.path === p)!);
@@ -305,10 +315,13 @@ describe("compare", () => {
     );
   });
 
-  test("keys on one side only are ignored (except time and xattr); keyword filter applies", () => {
+  test("a key on one side only is a change (go-mtree as umoci 0.6 vendors it); keyword filter applies", () => {
     const a: MtreeEntry[] = [{ path: "f", type: "file", size: 1, mode: 0o644 }];
     const b: MtreeEntry[] = [{ path: "f", type: "file", mode: 0o644, sha256: "a".repeat(64) }];
-    expect(compareMtree(a, b, KW)).toEqual([]);
+    const ds = compareMtree(a, b, KW);
+    expect(ds.map((d) => d.keys)).toEqual([["size", "sha256digest"]]);
+    expect(formatDelta(ds[0]!)).toBe('"f": keyword "size": expected 1; got ');
+    expect(compareMtree(a, b, ["type", "mode"])).toEqual([]);
     const c: MtreeEntry[] = [{ path: "f", type: "file", size: 2, mode: 0o600, tarTime: 5 }];
     expect(compareMtree(a, c, ["size"]).map((d) => d.keys)).toEqual([["size"]]);
     expect(compareMtree(a, c, KW).map((d) => d.keys)).toEqual([["size", "mode", "tar_time"]]);
@@ -579,3 +592,148 @@ describe("columnar store", () => {
     expect(() => run([])).toThrow(/no entry for the root/);
   });
 });
+
+describe("validate (go-mtree's Check as umoci 0.6 vendors it)", () => {
+  test("parseSpec: /set replaces, /unset clears, paths as Entry.Path gives them, used keywords", () => {
+    const spec = parseSpec([
+      "#mtree v2.0",
+      "/set type=file uid=0 gid=0 mode=0644",
+      ". type=dir mode=0755",
+      "    a size=1",
+      "/set type=file nlink=1",
+      "    b size=2 sha256=x optional",
+      "sub type=dir",
+      "    c\\040d size=3",
+      "/unset uid",
+      "    e size=4 \\",
+      "  mode=0600",
+      "..",
+      "..",
+      "./x/../../y type=file",
+      "/other k=v",
+      "  /abs type=file",
+      "sub type=file size=9",
+      "sub type=file size=10",
+      "",
+    ].join("\r\n"));
+    const get = (p: string) => Object.fromEntries(spec.entries.get(p) ?? []);
+    expect([...spec.entries.keys()]).toEqual([".", "a", "b", "sub", "sub/c d", "sub/e", "y", "/abs"]);
+    expect(get("a")).toEqual({ type: "file", uid: "0", gid: "0", mode: "0644", size: "1" });
+    expect(get("b")).toEqual({ type: "file", nlink: "1", size: "2", sha256: "x", "": "" });
+    expect(get("sub/e")).toEqual({ size: "4", mode: "0600" });
+    expect(get("sub")).toEqual({ type: "file", size: "10" }); // the last entry for a path wins
+    expect(spec.usedKeywords).toEqual(["type", "uid", "gid", "mode", "size", "nlink", "sha256digest", ""]);
+    expect(spec.pathError).toBeUndefined();
+    expect(parseSpec("bad\\q type=file\n").pathError).toMatch(/unvis/);
+    expect(() => parseSpec("x" + "y".repeat(65535) + "\n")).toThrow(/token too long/);
+    expect(parseSpec("x" + "y".repeat(65534) + "\n").entries.size).toBe(1);
+  });
+
+  test("goClean is Go's filepath.Clean", () => {
+    const cases: [string, string][] = [["", "."], ["a//b/./c/..", "a/b"], ["/../x", "/x"], ["../../a", "../../a"], ["a/../..", ".."], ["/", "/"], ["./", "."]];
+    for (const [i, o] of cases) expect(goClean(i)).toBe(o);
+  });
+
+  test("keyword selection: -k, then --umoci-keywords, else the manifest's; -K appended; type first", () => {
+    expect(parseKeywordList("sha256, md5 xattrs,,rmd160")).toEqual(["sha256digest", "md5digest", "xattr", "ripemd160digest"]);
+    expect(parseKeywordList("")).toEqual([]);
+    expect(selectKeywords({ manifest: ["size", "time"] })).toEqual(["type", "size", "time"]);
+    expect(selectKeywords({ use: [], manifest: ["size"] })).toEqual(["type"]);
+    expect(selectKeywords({ use: ["size"], umoci: ["uid"], manifest: ["gid"], add: ["size", "uid"] })).toEqual(["type", "size", "uid"]);
+    expect(selectKeywords({ umoci: UMOCI_KEYWORDS, manifest: [] })).toEqual([...UMOCI_KEYWORDS]);
+  });
+
+  test("compareKeyVals: one-sided keys count; time becomes tar_time when either side has tar_time", () => {
+    const m = (o: Record<string, string>) => new Map(Object.entries(o));
+    expect(compareKeyVals(m({ size: "1", link: "x" }), m({ size: "2", mode: "0644" }))).toEqual([
+      { kind: "modified", name: "size", old: "1", new: "2" },
+      { kind: "extra", name: "mode", old: "", new: "0644" },
+      { kind: "missing", name: "link", old: "x", new: "" },
+    ]);
+    expect(compareKeyVals(m({ time: "5.9" }), m({ tar_time: "5.000000000" }))).toEqual([]);
+    expect(compareKeyVals(m({ tar_time: "5.000000000" }), m({ time: "+5.123456789" }))).toEqual([]);
+    expect(compareKeyVals(m({ tar_time: "5.000000000", time: "9.0" }), m({ time: "5.1" }))).toEqual([]); // the manifest's tar_time wins
+    expect(compareKeyVals(m({ time: "5.9" }), m({ time: "5.900000000" }))).toEqual([{ kind: "modified", name: "time", old: "5.9", new: "5.900000000" }]);
+    expect(compareKeyVals(m({ tar_time: "5" }), m({ tar_time: "5.000000000" }))[0]!.kind).toBe("modified");
+    for (const bad of ["5", "5.", "5.1x", "x.1", "1.2.3", "99999999999999999999.0"]) {
+      expect(() => compareKeyVals(m({ time: bad }), m({ tar_time: "5.000000000" }))).toThrow(`old entry: failed to parse "time" key: invalid format "${bad}"`);
+    }
+    expect(() => compareKeyVals(m({ tar_time: "1.000000000" }), m({ time: "x" }))).toThrow(/^new entry: /);
+  });
+
+  test("compareSpecs: the keyword filter goes by prefix, time and tar_time stand for each other; one line per delta", () => {
+    const m = (o: Record<string, string>) => new Map(Object.entries(o));
+    const old = new Map([["f", m({ type: "file", size: "1", "xattr.user.a": "YQ==", time: "1.5", uname: "root" })], ["gone", m({ type: "file" })]]);
+    const cur = new Map([["f", m({ type: "file", size: "2", "xattr.user.a": "Yg==", tar_time: "2.000000000" })], ["new", m({ type: "file" })]]);
+    const ds = compareSpecs(old, cur, ["type", "time", "xattr", "size"]);
+    expect(ds.map((d) => [d.path, d.kind, d.keys?.map((k) => k.name)])).toEqual([
+      ["f", "modified", ["tar_time", "xattr.user.a", "size"]],
+      ["gone", "missing", undefined],
+      ["new", "extra", undefined],
+    ]);
+    expect(ds.map(formatSpecDelta)).toEqual([
+      '"f": keyword "tar_time": expected 1.000000000; got 2.000000000', '"gone": missing path', '"new": unexpected path',
+    ]);
+    expect(compareSpecs(old, cur, ["type", "xattr.user.a"]).map((d) => d.keys?.length)).toEqual([undefined, undefined]);
+    expect(() => compareSpecs(new Map([["f", m({ time: "bad" })]]), new Map([["f", m({ tar_time: "1.000000000" })]]), ["tar_time"])).toThrow(/^comparison failed f: old entry/);
+  });
+
+  test("cksum equals cksum(1) and go-mtree's bit-by-bit CRC", () => {
+    const bitwise = (data: Uint8Array): number => {
+      let sum = 0;
+      const f = (b: number) => {
+        for (let i = 0; i < 8; i++) {
+          const msb = sum & 0x80000000;
+          sum = (sum << 1) >>> 0;
+          if (msb) sum = (sum ^ 0x04c11db7) >>> 0;
+        }
+        sum = (sum ^ b) >>> 0;
+      };
+      for (const b of data) f(b);
+      let n = data.length;
+      do { f(n & 0xff); n = Math.floor(n / 256); } while (n > 0);
+      for (let i = 0; i < 4; i++) f(0);
+      return ~sum >>> 0;
+    };
+    for (const data of [Buffer.alloc(0), Buffer.from("a"), Buffer.from("hello world\n"), Buffer.alloc(70000, 0xa5)]) {
+      const c = createCksum();
+      c.update(data.subarray(0, 3));
+      c.update(data.subarray(3));
+      expect(c.digest()).toBe(bitwise(data));
+      if (which("cksum")) expect(String(c.digest())).toBe(Bun.spawnSync(["cksum"], { stdin: data }).stdout.toString().split(" ")[0]!);
+    }
+  });
+
+  test("xattr lister with go-mtree's 1024-byte limits; any error lists none", () => {
+    const vals: Record<string, Buffer> = { "user.a": Buffer.from("1"), "user.e": Buffer.alloc(0), "user.big": Buffer.alloc(1025) };
+    const lister = (names: string[]) => createGoXattrLister(() => names, (_p, n) => vals[n] ?? null);
+    expect([...lister(["user.a", "user.e"])("p")]).toEqual([["user.a", Buffer.from("1")], ["user.e", Buffer.alloc(0)]]);
+    expect(lister(["user.a", "user.big"])("p").size).toBe(0);
+    expect(lister(["user.a", "user.gone"])("p").size).toBe(0);
+    expect(lister(Array.from({ length: 100 }, (_, i) => `user.name${i}`))("p").size).toBe(0);
+    expect(createGoXattrLister(() => { throw new Error("ENOTSUP"); }, () => null)("p").size).toBe(0);
+  });
+
+  test("walkSpec: keys per path as go-mtree's walk gives them", async () => {
+    const root = path.join(tmp, "walkspec");
+    fs.mkdirSync(path.join(root, "d"), { recursive: true });
+    fs.writeFileSync(path.join(root, "f"), "abc");
+    fs.symlinkSync("f", path.join(root, "l"));
+    fs.utimesSync(path.join(root, "f"), 1000.25, 1000.25);
+    const w = await walkSpec(root, ["type", "size", "time", "tar_time", "link", "sha1", "sha512256", "flags", "cksum", "mode"]);
+    expect(Object.fromEntries(w.get("f")!)).toEqual({
+      type: "file", size: "3", time: "1000.250000000", tar_time: "1000.000000000", sha1digest: "a9993e364706816aba3e25717850c26c9cd0d89d",
+      sha512digest: "53048e2681941ef99b2e29b76b4c7dabe4c2d0c634fc6d46e0e2f13107e7af23", flags: "none", cksum: "1219131554", mode: formatModeOf(path.join(root, "f")),
+    });
+    expect(w.get("l")!.get("link")).toBe("f");
+    expect(w.get("l")!.has("sha1digest")).toBe(false);
+    expect([...w.keys()].sort()).toEqual([".", "d", "f", "l"]);
+    await expect(walkSpec(root, ["type", "xattr.user.a", "nope.x"])).rejects.toThrow(`unknown keyword "nope" for file ${JSON.stringify(root)}`);
+    await expect(walkSpec(path.join(root, "f"), ["type"])).rejects.toThrow("f: Not a directory");
+  });
+});
+
+function formatModeOf(p: string): string {
+  const m = fs.lstatSync(p).mode & 0o7777;
+  return m ? "0" + m.toString(8) : "0";
+}
