@@ -144,3 +144,15 @@ export function explainNoSpace(e: unknown, how: { context: string; writing: stri
   if (!msg.includes(`${text} writing `)) msg = msg.replace(text, `${text} writing ${how.writing}`);
   return new BociError(`${msg}; ${how.rolledBack}`, { code, exitCode: err.exitCode, cause: e });
 }
+
+/**
+ * A location we may not write: "cannot write PATH: permission denied" (the cause, named by the
+ * path the user gave: a bundle, a layout). Code ECANNOTWRITE, so main.ts adds no hint to try
+ * --rootless (no ID mapping makes a directory writable). Other errors keep their errno text.
+ */
+export function cannotWrite(what: string, e: unknown): unknown {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === "EACCES" || code === "EPERM" || code === "EROFS")
+    return new BociError(`cannot write ${what}: ${describeErrno({ code, message: (e as Error).message } as NodeJS.ErrnoException)}`, { code: "ECANNOTWRITE", cause: e });
+  return addContext(`cannot write ${what}`, e);
+}

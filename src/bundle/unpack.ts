@@ -10,7 +10,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { Readable } from "node:stream";
-import { BociError, ClobberError, InvalidError, UnsupportedError, UsageError, addContext, describeErrno } from "../errors";
+import { BociError, ClobberError, InvalidError, UnsupportedError, UsageError, addContext, cannotWrite, describeErrno } from "../errors";
 import { type Layout, type DescriptorPath, manifestOf } from "../cas";
 import { type Descriptor, type ImageConfig, type Manifest, MediaType, isLayerMediaType } from "../image";
 import { compressionFromMediaType, createDecompressor, sniffCompression, type Compression } from "../compress";
@@ -383,17 +383,6 @@ function lstatOrUndefined(p: string): fs.Stats | undefined {
   }
 }
 
-/**
- * A bundle location we may not write: "cannot write PATH: permission denied" (the cause, named
- * by the path the user gave). Not a hint to try --rootless: no ID mapping makes a directory
- * writable. Other errors keep their errno description.
- */
-function cannotWrite(what: string, e: unknown): unknown {
-  const code = (e as NodeJS.ErrnoException).code;
-  if (code === "EACCES" || code === "EPERM" || code === "EROFS")
-    return new BociError(`cannot write ${what}: ${describeErrno({ code, message: (e as Error).message } as NodeJS.ErrnoException)}`, { code: "ECANNOTWRITE", cause: e });
-  return addContext(`cannot write ${what}`, e);
-}
 
 /** Create a file that must not exist yet (O_EXCL|O_NOFOLLOW: nothing planted there is followed). */
 function writeNewFile(file: string, data: string): void {

@@ -19,7 +19,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { ClobberError, InvalidError, NotFoundError, UnsupportedError, addContext } from "../errors";
+import { ClobberError, InvalidError, NotFoundError, UnsupportedError, addContext, cannotWrite } from "../errors";
 import {
   type Descriptor, type ImageIndex, type Digest, MediaType, parseDigest, sha256Hex,
   validateIndex, validateManifest, validateConfig, assertValid, isIndexMediaType, isManifestMediaType,
@@ -214,7 +214,7 @@ export class Layout {
     } catch (e) {
       fs.rmSync(tmp, { force: true });
       unregister();
-      throw addContext(`store blob ${digest}`, e);
+      throw writeError(this.path, `store blob ${digest}`, e);
     }
     try {
       this.install(tmp, digest, data.length);
@@ -236,7 +236,7 @@ export class Layout {
       fh = await fs.promises.open(tmp, CREATE_FLAGS, 0o644);
     } catch (e) {
       unregister();
-      throw addContext(`create temporary blob in ${TMP_DIR}`, e);
+      throw writeError(this.path, `create temporary blob in ${TMP_DIR}`, e);
     }
     try {
       for await (const chunk of src) {
@@ -442,7 +442,7 @@ export class Layout {
       fs.renameSync(tmp, path.join(this.path, "index.json"));
     } catch (e) {
       fs.rmSync(tmp, { force: true });
-      throw addContext("write index.json", e);
+      throw writeError(this.path, "write index.json", e);
     } finally {
       unregister();
     }
@@ -451,9 +451,21 @@ export class Layout {
 
   /** `.boci-tmp/`, made if missing; InvalidError when it is a symlink or not a directory. */
   ensureTmpDir(): string {
-    checkLayoutDir(this.path, TMP_DIR, { create: true, owner: this.owner() });
+    try {
+      checkLayoutDir(this.path, TMP_DIR, { create: true, owner: this.owner() });
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      throw code === "EACCES" || code === "EPERM" || code === "EROFS" ? cannotWrite(this.path, e) : e;
+    }
     return path.join(this.path, TMP_DIR);
   }
+}
+
+/** A permission error names the layout ("cannot write L: permission denied"); others get `context`. */
+function writeError(layout: string, context: string, e: unknown): unknown {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === "EACCES" || code === "EPERM" || code === "EROFS") return cannotWrite(layout, e);
+  return addContext(context, e);
 }
 
 /** write(2) until every byte is written. */

@@ -352,3 +352,21 @@ describe("stale temporary files", () => {
     e.same();
   }, 60_000);
 });
+
+describe.skipIf(process.getuid?.() !== 0 || !Bun.which("setpriv"))("a layout the user may not write", () => {
+  test("new, tag, config and rm as uid 65534 on root's layout: 'cannot write L: permission denied', exit 1, layout unchanged", () => {
+    const s = scratch("boci-perm-");
+    const L = join(s, "L");
+    ok(["init", "--layout", L]);
+    ok(["new", "--image", `${L}:a`]);
+    Bun.spawnSync(["chmod", "755", s]);
+    const before = snapshotTree(L);
+    for (const args of [["new", "--image", `${L}:b`], ["tag", "--image", `${L}:a`, "b"], ["config", "--image", `${L}:a`, "--config.env", "A=1"], ["rm", "--image", `${L}:a`]]) {
+      const p = Bun.spawnSync(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", BIN, ...args], { stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+      const r: RunResult = { code: p.exitCode ?? -1, stdout: p.stdout.toString(), stderr: p.stderr.toString() };
+      expectOneLine(r, 1, new RegExp(`^boci: cannot write ${L.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}: permission denied\\n$`));
+      expect(r.stderr).not.toContain("rootless");
+    }
+    expect(snapshotTree(L)).toEqual(before);
+  });
+});
