@@ -4,12 +4,12 @@
  * found (with a one-line "N problems found" on stderr), 3 when the layout or tag does not exist.
  */
 import { InvalidError, UsageError } from "../errors";
-import type { ValidationProblem, ValidationReport } from "../cas/validate-layout";
-import type * as ValidateModule from "../cas/validate-layout";
+import type { ValidationProblem, ValidationReport } from "../validate/validate-layout";
+import type * as ValidateModule from "../validate/validate-layout";
 
 // Heavy modules (node:stream, node:zlib, tar, mtree) are required when a command runs, not at
 // start-up: the binary is built as CommonJS, so a require() inside a function stays lazy.
-const validateModule = () => require("../cas/validate-layout") as typeof ValidateModule;
+const validateModule = () => require("../validate/validate-layout") as typeof ValidateModule;
 import { log } from "../util/log";
 import type { CommandDef } from "./spec";
 import { imageOpt, layoutOpt, parseImageRef, parseLayoutFlag } from "./common";

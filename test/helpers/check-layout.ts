@@ -1,11 +1,12 @@
 /**
- * The layout checker run after every mutating test: every blob reachable from index.json is
- * present with the right digest and size, JSON blobs have the right shape, configs have one
+ * The layout checker run after every mutating test: every blob reachable from index.json (by the
+ * same descriptor walk gc and validate use) is present with the right digest and size, JSON blobs have the right shape, configs have one
  * diff_id per layer, and no temporary file is visible under blobs/.
  */
 import { readFileSync, readdirSync, existsSync } from "node:fs";
 import { join } from "node:path";
-import { validateIndex, validateManifest, validateConfig } from "../../src/image";
+import { type Descriptor, validateIndex, validateManifest, validateConfig } from "../../src/image";
+import { DescriptorWalk } from "../../src/cas/walk";
 
 function sha256(b: Uint8Array): string {
   const h = new Bun.CryptoHasher("sha256");
@@ -27,14 +28,22 @@ export function checkLayout(dir: string): string[] {
     if (sha256(b) !== d.digest) problems.push(`${what} ${d.digest}: digest mismatch`);
     return b;
   };
-  const visit = (d: { mediaType: string; digest: string; size: number }, depth: number) => {
+  // The one descriptor walk boci itself uses (src/cas/walk.ts): each digest once, any depth,
+  // children of indexes and manifests (subjects too); the reading and checks are this file's own.
+  const walk = new DescriptorWalk((index.manifests ?? []).map((d: Descriptor, i: number) => ({ desc: d, where: `index.json manifests[${i}]` })));
+  for (let n = walk.next(); n; n = walk.next()) {
+    const d = n.desc;
+    if (n.kind === "blob") { blob(d, n.where.startsWith("config") ? "config" : "blob"); continue; }
     const b = blob(d, d.mediaType);
-    if (!b || depth > 8) return;
-    if (d.mediaType.endsWith("image.index.v1+json")) {
+    if (!b) continue;
+    if (n.kind === "index") {
       const ix = JSON.parse(b.toString());
       problems.push(...validateIndex(ix, d.digest));
-      for (const m of ix.manifests) visit(m, depth + 1);
-    } else if (d.mediaType.endsWith("image.manifest.v1+json")) {
+      walk.expand(n, [
+        ...(ix.manifests ?? []).map((m: Descriptor, i: number) => ({ desc: m, where: `manifests[${i}] of ${d.digest}` })),
+        ...(ix.subject ? [{ desc: ix.subject, where: `subject of ${d.digest}` }] : []),
+      ]);
+    } else {
       const m = JSON.parse(b.toString());
       problems.push(...validateManifest(m, d.digest));
       const cb = blob(m.config, "config");
@@ -43,10 +52,12 @@ export function checkLayout(dir: string): string[] {
         problems.push(...validateConfig(c, m.config.digest));
         if ((c.rootfs?.diff_ids ?? []).length !== m.layers.length) problems.push(`${d.digest}: ${m.layers.length} layers but ${(c.rootfs?.diff_ids ?? []).length} diff_ids`);
       }
-      for (const l of m.layers) blob(l, "layer");
+      walk.expand(n, [
+        ...m.layers.map((l: Descriptor, i: number) => ({ desc: l, where: `layer ${i} of ${d.digest}`, kind: "blob" as const })),
+        ...(m.subject ? [{ desc: m.subject, where: `subject of ${d.digest}` }] : []),
+      ]);
     }
-  };
-  for (const m of index.manifests ?? []) visit(m, 0);
+  }
   for (const alg of readdirSync(join(dir, "blobs"))) {
     for (const n of readdirSync(join(dir, "blobs", alg))) {
       if (alg === "sha256" && !/^[a-f0-9]{64}$/.test(n)) problems.push(`blobs/${alg}/${n}: not a blob name (temporary file visible?)`);

@@ -46,10 +46,10 @@ import {
 import { compressionFromMediaType, createDecompressor, sniffCompression, type Compression } from "../compress";
 import { readTar, type TarHeader } from "../tar";
 import { parseJsonStrict } from "../util/json";
-import { takeLock, GC_LOCK, INDEX_LOCK, type HeldLock } from "./lock";
-import { MAX_JSON_BLOB, TMP_DIR } from "./layout";
-import { checkLayoutDir, fileTypeName, layoutOwner, lstatOrNull, notA, openLayoutFile, readFd, readLayoutFile, readUpTo } from "./layout-fs";
-import { DescriptorWalk, type WalkChild, type WalkNode } from "./walk";
+import { takeLock, GC_LOCK, INDEX_LOCK, type HeldLock } from "../cas/lock";
+import { MAX_JSON_BLOB, TMP_DIR } from "../cas/layout";
+import { checkLayoutDir, fileTypeName, layoutOwner, lstatOrNull, notA, openLayoutFile, readFd, readLayoutFile, readUpTo } from "../cas/layout-fs";
+import { DescriptorWalk, type WalkChild, type WalkNode } from "../cas/walk";
 
 /** One finding: where (a file, or a digest with the route it was reached by) and what. */
 export interface ValidationProblem { path: string; message: string }
