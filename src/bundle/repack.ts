@@ -10,12 +10,12 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { InvalidError, NotFoundError } from "../errors";
+import { InvalidError, NotFoundError, UnsupportedError } from "../errors";
 import type { Layout, DescriptorPath } from "../cas";
 import { type Descriptor, type History, isManifestMediaType, sha256Digest, sha256Hex } from "../image";
 import { Mutator } from "../mutate";
 import {
-  parseMtreeEach, walkTree, compareEntries, compareBytes, createMtreeStore, hashFileSync, normalizeKeywords, UMOCI_KEYWORDS,
+  parseMtreeEach, walkTree, compareEntries, compareBytes, createMtreeStore, hashFileSync, normalizeKeywords, UMOCI_KEYWORDS, hasRawBytes, nameToBytes,
   type Delta, type MtreeEntry, type MtreeStore,
 } from "../mtree";
 import { getPool } from "../worker/pool";
@@ -52,6 +52,17 @@ const POOL_HASH_MIN = 4 << 20;
 
 export function mtreeFileName(manifestDigest: string): string {
   return `sha256_${manifestDigest.split(":")[1]}.mtree`;
+}
+
+/**
+ * A name that is not valid UTF-8 cannot be archived yet (names are strings from the walk to the
+ * tar writer; issue 13 makes them bytes end to end): one clear line naming it, exit 6, instead
+ * of the misleading "no such file" the string form of the name would give.
+ */
+function refuseRawName(rel: string): void {
+  if (!hasRawBytes(rel)) return;
+  const shown = [...nameToBytes(rel)].map((b) => (b >= 0x20 && b < 0x7f && b !== 0x5c ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, "0")}`)).join("");
+  throw new UnsupportedError(`repack: "${shown}" is not a valid UTF-8 name; boci cannot archive such names yet (see the README's known limits)`);
 }
 
 /** Read xattrs for the walk (files and directories). */
@@ -180,10 +191,13 @@ export async function repackBundle(layout: Layout, bundleArg: string, opts: Repa
     const fresh = opts.refreshBundle ? createMtreeStore() : null;
     const walkStats = fresh && statCacheEnabled() ? new Map<string, string>() : null;
     await walkTree(rootfs, {
-      keywords: UMOCI_KEYWORDS, listXattrs: listXattrsOf, rootless: meta.mapOptions.rootless,
+      keywords: UMOCI_KEYWORDS,
+      listXattrs: (p) => { refuseRawName(p.slice(rootfs.length + 1)); return listXattrsOf(p); },
+      rootless: meta.mapOptions.rootless,
       cached,
       onFile: walkStats ? (rel, st) => walkStats.set(rel, statKey(st)) : undefined,
       onEntry: (n) => {
+        refuseRawName(n.path);
         const o = lastTaken?.path === n.path ? lastTaken : old.take(n.path);
         lastTaken = undefined;
         if (!o) deltas.push({ kind: "extra", path: n.path, new: n });

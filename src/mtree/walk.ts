@@ -80,6 +80,8 @@ export async function walkTree(root: string, opts: WalkTreeOptions): Promise<Mtr
   let firstError: unknown;
 
   const fail = (what: string, rel: string, err: unknown): never => {
+    // A caller's own verdict (a BociError from a callback, with its exit code) passes as it is.
+    if (err instanceof BociError) throw err;
     throw new BociError(`mtree walk: ${what} ${rel}: ${(err as Error)?.message ?? String(err)}`, { cause: err });
   };
 

@@ -295,6 +295,19 @@ describe.skipIf(!isRoot)("repack: layer format", () => {
     expect(readlinkSync(join(b2, "rootfs/sym"))).toBe("target");
   });
 
+  test("a name that is not valid UTF-8 in the rootfs: one clear line (exit 6) naming its bytes, the tag unchanged, no temporary file", () => {
+    const { layout, img } = baseImage(BASE);
+    const b1 = unpack(img);
+    run(`touch "$(printf 'caf\\351')"`, join(b1, "rootfs"));
+    const before = indexBytes(layout);
+    const r = boci(["repack", "--no-progress", "--image", img, b1]);
+    expect(r.code).toBe(6);
+    expect(r.stderr.trim().split("\n")).toEqual([`boci: repack: "caf\\xe9" is not a valid UTF-8 name; boci cannot archive such names yet (see the README's known limits)`]);
+    expect(indexBytes(layout).equals(before)).toBe(true);
+    const tmp = join(layout, ".boci-tmp");
+    expect(existsSync(tmp) ? readdirSync(tmp) : []).toEqual([]);
+  });
+
   test("whiteout entries are empty regular files", () => {
     const { layout, img } = baseImage(BASE);
     const b1 = unpack(img);
