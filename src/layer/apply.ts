@@ -24,7 +24,7 @@ import { hashFileSync } from "../mtree/walk";
 import { lsetxattr, llistxattr, lremovexattr, lgetxattr, mknod, openBeneath, openDirHandle, O_RDONLY, O_DIRECTORY, O_PATH } from "../sys";
 import { type MapOptions, toHost } from "./idmap";
 import { ROOTLESS_XATTR, encodeRootlessOwner } from "./rootless-xattr";
-import { cleanEntryPath } from "./clean-path";
+import { cleanEntryPath } from "../tar/clean-path";
 import { getPool } from "../worker/pool";
 import { openUpTree } from "../util/cleanup";
 

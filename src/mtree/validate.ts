@@ -28,6 +28,7 @@ import { formatMode, type MtreeEntry } from "./entry";
 import { goQuote } from "./compare";
 import { bytesToName, compareBytes, visDecode, visEncode } from "./vis";
 import { openRegularForRead, walkTree } from "./walk";
+import { goPathClean } from "../util/go-path";
 import { createOwnerNames } from "./owner-names";
 
 /** keyword → value of one path (a bare word without `=` is keyword "" with value ""). */
@@ -117,30 +118,12 @@ function fields(s: string): string[] {
   return f;
 }
 
-/** Go's path/filepath.Clean for "/" paths. */
-export function goClean(p: string): string {
-  if (p === "") return ".";
-  const rooted = p.startsWith("/");
-  const out: string[] = [];
-  for (const c of p.split("/")) {
-    if (c === "" || c === ".") continue;
-    if (c === "..") {
-      if (out.length && out[out.length - 1] !== "..") out.pop();
-      else if (!rooted) out.push("..");
-      continue;
-    }
-    out.push(c);
-  }
-  const s = out.join("/");
-  return rooted ? "/" + s : s === "" ? "." : s;
-}
-
 /** go-mtree's CleanPath: cleaned, and a relative path cannot climb above its start. */
 function cleanPath(p: string): string {
   if (p === "") return "";
-  p = goClean(p);
+  p = goPathClean(p);
   if (!p.startsWith("/")) {
-    const r = goClean("/" + p).slice(1);
+    const r = goPathClean("/" + p).slice(1);
     p = r === "" ? "." : r;
   }
   return p;
@@ -213,7 +196,7 @@ export function parseSpec(data: Buffer | string): Spec {
     }
     if (parent === null || full) return decoded;
     const pp = dirPath(parent);
-    return pp === null ? null : cleanPath(goClean(pp + "/" + decoded));
+    return pp === null ? null : cleanPath(goPathClean(pp + "/" + decoded));
   };
 
   for (let str = next(); str !== undefined; str = next()) {
@@ -248,7 +231,7 @@ export function parseSpec(data: Buffer | string): Spec {
       keys.set(k, v);
       if (k === "type") isDir = v === "dir";
     }
-    const name = goClean(rawName);
+    const name = goPathClean(rawName);
     let path: string | null;
     if (rawName.includes("/")) {
       path = entryPath(name, null, true);

@@ -5,33 +5,24 @@
 import { InvalidError } from "../errors";
 import { escapeText } from "../util/escape";
 import { readTar } from "./reader";
+import { cleanEntryPath } from "./clean-path";
 import type { TarHeader } from "./types";
 
 const WHITEOUT_PREFIX = ".wh.";
 
-/** The root-relative components of an entry name as unpack resolves them ("" parts, ".", ".."). */
-function cleanParts(name: string): string[] {
-  const out: string[] = [];
-  for (const c of name.split("/")) {
-    if (c === "" || c === ".") continue;
-    if (c === "..") out.pop();
-    else out.push(c);
-  }
-  return out;
-}
 
 /**
  * The entries unpack refuses whatever the rootfs holds: a root that is not a directory, a
  * whiteout with no name (`.wh.`, `.wh..`, `.wh...`), a hardlink to the root. Null when fine.
  */
 export function tarEntryProblem(h: Pick<TarHeader, "name" | "type" | "linkname">): string | null {
-  const parts = cleanParts(h.name);
+  const rel = cleanEntryPath(h.name);
   const q = (s: string) => escapeText(s, "always");
-  if (parts.length === 0) return h.type === "dir" ? null : `tar entry ${q(h.name)} would replace the root directory with a ${h.type}`;
-  const base = parts[parts.length - 1]!;
+  if (rel === "") return h.type === "dir" ? null : `tar entry ${q(h.name)} would replace the root directory with a ${h.type}`;
+  const base = rel.slice(rel.lastIndexOf("/") + 1);
   if (base === WHITEOUT_PREFIX) return `tar entry ${q(h.name)} is a whiteout with no name`;
   if (base === ".wh.." || base === ".wh...") return `tar entry ${q(h.name)} is a whiteout of "." or ".."`;
-  if (h.type === "link" && cleanParts(h.linkname).length === 0) return `tar entry ${q(h.name)} is a hardlink to the root directory`;
+  if (h.type === "link" && cleanEntryPath(h.linkname) === "") return `tar entry ${q(h.name)} is a hardlink to the root directory`;
   return null;
 }
 

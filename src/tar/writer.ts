@@ -9,6 +9,7 @@ import { InvalidError } from "../errors";
 import { BLOCK, encodeHeader } from "./header";
 import { MAX_EXTENDED_HEADER_SIZE, formatPaxRecords } from "./pax";
 import type { EntryType, TarWriterHeader } from "./types";
+import { goPathClean } from "../util/go-path";
 
 export interface TarWriter {
   /**
@@ -61,27 +62,12 @@ function splitUSTARPath(name: string): [string, string] | null {
   return [name.slice(0, i), name.slice(i + 1)];
 }
 
-/** Go's path.Clean, for the PAX pseudo-entry name. */
-function cleanPath(p: string): string {
-  const rooted = p.startsWith("/");
-  const out: string[] = [];
-  for (const part of p.split("/")) {
-    if (part === "" || part === ".") continue;
-    if (part === "..") {
-      if (out.length && out[out.length - 1] !== "..") out.pop();
-      else if (!rooted) out.push("..");
-    } else out.push(part);
-  }
-  const s = (rooted ? "/" : "") + out.join("/");
-  return s === "" ? "." : s;
-}
-
 /** Go: path.Join(dir, "PaxHeaders.0", file), ASCII, at most 100 bytes, no trailing "/". */
 function paxHeaderName(realName: string): string {
   const i = realName.lastIndexOf("/");
   const dir = realName.slice(0, i + 1);
   const file = realName.slice(i + 1);
-  let name = toASCII(cleanPath([dir, "PaxHeaders.0", file].filter((x) => x !== "").join("/")));
+  let name = toASCII(goPathClean([dir, "PaxHeaders.0", file].filter((x) => x !== "").join("/")));
   if (name.length > 100) name = name.slice(0, 100);
   return name.replace(/\/+$/, "");
 }

@@ -27,7 +27,7 @@ import {
   walkSpec,
   type MtreeEntry,
 } from "../../src/mtree";
-import { goClean } from "../../src/mtree/validate";
+import { goPathClean as goClean } from "../../src/util/go-path";
 import { InvalidError } from "../../src/errors";
 
 const KW = UMOCI_KEYWORDS;

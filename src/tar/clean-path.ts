@@ -1,4 +1,7 @@
-/** Entry-name cleaning shared by layer application and the commands that take target paths. */
+/**
+ * Entry-name cleaning, as unpack resolves a name: shared by layer application, the tar check of
+ * `raw add-layer`, and the commands that take target paths.
+ */
 
 /**
  * Clean a tar entry name to a root-relative path: "" is the root. Leading "/", "." and ".."
