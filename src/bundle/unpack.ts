@@ -203,20 +203,9 @@ export async function unpackBundle(layout: Layout, img: LoadedImage, bundleArg: 
   removeStaleTemps(parent, tempPid(`.${name}${TEMP_MARK}`));
   if (existing) removeStaleTemps(abs, tempPid(TEMP_MARK));
 
-  let madeParents: string | undefined;
-  if (!existing) {
-    try { madeParents = fs.mkdirSync(parent, { recursive: true, mode: 0o755 }); } catch (e) { throw cannotWrite(bundle, e); }
-  }
-  const tmp = existing ? path.join(abs, `${TEMP_MARK}${process.pid}-${randomName()}`) : path.join(parent, `.${name}${TEMP_MARK}${process.pid}-${randomName()}`);
-  const undo = () => {
-    removeTreeForce(tmp);
-    if (madeParents !== undefined) removeEmptyParents(parent, madeParents);
-  };
-  try { fs.mkdirSync(tmp, { mode: 0o700 }); } catch (e) {
-    if (madeParents !== undefined) removeEmptyParents(parent, madeParents);
-    throw cannotWrite(bundle, e);
-  }
-  const unregister = onInterrupt(undo);
+  const { tmp, undo, unregister } = existing
+    ? makeStaging(abs, `${TEMP_MARK}${process.pid}-${randomName()}`, 0o700, bundle, false)
+    : makeStaging(parent, `.${name}${TEMP_MARK}${process.pid}-${randomName()}`, 0o700, bundle, true);
   try {
     fs.chmodSync(tmp, 0o700);
     if (existing) {
@@ -262,19 +251,12 @@ export async function unpackBundle(layout: Layout, img: LoadedImage, bundleArg: 
       moveEntries(tmp, abs, names);
       fs.rmdirSync(tmp);
     } else {
-      try { fs.renameSync(tmp, abs); } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code;
-        if (code === "ENOTEMPTY" || code === "EEXIST" || code === "ENOTDIR") throw new ClobberError(`bundle ${bundle} was created by someone else while unpacking; refusing to overwrite it`, { cause: e });
-        throw e;
-      }
+      renameIntoPlace(tmp, abs, `bundle ${bundle}`);
     }
     unregister();
     return { mtreeFile: path.join(bundle, mtreeName) };
   } catch (e) {
-    unregister();
-    try { undo(); } catch (c) {
-      opts.onWarning?.(`could not remove the temporary directory ${tmp}: ${(c as Error).message}`);
-    }
+    abandonStaging(tmp, undo, unregister, opts.onWarning);
     throw e;
   }
 }
@@ -313,32 +295,52 @@ export async function unpackRootfs(layout: Layout, img: LoadedImage, dirArg: str
   const parent = path.dirname(abs);
   const name = path.basename(abs);
   removeStaleTemps(parent, tempPid(`.${name}${TEMP_MARK}`));
-  let madeParents: string | undefined;
-  try { madeParents = fs.mkdirSync(parent, { recursive: true, mode: 0o755 }); } catch (e) { throw cannotWrite(dirArg, e); }
-  const tmp = path.join(parent, `.${name}${TEMP_MARK}${process.pid}-${randomName()}`);
-  const undo = () => {
-    removeTreeForce(tmp);
-    if (madeParents !== undefined) removeEmptyParents(parent, madeParents);
-  };
-  try { fs.mkdirSync(tmp, { mode: 0o755 }); } catch (e) {
-    if (madeParents !== undefined) removeEmptyParents(parent, madeParents);
-    throw cannotWrite(dirArg, e);
-  }
-  const unregister = onInterrupt(undo);
+  const { tmp, undo, unregister } = makeStaging(parent, `.${name}${TEMP_MARK}${process.pid}-${randomName()}`, 0o755, dirArg, true);
   try {
     await unpackLayers(layout, img, tmp, opts);
     await yieldToSignals();
-    try { fs.renameSync(tmp, abs); } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === "ENOTEMPTY" || code === "EEXIST" || code === "ENOTDIR") throw new ClobberError(`raw unpack: ${dirArg} was created by someone else while unpacking; refusing to overwrite it`, { cause: e });
-      throw e;
-    }
+    renameIntoPlace(tmp, abs, `raw unpack: ${dirArg}`);
     unregister();
   } catch (e) {
-    unregister();
-    try { undo(); } catch (c) {
-      opts.onWarning?.(`could not remove the temporary directory ${tmp}: ${(c as Error).message}`);
-    }
+    abandonStaging(tmp, undo, unregister, opts.onWarning);
+    throw e;
+  }
+}
+
+/**
+ * Make the temporary directory `dir/name` (mode `mode`) a bundle or rootfs is built in, with
+ * `dir`'s missing parents first when `makeParents`; registered for removal on SIGINT/SIGTERM.
+ * `undo` removes it and the parents this made. A location we may not write is "cannot write
+ * WHAT" (errors.ts cannotWrite).
+ */
+function makeStaging(dir: string, name: string, mode: number, what: string, makeParents: boolean): { tmp: string; undo: () => void; unregister: () => void } {
+  let madeParents: string | undefined;
+  if (makeParents) {
+    try { madeParents = fs.mkdirSync(dir, { recursive: true, mode: 0o755 }); } catch (e) { throw cannotWrite(what, e); }
+  }
+  const tmp = path.join(dir, name);
+  const dropParents = () => { if (madeParents !== undefined) removeEmptyParents(dir, madeParents); };
+  try { fs.mkdirSync(tmp, { mode }); } catch (e) {
+    dropParents();
+    throw cannotWrite(what, e);
+  }
+  const undo = () => { removeTreeForce(tmp); dropParents(); };
+  return { tmp, undo, unregister: onInterrupt(undo) };
+}
+
+/** After a failure: stop the signal clean-up and remove the staging directory (a warning if that fails). */
+function abandonStaging(tmp: string, undo: () => void, unregister: () => void, onWarning?: (msg: string) => void): void {
+  unregister();
+  try { undo(); } catch (c) {
+    onWarning?.(`could not remove the temporary directory ${tmp}: ${(c as Error).message}`);
+  }
+}
+
+/** Rename the finished staging directory to `abs`; a name someone made meanwhile is not replaced (exit 5). */
+function renameIntoPlace(tmp: string, abs: string, what: string): void {
+  try { fs.renameSync(tmp, abs); } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOTEMPTY" || code === "EEXIST" || code === "ENOTDIR") throw new ClobberError(`${what} was created by someone else while unpacking; refusing to overwrite it`, { cause: e });
     throw e;
   }
 }
