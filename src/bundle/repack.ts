@@ -10,12 +10,14 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { InvalidError, NotFoundError, UnsupportedError } from "../errors";
+import { InvalidError, NotFoundError } from "../errors";
+import { toFsPath } from "../rootfs/name";
+import { isForbiddenXattr, recordInMtree } from "../rootfs/xattr";
 import type { Layout, DescriptorPath } from "../cas";
 import { type Descriptor, type History, isManifestMediaType, sha256Digest, sha256Hex } from "../image";
 import { Mutator } from "../mutate";
 import {
-  parseMtreeEach, walkTree, compareEntries, compareBytes, createMtreeStore, hashFileSync, normalizeKeywords, UMOCI_KEYWORDS, hasRawBytes, nameToBytes,
+  parseMtreeEach, walkTree, compareEntries, compareBytes, createMtreeStore, hashFileSync, normalizeKeywords, UMOCI_KEYWORDS,
   type Delta, type MtreeEntry, type MtreeStore,
 } from "../mtree";
 import { getPool } from "../worker/pool";
@@ -29,7 +31,7 @@ import { yieldToSignals } from "../util/cleanup";
 import { readStatCache, removeStatCache, statCacheEnabled, statKey, writeStatCache } from "./stat-cache";
 import { storeLayer, resolveCompression, type CompressChoice } from "./layer-blob";
 import { createProgress, formatBytes } from "../util/progress";
-import { cleanEntryPath } from "../layer/apply";
+import { cleanEntryPath } from "../rootfs/path";
 
 export interface RepackOptions {
   tag: string;
@@ -54,20 +56,10 @@ export function mtreeFileName(manifestDigest: string): string {
   return `sha256_${manifestDigest.split(":")[1]}.mtree`;
 }
 
-/**
- * A name that is not valid UTF-8 cannot be archived yet (names are strings from the walk to the
- * tar writer; issue 13 makes them bytes end to end): one clear line naming it, exit 6, instead
- * of the misleading "no such file" the string form of the name would give.
- */
-function refuseRawName(rel: string): void {
-  if (!hasRawBytes(rel)) return;
-  const shown = [...nameToBytes(rel)].map((b) => (b >= 0x20 && b < 0x7f && b !== 0x5c ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, "0")}`)).join("");
-  throw new UnsupportedError(`repack: "${shown}" is not a valid UTF-8 name; boci cannot archive such names yet (see the README's known limits)`);
-}
-
 /** Read xattrs for the walk (files and directories). */
-export function listXattrsOf(p: string): Map<string, Buffer> {
+export function listXattrsOf(text: string): Map<string, Buffer> {
   const m = new Map<string, Buffer>();
+  const p = toFsPath(text);
   let names: string[];
   try { names = llistxattr(p); } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
@@ -75,9 +67,9 @@ export function listXattrsOf(p: string): Map<string, Buffer> {
     throw e;
   }
   for (const n of names) {
-    if (n === "security.selinux" || n === "system.nfs4_acl") continue;
+    if (isForbiddenXattr(n)) continue;
     const v = lgetxattr(p, n);
-    if (v && v.length) m.set(n, v);
+    if (v && recordInMtree(n, v)) m.set(n, v);
   }
   return m;
 }
@@ -192,12 +184,11 @@ export async function repackBundle(layout: Layout, bundleArg: string, opts: Repa
     const walkStats = fresh && statCacheEnabled() ? new Map<string, string>() : null;
     await walkTree(rootfs, {
       keywords: UMOCI_KEYWORDS,
-      listXattrs: (p) => { refuseRawName(p.slice(rootfs.length + 1)); return listXattrsOf(p); },
+      listXattrs: listXattrsOf,
       rootless: meta.mapOptions.rootless,
       cached,
       onFile: walkStats ? (rel, st) => walkStats.set(rel, statKey(st)) : undefined,
       onEntry: (n) => {
-        refuseRawName(n.path);
         const o = lastTaken?.path === n.path ? lastTaken : old.take(n.path);
         lastTaken = undefined;
         if (!o) deltas.push({ kind: "extra", path: n.path, new: n });

@@ -11,7 +11,7 @@ import type * as GenerateModule from "../layer/generate";
 import type { Change } from "../layer/generate";
 import type * as MtreeModule from "../mtree";
 import type * as SysModule from "../sys";
-import { cleanEntryPath } from "../tar/clean-path";
+import { cleanEntryPath } from "../rootfs/path";
 import { log } from "../util/log";
 import { nowTimestamp, sourceDateEpoch } from "../util/time";
 import type { CommandDef, Opts } from "./spec";

@@ -13,7 +13,9 @@ import { InvalidError, UnsupportedError, addContext } from "../errors";
 import type { TarWriter, TarWriterHeader, EntryType } from "../tar";
 import { llistxattr, lgetxattr } from "../sys";
 import { type MapOptions, toContainer } from "./idmap";
-import { ROOTLESS_XATTR, decodeRootlessOwner } from "./rootless-xattr";
+import { decodeRootlessOwner } from "../rootfs/rootless-owner";
+import { ROOTLESS_XATTR, repackVerdict } from "../rootfs/xattr";
+import { fileName, toFsPath } from "../rootfs/name";
 import { markReleasable } from "../util/release";
 import { openRegularForRead } from "../mtree/walk";
 
@@ -32,7 +34,6 @@ export interface GenerateOptions {
   onBytes?: (n: number) => void;
 }
 
-const SKIP_XATTRS = new Set(["security.selinux", "system.nfs4_acl"]);
 const BIG_FILE = 1 << 20;
 
 /** Whole seconds of a nanosecond time, rounded down (Go's Time.Truncate(time.Second)). */
@@ -83,7 +84,9 @@ export async function writeChanges(root: string, changes: Change[], tar: TarWrit
   }
 }
 
-async function addFromDisk(abs: string, rel: string, tar: TarWriter, seenInodes: Map<string, string>, rootless: boolean, opts: GenerateOptions): Promise<void> {
+async function addFromDisk(absText: string, rel: string, tar: TarWriter, seenInodes: Map<string, string>, rootless: boolean, opts: GenerateOptions): Promise<void> {
+  // (a name that is not UTF-8 reaches the kernel as its bytes)
+  const abs = toFsPath(absText);
   const big = fs.lstatSync(abs, { bigint: true });
   const st = {
     mode: Number(big.mode), uid: Number(big.uid), gid: Number(big.gid), nlink: Number(big.nlink),
@@ -116,15 +119,19 @@ async function addFromDisk(abs: string, rel: string, tar: TarWriter, seenInodes:
       if (code !== "ENOTSUP" && code !== "EOPNOTSUPP") throw e;
     }
     for (const n of names.sort()) {
-      if (SKIP_XATTRS.has(n)) continue;
       const v = lgetxattr(abs, n);
-      if (n === ROOTLESS_XATTR) {
-        if (rootless && v) rootlessOwner = decodeRootlessOwner(v);
-        else if (!rootless) opts.onWarning?.(`${rel || "."} carries a ${ROOTLESS_XATTR} xattr but the bundle is not rootless; archiving it as is`);
-        if (rootless) continue;
+      switch (repackVerdict(n, v, rootless)) {
+        case "owner":
+          if (v) rootlessOwner = decodeRootlessOwner(v);
+          break;
+        case "foreign":
+          opts.onWarning?.(`${rel || "."} carries a ${ROOTLESS_XATTR} xattr but the bundle is not rootless; archiving it as is`);
+          xattrs.set(n, v!);
+          break;
+        case "archive":
+          xattrs.set(n, v!);
+          break;
       }
-      if (!v || v.length === 0) continue;
-      xattrs.set(n, v);
     }
   }
   let uid: number, gid: number;
@@ -161,7 +168,7 @@ async function addFromDisk(abs: string, rel: string, tar: TarWriter, seenInodes:
   }
   switch (type) {
     case "symlink":
-      hdr.linkname = fs.readlinkSync(abs);
+      hdr.linkname = fileName(fs.readlinkSync(abs, { encoding: "buffer" }));
       await tar.add(hdr);
       return;
     case "char":
@@ -189,7 +196,7 @@ async function addFromDisk(abs: string, rel: string, tar: TarWriter, seenInodes:
   }
 }
 
-async function* readChunks(abs: string, size: number, onBytes?: (n: number) => void): AsyncGenerator<Buffer> {
+async function* readChunks(abs: string | Buffer, size: number, onBytes?: (n: number) => void): AsyncGenerator<Buffer> {
   const fh = await fs.promises.open(abs, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
   if (!(await fh.stat()).isFile()) { await fh.close(); throw new InvalidError(`not a regular file`); }
   try {

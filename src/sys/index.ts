@@ -18,6 +18,7 @@ type Lib = {
   openat(dirfd: number, path: Uint8Array, flags: number, mode: number): number;
   openat2(dirfd: number, path: Uint8Array, how: BigUint64Array): number;
   errno(): number;
+  at: Record<string, (...a: unknown[]) => unknown>;
 };
 
 let lib: Lib | null = null;
@@ -39,6 +40,30 @@ function libc(): Lib {
     openat: { args: [T.i32, T.ptr, T.i32, T.u32], returns: T.i32 },
     syscall: { args: [T.i64, T.i64, T.ptr, T.ptr, T.u64], returns: T.i64 },
     __errno_location: { args: [], returns: T.ptr },
+    // the *at family (src/rootfs/ does every change to a rootfs through a parent directory fd)
+    mkdirat: { args: [T.i32, T.ptr, T.u32], returns: T.i32 },
+    symlinkat: { args: [T.ptr, T.i32, T.ptr], returns: T.i32 },
+    linkat: { args: [T.i32, T.ptr, T.i32, T.ptr, T.i32], returns: T.i32 },
+    mknodat: { args: [T.i32, T.ptr, T.u32, T.u64], returns: T.i32 },
+    fchownat: { args: [T.i32, T.ptr, T.u32, T.u32, T.i32], returns: T.i32 },
+    fchmodat: { args: [T.i32, T.ptr, T.u32, T.i32], returns: T.i32 },
+    fchmod: { args: [T.i32, T.u32], returns: T.i32 },
+    fchown: { args: [T.i32, T.u32, T.u32], returns: T.i32 },
+    utimensat: { args: [T.i32, T.ptr, T.ptr, T.i32], returns: T.i32 },
+    futimens: { args: [T.i32, T.ptr], returns: T.i32 },
+    unlinkat: { args: [T.i32, T.ptr, T.i32], returns: T.i32 },
+    readlinkat: { args: [T.i32, T.ptr, T.ptr, T.u64], returns: T.i64_fast },
+    statx: { args: [T.i32, T.ptr, T.i32, T.u32, T.ptr], returns: T.i32 },
+    close: { args: [T.i32], returns: T.i32 },
+    write: { args: [T.i32, T.ptr, T.u64], returns: T.i64_fast },
+    dup: { args: [T.i32], returns: T.i32 },
+    fdopendir: { args: [T.i32], returns: T.ptr },
+    readdir: { args: [T.ptr], returns: T.ptr },
+    closedir: { args: [T.ptr], returns: T.i32 },
+    fgetxattr: { args: [T.i32, T.ptr, T.ptr, T.u64], returns: T.i64_fast },
+    fsetxattr: { args: [T.i32, T.ptr, T.ptr, T.u64, T.i32], returns: T.i32 },
+    flistxattr: { args: [T.i32, T.ptr, T.u64], returns: T.i64_fast },
+    fremovexattr: { args: [T.i32, T.ptr], returns: T.i32 },
   });
   const s = symbols as unknown as Record<string, (...a: unknown[]) => unknown>;
   lib = {
@@ -52,17 +77,39 @@ function libc(): Lib {
     // openat2(2) has no glibc wrapper: syscall(SYS_openat2, dirfd, path, &how, sizeof how).
     openat2: (dirfd, p, how) => Number(s.syscall!(SYS_OPENAT2, dirfd, p, how, 24)),
     errno: () => read.i32(s.__errno_location!() as Pointer, 0),
+    at: s,
   };
   return lib;
+}
+
+/** The libc symbols, loaded (for src/sys/at.ts). */
+export function libcSymbols(): { call: Record<string, (...a: unknown[]) => unknown>; errno(): number } {
+  const l = libc();
+  return { call: l.at, errno: l.errno };
 }
 
 function checkNoNul(s: string): void {
   if (s.includes("\0")) throw Object.assign(new Error(`invalid argument ${JSON.stringify(s)}: contains a NUL byte`), { code: "EINVAL" });
 }
 
-function cstr(s: string): Buffer {
+/** A path as a C string: text is UTF-8 encoded; bytes (a raw file name) are taken as they are. */
+function cstr(s: string | Uint8Array): Buffer {
+  if (typeof s !== "string") {
+    // (already NUL-terminated, as rootfs/name.ts cname makes them)
+    if (s.length && s.indexOf(0) === s.length - 1) return Buffer.from(s.buffer, s.byteOffset, s.length);
+    if (s.includes(0)) throw Object.assign(new Error(`invalid argument: contains a NUL byte`), { code: "EINVAL" });
+    const b = Buffer.alloc(s.length + 1);
+    b.set(s);
+    return b;
+  }
   checkNoNul(s);
   return Buffer.from(s + "\0", "utf8");
+}
+
+function pathText(p: string | Uint8Array): string {
+  if (typeof p === "string") return p;
+  const end = p.indexOf(0);
+  return Buffer.from(end < 0 ? p : p.subarray(0, end)).toString("utf8");
 }
 
 const errnoNames = new Map<number, string>();
@@ -116,7 +163,7 @@ const EINTR = osConstants.errno.EINTR ?? 4;
 const EAGAIN = osConstants.errno.EAGAIN ?? 11;
 
 /** The value of xattr `name` on `path` itself (symlinks not followed); null if it is not set. */
-export function lgetxattr(path: string, name: string): Buffer | null {
+export function lgetxattr(path: string | Uint8Array, name: string): Buffer | null {
   const l = libc();
   const p = cstr(path);
   const n = cstr(name);
@@ -125,7 +172,7 @@ export function lgetxattr(path: string, name: string): Buffer | null {
     if (size < 0) {
       const e = l.errno();
       if (e === ENODATA) return null;
-      throw new SysError("lgetxattr", e, path, name);
+      throw new SysError("lgetxattr", e, pathText(path), name);
     }
     if (size === 0) return Buffer.alloc(0);
     const buf = Buffer.alloc(size);
@@ -133,16 +180,16 @@ export function lgetxattr(path: string, name: string): Buffer | null {
     if (got >= 0) return buf.subarray(0, got);
     const e = l.errno();
     if (e === ENODATA) return null;
-    if (e !== ERANGE || attempt > 8) throw new SysError("lgetxattr", e, path, name); // ERANGE: it grew; retry
+    if (e !== ERANGE || attempt > 8) throw new SysError("lgetxattr", e, pathText(path), name); // ERANGE: it grew; retry
   }
 }
 
 /** Set xattr `name` on `path` itself (created or replaced). */
-export function lsetxattr(path: string, name: string, value: Uint8Array): void {
+export function lsetxattr(path: string | Uint8Array, name: string, value: Uint8Array): void {
   const l = libc();
   // A zero-length TypedArray may have no backing pointer; pass a 1-byte buffer with size 0.
   const v = value.length === 0 ? new Uint8Array(1) : value;
-  if (l.lsetxattr(cstr(path), cstr(name), v, value.length, 0) !== 0) throw new SysError("lsetxattr", l.errno(), path, name);
+  if (l.lsetxattr(cstr(path), cstr(name), v, value.length, 0) !== 0) throw new SysError("lsetxattr", l.errno(), pathText(path), name);
 }
 
 /** Linux caps a name list and a value at 64 KiB (XATTR_LIST_MAX, XATTR_SIZE_MAX). */
@@ -151,7 +198,8 @@ let scratchPath = Buffer.alloc(4096);
 let scratchList: Buffer | null = null;
 
 /** `path` as a NUL-terminated string in a reused buffer (valid until the next call). */
-function scratchCstr(path: string): Buffer {
+function scratchCstr(path: string | Uint8Array): Buffer {
+  if (typeof path !== "string") return cstr(path);
   checkNoNul(path);
   const need = Buffer.byteLength(path, "utf8") + 1;
   if (need > scratchPath.length) scratchPath = Buffer.alloc(Math.max(need, scratchPath.length * 2));
@@ -161,7 +209,7 @@ function scratchCstr(path: string): Buffer {
 }
 
 /** Names of all xattrs on `path` itself, in the kernel's order. */
-export function llistxattr(path: string): string[] {
+export function llistxattr(path: string | Uint8Array): string[] {
   const l = libc();
   // One call into a 64 KiB buffer (the kernel's limit for the list): no size probe, no
   // allocation; the walk of a large tree makes this call once per file.
@@ -169,7 +217,7 @@ export function llistxattr(path: string): string[] {
   const got = Number(l.llistxattr(scratchCstr(path), buf, XATTR_MAX));
   if (got >= 0) return splitNames(buf, got);
   const e = l.errno();
-  if (e !== ERANGE) throw new SysError("llistxattr", e, path);
+  if (e !== ERANGE) throw new SysError("llistxattr", e, pathText(path));
   return llistxattrSlow(path);
 }
 
@@ -187,25 +235,25 @@ function splitNames(buf: Buffer, n: number): string[] {
 }
 
 /** The probe-then-read path (only if a list ever exceeds the buffer). */
-function llistxattrSlow(path: string): string[] {
+function llistxattrSlow(path: string | Uint8Array): string[] {
   const l = libc();
   const p = cstr(path);
   for (let attempt = 0; ; attempt++) {
     const size = Number(l.llistxattr(p, null, 0));
-    if (size < 0) throw new SysError("llistxattr", l.errno(), path);
+    if (size < 0) throw new SysError("llistxattr", l.errno(), pathText(path));
     if (size === 0) return [];
     const buf = Buffer.alloc(size);
     const got = Number(l.llistxattr(p, buf, size));
     if (got >= 0) return splitNames(buf, got);
     const e = l.errno();
-    if (e !== ERANGE || attempt > 8) throw new SysError("llistxattr", e, path);
+    if (e !== ERANGE || attempt > 8) throw new SysError("llistxattr", e, pathText(path));
   }
 }
 
 /** Remove xattr `name` from `path` itself; throws ENODATA if it is not set. */
-export function lremovexattr(path: string, name: string): void {
+export function lremovexattr(path: string | Uint8Array, name: string): void {
   const l = libc();
-  if (l.lremovexattr(cstr(path), cstr(name)) !== 0) throw new SysError("lremovexattr", l.errno(), path, name);
+  if (l.lremovexattr(cstr(path), cstr(name)) !== 0) throw new SysError("lremovexattr", l.errno(), pathText(path), name);
 }
 
 /** glibc's gnu_dev_makedev: the 64-bit dev_t for major:minor. */
@@ -293,28 +341,40 @@ export function openDirHandle(path: string): number {
  * openat(O_NOFOLLOW) in turn, which is as strict. Throws SysError: ELOOP when a component is a
  * symlink, ENOTDIR, ENOENT, EXDEV for a `..`.
  */
-export function openBeneath(dirfd: number, rel: string, flags: number, mode = 0): number {
+export function openBeneath(dirfd: number, rel: string | Uint8Array, flags: number, mode = 0): number {
   const l = libc();
   const f = flags | O_NOFOLLOW | O_CLOEXEC;
+  const path = cstr(rel);
   if (usesOpenat2()) {
     const how = new BigUint64Array([BigInt(f), BigInt(mode), BigInt(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)]);
-    const fd = l.openat2(dirfd, cstr(rel), how);
+    const fd = l.openat2(dirfd, path, how);
     if (fd >= 0) return fd;
     const e = l.errno();
-    if (e !== ENOSYS) throw new SysError("openat2", e, rel);
+    if (e !== ENOSYS) throw new SysError("openat2", e, pathText(rel));
     haveOpenat2 = false;
   }
-  const parts = rel.split("/").filter((c) => c !== "" && c !== ".");
-  if (parts.some((c) => c === "..")) throw new SysError("openat", EXDEV, rel);
-  if (parts.length === 0) parts.push(".");
+  // (components as byte strings: a name need not be UTF-8)
+  const parts: Buffer[] = [];
+  let start = 0;
+  for (let i = 0; i <= path.length - 1; i++) {
+    if (path[i] !== 0x2f && path[i] !== 0) continue;
+    const c = path.subarray(start, i);
+    start = i + 1;
+    if (c.length === 0 || (c.length === 1 && c[0] === 0x2e)) continue;
+    if (c.length === 2 && c[0] === 0x2e && c[1] === 0x2e) throw new SysError("openat", EXDEV, pathText(rel));
+    const z = Buffer.alloc(c.length + 1);
+    c.copy(z);
+    parts.push(z);
+  }
+  if (parts.length === 0) parts.push(Buffer.from(".\0"));
   let cur = dirfd;
   try {
     for (let i = 0; i < parts.length; i++) {
       const last = i === parts.length - 1;
-      const fd = l.openat(cur, cstr(parts[i]!), last ? f : O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, last ? mode : 0);
+      const fd = l.openat(cur, parts[i]!, last ? f : O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, last ? mode : 0);
       if (fd < 0) {
         const e = l.errno();
-        throw new SysError("openat", e, rel);
+        throw new SysError("openat", e, pathText(rel));
       }
       if (cur !== dirfd) closeFd(cur);
       cur = fd;

@@ -5,7 +5,7 @@
 import { InvalidError } from "../errors";
 import { escapeText } from "../util/escape";
 import { readTar } from "./reader";
-import { cleanEntryPath } from "./clean-path";
+import { cleanEntryPath } from "../rootfs/path";
 import type { TarHeader } from "./types";
 
 const WHITEOUT_PREFIX = ".wh.";

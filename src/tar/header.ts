@@ -5,6 +5,7 @@
  */
 import { InvalidError } from "../errors";
 import { escapeText } from "../util/escape";
+import { fileName } from "../rootfs/name";
 
 export const BLOCK = 512;
 
@@ -31,18 +32,12 @@ function decodeString(b: Buffer, off: number, len: number): string {
   return end === off ? "" : b.toString("utf8", off, end);
 }
 
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
-
 /**
- * Decode a path name. Names that are not valid UTF-8 are refused rather than mangled: a lossy
- * decode could map two different names onto one path (and silently overwrite).
+ * Decode a path name (or link target) as the FileName of its exact bytes (rootfs/name.ts): a name
+ * that is not valid UTF-8 keeps every byte, and no two byte strings decode alike.
  */
 export function decodeName(b: Uint8Array, off = 0, end = b.length): string {
-  try {
-    return strictUtf8.decode(b.subarray(off, end));
-  } catch {
-    throw new InvalidError(`tar entry name is not valid UTF-8: ${JSON.stringify(Buffer.from(b.subarray(off, end)).toString("latin1"))}`);
-  }
+  return fileName(b.subarray(off, end));
 }
 
 function decodeNameField(b: Buffer, off: number, len: number): string {

@@ -4,6 +4,7 @@
  * `dir/PaxHeaders.0/base` pseudo-entry names, whole-second mtimes, exactly two zero blocks at
  * the end and no record padding.
  */
+import { nameToBytes } from "../rootfs/name";
 import { Readable } from "node:stream";
 import { InvalidError } from "../errors";
 import { BLOCK, encodeHeader } from "./header";
@@ -113,7 +114,7 @@ export function encodeEntryHeader(h: TarWriterHeader, size: number): Buffer {
   let prefix = "";
   let ustarName = name;
   if (!isASCII(name) || Buffer.byteLength(name) > 100) {
-    pax.set("path", name);
+    pax.set("path", nameToBytes(name));
     const split = splitUSTARPath(name);
     if (split) [prefix, ustarName] = split;
     else needPax = true;
@@ -124,7 +125,10 @@ export function encodeEntryHeader(h: TarWriterHeader, size: number): Buffer {
       needPax = true;
     }
   };
-  fitString("linkpath", linkname, 100);
+  if (!isASCII(linkname) || linkname.length > 100) {
+    pax.set("linkpath", nameToBytes(linkname));
+    needPax = true;
+  }
   fitString("uname", uname, 32);
   fitString("gname", gname, 32);
   const fitNumber = (key: string, v: number, max: number) => {

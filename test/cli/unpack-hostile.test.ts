@@ -224,7 +224,13 @@ describe.skipIf(!isRoot)("unpack: hostile layers", () => {
     name += "f".repeat(4096 - name.length);
     expect(Buffer.byteLength(name)).toBe(4096);
     const c = run([[file(name, "long")]]);
-    if (c.code === 0) expect(readFileSync(join(c.R, name), "utf8")).toBe("long");
+    // (a path beyond PATH_MAX: extraction is relative to directory descriptors, so it may
+    // succeed; read it back one directory at a time)
+    if (c.code === 0) {
+      const leaf = name.slice(name.lastIndexOf("/") + 1);
+      const r = Bun.spawnSync(["sh", "-c", `cd "$1" && for d in ${comps.join(" ")}; do cd "$d" || exit 1; done && cat "$2"`, "sh", c.R, leaf]);
+      expect(r.stdout.toString()).toBe("long");
+    }
     else expect(c.stderr).toMatch(/too long|name/);
   });
 

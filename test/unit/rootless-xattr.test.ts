@@ -6,7 +6,7 @@ import {
   decodeRootlessOwner,
   decodeRootlessResource,
   encodeRootlessOwner,
-} from "../../src/layer/rootless-xattr";
+} from "../../src/rootfs/rootless-owner";
 
 const hex = (b: Uint8Array | null) => (b === null ? null : Buffer.from(b).toString("hex"));
 const unhex = (s: string) => Buffer.from(s, "hex");
