@@ -17,6 +17,7 @@ import { compressionFromMediaType, createDecompressor, sniffCompression, type Co
 import { readTar } from "../tar";
 import { createMtreeRecorder, writeMtreeSorted, UMOCI_KEYWORDS, type MtreeRecorder, type MtreeEntry } from "../mtree";
 import { LayerApplier } from "../layer/apply";
+import { toFsPath } from "../rootfs/name";
 import { type MapOptions, toHost } from "../layer/idmap";
 import { generateRuntimeConfig, serializeRuntimeConfig } from "./runtime-config";
 import { META_FILE, writeMeta } from "./meta";
@@ -235,7 +236,7 @@ export async function unpackBundle(layout: Layout, img: LoadedImage, bundleArg: 
           // Each BigInt lstat result is garbage at once: collect as we go.
           if ((++n & 8191) === 0) Bun.gc(true);
           let st: fs.BigIntStats;
-          try { st = fs.lstatSync(path.join(rootfs, e.path), { bigint: true }); } catch { continue; }
+          try { st = fs.lstatSync(toFsPath(path.join(rootfs, e.path)), { bigint: true }); } catch { continue; }
           if (st.isFile()) yield [e.path, statKey(st)] as [string, string];
         }
       })(), { fsync: false });

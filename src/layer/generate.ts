@@ -16,6 +16,7 @@ import { type MapOptions, toContainer } from "./idmap";
 import { decodeRootlessOwner } from "../rootfs/rootless-owner";
 import { ROOTLESS_XATTR, repackVerdict } from "../rootfs/xattr";
 import { fileName, toFsPath } from "../rootfs/name";
+import { floorSeconds } from "../rootfs/record";
 import { markReleasable } from "../util/release";
 import { openRegularForRead } from "../mtree/walk";
 
@@ -36,12 +37,7 @@ export interface GenerateOptions {
 
 const BIG_FILE = 1 << 20;
 
-/** Whole seconds of a nanosecond time, rounded down (Go's Time.Truncate(time.Second)). */
-export function floorSeconds(ns: bigint): number {
-  let s = ns / 1_000_000_000n;
-  if (ns < 0n && s * 1_000_000_000n !== ns) s -= 1n;
-  return Number(s);
-}
+
 
 /** The entry name: relative, directories with a trailing `/`, the root itself `.` (as umoci writes it). */
 function archiveName(rel: string, isDir: boolean): string {

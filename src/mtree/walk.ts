@@ -4,8 +4,10 @@
  */
 import * as fs from "node:fs";
 import { BociError, InvalidError } from "../errors";
-import { normalizeKeywords, sameFields, type MtreeEntry, type MtreeType } from "./entry";
+import { normalizeKeywords, sameFields, type MtreeEntry } from "./entry";
 import { bytesToName, compareBytes, hasRawBytes, nameToBytes } from "./vis";
+import { entryFromInode, floorSeconds, mtreeType } from "../rootfs/record";
+import { mtreeRecordsXattrs } from "../rootfs/xattr";
 
 export interface WalkTreeOptions {
   keywords: readonly string[];
@@ -86,15 +88,18 @@ export async function walkTree(root: string, opts: WalkTreeOptions): Promise<Mtr
   };
 
   const makeEntry = (rel: string, fsPath: FsPath, strPath: string, st: fs.BigIntStats, known?: MtreeEntry): MtreeEntry => {
-    const mode = Number(st.mode);
-    const type = fileType(mode);
+    // (the one rule for what an inode records: rootfs/record.ts; this walk keeps the keywords asked for)
+    const full = entryFromInode(rel, {
+      mode: Number(st.mode), uid: Number(st.uid), gid: Number(st.gid), nlink: Number(st.nlink), size: Number(st.size), mtimeSec: floorSeconds(st.mtimeNs),
+    });
+    const type = full.type;
     const e: MtreeEntry = { path: rel, type };
-    if (kw.has("size")) e.size = Number(st.size);
-    if (kw.has("uid")) e.uid = Number(st.uid);
-    if (kw.has("gid")) e.gid = Number(st.gid);
-    if (kw.has("mode")) e.mode = mode & 0o7777;
-    if (kw.has("nlink")) e.nlink = Number(st.nlink);
-    if (wantTime) e.tarTime = floorSeconds(st.mtimeNs);
+    if (kw.has("size")) e.size = full.size;
+    if (kw.has("uid")) e.uid = full.uid;
+    if (kw.has("gid")) e.gid = full.gid;
+    if (kw.has("mode")) e.mode = full.mode;
+    if (kw.has("nlink")) e.nlink = full.nlink;
+    if (wantTime) e.tarTime = full.tarTime;
     if (type === "link" && kw.has("link")) {
       try {
         e.link = bytesToName(fs.readlinkSync(fsPath, { encoding: "buffer" }));
@@ -104,7 +109,7 @@ export async function walkTree(root: string, opts: WalkTreeOptions): Promise<Mtr
     }
     if (known) {
       if (wantXattr && known.xattrs?.size) e.xattrs = new Map(known.xattrs);
-    } else if (wantXattr && (type === "file" || type === "dir")) {
+    } else if (wantXattr && mtreeRecordsXattrs(type)) {
       let x: Map<string, Buffer>;
       try {
         x = opts.listXattrs!(strPath);
@@ -166,7 +171,7 @@ export async function walkTree(root: string, opts: WalkTreeOptions): Promise<Mtr
     } catch (err) {
       return fail("lstat", root, err);
     }
-    if (fileType(Number(rootSt.mode)) !== "dir") throw new InvalidError(`mtree walk: ${root} is not a directory`);
+    if (mtreeType(Number(rootSt.mode)) !== "dir") throw new InvalidError(`mtree walk: ${root} is not a directory`);
 
     type Dir = { rel: string; fsPath: FsPath; st: fs.BigIntStats };
     const stack: Dir[] = [{ rel: ".", fsPath: root, st: rootSt }];
@@ -194,7 +199,7 @@ export async function walkTree(root: string, opts: WalkTreeOptions): Promise<Mtr
         } catch (err) {
           return fail("lstat", rel, err);
         }
-        if (fileType(Number(st.mode)) === "dir") dirs.push({ rel, fsPath, st });
+        if (mtreeType(Number(st.mode)) === "dir") dirs.push({ rel, fsPath, st });
         else files.push({ name, st, fsPath });
       }
       const byName = (a: { rel?: string; name?: string }, b: { rel?: string; name?: string }) =>
@@ -205,7 +210,7 @@ export async function walkTree(root: string, opts: WalkTreeOptions): Promise<Mtr
         // of a large tree grows the heap far beyond what its entries keep.
         if ((++walked & 4095) === 0) Bun.gc(true);
         const rel = dir.rel === "." ? f.name : dir.rel + "/" + f.name;
-        const known = opts.cached && fileType(Number(f.st.mode)) === "file" ? opts.cached(rel, f.st) : undefined;
+        const known = opts.cached && mtreeType(Number(f.st.mode)) === "file" ? opts.cached(rel, f.st) : undefined;
         let e = makeEntry(rel, f.fsPath, root + "/" + rel, f.st, known);
         if (wantHash && known?.sha256 !== undefined) {
           e.sha256 = known.sha256;
@@ -285,32 +290,6 @@ function restoreAll(restores: Restore[]): void {
 function nsToSeconds(ns: bigint): number {
   const s = ns / 1_000_000_000n;
   return Number(s) + Number(ns - s * 1_000_000_000n) / 1e9;
-}
-
-/** Seconds of a nanosecond timestamp, rounded down (Go's Time.Unix()). */
-function floorSeconds(ns: bigint): number {
-  let s = ns / 1_000_000_000n;
-  if (ns < 0n && s * 1_000_000_000n !== ns) s -= 1n;
-  return Number(s);
-}
-
-function fileType(mode: number): MtreeType {
-  switch (mode & 0o170000) {
-    case 0o040000:
-      return "dir";
-    case 0o120000:
-      return "link";
-    case 0o020000:
-      return "char";
-    case 0o060000:
-      return "block";
-    case 0o010000:
-      return "fifo";
-    case 0o140000:
-      return "socket";
-    default:
-      return "file";
-  }
 }
 
 /** Directory entry names; names that are not valid UTF-8 come back surrogate-escaped. */

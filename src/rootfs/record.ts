@@ -14,6 +14,13 @@ import { nameToBytes } from "./name";
 /** The numbers of an inode the rule reads (sys/at Stat has them). */
 export interface InodeFacts { mode: number; uid: number; gid: number; nlink: number; size: number; mtimeSec: number }
 
+/** Whole seconds of a nanosecond time, rounded down (Go's Time.Unix(); umoci 0.6 truncates mtimes so). */
+export function floorSeconds(ns: bigint): number {
+  let s = ns / 1_000_000_000n;
+  if (ns < 0n && s * 1_000_000_000n !== ns) s -= 1n;
+  return Number(s);
+}
+
 export function mtreeType(mode: number): MtreeType {
   switch (mode & 0o170000) {
     case 0o040000: return "dir";
