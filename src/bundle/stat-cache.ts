@@ -18,6 +18,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { InvalidError } from "../errors";
 import { readRegularFile, writeFileAtomicWith } from "../util/fs";
+import { makedev } from "../sys";
+import type { Stat } from "../sys/at";
 
 export const STAT_CACHE_FILE = ".boci-stat";
 const MAGIC = "boci-stat 1";
@@ -25,6 +27,12 @@ const MAGIC = "boci-stat 1";
 /** A file's identity and times as one string: "dev ino size mtimeNs ctimeNs" (kept compact). */
 export function statKey(st: fs.BigIntStats): string {
   return `${st.dev} ${st.ino} ${st.size} ${st.mtimeNs} ${st.ctimeNs}`;
+}
+
+/** statKey from a statx result (rootfs/tree.ts): the same string an lstat of the file gives. */
+export function statKeyOfStat(st: Stat): string {
+  const ns = (sec: number, nsec: number) => (BigInt(sec) * 1_000_000_000n + BigInt(nsec)).toString();
+  return `${makedev(st.devMajor, st.devMinor)} ${st.ino} ${st.size} ${ns(st.mtimeSec, st.mtimeNsec)} ${ns(st.ctimeSec, st.ctimeNsec)}`;
 }
 
 export function statCacheEnabled(): boolean {

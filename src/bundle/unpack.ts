@@ -17,11 +17,11 @@ import { compressionFromMediaType, createDecompressor, sniffCompression, type Co
 import { readTar } from "../tar";
 import { createMtreeRecorder, writeMtreeSorted, UMOCI_KEYWORDS, type MtreeRecorder, type MtreeEntry } from "../mtree";
 import { LayerApplier } from "../layer/apply";
-import { toFsPath } from "../rootfs/name";
 import { type MapOptions, toHost } from "../layer/idmap";
 import { generateRuntimeConfig, serializeRuntimeConfig } from "./runtime-config";
 import { META_FILE, writeMeta } from "./meta";
-import { STAT_CACHE_FILE, statCacheEnabled, statKey, writeStatCache } from "./stat-cache";
+import { STAT_CACHE_FILE, statCacheEnabled, statKeyOfStat, writeStatCache } from "./stat-cache";
+import { RootTree } from "../rootfs/tree";
 import { createProgress, formatBytes } from "../util/progress";
 import { getPool, inlineHasher } from "../worker/pool";
 import { onInterrupt, removeStaleTemps, removeTreeForce, yieldToSignals } from "../util/cleanup";
@@ -230,14 +230,20 @@ export async function unpackBundle(layout: Layout, img: LoadedImage, bundleArg: 
     if (statCacheEnabled()) {
       // The files as they are now, every layer applied (stat-cache.ts).
       writeStatCache(tmp, mtreeSha, (function* () {
-        let n = 0;
-        for (const e of recorder.entries()) {
-          if (e.type !== "file") continue;
-          // Each BigInt lstat result is garbage at once: collect as we go.
-          if ((++n & 8191) === 0) Bun.gc(true);
-          let st: fs.BigIntStats;
-          try { st = fs.lstatSync(toFsPath(path.join(rootfs, e.path)), { bigint: true }); } catch { continue; }
-          if (st.isFile()) yield [e.path, statKey(st)] as [string, string];
+        // (statx through the parent's descriptor: no path walk from the top, no BigInt garbage)
+        const tree = new RootTree(rootfs);
+        try {
+          let n = 0;
+          for (const e of recorder.entries()) {
+            if (e.type !== "file") continue;
+            // (each key leaves strings and BigInts behind: collect as we go)
+            if ((++n & 8191) === 0) Bun.gc(true);
+            tree.trim();
+            const st = tree.stat(e.path);
+            if (st && (st.mode & 0o170000) === 0o100000) yield [e.path, statKeyOfStat(st)] as [string, string];
+          }
+        } finally {
+          tree.close();
         }
       })(), { fsync: false });
     }

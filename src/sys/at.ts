@@ -47,6 +47,10 @@ export interface Stat {
   atimeNsec: number;
   mtimeSec: number;
   mtimeNsec: number;
+  ctimeSec: number;
+  ctimeNsec: number;
+  devMajor: number;
+  devMinor: number;
 }
 
 const statBuf = new Uint8Array(256);
@@ -88,6 +92,10 @@ function readStat(): Stat {
     atimeNsec: v.getUint32(72, true),
     mtimeSec: i64(112),
     mtimeNsec: v.getUint32(120, true),
+    ctimeSec: i64(96),
+    ctimeNsec: v.getUint32(104, true),
+    devMajor: v.getUint32(136, true),
+    devMinor: v.getUint32(140, true),
     rdevMajor: v.getUint32(128, true),
     rdevMinor: v.getUint32(132, true),
     dev: v.getUint32(136, true) * 0x100000 + v.getUint32(140, true),
