@@ -6,15 +6,35 @@
  * documented safe outcome; a sentinel directory beside the target is unchanged; and the layout
  * is still valid afterwards (`boci validate --layout` exits 0), or — when the case itself
  * corrupted the layout — validate reports it (exit 4) without crashing.
+ *
+ * The whole corpus runs twice: once as boci runs on this kernel (openat2 RESOLVE_BENEATH), once
+ * with BOCI_NO_OPENAT2=1 in every spawned boci's environment (the component-by-component openat
+ * walk that kernels before 5.6 get). A strace check per pass shows the variable picks the path.
  */
-import { describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync, writeFileSync, existsSync, readdirSync, rmSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
 import * as zlib from "node:zlib";
-import { boci, ok, scratch, BIN, type RunResult } from "../helpers/cli";
+import { boci as runBoci, ok as runOk, scratch, have, BIN, type RunResult } from "../helpers/cli";
 import { checkLayout } from "../helpers/check-layout";
 import { makeTar, makeImage, tarEntry, tarHeader, file, dir, writeBlob, setTag, sha256hex, MT, BLOCK, type Descriptor, type MakeImageOptions } from "../helpers/image";
 import { makeSentinel, snapshotTree, snapLayout, expectOneLine, readJson, blobPath, REF } from "./lib";
+
+/** Extra environment for every boci this file spawns: set by the pass (see {@link describeBoth}). */
+let passEnv: Record<string, string> = {};
+const boci = (args: string[], opts: Parameters<typeof runBoci>[1] = {}): RunResult => runBoci(args, { ...opts, env: { ...passEnv, ...opts.env } });
+const ok = (args: string[], opts: Parameters<typeof runOk>[1] = {}): RunResult => runOk(args, { ...opts, env: { ...passEnv, ...opts.env } });
+
+/** `describe` twice: the openat2 path, then the forced userspace fallback (BOCI_NO_OPENAT2=1). */
+function describeBoth(name: string, body: (fallback: boolean) => void): void {
+  for (const fallback of [false, true]) {
+    describe(`${name} [${fallback ? "openat fallback, BOCI_NO_OPENAT2=1" : "openat2"}]`, () => {
+      beforeAll(() => { passEnv = fallback ? { BOCI_NO_OPENAT2: "1" } : {}; });
+      afterAll(() => { passEnv = {}; });
+      body(fallback);
+    });
+  }
+}
 
 interface Env { s: string; L: string; outside: string; sentinel: Record<string, string> }
 
@@ -120,7 +140,7 @@ function stat(e: Env): RunResult {
 const DEEP = 10000;
 const deep = (n: number) => "[".repeat(n) + "]".repeat(n);
 
-describe("corpus: malformed tar", () => {
+describeBoth("corpus: malformed tar", () => {
   test("bad header checksum", () => {
     badLayer(makeTar([file("a", "x", { badChecksum: true })]), 4);
   });
@@ -170,7 +190,7 @@ describe("corpus: malformed tar", () => {
     makeImage(e.L, "t", [tar]);
     const mem = join(e.s, "mem.txt");
     const t0 = Date.now();
-    const p = Bun.spawnSync(["/usr/bin/time", "-o", mem, "-f", "%M", BIN, "unpack", "--no-progress", "--image", `${e.L}:t`, join(e.s, "bundle")], { stdout: "pipe", stderr: "pipe" });
+    const p = Bun.spawnSync(["/usr/bin/time", "-o", mem, "-f", "%M", BIN, "unpack", "--no-progress", "--image", `${e.L}:t`, join(e.s, "bundle")], { stdout: "pipe", stderr: "pipe", env: { ...process.env, ...passEnv } });
     const r: RunResult = { code: p.exitCode ?? -1, stdout: p.stdout.toString(), stderr: p.stderr.toString() };
     const ms = Date.now() - t0;
     expectOneLine(r, 4);
@@ -203,7 +223,7 @@ describe("corpus: malformed tar", () => {
   });
 });
 
-describe("corpus: decompression bomb", () => {
+describeBoth("corpus: decompression bomb", () => {
   test("BOCI_MAX_LAYER_BYTES=1048576 stops a layer inflating to 10 MiB of zeros", () => {
     badLayer(makeTar([file("a", Buffer.alloc(10 << 20))]), 4, /exceeds/, {}, { BOCI_MAX_LAYER_BYTES: "1048576" }, "valid");
   });
@@ -219,7 +239,7 @@ describe("corpus: decompression bomb", () => {
   });
 });
 
-describe("corpus: malformed JSON", () => {
+describeBoth("corpus: malformed JSON", () => {
   test(`index.json nested ${DEEP} levels deep`, () => {
     const e = env();
     writeFileSync(join(e.L, "index.json"), deep(DEEP));
@@ -331,7 +351,7 @@ describe("corpus: malformed JSON", () => {
   });
 });
 
-describe("corpus: media-type confusion", () => {
+describeBoth("corpus: media-type confusion", () => {
   test("index.json entry says manifest, blob is an index", () => {
     const e = imageEnv();
     const ix = { schemaVersion: 2, mediaType: MT.index, manifests: [e.img.manifest] };
@@ -373,7 +393,7 @@ describe("corpus: media-type confusion", () => {
   });
 });
 
-describe("corpus: sizes and digests", () => {
+describeBoth("corpus: sizes and digests", () => {
   test("descriptor size smaller than the blob", () => {
     const e = imageEnv();
     setTag(e.L, "t", { ...e.img.manifest, size: e.img.manifest.size - 1 });
@@ -483,7 +503,7 @@ describe("corpus: sizes and digests", () => {
   });
 });
 
-describe("corpus: hostile bundles (repack)", () => {
+describeBoth("corpus: hostile bundles (repack)", () => {
   /** An image `t`, unpacked into s/bundle, with a change in the rootfs. */
   function bundleEnv(): Env & { bundle: string; mtree: string; before: ReturnType<typeof snapLayout> } {
     const e = imageEnv();
@@ -561,7 +581,24 @@ describe("corpus: hostile bundles (repack)", () => {
   });
 });
 
-describe("corpus: environment", () => {
+const canStrace = have("strace") && Bun.spawnSync(["strace", "-f", "-qq", "-o", "/dev/null", "true"]).exitCode === 0;
+if (!canStrace) console.log("corpus: strace missing or not permitted; the per-pass openat2/fallback check is skipped");
+
+describeBoth("corpus: environment", (fallback) => {
+  test.skipIf(!canStrace)(`unpack ${fallback ? "never calls openat2 with BOCI_NO_OPENAT2=1" : "resolves below the rootfs with openat2"} (strace)`, () => {
+    const e = env();
+    makeImage(e.L, "t", [makeTar([dir("a/"), dir("a/b/"), file("a/b/c", "c\n")])]);
+    const trace = join(e.s, "trace");
+    const p = Bun.spawnSync(["strace", "-f", "-qq", "-e", "trace=openat2", "-o", trace, BIN, "unpack", "--no-progress", "--image", `${e.L}:t`, join(e.s, "bundle")], { stdout: "pipe", stderr: "pipe", env: { ...process.env, ...passEnv } });
+    if (p.exitCode !== 0) throw new Error(`strace boci unpack exited ${p.exitCode}: ${p.stderr.toString()}`);
+    const calls = readFileSync(trace, "utf8").split("\n").filter((l) => /\bopenat2\(/.test(l)).length;
+    if (fallback) expect(calls).toBe(0);
+    else expect(calls).toBeGreaterThan(0);
+    expect(readFileSync(join(e.s, "bundle", "rootfs", "a", "b", "c"), "utf8")).toBe("c\n");
+    finish(e, "valid", ["trace"]);
+  });
+
+
   test("repack of a large file works when run from a directory other than the source checkout (worker entry)", () => {
     const e = imageEnv();
     const bundle = join(e.s, "bundle");
