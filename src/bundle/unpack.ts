@@ -15,13 +15,15 @@ import { type Layout, type DescriptorPath, manifestOf } from "../cas";
 import { type Descriptor, type ImageConfig, type Manifest, MediaType, isLayerMediaType } from "../image";
 import { compressionFromMediaType, createDecompressor, sniffCompression, type Compression } from "../compress";
 import { readTar } from "../tar";
-import { createMtreeRecorder, writeMtreeSorted, UMOCI_KEYWORDS, type MtreeRecorder, type MtreeEntry } from "../mtree";
+import { writeMtreeSorted, UMOCI_KEYWORDS, type MtreeEntry } from "../mtree";
+import { createManifestSpool } from "../mtree/spool";
 import { LayerApplier } from "../layer/apply";
 import { type MapOptions, toHost } from "../layer/idmap";
 import { generateRuntimeConfig, serializeRuntimeConfig } from "./runtime-config";
 import { META_FILE, writeMeta } from "./meta";
-import { STAT_CACHE_FILE, statCacheEnabled, statKeyOfStat, writeStatCache } from "./stat-cache";
+import { STAT_CACHE_FILE, LineSpool, statCacheEnabled, statKeyOfStat, statLine, writeStatCacheLines } from "./stat-cache";
 import { RootTree } from "../rootfs/tree";
+import { heapTick } from "../util/heap";
 import { createProgress, formatBytes } from "../util/progress";
 import { getPool, inlineHasher } from "../worker/pool";
 import { onInterrupt, removeStaleTemps, removeTreeForce, yieldToSignals } from "../util/cleanup";
@@ -62,11 +64,15 @@ export function loadImage(layout: Layout, p: DescriptorPath): LoadedImage {
 }
 
 /**
- * Extract every layer of `img` onto `rootfs` (which must exist). Returns the recorder holding
- * the extracted tree when `record` is set.
+ * Extract every layer of `img` onto `rootfs` (which must exist). With `record`, the extracted
+ * tree is logged to a manifest spool in `record.spoolDir` as it is made; read it back (walk
+ * order, final values) with the returned `manifest()`, then `close()` (which also removes the
+ * spool). Without, nothing is returned.
  */
-export async function unpackLayers(layout: Layout, img: LoadedImage, rootfs: string, opts: UnpackOptions & { record?: boolean }): Promise<MtreeRecorder | undefined> {
-  const recorder = opts.record ? createMtreeRecorder() : undefined;
+export async function unpackLayers(
+  layout: Layout, img: LoadedImage, rootfs: string, opts: UnpackOptions & { record?: { spoolDir: string } },
+): Promise<RecordedTree | undefined> {
+  const recorder = opts.record ? createManifestSpool(opts.record.spoolDir) : undefined;
   const applier = new LayerApplier(rootfs, {
     mapOptions: opts.mapOptions,
     keepDirlinks: opts.keepDirlinks,
@@ -100,11 +106,19 @@ export async function unpackLayers(layout: Layout, img: LoadedImage, rootfs: str
       }
     }
     await applier.finish();
+  } catch (e) {
+    applier.close();
+    recorder?.close();
+    throw e;
   } finally {
     progress.done();
   }
-  return recorder;
+  if (!recorder) return undefined;
+  return { manifest: () => applier.manifest(), close: () => { applier.close(); recorder.close(); } };
 }
+
+/** What unpackLayers recorded: the manifest entries in walk order, read once. */
+export interface RecordedTree { manifest(): Generator<MtreeEntry>; close(): void }
 
 /**
  * The decompression-bomb bound for a layer: BOCI_MAX_LAYER_BYTES when set, else 2048 times the
@@ -214,38 +228,47 @@ export async function unpackBundle(layout: Layout, img: LoadedImage, bundleArg: 
     }
     const rootfs = path.join(tmp, "rootfs");
     createRootfsDir(rootfs, opts.mapOptions);
-    const recorder = (await unpackLayers(layout, img, rootfs, { ...opts, record: true }))!;
-    // Drop the extraction's garbage (decompressed chunks, stat results) before the manifest is
-    // formatted, so the two never add up in the peak.
-    Bun.gc(true);
-    const cfg = generateRuntimeConfig(img.config, {
-      rootfsName: "rootfs",
-      rootfsPath: rootfs,
-      mapOptions: opts.mapOptions,
-      onWarning: opts.onWarning,
-    });
-    writeNewFile(path.join(tmp, "config.json"), serializeRuntimeConfig(cfg));
-    // (the header names the rootfs where it will be, not where it is built)
-    const mtreeSha = writeMtreeFile(path.join(tmp, mtreeName), recorder.sorted(), rootfs, { treeName: path.join(bundle, "rootfs") });
-    if (statCacheEnabled()) {
-      // The files as they are now, every layer applied (stat-cache.ts).
-      writeStatCache(tmp, mtreeSha, (function* () {
-        // (statx through the parent's descriptor: no path walk from the top, no BigInt garbage)
-        const tree = new RootTree(rootfs);
-        try {
-          let n = 0;
-          for (const e of recorder.entries()) {
-            if (e.type !== "file") continue;
-            // (each key leaves strings and BigInts behind: collect as we go)
-            if ((++n & 8191) === 0) Bun.gc(true);
-            tree.trim();
-            const st = tree.stat(e.path);
-            if (st && (st.mode & 0o170000) === 0o100000) yield [e.path, statKeyOfStat(st)] as [string, string];
+    const recorded = (await unpackLayers(layout, img, rootfs, { ...opts, record: { spoolDir: path.join(tmp, ".boci-mtree-spool") } }))!;
+    try {
+      // Drop the extraction's garbage (decompressed chunks, stat results) before the manifest is
+      // formatted, so the two never add up in the peak.
+      Bun.gc(true);
+      const cfg = generateRuntimeConfig(img.config, {
+        rootfsName: "rootfs",
+        rootfsPath: rootfs,
+        mapOptions: opts.mapOptions,
+        onWarning: opts.onWarning,
+      });
+      writeNewFile(path.join(tmp, "config.json"), serializeRuntimeConfig(cfg));
+      // The stat cache (stat-cache.ts) takes each regular file as it is now, every layer applied,
+      // as the manifest goes by: its lines wait in a file until the manifest's digest is known.
+      const statFile = statCacheEnabled() ? path.join(tmp, ".boci-mtree-spool", "stat") : null;
+      const stats = statFile ? new LineSpool(statFile) : null;
+      const tree = stats ? new RootTree(rootfs) : null;
+      let n = 0;
+      const entries = function* (): Generator<MtreeEntry> {
+        for (const e of recorded.manifest()) {
+          if (tree && e.type === "file") {
+            if ((++n & 4095) === 0) tree.trim();
+            // (a file the caller cannot reach, rootless below a locked directory, goes without one)
+            let st = null;
+            try { st = tree.stat(e.path); } catch { /* not cached: repack reads it */ }
+            if (st && (st.mode & 0o170000) === 0o100000) stats!.push(statLine(e.path, statKeyOfStat(st)));
           }
-        } finally {
-          tree.close();
+          yield e;
         }
-      })(), { fsync: false });
+      };
+      let mtreeSha: string;
+      try {
+        // (the header names the rootfs where it will be, not where it is built)
+        mtreeSha = writeMtreeFile(path.join(tmp, mtreeName), entries(), rootfs, { treeName: path.join(bundle, "rootfs") });
+      } finally {
+        tree?.close();
+        stats?.end();
+      }
+      if (stats) writeStatCacheLines(tmp, mtreeSha, stats.lines(), { fsync: false });
+    } finally {
+      recorded.close();
     }
     writeMeta(tmp, { descriptorWalk: img.path.walk, mapOptions: opts.mapOptions }, { fsync: false });
     // A signal that came during the synchronous tail above is handled now, before the bundle
@@ -416,7 +439,7 @@ export function writeMtreeFile(file: string, entries: Iterable<MtreeEntry>, tree
       write(b);
       // Formatting makes short-lived strings fast; collect after every piece (4,096 lines) to
       // keep the peak down (every other piece: ~6 MiB more at 50,000 files).
-      Bun.gc(true);
+      heapTick(4096);
     });
   };
   if (opts.replace) {

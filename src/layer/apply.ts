@@ -19,7 +19,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { InvalidError, addContext } from "../errors";
 import type { TarEntry, TarHeader } from "../tar";
-import type { MtreeEntry, MtreeRecorder } from "../mtree";
+import type { MtreeEntry } from "../mtree";
+import { FROM_DISK, REFRESH, type ManifestSpool } from "../mtree/spool";
 import { type MapOptions, toHost } from "./idmap";
 import { cleanEntryPath, baseOf, joinPath as join, mtreePath, parentOf } from "../rootfs/path";
 import { RootTree, isDir, type ResolveHooks } from "../rootfs/tree";
@@ -29,14 +30,15 @@ import { entryFromHeader, entryFromInode } from "../rootfs/record";
 import { cname, fileName } from "../rootfs/name";
 import { chownAt, closeFd, linkAt, mkdirAt, openAt, readDirFd, readlinkAt, statAt, statFd } from "../sys/at";
 import { O_CLOEXEC, O_DIRECTORY, O_NOFOLLOW, O_NONBLOCK, O_RDONLY } from "../sys";
+import { heapTick } from "../util/heap";
 
 export { cleanEntryPath };
 
 export interface ApplyOptions {
   mapOptions: MapOptions;
   keepDirlinks?: boolean;
-  /** Record the extracted tree here (the bundle's mtree manifest). */
-  recorder?: MtreeRecorder;
+  /** Record the extracted tree here (the bundle's mtree manifest), read back by manifest(). */
+  recorder?: ManifestSpool;
   onWarning?: (code: string, msg: string) => void;
 }
 
@@ -62,8 +64,6 @@ export class LayerApplier {
   private readonly startedEmpty: boolean;
   /** a name was removed since the applier was made (a recorded parent may be gone) */
   private removedEver = false;
-  /** real paths whose recorded nlink/size/owner must be re-read at the end */
-  private restat = new Set<string>();
   private readonly euid = process.geteuid?.() ?? 0;
   private readonly egid = process.getegid?.() ?? 0;
   private readonly hooks: ResolveHooks;
@@ -96,8 +96,7 @@ export class LayerApplier {
 
   /** Record the root directory as it is now (before the first layer). */
   recordRoot(): void {
-    this.recordFromDisk("");
-    this.restat.add("");
+    this.opts.recorder?.set({ path: ".", type: "dir" }, FROM_DISK);
   }
 
   /** Apply one layer's entries (already decompressed and parsed). */
@@ -108,10 +107,9 @@ export class LayerApplier {
     this.layersApplied++;
     this.upper = new Set();
     this.tree.invalidate();
-    let n = 0;
     for await (const entry of entries) {
       // Keep the heap small on layers with many entries: JSC collects lazily by default.
-      if ((++n & 4095) === 0) Bun.gc(true);
+      heapTick();
       try {
         await this.applyEntry(entry);
       } catch (e) {
@@ -123,31 +121,46 @@ export class LayerApplier {
     this.tree.trim();
   }
 
-  /**
-   * Re-read what only settles at the end (nlink of hardlinked files, dir sizes and nlinks), and
-   * fill in the digests of large files hashed on worker threads.
-   */
+  /** Wait for the digests of large files hashed on worker threads. */
   async finish(): Promise<void> {
+    this.digests = await this.writer.digests();
+    if (!this.opts.recorder) this.close();
+  }
+  private digests = new Map<string, string>();
+
+  /**
+   * The recorded tree in walk order, each entry final: what only settles at the end (a
+   * directory's size and nlink, a hardlinked file's nlink, implicit parents) read from disk
+   * now, digests of large files filled in. Releases the root's descriptors when done.
+   */
+  *manifest(): Generator<MtreeEntry> {
     const rec = this.opts.recorder;
-    if (!rec) { this.close(); return; }
-    const digests = await this.writer.digests();
-    for (const rel of this.restat) {
-      if (!rec.has(mtreePath(rel))) continue;
-      // Read only what is still reached from the root without a symlink.
-      if (this.removedEver && rel !== "" && this.tree.tryDir(parentOf(rel)) < 0) { rec.delete(rel); continue; }
-      try {
-        this.recordFromDisk(rel);
-      } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code;
-        if (!this.rootless || (code !== "EACCES" && code !== "EPERM")) throw e;
-        // Rootless: an ancestor locked by the image hides it; look with the ancestors opened up.
-        this.deferred.withOpenAncestors(rel, () => { this.tree.invalidate(); this.recordFromDisk(rel); });
+    if (!rec) return;
+    try {
+      let n = 0;
+      for (const { entry, flags } of rec.entries()) {
+        if ((++n & 4095) === 0) this.tree.trim();
+        if (entry.sha256?.startsWith(PENDING_DIGEST)) entry.sha256 = this.digests.get(entry.sha256);
+        if (!(flags & (REFRESH | FROM_DISK))) { yield entry; continue; }
+        const rel = entry.path === "." ? "" : entry.path;
+        // Read only what is still reached from the root without a symlink.
+        if (this.removedEver && rel !== "" && this.tree.tryDir(parentOf(rel)) < 0) continue;
+        const prev = flags & FROM_DISK ? undefined : entry;
+        let e: MtreeEntry | null;
+        try {
+          e = this.fromDisk(rel, prev);
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (!this.rootless || (code !== "EACCES" && code !== "EPERM")) throw err;
+          // Rootless: an ancestor locked by the image hides it; look with the ancestors opened up.
+          e = null;
+          this.deferred.withOpenAncestors(rel, () => { this.tree.invalidate(); e = this.fromDisk(rel, prev); });
+        }
+        if (e) yield e;
       }
-      this.tree.trim();
+    } finally {
+      this.close();
     }
-    this.restat.clear();
-    this.close();
-    if (digests.size) rec.resolveDigests((s) => (s.startsWith(PENDING_DIGEST) ? digests.get(s) : undefined));
   }
 
   /** Release the root's descriptors (finish() does; call it when giving up early). */
@@ -237,13 +250,9 @@ export class LayerApplier {
     if (!st) throw new InvalidError(`hardlink target ${JSON.stringify(hdr.linkname)} does not exist`);
     if (isDir(st)) throw new InvalidError(`hardlink target ${JSON.stringify(hdr.linkname)} is a directory`);
     linkAt(src.fd, cname(srcName, 1), at.dirfd, cname(at.name));
-    const srcReal = join(src.real, srcName);
-    this.restat.add(srcReal);
-    this.restat.add(real);
-    const rec = this.opts.recorder;
-    const srcRec = rec?.get(srcReal);
-    if (rec && srcRec) rec.set({ ...srcRec, path: real });
-    else this.recordFromDisk(real);
+    // (both names' nlink settles at the end; the new name is read from disk then)
+    this.opts.recorder?.patch(mtreePath(join(src.real, srcName)), { flags: REFRESH });
+    this.opts.recorder?.set({ path: mtreePath(real), type: "file" }, FROM_DISK);
   }
 
   /** A parent directory the layer did not name: 0755, owned by container root, recorded. */
@@ -252,9 +261,7 @@ export class LayerApplier {
     if (!this.rootless) {
       chownAt(at.dirfd, cname(at.name), toHost(0, this.opts.mapOptions.uidMappings, "uid"), toHost(0, this.opts.mapOptions.gidMappings, "gid"));
     }
-    const real = join(at.parentReal, at.name);
-    this.recordFromDisk(real);
-    this.restat.add(real);
+    this.opts.recorder?.set({ path: mtreePath(join(at.parentReal, at.name)), type: "dir" }, FROM_DISK);
   }
 
   private isDirLink(real: string): boolean {
@@ -336,7 +343,7 @@ export class LayerApplier {
     this.deferred.drop(real);
     this.removedEver = true;
     this.tree.removeAll(dirfd, baseOf(real));
-    this.opts.recorder?.delete(real);
+    this.opts.recorder?.delete(mtreePath(real));
   }
 
   // ---- mtree recording -------------------------------------------------------------------------
@@ -345,27 +352,25 @@ export class LayerApplier {
     const rec = this.opts.recorder;
     if (!rec) return;
     const owner = this.rootless ? { uid: this.euid, gid: this.egid } : hostOwner(hdr, this.opts.mapOptions);
-    rec.set(entryFromHeader(mtreePath(real), hdr, { rootless: this.rootless, ...owner, sha256: sha }));
-    if (hdr.type === "dir" || this.writer.xattrsUnsupported) this.restat.add(real);
+    rec.set(entryFromHeader(mtreePath(real), hdr, { rootless: this.rootless, ...owner, sha256: sha }), hdr.type === "dir" || this.writer.xattrsUnsupported ? REFRESH : 0);
   }
 
-  private patchRecord(real: string, patch: Partial<MtreeEntry>): void {
-    const rec = this.opts.recorder;
-    const e = rec?.get(mtreePath(real));
-    if (rec && e) rec.set({ ...e, ...patch });
+  private patchRecord(real: string, patch: { mode: number }): void {
+    this.opts.recorder?.patch(mtreePath(real), patch);
   }
 
-  /** Record an entry from disk (for paths whose state is not fully known from the header). */
-  private recordFromDisk(real: string): void {
-    const rec = this.opts.recorder;
-    if (!rec) return;
+  /**
+   * The entry of real path `real` as it is on disk, keeping from `prev` (its recorded entry) what
+   * the disk cannot say: the digest, a directory's header time and (rootless) mode, the xattrs
+   * the layer set. null when it is gone.
+   */
+  private fromDisk(real: string, prev: MtreeEntry | undefined): MtreeEntry | null {
     const p = mtreePath(real);
     const st = this.tree.stat(real);
-    if (!st) { if (real !== "") rec.delete(p); return; }
-    const prev = rec.get(p);
+    if (!st) return null;
     const dirfd = real === "" ? this.tree.rootFd : this.tree.dir(parentOf(real));
     const name = real === "" ? "." : baseOf(real);
-    const type = (st.mode & 0o170000);
+    const type = st.mode & 0o170000;
     const e = entryFromInode(p, st, {
       link: type === 0o120000 ? fileName(readlinkAt(dirfd, cname(name))) : undefined,
       sha256: type === 0o100000 ? (prev?.type === "file" && prev.sha256 ? prev.sha256 : hashAt(dirfd, name)) : undefined,
@@ -374,7 +379,7 @@ export class LayerApplier {
     if (e.type === "dir" && prev?.type === "dir" && prev.tarTime !== undefined) e.tarTime = prev.tarTime;
     if (e.type === "dir" && prev?.type === "dir" && prev.mode !== undefined && this.rootless) e.mode = prev.mode;
     if (prev?.xattrs) e.xattrs = prev.xattrs;
-    rec.set(e);
+    return e;
   }
 }
 

@@ -18,17 +18,22 @@
  * Without root only the rootless rows run (the others chown, make device nodes, set trusted.*
  * xattrs or set-id bits).
  */
-import { describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createHash } from "node:crypto";
 import { LayerApplier } from "../../src/layer/apply";
 import type { IdMapping } from "../../src/layer/idmap";
-import { bytesToName, createMtreeRecorder, hasRawBytes, nameToBytes, type MtreeEntry } from "../../src/mtree";
+import { bytesToName, hasRawBytes, nameToBytes, type MtreeEntry } from "../../src/mtree";
+import { createManifestSpool } from "../../src/mtree/spool";
 import { lgetxattr, llistxattr, lsetxattr } from "../../src/sys";
 import { removeTreeForce } from "../../src/util/cleanup";
 import { DEFAULT_MTIME, type EntrySpec, layerOf, toBuffer } from "../helpers/entries";
+
+const spoolBase = fs.mkdtempSync(join(tmpdir(), "boci-layer-apply-spool-"));
+let spoolCount = 0;
+afterAll(() => fs.rmSync(spoolBase, { recursive: true, force: true }));
 
 const IS_ROOT = process.geteuid?.() === 0;
 const EUID = process.geteuid?.() ?? 0;
@@ -1037,7 +1042,8 @@ async function problemsOf(row: Row): Promise<string[]> {
     row.setup?.({ scratch, root });
 
     const warnings = new Set<string>();
-    const recorder = createMtreeRecorder();
+    // (the manifest spool lives apart from the scratch dir, which is checked for changes)
+    const recorder = createManifestSpool(join(spoolBase, `spool-${spoolCount++}`));
     const applier = new LayerApplier(root, {
       mapOptions: { uidMappings: row.uidMappings ?? [], gidMappings: row.gidMappings ?? [], rootless: row.rootless ?? false },
       keepDirlinks: row.keepDirlinks,
@@ -1045,14 +1051,19 @@ async function problemsOf(row: Row): Promise<string[]> {
       onWarning: (code) => warnings.add(code),
     });
     let err: unknown;
+    let manifest: MtreeEntry[] | undefined;
+    let manifestError: unknown;
     try {
       applier.recordRoot();
       for (const layer of row.layers) await applier.applyLayer(layerOf(layer));
       await applier.finish();
+      // (read as unpack does, right after the layers: what only settles at the end is read from disk now)
+      try { manifest = [...applier.manifest()]; } catch (e) { manifestError = e; }
     } catch (e) {
       err = e;
       applier.close();
     }
+    recorder.close();
     row.afterApply?.({ scratch, root });
 
     const out: string[] = [];
@@ -1085,7 +1096,8 @@ async function problemsOf(row: Row): Promise<string[]> {
     if (err === undefined) {
       let recorded: Map<string, MtreeEntry> | undefined;
       try {
-        recorded = new Map([...recorder.sorted()].map((e) => [e.path, e]));
+        if (manifestError) throw manifestError;
+        recorded = new Map(manifest!.map((e) => [e.path, e]));
       } catch (e) {
         out.push(`manifest: ${(e as Error).message}`);
       }
