@@ -14,7 +14,7 @@ import {
 } from "../sys/at";
 import { O_CLOEXEC, O_NOFOLLOW, makedev } from "../sys";
 import { getPool } from "../worker/pool";
-import { cname } from "./name";
+import { cname, cnameExact } from "./name";
 import { encodeRootlessOwner } from "./rootless-owner";
 import { ROOTLESS_XATTR, removeBeforeSet, unpackVerdict } from "./xattr";
 import type { RootTree } from "./tree";
@@ -143,7 +143,7 @@ export class InodeWriter {
   }
 
   symlink(at: Place, target: string): void {
-    symlinkAt(Buffer.from(cname(target, 1)), at.dirfd, cname(at.name));
+    symlinkAt(Buffer.from(cnameExact(target, 1)), at.dirfd, cname(at.name));
   }
 
   /** A device node or FIFO; rootless (or refused), a device becomes an empty file, with a warning. */

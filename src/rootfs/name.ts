@@ -158,24 +158,37 @@ export function displayName(s: string): string {
 // ---- C strings for the kernel ----------------------------------------------------------------
 
 const slots: Buffer[] = [Buffer.alloc(4096), Buffer.alloc(4096), Buffer.alloc(4096)];
+/** the name each slot holds now, and its length in bytes (without the NUL) */
+const held: Array<string | null> = [null, null, null];
+const heldLength = [0, 0, 0];
 
 /**
- * `name`'s bytes, NUL-terminated, in reused buffer `slot` (0–2; valid until that slot is used
- * again). Throws an EINVAL error for a name holding a NUL.
+ * `name`'s bytes as a C string (NUL-terminated) in reused buffer `slot` (0–2), valid until that
+ * slot is used for another name: the whole buffer is returned (the kernel reads up to the NUL;
+ * see {@link cnameExact} for a view of just the name). Throws an EINVAL error for a name holding
+ * a NUL. (The same name asked again, as each inode's calls do, is not encoded again.)
  */
 export function cname(name: string, slot = 0): Buffer {
+  if (held[slot] === name) return slots[slot]!;
   let buf = slots[slot]!;
   // (at most 3 bytes per UTF-16 unit)
   if (name.length * 3 + 1 > buf.length) buf = slots[slot] = Buffer.alloc(name.length * 3 + 1);
   if (name.includes("\0")) throw Object.assign(new Error(`invalid name ${JSON.stringify(displayName(name))}: contains a NUL byte`), { code: "EINVAL" });
-  const n = buf.write(name, 0, "utf8");
+  let n = buf.write(name, 0, "utf8");
   // (only a name with non-ASCII text can carry raw bytes)
   if (n !== name.length && hasRawBytes(name)) {
     const raw = nameToBytes(name);
     raw.copy(buf, 0);
-    buf[raw.length] = 0;
-    return buf.subarray(0, raw.length + 1);
+    n = raw.length;
   }
   buf[n] = 0;
-  return buf.subarray(0, n + 1);
+  held[slot] = name;
+  heldLength[slot] = n;
+  return buf;
+}
+
+/** As {@link cname}, a view of exactly the name and its NUL (still in the reused buffer). */
+export function cnameExact(name: string, slot = 0): Buffer {
+  const buf = cname(name, slot);
+  return buf.subarray(0, heldLength[slot]! + 1);
 }

@@ -4,12 +4,18 @@
  * "." ({@link mtreePath}), and so do tar names (a tar writer writes "." for the root).
  */
 
+const DOT_COMPONENT = /(?:^|\/)\.\.?(?:\/|$)/;
+
 /**
  * Clean a tar entry name (or a path a person typed) to a root-relative path: "" is the root.
  * Leading "/", "." and ".." components that would climb above the root are dropped — the one
  * path cleaner for unpack, the tar check of `raw add-layer`, and the commands that take paths.
  */
 export function cleanEntryPath(name: string): string {
+  // The common shapes ("a/b", "./a/b", "a/b/") need no splitting.
+  let s = name.startsWith("./") ? name.slice(2) : name;
+  if (s.endsWith("/")) s = s.slice(0, -1);
+  if (s !== "" && s.charCodeAt(0) !== 0x2f && !s.endsWith("/") && !s.includes("//") && !DOT_COMPONENT.test(s)) return s;
   const out: string[] = [];
   for (const c of name.split("/")) {
     if (c === "" || c === ".") continue;

@@ -29,7 +29,7 @@ import {
 } from "../sys/at";
 import { O_CLOEXEC, O_DIRECTORY, O_NOFOLLOW, O_PATH, O_RDONLY, openBeneath, openDirHandle, lgetxattr, llistxattr, lsetxattr, lremovexattr } from "../sys";
 import { InvalidError } from "../errors";
-import { cname, displayName, fileName } from "./name";
+import { cname, cnameExact, displayName, fileName } from "./name";
 import { baseOf, joinPath, parentOf } from "./path";
 
 export const S_IFMT = 0o170000, S_IFDIR = 0o040000, S_IFLNK = 0o120000, S_IFREG = 0o100000;
@@ -232,7 +232,7 @@ export class RootTree {
     } else {
       dirfd = this.tryDir(parentOf(real));
       if (dirfd < 0) return false;
-      name = Buffer.from(cname(baseOf(real), 2));
+      name = Buffer.from(cnameExact(baseOf(real), 2));
     }
     const st = statAt(dirfd, name, { missingOk: true });
     if (!st || !isDir(st)) return false;
@@ -247,7 +247,7 @@ export class RootTree {
    * rootless caller cannot list or empty them otherwise). Missing: nothing happens.
    */
   removeAll(dirfd: number, name: string): void {
-    removeAt(dirfd, Buffer.from(cname(name, 1)));
+    removeAt(dirfd, Buffer.from(cnameExact(name, 1)));
   }
 
   /** The xattrs of `name` in `dirfd` (not followed): names and values, in the kernel's order. */
@@ -282,7 +282,7 @@ export class RootTree {
    * has just resolved in this thread.
    */
   private xattrPath(dirfd: number, parentReal: string, name: string): Buffer {
-    const bytes = cname(name, 1);
+    const bytes = cnameExact(name, 1);
     const head = HAVE_PROC_FD ? `/proc/self/fd/${dirfd}/` : `${this.abs(parentReal)}/`;
     return Buffer.concat([Buffer.from(head), bytes.subarray(0, bytes.length - 1)]);
   }

@@ -95,9 +95,9 @@ function checkNoNul(s: string): void {
 /** A path as a C string: text is UTF-8 encoded; bytes (a raw file name) are taken as they are. */
 function cstr(s: string | Uint8Array): Buffer {
   if (typeof s !== "string") {
-    // (already NUL-terminated, as rootfs/name.ts cname makes them)
-    if (s.length && s.indexOf(0) === s.length - 1) return Buffer.from(s.buffer, s.byteOffset, s.length);
-    if (s.includes(0)) throw Object.assign(new Error(`invalid argument: contains a NUL byte`), { code: "EINVAL" });
+    // (a C string, as rootfs/name.ts cname makes them: the name ends at the first NUL)
+    const end = s.indexOf(0);
+    if (end >= 0) return Buffer.from(s.buffer, s.byteOffset, end + 1);
     const b = Buffer.alloc(s.length + 1);
     b.set(s);
     return b;
