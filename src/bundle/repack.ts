@@ -12,7 +12,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { InvalidError, NotFoundError } from "../errors";
 import { toFsPath } from "../rootfs/name";
-import { isForbiddenXattr, recordInMtree } from "../rootfs/xattr";
+import { readXattrs, recordInMtree } from "../rootfs/xattr";
 import type { Layout, DescriptorPath } from "../cas";
 import { type Descriptor, type History, isManifestMediaType, sha256Digest, sha256Hex } from "../image";
 import { Mutator } from "../mutate";
@@ -23,7 +23,6 @@ import {
 import { getPool } from "../worker/pool";
 import { createTarWriter } from "../tar";
 import { writeChanges, type Change } from "../layer/generate";
-import { llistxattr, lgetxattr } from "../sys";
 import { readMeta, writeMeta, type BundleMeta } from "./meta";
 import { resolveBundleDir, writeMtreeFile } from "./unpack";
 import { readRegularFile } from "../util/fs";
@@ -59,18 +58,7 @@ export function mtreeFileName(manifestDigest: string): string {
 /** Read xattrs for the walk (files and directories). */
 export function listXattrsOf(text: string): Map<string, Buffer> {
   const m = new Map<string, Buffer>();
-  const p = toFsPath(text);
-  let names: string[];
-  try { names = llistxattr(p); } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === "ENOTSUP" || code === "EOPNOTSUPP") return m;
-    throw e;
-  }
-  for (const n of names) {
-    if (isForbiddenXattr(n)) continue;
-    const v = lgetxattr(p, n);
-    if (v && recordInMtree(n, v)) m.set(n, v);
-  }
+  for (const [n, v] of readXattrs(toFsPath(text))) if (recordInMtree(n, v)) m.set(n, v);
   return m;
 }
 

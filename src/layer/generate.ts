@@ -11,10 +11,9 @@
 import * as fs from "node:fs";
 import { InvalidError, UnsupportedError, addContext } from "../errors";
 import type { TarWriter, TarWriterHeader, EntryType } from "../tar";
-import { llistxattr, lgetxattr } from "../sys";
 import { type MapOptions, toContainer } from "./idmap";
 import { decodeRootlessOwner } from "../rootfs/rootless-owner";
-import { ROOTLESS_XATTR, repackVerdict } from "../rootfs/xattr";
+import { ROOTLESS_XATTR, readXattrs, repackVerdict } from "../rootfs/xattr";
 import { fileName, toFsPath } from "../rootfs/name";
 import { floorSeconds } from "../rootfs/record";
 import { markReleasable } from "../util/release";
@@ -109,13 +108,9 @@ async function addFromDisk(absText: string, rel: string, tar: TarWriter, seenIno
   const xattrs = new Map<string, Buffer>();
   let rootlessOwner: { uid: number; gid: number } | null = null;
   if (type === "file" || type === "dir" || type === "symlink" || type === "fifo" || type === "char" || type === "block") {
-    let names: string[] = [];
-    try { names = llistxattr(abs); } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code !== "ENOTSUP" && code !== "EOPNOTSUPP") throw e;
-    }
-    for (const n of names.sort()) {
-      const v = lgetxattr(abs, n);
+    const onDisk = readXattrs(abs);
+    for (const n of [...onDisk.keys()].sort()) {
+      const v = onDisk.get(n)!;
       switch (repackVerdict(n, v, rootless)) {
         case "owner":
           if (v) rootlessOwner = decodeRootlessOwner(v);

@@ -27,7 +27,8 @@ import { existsSync } from "node:fs";
 import {
   AT_SYMLINK_NOFOLLOW, chmodAt, closeFd, openAt, readDirFd, readlinkAt, statAt, statFd, tryOpenAt, unlinkAt, type Stat,
 } from "../sys/at";
-import { O_CLOEXEC, O_DIRECTORY, O_NOFOLLOW, O_PATH, O_RDONLY, openBeneath, openDirHandle, lgetxattr, llistxattr, lsetxattr, lremovexattr } from "../sys";
+import { O_CLOEXEC, O_DIRECTORY, O_NOFOLLOW, O_PATH, O_RDONLY, openBeneath, openDirHandle, lsetxattr, lremovexattr } from "../sys";
+import { readXattrs } from "./xattr";
 import { InvalidError } from "../errors";
 import { cname, cnameExact, displayName, fileName } from "./name";
 import { baseOf, joinPath, parentOf } from "./path";
@@ -252,19 +253,7 @@ export class RootTree {
 
   /** The xattrs of `name` in `dirfd` (not followed): names and values, in the kernel's order. */
   listXattrs(dirfd: number, parentReal: string, name: string): Map<string, Buffer> {
-    const p = this.xattrPath(dirfd, parentReal, name);
-    const out = new Map<string, Buffer>();
-    let names: string[];
-    try { names = llistxattr(p); } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === "ENOTSUP" || code === "EOPNOTSUPP") return out;
-      throw e;
-    }
-    for (const n of names) {
-      const v = lgetxattr(p, n);
-      if (v) out.set(n, v);
-    }
-    return out;
+    return readXattrs(this.xattrPath(dirfd, parentReal, name));
   }
 
   setXattr(dirfd: number, parentReal: string, name: string, key: string, value: Uint8Array): void {

@@ -15,6 +15,7 @@
  *    forbidden ones excluded, exactly the values on disk.
  */
 import { ROOTLESS_XATTR } from "./rootless-owner";
+import { lgetxattr, llistxattr } from "../sys";
 
 export { ROOTLESS_XATTR };
 
@@ -70,4 +71,23 @@ export function repackVerdict(name: string, value: Uint8Array | null, rootless: 
   if (FORBIDDEN.has(name)) return "skip";
   if (name === ROOTLESS_XATTR) return rootless ? "owner" : value && value.length ? "foreign" : "skip";
   return value && value.length ? "archive" : "skip";
+}
+
+/**
+ * Every xattr of `path` itself (not followed), names in the kernel's order; none where the
+ * filesystem has no xattrs. Throws SysError otherwise.
+ */
+export function readXattrs(path: string | Uint8Array): Map<string, Buffer> {
+  const out = new Map<string, Buffer>();
+  let names: string[];
+  try { names = llistxattr(path); } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOTSUP" || code === "EOPNOTSUPP") return out;
+    throw e;
+  }
+  for (const n of names) {
+    const v = lgetxattr(path, n);
+    if (v) out.set(n, v);
+  }
+  return out;
 }

@@ -249,46 +249,12 @@ export function readDirFd(fd: number): Array<{ name: Buffer; type: number }> {
 
 // ---- xattrs through a descriptor ---------------------------------------------------------------
 
-const XATTR_MAX = 65536;
-let listBuf: Buffer | null = null;
-
-/** xattr names on the file `fd` is open on (not O_PATH), in the kernel's order. */
-export function flistxattr(fd: number): string[] {
-  const buf = (listBuf ??= Buffer.alloc(XATTR_MAX));
-  const n = Number(c().call.flistxattr!(fd, buf, XATTR_MAX));
-  if (n < 0) fail("flistxattr", `fd ${fd}`);
-  const names: string[] = [];
-  let start = 0;
-  for (let i = 0; i < n; i++) {
-    if (buf[i] === 0) {
-      if (i > start) names.push(buf.toString("utf8", start, i));
-      start = i + 1;
-    }
-  }
-  return names;
-}
-
 function cText(s: string): Buffer {
   return Buffer.from(s + "\0", "utf8");
 }
 
-let valBuf: Buffer | null = null;
-/** The value of xattr `name` on `fd`; null when it is not set. */
-export function fgetxattr(fd: number, name: string): Buffer | null {
-  const buf = (valBuf ??= Buffer.alloc(XATTR_MAX));
-  const n = Number(c().call.fgetxattr!(fd, cText(name), buf, XATTR_MAX));
-  if (n < 0) {
-    if (c().errno() === 61) return null; // ENODATA
-    fail("fgetxattr", name);
-  }
-  return Buffer.from(buf.subarray(0, n));
-}
-
+/** Set xattr `name` on the file `fd` is open on (not O_PATH). */
 export function fsetxattr(fd: number, name: string, value: Uint8Array): void {
   const v = value.length === 0 ? new Uint8Array(1) : value;
   if ((c().call.fsetxattr!(fd, cText(name), v, value.length, 0) as number) !== 0) fail("fsetxattr", name);
-}
-
-export function fremovexattr(fd: number, name: string): void {
-  if ((c().call.fremovexattr!(fd, cText(name)) as number) !== 0) fail("fremovexattr", name);
 }

@@ -60,10 +60,7 @@ function libc(): Lib {
     fdopendir: { args: [T.i32], returns: T.ptr },
     readdir: { args: [T.ptr], returns: T.ptr },
     closedir: { args: [T.ptr], returns: T.i32 },
-    fgetxattr: { args: [T.i32, T.ptr, T.ptr, T.u64], returns: T.i64_fast },
     fsetxattr: { args: [T.i32, T.ptr, T.ptr, T.u64, T.i32], returns: T.i32 },
-    flistxattr: { args: [T.i32, T.ptr, T.u64], returns: T.i64_fast },
-    fremovexattr: { args: [T.i32, T.ptr], returns: T.i32 },
   });
   const s = symbols as unknown as Record<string, (...a: unknown[]) => unknown>;
   lib = {
