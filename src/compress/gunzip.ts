@@ -3,32 +3,30 @@
  *
  * node:zlib's Gunzip decodes concatenated members but fails on trailing junk, and when the junk
  * shares a write with the end of the last member, the tail of the output is lost with the error.
- * So the framing (header, CRC32/ISIZE trailer) is parsed here and each member's deflate data
- * goes through its own InflateRaw; `bytesWritten` tells where the deflate data ended.
+ * So the framing (header, CRC32/ISIZE trailer) is parsed here, and the deflate data of every
+ * member goes through one raw inflater (inflate.ts), reset between members; how much input a
+ * call consumed tells where a member's deflate data ended.
  */
 import { Transform, type TransformCallback } from "node:stream";
 import * as zlib from "node:zlib";
 import { InvalidError } from "../errors";
+import { markReleasable, release } from "../util/release";
+import { GcBudget } from "./gc-budget";
+import { RawInflater } from "./inflate";
 
 const EMPTY = Buffer.alloc(0);
 /**
- * Input is fed to the inflater in slices this big (a write per slice: 64 KiB slices made a
- * distribution-like unpack ~15 % slower). What bounds the output held is backpressure: the
- * inflater is paused while 4 MiB wait for the reader, and no slice is fed until they are taken.
+ * Output buffer size: one inflate call (a round trip to the thread pool) fills at most one.
+ * node:zlib's 16 KiB default made Bun decode 3x slower.
  */
-const SLICE = 1 << 20;
-/** node:zlib output chunk size; the 16 KiB default makes Bun decode 3x slower. */
 export const OUTPUT_CHUNK = 256 * 1024;
-
 /**
- * A full GC after this much output. node:zlib hands out views of fresh 256 KiB buffers, and an
- * inflater's native state lives until its handle is collected (pgzip-style layers have a member
- * per MiB); JSC, left alone, lets both pile up by tens of MiB. Counting output rather than
- * members covers single-member layers too.
+ * Decoded output that may wait for the reader before the next inflate call waits too
+ * (backpressure). At most this plus one output buffer is ever held here.
  */
-const GC_EVERY = 16 << 20;
-/** Decoded output that may wait for the reader before the decoder is paused (backpressure). */
-export const MAX_WAITING_OUTPUT = 4 << 20;
+export const MAX_WAITING_OUTPUT = 1 << 20;
+/** A partial output buffer with less than this in it is handed on as a copy, and the buffer kept. */
+const SMALL_PARTIAL = 64 * 1024;
 const FTEXT = 1, FHCRC = 2, FEXTRA = 4, FNAME = 8, FCOMMENT = 16;
 
 /** Length of the gzip header at the start of b, -1 if more bytes are needed. Throws if malformed. */
@@ -63,6 +61,13 @@ export function parseGzipHeader(b: Buffer): number {
 export interface GunzipOptions {
   onWarning?: (msg: string) => void;
   maxOutputBytes?: number;
+  /** Free each input chunk its producer marked releasable once it is decoded (util/release.ts). */
+  releaseInput?: boolean;
+  /**
+   * Every output chunk owns its whole ArrayBuffer and is marked releasable: the reader frees
+   * what it is done with (util/release.ts), so the decoder never forces a collection.
+   */
+  releasable?: boolean;
 }
 
 type State = "header" | "body" | "trailer" | "junk";
@@ -70,29 +75,34 @@ type State = "header" | "body" | "trailer" | "junk";
 export class MultiGunzip extends Transform {
   private state: State = "header";
   private pending: Buffer = EMPTY;
-  private inflater: zlib.InflateRaw | null = null;
-  private inflaterEnded: Promise<void> = Promise.resolve();
-  private inflaterError: Error | null = null;
+  private inflater: RawInflater | null = null;
   private crc = 0;
   private isize = 0;
   private members = 0;
   private seenInput = false;
   private junkBytes = 0;
   private junkNonZero = false;
-  private out = 0;
+  private total = 0;
+  /** The output buffer being filled, and how much of it is. */
+  private out: Buffer | null = null;
+  private outOff = 0;
   private readWaiter: (() => void) | null = null;
-  private sinceGc = 0;
+  private readonly gc = new GcBudget();
 
   constructor(private readonly opts: GunzipOptions = {}) {
     super({ readableHighWaterMark: MAX_WAITING_OUTPUT });
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.process(chunk).then(() => cb(), (e) => cb(e as Error));
+    this.process(chunk).then(() => {
+      if (this.opts.releaseInput) release(chunk);
+      // (a freed chunk's buffer is detached: length 0)
+      if (chunk.buffer.byteLength !== 0) this.gc.add(chunk.length);
+      cb();
+    }, (e) => cb(e as Error));
   }
 
   override _read(size: number): void {
-    if (this.inflater?.isPaused()) this.inflater.resume();
     const w = this.readWaiter;
     this.readWaiter = null;
     w?.();
@@ -106,7 +116,7 @@ export class MultiGunzip extends Transform {
   }
 
   override _flush(cb: TransformCallback): void {
-    this.finishInput().then(() => cb(), (e) => cb(e as Error));
+    this.finishInput().then(() => { this.closeInflater(); cb(); }, (e) => cb(e as Error));
   }
 
   private async process(chunk: Buffer): Promise<void> {
@@ -132,29 +142,26 @@ export class MultiGunzip extends Transform {
           break;
         }
         case "body": {
-          const wait = this.drained();
-          if (wait) await wait;
-          const slice = chunk.subarray(0, SLICE);
-          const used = await this.feed(slice);
-          if (used < slice.length) {
-            await this.endMember();
-            this.state = "trailer";
-            chunk = chunk.subarray(used);
-          } else chunk = chunk.subarray(slice.length);
+          const used = await this.inflate(chunk);
+          if (used < 0) return; // all of it taken, the member goes on
+          this.state = "trailer";
+          chunk = chunk.subarray(used);
           break;
         }
         case "trailer": {
-          const b = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
+          // (a trailer split between chunks: only its 8 bytes are joined)
+          const take = Math.min(chunk.length, 8 - this.pending.length);
+          const b = this.pending.length ? Buffer.concat([this.pending, chunk.subarray(0, take)]) : chunk;
           if (b.length < 8) {
             this.pending = Buffer.from(b);
             return;
           }
-          this.pending = EMPTY;
           if (b.readUInt32LE(0) !== this.crc >>> 0) throw new InvalidError("corrupt gzip stream: crc32 mismatch");
           if (b.readUInt32LE(4) !== this.isize >>> 0) throw new InvalidError("corrupt gzip stream: length mismatch");
+          chunk = this.pending.length ? chunk.subarray(take) : chunk.subarray(8);
+          this.pending = EMPTY;
           this.members++;
           this.state = "header";
-          chunk = b.subarray(8);
           break;
         }
         case "junk": {
@@ -167,62 +174,69 @@ export class MultiGunzip extends Transform {
   }
 
   private startMember(): void {
-    // (Each inflater holds native state until its handle is collected: see GC_EVERY.)
-    const inf = zlib.createInflateRaw({ chunkSize: OUTPUT_CHUNK });
-    this.inflater = inf;
-    this.inflaterError = null;
+    if (this.inflater) this.inflater.reset();
+    else this.inflater = new RawInflater();
     this.crc = 0;
     this.isize = 0;
     this.state = "body";
-    inf.on("data", (d: Buffer) => {
-      this.crc = zlib.crc32(d, this.crc);
-      this.isize = (this.isize + d.length) % 0x100000000;
-      this.out += d.length;
-      this.sinceGc += d.length;
-      if (this.sinceGc >= GC_EVERY) { this.sinceGc = 0; Bun.gc(true); }
-      if (this.opts.maxOutputBytes !== undefined && this.out > this.opts.maxOutputBytes) {
-        this.destroy(new InvalidError(`decompressed size exceeds limit ${this.opts.maxOutputBytes}`));
-        inf.destroy();
+  }
+
+  /**
+   * Inflate `input` of the current member, an output buffer per call. Returns how much of it
+   * the member's deflate data took when the member ended in it, -1 when all was taken and the
+   * member goes on (a member that ends exactly at the end of `input` is found on the next call:
+   * it takes nothing more).
+   */
+  private async inflate(input: Buffer): Promise<number> {
+    const inf = this.inflater!;
+    let off = 0;
+    for (;;) {
+      const wait = this.drained();
+      if (wait) await wait;
+      if (this.destroyed) throw new InvalidError("gzip stream destroyed");
+      const out = (this.out ??= Buffer.allocUnsafeSlow(OUTPUT_CHUNK));
+      const space = out.length - this.outOff;
+      const r = await inf.run(input, off, input.length - off, out, this.outOff, space).catch((e) => {
+        throw this.corrupt(e);
+      });
+      off = input.length - r.availIn;
+      const produced = space - r.availOut;
+      if (produced > 0) this.handOn(produced, r.availOut === 0);
+      // A full buffer: there may be more output for the input already taken.
+      if (r.availOut === 0) continue;
+      return r.availIn > 0 ? off : -1;
+    }
+  }
+
+  /** Hand on `n` bytes just written at outOff (`full`: the buffer is full). */
+  private handOn(n: number, full: boolean): void {
+    const out = this.out!;
+    const d = out.subarray(this.outOff, this.outOff + n);
+    this.crc = zlib.crc32(d, this.crc);
+    this.isize = (this.isize + n) % 0x100000000;
+    this.total += n;
+    if (this.opts.maxOutputBytes !== undefined && this.total > this.opts.maxOutputBytes) {
+      throw new InvalidError(`decompressed size exceeds limit ${this.opts.maxOutputBytes}`);
+    }
+    if (this.opts.releasable) {
+      // Each chunk its own buffer: a small one is copied and the buffer filled again.
+      if (!full && n < SMALL_PARTIAL) {
+        const copy = Buffer.allocUnsafeSlow(n); // never a pooled slab: it is freed whole
+        copy.set(d);
+        this.push(markReleasable(copy));
         return;
       }
-      // Backpressure: hold the inflater while our reader is behind (resumed by _read), so a
-      // bomb's output cannot pile up here however big the input slice.
-      if (!this.push(d)) inf.pause();
-    });
-    this.inflaterEnded = new Promise<void>((resolve) => {
-      inf.once("end", resolve);
-      inf.once("close", resolve);
-      inf.on("error", (e) => {
-        this.inflaterError ??= e;
-        resolve();
-      });
-    });
-  }
-
-  /** Write a slice to the inflater; returns how many bytes it consumed (fewer: member ended). */
-  private async feed(slice: Buffer): Promise<number> {
-    const inf = this.inflater!;
-    const before = inf.bytesWritten;
-    // Bun's zlib never calls the write callback after an inflate error, so also stop waiting
-    // when the inflater ends or fails (inflaterEnded resolves on "error" too).
-    await Promise.race([
-      new Promise<void>((resolve, reject) => {
-        inf.write(slice, (err) => (err ? reject(err) : resolve()));
-      }),
-      this.inflaterEnded,
-    ]).catch((e) => {
-      throw this.corrupt(e);
-    });
-    if (this.inflaterError) throw this.corrupt(this.inflaterError);
-    return inf.bytesWritten - before;
-  }
-
-  private async endMember(): Promise<void> {
-    const inf = this.inflater!;
-    inf.end();
-    await this.inflaterEnded;
-    if (this.inflaterError) throw this.corrupt(this.inflaterError);
-    this.inflater = null;
+      this.out = null;
+      this.outOff = 0;
+      this.push(markReleasable(d));
+      return;
+    }
+    this.push(d);
+    if (full) {
+      this.out = null;
+      this.outOff = 0;
+    } else this.outOff += n;
+    this.gc.add(n);
   }
 
   private corrupt(e: unknown): Error {
@@ -244,10 +258,6 @@ export class MultiGunzip extends Transform {
         break;
       case "body":
       case "trailer":
-        if (this.inflater) {
-          this.inflater.destroy();
-          this.inflater = null;
-        }
         throw new InvalidError("truncated gzip stream");
       case "junk":
         break;
@@ -257,8 +267,17 @@ export class MultiGunzip extends Transform {
     }
   }
 
+  private closeInflater(): void {
+    this.inflater?.close();
+    this.inflater = null;
+    this.out = null;
+  }
+
   override _destroy(err: Error | null, cb: (error: Error | null) => void): void {
-    this.inflater?.destroy();
+    this.closeInflater();
+    const w = this.readWaiter;
+    this.readWaiter = null;
+    w?.();
     cb(err);
   }
 }

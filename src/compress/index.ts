@@ -6,7 +6,9 @@ import { PassThrough, Transform, type TransformCallback } from "node:stream";
 import * as zlib from "node:zlib";
 import { InvalidError, UnsupportedError } from "../errors";
 import { MAX_WAITING_OUTPUT, MultiGunzip, OUTPUT_CHUNK } from "./gunzip";
+import { GcBudget } from "./gc-budget";
 import { ZstdFrameTracker } from "./zstd-frames";
+import { release } from "../util/release";
 
 export type Compression = "none" | "gzip" | "zstd";
 
@@ -54,17 +56,34 @@ export interface DecompressOptions {
   onWarning?: (msg: string) => void;
   /** Decompression-bomb bound: more output than this fails with InvalidError. */
   maxOutputBytes?: number;
+  /**
+   * The decoder is the last user of the input: each chunk its producer marked releasable
+   * (util/release.ts) is freed once decoded (gzip, zstd). With "none" the chunks are the output.
+   */
+  releaseInput?: boolean;
+  /**
+   * The reader frees each output chunk it is done with (util/release.ts). gzip: every output
+   * chunk then owns its whole buffer and is marked releasable, and the decoder forces no
+   * collections for its output. "none": the input chunks go on as they are (freeable if their
+   * producer marked them) and are not counted for collection. zstd output is never marked
+   * (node:zlib's chunks share buffers) and stays counted (gc-budget.ts).
+   */
+  releasable?: boolean;
 }
 
-/** Counts bytes through a pass-through and enforces maxOutputBytes. */
+/**
+ * A pass-through that enforces maxOutputBytes and, unless the reader frees what it is done with
+ * (`gc` null), counts what goes through as left to the collector (gc-budget.ts).
+ */
 class Limit extends Transform {
   private n = 0;
-  constructor(private readonly max: number | undefined) {
+  constructor(private readonly max: number | undefined, private readonly gc: GcBudget | null) {
     super();
   }
   override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
     this.n += chunk.length;
     if (this.max !== undefined && this.n > this.max) return cb(new InvalidError(`decompressed size exceeds limit ${this.max}`));
+    this.gc?.add(chunk.length);
     cb(null, chunk);
   }
 }
@@ -82,6 +101,7 @@ class ZlibWrap extends Transform {
     super({ readableHighWaterMark: MAX_WAITING_OUTPUT });
     inner.on("data", (d: Buffer) => {
       this.n += d.length;
+      this.gc.add(d.length);
       if (this.max !== undefined && this.n > this.max) {
         this.destroy(new InvalidError(`decompressed size exceeds limit ${this.max}`));
         inner.destroy();
@@ -99,6 +119,8 @@ class ZlibWrap extends Transform {
       });
     });
   }
+  releaseInput = false;
+  private readonly gc = new GcBudget();
   /** Optional framing check: true when the input ended at a complete frame. */
   frames: ZstdFrameTracker | null = null;
   private sawInput = false;
@@ -116,7 +138,12 @@ class ZlibWrap extends Transform {
     } catch (e) {
       return cb(e as Error);
     }
-    this.inner.write(chunk, (e) => cb(e || this.err ? this.mapError(e ?? this.err) : null));
+    this.inner.write(chunk, (e) => {
+      if (this.releaseInput) release(chunk);
+      // (a freed chunk's buffer is detached: length 0)
+      if (chunk.buffer.byteLength !== 0) this.gc.add(chunk.length);
+      cb(e || this.err ? this.mapError(e ?? this.err) : null);
+    });
   }
   override _read(size: number): void {
     if (this.inner.isPaused()) this.inner.resume();
@@ -144,13 +171,14 @@ class ZlibWrap extends Transform {
 export function createDecompressor(c: Compression, opts: DecompressOptions = {}): Transform {
   switch (c) {
     case "none":
-      return opts.maxOutputBytes === undefined ? new PassThrough() : new Limit(opts.maxOutputBytes);
+      return new Limit(opts.maxOutputBytes, opts.releasable ? null : new GcBudget());
     case "gzip":
       return failOnStall(new MultiGunzip(opts), "gzip");
     case "zstd":
     {
       const w = new ZlibWrap(zlib.createZstdDecompress({ chunkSize: OUTPUT_CHUNK }), "zstd", opts.maxOutputBytes);
       w.frames = new ZstdFrameTracker();
+      w.releaseInput = !!opts.releaseInput;
       return failOnStall(w, "zstd");
     }
   }

@@ -34,9 +34,9 @@ function onStream(m: StreamMsg): void {
     case "hsUpdate": {
       let h = streams.get(m.sid);
       if (!h) streams.set(m.sid, (h = new Bun.CryptoHasher("sha256")));
-      h.update(new Uint8Array(m.data));
+      h.update(new Uint8Array(m.data, 0, m.n));
       // The buffer goes back for reuse (fresh pages cost more than the copy into them).
-      self.postMessage({ ack: m.sid, n: m.data.byteLength, data: m.data } satisfies StreamReply, [m.data]);
+      self.postMessage({ ack: m.sid, n: m.n, data: m.data } satisfies StreamReply, [m.data]);
       return;
     }
     case "hsEnd": {

@@ -6,7 +6,7 @@ export type Task =
 
 /** Streaming sha256, pinned to one worker: updates (acknowledged by byte count), then the digest. */
 export type StreamMsg =
-  | { op: "hsUpdate"; sid: number; data: ArrayBuffer }
+  | { op: "hsUpdate"; sid: number; data: ArrayBuffer; n: number }
   | { op: "hsEnd"; sid: number }
   | { op: "hsAbort"; sid: number };
 
