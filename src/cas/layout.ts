@@ -19,6 +19,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { promisify } from "node:util";
 import { ClobberError, InvalidError, NotFoundError, UnsupportedError, addContext, cannotWrite } from "../errors";
 import {
   type Descriptor, type ImageIndex, type Digest, MediaType, parseDigest, sha256Hex,
@@ -231,35 +232,28 @@ export class Layout {
     const { tmp, unregister } = this.tmpFile();
     const h = new Bun.CryptoHasher("sha256");
     let size = 0;
-    let fh: fs.promises.FileHandle;
+    // Created synchronously: an open on the thread pool could create the file after a signal
+    // handler had already removed the name, and the process would exit leaving it behind.
+    let fd: number;
     try {
-      fh = await fs.promises.open(tmp, CREATE_FLAGS, 0o644);
+      fd = fs.openSync(tmp, CREATE_FLAGS, 0o644);
     } catch (e) {
       unregister();
       throw writeError(this.path, `create temporary blob in ${TMP_DIR}`, e);
     }
     try {
-      for await (const chunk of src) {
-        h.update(chunk);
-        size += chunk.length;
-        let off = 0;
-        while (off < chunk.length) {
-          const { bytesWritten } = await fh.write(chunk, off, chunk.length - off);
-          off += bytesWritten;
+      try {
+        for await (const chunk of src) {
+          h.update(chunk);
+          size += chunk.length;
+          let off = 0;
+          while (off < chunk.length) off += await writeAsync(fd, chunk, off, chunk.length - off);
+          // The last use of a chunk its producer marked as ours to free (util/release.ts).
+          release(chunk);
         }
-        // The last use of a chunk its producer marked as ours to free (util/release.ts).
-        release(chunk);
-      }
-      chownNewFile(fh.fd, `${TMP_DIR}/${path.basename(tmp)}`, this.owner());
-      await fh.datasync();
-    } catch (e) {
-      await fh.close().catch(() => {});
-      fs.rmSync(tmp, { force: true });
-      unregister();
-      throw e;
-    }
-    try {
-      await fh.close();
+        chownNewFile(fd, `${TMP_DIR}/${path.basename(tmp)}`, this.owner());
+        await fdatasyncAsync(fd);
+      } finally { fs.closeSync(fd); }
     } catch (e) {
       fs.rmSync(tmp, { force: true });
       unregister();
@@ -472,6 +466,12 @@ function writeError(layout: string, context: string, e: unknown): unknown {
 function writeAll(fd: number, data: Uint8Array): void {
   for (let off = 0; off < data.length;) off += fs.writeSync(fd, data, off, data.length - off);
 }
+
+/** One write(2) on the thread pool; the bytes written. */
+function writeAsync(fd: number, b: Uint8Array, off: number, len: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.write(fd, b, off, len, null, (e, n) => (e ? reject(e) : resolve(n))));
+}
+const fdatasyncAsync = promisify(fs.fdatasync);
 
 function sha256Digest(b: Uint8Array): string {
   const h = new Bun.CryptoHasher("sha256");
