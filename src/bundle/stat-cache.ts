@@ -46,15 +46,7 @@ export function statCacheEnabled(): boolean {
  * then renamed over it: a symlink planted there is replaced, never followed).
  */
 export function writeStatCache(bundle: string, mtreeSha256: string, files: Iterable<[string, string]>, opts: { fsync?: boolean } = {}): void {
-  writeFileAtomicWith(path.join(bundle, STAT_CACHE_FILE), (write) => {
-    let lines: string[] = [`${MAGIC} ${mtreeSha256}`];
-    const flush = () => { write(Buffer.from(lines.join("\n") + "\n")); lines = []; };
-    for (const [p, s] of files) {
-      lines.push(`${s} ${JSON.stringify(p)}`);
-      if (lines.length >= 8192) flush();
-    }
-    if (lines.length) flush();
-  }, { mode: 0o600, fsync: opts.fsync });
+  writeStatCacheLines(bundle, mtreeSha256, (function* () { for (const [p, s] of files) yield statLine(p, s); })(), opts);
 }
 
 /** One cache line for `p` (its key from statKey / statKeyOfStat). */
@@ -62,7 +54,7 @@ export function statLine(p: string, key: string): string {
   return `${key} ${JSON.stringify(p)}`;
 }
 
-/** writeStatCache from lines made by statLine. */
+/** writeStatCache from lines made by statLine (the one writer of the file). */
 export function writeStatCacheLines(bundle: string, mtreeSha256: string, lines: Iterable<string>, opts: { fsync?: boolean } = {}): void {
   writeFileAtomicWith(path.join(bundle, STAT_CACHE_FILE), (write) => {
     let out: string[] = [`${MAGIC} ${mtreeSha256}`];

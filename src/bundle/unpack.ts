@@ -22,7 +22,7 @@ import { type MapOptions, toHost } from "../layer/idmap";
 import { generateRuntimeConfig, serializeRuntimeConfig } from "./runtime-config";
 import { META_FILE, writeMeta } from "./meta";
 import { STAT_CACHE_FILE, LineSpool, statCacheEnabled, statKeyOfStat, statLine, writeStatCacheLines } from "./stat-cache";
-import { RootTree } from "../rootfs/tree";
+import type { Stat } from "../sys/at";
 import { heapTick } from "../util/heap";
 import { createProgress, formatBytes } from "../util/progress";
 import { getPool, inlineHasher } from "../worker/pool";
@@ -114,11 +114,14 @@ export async function unpackLayers(
     progress.done();
   }
   if (!recorder) return undefined;
-  return { manifest: () => applier.manifest(), close: () => { applier.close(); recorder.close(); } };
+  return { manifest: () => applier.manifest(), stat: (p) => applier.statOf(p), close: () => { applier.close(); recorder.close(); } };
 }
 
-/** What unpackLayers recorded: the manifest entries in walk order, read once. */
-export interface RecordedTree { manifest(): Generator<MtreeEntry>; close(): void }
+/**
+ * What unpackLayers recorded: the manifest entries in walk order, read once; `stat` looks at a
+ * recorded path through the same descriptors while the manifest is read.
+ */
+export interface RecordedTree { manifest(): Generator<MtreeEntry>; stat(path: string): Stat | null; close(): void }
 
 /**
  * The decompression-bomb bound for a layer: BOCI_MAX_LAYER_BYTES when set, else 2048 times the
@@ -244,15 +247,12 @@ export async function unpackBundle(layout: Layout, img: LoadedImage, bundleArg: 
       // as the manifest goes by: its lines wait in a file until the manifest's digest is known.
       const statFile = statCacheEnabled() ? path.join(tmp, ".boci-mtree-spool", "stat") : null;
       const stats = statFile ? new LineSpool(statFile) : null;
-      const tree = stats ? new RootTree(rootfs) : null;
-      let n = 0;
       const entries = function* (): Generator<MtreeEntry> {
         for (const e of recorded.manifest()) {
-          if (tree && e.type === "file") {
-            if ((++n & 4095) === 0) tree.trim();
+          if (stats && e.type === "file") {
             // (a file the caller cannot reach, rootless below a locked directory, goes without one)
             let st = null;
-            try { st = tree.stat(e.path); } catch { /* not cached: repack reads it */ }
+            try { st = recorded.stat(e.path); } catch { /* not cached: repack reads it */ }
             if (st && (st.mode & 0o170000) === 0o100000) stats!.push(statLine(e.path, statKeyOfStat(st)));
           }
           yield e;
@@ -263,7 +263,6 @@ export async function unpackBundle(layout: Layout, img: LoadedImage, bundleArg: 
         // (the header names the rootfs where it will be, not where it is built)
         mtreeSha = writeMtreeFile(path.join(tmp, mtreeName), entries(), rootfs, { treeName: path.join(bundle, "rootfs") });
       } finally {
-        tree?.close();
         stats?.end();
       }
       if (stats) writeStatCacheLines(tmp, mtreeSha, stats.lines(), { fsync: false });

@@ -28,7 +28,7 @@ import { InodeWriter, PENDING_DIGEST, hostOwner, type Place } from "../rootfs/in
 import { DeferredDirs } from "../rootfs/deferred";
 import { entryFromHeader, entryFromInode } from "../rootfs/record";
 import { cname, fileName } from "../rootfs/name";
-import { chownAt, closeFd, linkAt, mkdirAt, openAt, readDirFd, readlinkAt, statAt, statFd } from "../sys/at";
+import { chownAt, closeFd, linkAt, mkdirAt, openAt, readDirFd, readlinkAt, statAt, statFd, type Stat } from "../sys/at";
 import { O_CLOEXEC, O_DIRECTORY, O_NOFOLLOW, O_NONBLOCK, O_RDONLY } from "../sys";
 import { heapTick } from "../util/heap";
 
@@ -161,6 +161,14 @@ export class LayerApplier {
     } finally {
       this.close();
     }
+  }
+
+  /**
+   * lstat of a recorded path (mtree spelling) through the applier's own descriptors, while
+   * manifest() is being read (null when it is gone).
+   */
+  statOf(p: string): Stat | null {
+    return this.tree.stat(p === "." ? "" : p);
   }
 
   /** Release the root's descriptors (finish() does; call it when giving up early). */

@@ -36,7 +36,7 @@ const OP_SET = 0, OP_DEL = 1, OP_PATCH = 2;
 const R_COVER = 0, R_SELF = 1, R_FILE = 2;
 
 interface Rec {
-  /** sort key (see keyOf): section, rank, name; string order is walk order */
+  /** sort key (see makeRec): section, rank, name; string order is walk order */
   key: string;
   /** the section part of the key */
   sec: string;
@@ -52,8 +52,6 @@ export interface ManifestLog {
   delete(path: string): void;
   /** Change the entry at `path` if one is recorded: its mode, and/or more flags. */
   patch(path: string, p: { mode?: number; flags?: number }): void;
-  /** Number of records written so far. */
-  readonly records: number;
 }
 
 /** A log in `dir` (created, must not exist; removed by close()). */
@@ -72,10 +70,6 @@ export class ManifestSpool implements ManifestLog {
 
   constructor(private readonly dir: string) {
     fs.mkdirSync(dir, { mode: 0o700 });
-  }
-
-  get records(): number {
-    return this.seq;
   }
 
   set(e: MtreeEntry, flags = 0): void {
@@ -131,7 +125,7 @@ export class ManifestSpool implements ManifestLog {
 
   /**
    * Every surviving entry in walk order, with its flags (the caller re-reads from disk what they
-   * ask for; `resolveDigest` maps a recorded placeholder digest to the real one). Throws
+   * ask for, and fills in placeholder digests). Throws
    * InvalidError, as formatMtree would, when a section has entries but no directory entry.
    */
   *entries(): Generator<SpooledEntry> {
