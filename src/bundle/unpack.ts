@@ -11,7 +11,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { Readable } from "node:stream";
 import { BociError, ClobberError, InvalidError, UnsupportedError, UsageError, addContext, cannotWrite, describeErrno } from "../errors";
-import { type Layout, type DescriptorPath, manifestOf } from "../cas";
+import { type BlobReader, type DescriptorPath, manifestOf } from "../cas";
 import { type Descriptor, type ImageConfig, type Manifest, MediaType, isLayerMediaType } from "../image";
 import { compressionFromMediaType, createDecompressor, sniffCompression, type Compression } from "../compress";
 import { readTar } from "../tar";
@@ -49,7 +49,7 @@ export interface LoadedImage {
 }
 
 /** Read and check the manifest and config an unpack needs. */
-export function loadImage(layout: Layout, p: DescriptorPath): LoadedImage {
+export function loadImage(layout: BlobReader, p: DescriptorPath): LoadedImage {
   const manifestDesc = manifestOf(p);
   const manifest = layout.readJson<Manifest>(manifestDesc, "manifest");
   if (manifest.config.mediaType !== MediaType.config)
@@ -70,7 +70,7 @@ export function loadImage(layout: Layout, p: DescriptorPath): LoadedImage {
  * spool). Without, nothing is returned.
  */
 export async function unpackLayers(
-  layout: Layout, img: LoadedImage, rootfs: string, opts: UnpackOptions & { record?: { spoolDir: string } },
+  layout: BlobReader, img: LoadedImage, rootfs: string, opts: UnpackOptions & { record?: { spoolDir: string } },
 ): Promise<RecordedTree | undefined> {
   const recorder = opts.record ? createManifestSpool(opts.record.spoolDir) : undefined;
   const applier = new LayerApplier(rootfs, {
@@ -139,7 +139,7 @@ export function layerByteLimit(compressedSize: number): number {
 }
 
 /** Stream one layer blob onto the applier; returns its diffID (sha256 of the uncompressed tar). */
-async function applyLayerBlob(layout: Layout, layer: Descriptor, applier: LayerApplier, opts: { onWarning: (m: string) => void; maxBytes?: number; onBytes: (n: number) => void }): Promise<string> {
+async function applyLayerBlob(layout: BlobReader, layer: Descriptor, applier: LayerApplier, opts: { onWarning: (m: string) => void; maxBytes?: number; onBytes: (n: number) => void }): Promise<string> {
   let comp: Compression = compressionFromMediaType(layer.mediaType);
   const blob = layout.getBlob(layer);
   // Sniff the first chunk: layers labelled +gzip are sometimes plain tar or zstd.
@@ -202,7 +202,7 @@ const TEMP_MARK = ".boci-unpack-";
  * of a process that is gone (SIGKILL) are removed first. A symlink at `bundle` is resolved once,
  * here (a dangling one is refused); nothing in the bundle records its path, so renaming is safe.
  */
-export async function unpackBundle(layout: Layout, img: LoadedImage, bundleArg: string, opts: UnpackOptions): Promise<BundleUnpackResult> {
+export async function unpackBundle(layout: BlobReader, img: LoadedImage, bundleArg: string, opts: UnpackOptions): Promise<BundleUnpackResult> {
   if (img.config.os !== "linux") throw new UnsupportedError(`unsupported OS: ${img.config.os}`);
   const bundle = resolveBundleDir(bundleArg);
   const abs = path.resolve(bundle);
@@ -312,7 +312,7 @@ export function resolveBundleDir(bundle: string, opts: { keepDangling?: boolean 
  * An existing directory is extracted in place: that cannot be atomic, and what was extracted
  * before a failure or a signal stays (the command still exits cleanly).
  */
-export async function unpackRootfs(layout: Layout, img: LoadedImage, dirArg: string, opts: UnpackOptions): Promise<void> {
+export async function unpackRootfs(layout: BlobReader, img: LoadedImage, dirArg: string, opts: UnpackOptions): Promise<void> {
   const dir = resolveBundleDir(dirArg);
   const st = lstatOrUndefined(dir);
   if (st) {

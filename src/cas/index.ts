@@ -1,4 +1,5 @@
 export * from "./layout";
+export * from "./source";
 export * from "./refs";
 export * from "./gc";
 export * from "./lock";

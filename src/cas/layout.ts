@@ -23,32 +23,23 @@ import { promisify } from "node:util";
 import { ClobberError, InvalidError, NotFoundError, UnsupportedError, addContext, cannotWrite } from "../errors";
 import {
   type Descriptor, type ImageIndex, type Digest, MediaType, parseDigest, sha256Hex,
-  validateIndex, validateManifest, validateConfig, assertValid, isIndexMediaType, isManifestMediaType,
 } from "../image";
 import { parseJsonStrict } from "../util/json";
 import { fsyncDir, randomName } from "../util/fs";
 import { removeOnInterrupt } from "../util/cleanup";
-import type * as PoolModule from "../worker/pool";
+import { type BlobReader, type JsonKind, MAX_JSON_BLOB, checkDescriptor, decodeIndexFile, decodeJsonBlob, embeddedData, readVerified, streamVerified } from "./source";
 import { takeLock, GC_LOCK, INDEX_LOCK, type HeldLock, type LockMode } from "./lock";
 import { release } from "../util/release";
 import {
   CREATE_FLAGS, type Owner, checkLayoutDir, chownNewFile, fileMatchesSha256, layoutOwner, lstatOrNull, notA, openLayoutFile,
-  readFd, readLayoutFile, readUpTo,
+  readLayoutFile,
 } from "./layout-fs";
 import { GoImageLayout, GoIndex, encodeGoJson, goTypeFor } from "./go-json";
 
-// Lazy: only blob streaming needs the worker pool (and short commands never load it).
-const poolModule = () => require("../worker/pool") as typeof PoolModule;
-const inlineStreamHasher = () => poolModule().inlineHasher();
-/** Blobs at least this big are hashed on a worker thread while they stream. */
-const OFFLOAD_HASH_MIN = 8 << 20;
 
 export const TMP_DIR = ".boci-tmp";
 /** Largest `oci-layout` file read. */
 const MAX_HEADER = 64 * 1024;
-/** Largest JSON blob (index, manifest, config) read into memory. */
-export const MAX_JSON_BLOB = 32 * 1024 * 1024;
-
 export interface BlobInfo { digest: Digest; size: number }
 
 export interface OpenOptions { onWait?: (msg: string) => void }
@@ -73,7 +64,7 @@ export function initLayout(p: string): void {
   fsyncDir(parent);
 }
 
-export class Layout {
+export class Layout implements BlobReader {
   readonly path: string;
   private gcLock: HeldLock | null = null;
   private readonly onWait?: (msg: string) => void;
@@ -283,104 +274,40 @@ export class Layout {
   }
 
   /**
-   * A verified stream of a blob, as umoci's verified reader (pkg/hardening) checks it: at most
-   * `desc.size` bytes are read and hashed, then one byte more is tried. At EOF the digest of
-   * what was read is checked first ("verified reader digest mismatch": also a blob too short, or
-   * longer with different first bytes), then the size ("verified reader size mismatch": the
-   * right first bytes, but too few or extra ones). Both InvalidError; the last chunk is held
-   * back until then, so a consumer never sees the end of a bad blob.
+   * A verified stream of a blob (source.ts streamVerified: umoci's verified reader; digest
+   * mismatch before size mismatch, both InvalidError; the last chunk held back until then).
    */
   async *getBlob(desc: Pick<Descriptor, "digest" | "size">, opts: { chunkSize?: number } = {}): AsyncGenerator<Buffer> {
-    const digest = parseDigest(desc.digest);
-    sha256Hex(digest);
-    checkSize(desc);
+    const digest = checkDescriptor(desc);
     const opened = openLayoutFile(this.path, this.blobRel(digest));
     if (!opened) throw new NotFoundError(`blob ${digest}: not found in layout`);
-    const fd = opened.fd;
-    // Large blobs are hashed on a worker thread (the bytes are copied there as they are read),
-    // leaving this thread to the consumer (decompression, extraction).
-    const h = desc.size >= OFFLOAD_HASH_MIN ? poolModule().getPool().hashStream() : inlineStreamHasher();
-    let total = 0;
-    let extra = false;
-    const chunkSize = opts.chunkSize ?? 1 << 20;
-    let pending: Buffer | null = null;
-    let ok = false;
     try {
-      for (;;) {
-        const left = desc.size - total;
-        if (left === 0) {
-          // As the verified reader: one byte more says whether the blob is longer.
-          extra = (await readFd(fd, Buffer.allocUnsafe(1), 0, 1)) > 0;
-          break;
-        }
-        const want = Math.min(chunkSize, left);
-        const buf = Buffer.allocUnsafe(want);
-        const bytesRead = await readFd(fd, buf, 0, want);
-        if (bytesRead === 0) break;
-        total += bytesRead;
-        const chunk = bytesRead === want ? buf : buf.subarray(0, bytesRead);
-        const wait = h.update(chunk);
-        if (wait) await wait;
-        // Hold one chunk back so the consumer never sees the final bytes of a corrupt blob.
-        if (pending) yield pending;
-        pending = chunk;
-      }
-      ok = true;
+      yield* streamVerified(opened.fd, desc, opts);
     } finally {
-      if (!ok) h.abort();
-      fs.closeSync(fd);
+      fs.closeSync(opened.fd);
     }
-    verifyRead(digest, desc.size, "sha256:" + (await h.digest()), total, extra);
-    if (pending) yield pending;
   }
 
   /**
-   * Read a whole (small) blob, verified as getBlob does (digest of the first `desc.size` bytes
-   * before the size). Refuses sizes over `maxSize`. Uses embedded `data` when present (its
-   * digest, then its length, checked as umoci's GetVerifiedBlob does).
+   * Read a whole (small) blob, verified as getBlob does. Refuses sizes over `maxSize`. Uses
+   * embedded `data` when present (its digest, then its length, checked as umoci's
+   * GetVerifiedBlob does).
    */
   readBlob(desc: Pick<Descriptor, "digest" | "size" | "data">, maxSize = MAX_JSON_BLOB): Buffer {
-    const digest = parseDigest(desc.digest);
-    sha256Hex(digest);
-    checkSize(desc);
+    const digest = checkDescriptor(desc);
     if (desc.size > maxSize) throw new InvalidError(`blob ${digest}: size ${desc.size} exceeds the limit of ${maxSize} bytes for this kind of blob`);
-    if (typeof desc.data === "string") {
-      const bytes = Buffer.from(desc.data, "base64");
-      const got = sha256Digest(bytes);
-      if (got !== digest) throw new InvalidError(`blob ${digest}: invalid embedded descriptor data: expected ${digest} not ${got}: verified reader digest mismatch`);
-      if (bytes.length !== desc.size) throw new InvalidError(`blob ${digest}: invalid embedded descriptor data: expected ${desc.size} bytes not ${bytes.length} bytes: verified reader size mismatch`);
-      return bytes;
-    }
+    const embedded = embeddedData(desc);
+    if (embedded) return embedded;
     const opened = openLayoutFile(this.path, this.blobRel(digest));
     if (!opened) throw new NotFoundError(`blob ${digest}: not found in layout`);
-    let bytes: Buffer;
     try {
-      // Up to size + 1 bytes: the one more is the verified reader's probe.
-      bytes = readUpTo(opened.fd, desc.size);
+      return readVerified(opened.fd, desc, { maxSize });
     } finally { fs.closeSync(opened.fd); }
-    const body = bytes.length > desc.size ? bytes.subarray(0, desc.size) : bytes;
-    verifyRead(digest, desc.size, sha256Digest(body), body.length, bytes.length > desc.size);
-    return body;
   }
 
-  /** Read, verify, parse and validate a JSON blob by kind. */
-  readJson<T>(desc: Descriptor, kind: "manifest" | "index" | "config"): T {
-    const bytes = this.readBlob(desc);
-    let obj: unknown;
-    try {
-      const text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
-      obj = parseJsonStrict(text);
-    } catch (e) {
-      throw new InvalidError(`${kind} ${desc.digest}: invalid JSON: ${(e as Error).message}`);
-    }
-    const v = kind === "manifest" ? validateManifest(obj) : kind === "index" ? validateIndex(obj) : validateConfig(obj);
-    assertValid(v, `${kind} ${desc.digest}`);
-    // Media-type confusion (CVE-2021-41190): the descriptor's type must agree with the blob's.
-    const own = (obj as { mediaType?: string }).mediaType;
-    if (kind === "manifest" && !isManifestMediaType(desc.mediaType)) throw new InvalidError(`manifest ${desc.digest}: descriptor media type ${desc.mediaType} is not a manifest`);
-    if (kind === "index" && !isIndexMediaType(desc.mediaType)) throw new InvalidError(`index ${desc.digest}: descriptor media type ${desc.mediaType} is not an index`);
-    if (own !== undefined && kind !== "config" && own !== desc.mediaType) throw new InvalidError(`${kind} ${desc.digest}: media type ${own} does not match descriptor ${desc.mediaType}`);
-    return obj as T;
+  /** Read, verify, parse and validate a JSON blob by kind (source.ts decodeJsonBlob). */
+  readJson<T>(desc: Descriptor, kind: JsonKind): T {
+    return decodeJsonBlob<T>(this.readBlob(desc), desc, kind);
   }
 
   /** Read and validate index.json ("manifests": null, as umoci 0.4.7 writes, reads as []). */
@@ -388,17 +315,7 @@ export class Layout {
     // Not a regular file (a FIFO would block a plain read forever), a symlink: InvalidError.
     const bytes = readLayoutFile(this.path, "index.json", MAX_JSON_BLOB);
     if (!bytes) throw new InvalidError(`read index.json: missing`);
-    let obj: unknown;
-    try {
-      obj = parseJsonStrict(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
-    } catch (e) {
-      if (e instanceof TypeError) throw new InvalidError(`read index.json: not valid UTF-8`);
-      throw new InvalidError(`read index.json: ${(e as Error).message}`);
-    }
-    assertValid(validateIndex(obj, "index.json", [], { allowNullManifests: true }), "index.json");
-    const ix = obj as ImageIndex;
-    if (ix.manifests === null) ix.manifests = [];
-    return ix;
+    return decodeIndexFile(bytes);
   }
 
   /**
@@ -473,24 +390,6 @@ function writeAsync(fd: number, b: Uint8Array, off: number, len: number): Promis
 }
 const fdatasyncAsync = promisify(fs.fdatasync);
 
-function sha256Digest(b: Uint8Array): string {
-  const h = new Bun.CryptoHasher("sha256");
-  h.update(b);
-  return "sha256:" + h.digest("hex");
-}
 
-/**
- * The verdict of a verified read (umoci pkg/hardening `verify`): the digest of the bytes read
- * (at most `size`) first, then too few bytes, then extra ones. Throws InvalidError.
- */
-function verifyRead(digest: string, size: number, got: string, read: number, extra: boolean): void {
-  if (got !== digest) throw new InvalidError(`blob ${digest}: expected ${digest} not ${got}: verified reader digest mismatch`);
-  if (read < size) throw new InvalidError(`blob ${digest}: expected ${size} bytes (only ${read} bytes in stream): verified reader size mismatch`);
-  if (extra) throw new InvalidError(`blob ${digest}: expected ${size} bytes (extra bytes in stream): verified reader size mismatch`);
-}
 
-function checkSize(desc: { size: number; digest: string }): void {
-  if (typeof desc.size !== "number" || !Number.isSafeInteger(desc.size) || desc.size < 0)
-    throw new InvalidError(`blob ${desc.digest}: invalid descriptor size ${JSON.stringify(desc.size)}`);
-}
 

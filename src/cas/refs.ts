@@ -5,7 +5,7 @@
  */
 import { InvalidError, NotFoundError } from "../errors";
 import { type Descriptor, type ImageIndex, type Platform, AnnotationRefName } from "../image";
-import type { Layout } from "./layout";
+import type { BlobReader } from "./source";
 import { DescriptorWalk, type WalkChild } from "./walk";
 
 export interface DescriptorPath {
@@ -44,7 +44,7 @@ export function listTags(ix: ImageIndex): string[] {
  * named again with the same platform by another route is listed once (by its first route).
  * Throws the reading error of the first index that cannot be read.
  */
-export function walkTag(layout: Layout, ix: ImageIndex, tag: string): DescriptorPath[] {
+export function walkTag(layout: BlobReader, ix: ImageIndex, tag: string): DescriptorPath[] {
   const out: DescriptorPath[] = [];
   const roots: WalkChild[] = [];
   ix.manifests.forEach((d, i) => { if (refName(d) === tag) roots.push({ desc: d, where: `index.json manifests[${i}]` }); });
@@ -98,7 +98,7 @@ function matches(want: Platform, got: Platform | undefined, strictVariant: boole
  * Resolve a tag to exactly one manifest. Several hits (a multi-platform index) are narrowed by
  * `platform` (default: the host's); none matching lists the platforms on offer.
  */
-export function resolveTag(layout: Layout, ix: ImageIndex, tag: string, opts: { platform?: Platform } = {}): DescriptorPath {
+export function resolveTag(layout: BlobReader, ix: ImageIndex, tag: string, opts: { platform?: Platform } = {}): DescriptorPath {
   const paths = walkTag(layout, ix, tag);
   if (paths.length === 0) throw new NotFoundError(`tag ${JSON.stringify(tag)} not found`);
   if (paths.length === 1 && !opts.platform) return paths[0]!;

@@ -1,6 +1,6 @@
 /** Shared flag groups and parsing helpers for the commands (umoci's ux* decorators). */
 import { UsageError } from "../errors";
-import { Layout } from "../cas";
+import { Layout, type BlobReader } from "../cas";
 import type { History } from "../image";
 import { log } from "../util/log";
 import { parseUserTime } from "../util/time";
@@ -40,6 +40,16 @@ export function parseLayoutFlag(s: string | undefined): string {
 
 export function openLayout(p: string): Layout {
   return Layout.open(p, { onWait: (m) => log.warn(m) });
+}
+
+/**
+ * The image a read-only command reads (`--image`): a layout and the tag in it. The store is
+ * returned as a BlobReader, so a command written against it reads any store that offers one.
+ * The caller closes `reader`.
+ */
+export function openImageReader(s: string | undefined, flag = "image"): { reader: BlobReader; tag: string } {
+  const ref = parseImageRef(s, flag);
+  return { reader: openLayout(ref.layout), tag: ref.tag };
 }
 
 export const imageOpt: OptSpec = { flag: "image", value: "<image>[:<tag>]", desc: "OCI image URI of the form 'path[:tag]'" };

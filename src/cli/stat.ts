@@ -11,14 +11,14 @@
  *   media type (an OCI 1.1 artifact's own config) is not read at all: with embedded `data` that
  *   is its blob, without it there is no config section (the blob only has to exist).
  */
-import { resolveTag, manifestOf, type Layout } from "../cas";
+import { resolveTag, manifestOf, type BlobReader } from "../cas";
 import { InvalidError, NotFoundError, UnsupportedError } from "../errors";
 import {
   type Descriptor, type History, type ImageConfig, type Manifest, type Platform, MediaType, isManifestMediaType,
   validateManifest, validateConfig, validateIndex, validateDescriptor, assertValid, sha256Digest,
 } from "../image";
 import type { CommandDef } from "./spec";
-import { imageOpt, parseImageRef, openLayout } from "./common";
+import { imageOpt, openImageReader } from "./common";
 import { writeOut, writeOutBytes } from "../util/stdio";
 import { escapeText } from "../util/escape";
 import { parseJsonStrict } from "../util/json";
@@ -168,7 +168,7 @@ function parseJsonBlob(bytes: Uint8Array, what: string): { text: string; obj: un
 
 const EMPTY_DIGEST = sha256Digest("{}") as string;
 
-function readConfig(layout: Layout, desc: Descriptor): StatInfo["config"] {
+function readConfig(layout: BlobReader, desc: Descriptor): StatInfo["config"] {
   const what = `config ${desc.digest}`;
   switch (desc.mediaType) {
     case MediaType.config: {
@@ -205,7 +205,7 @@ function readConfig(layout: Layout, desc: Descriptor): StatInfo["config"] {
   }
 }
 
-export function readStat(layout: Layout, descriptor: Descriptor): StatInfo {
+export function readStat(layout: BlobReader, descriptor: Descriptor): StatInfo {
   if (!isManifestMediaType(descriptor.mediaType)) throw new UnsupportedError(`descriptor does not point to an image manifest: ${descriptor.mediaType}`);
   const what = `manifest ${descriptor.digest}`;
   const { text: manifestText, obj } = parseJsonBlob(layout.readBlob(descriptor), what);
@@ -451,12 +451,11 @@ export const statCommand: CommandDef = {
   description: "displays status information of an image manifest",
   options: [imageOpt, { flag: "json", desc: "output the stat information as a JSON encoded blob" }],
   run(_args, opts) {
-    const ref = parseImageRef(opts.get("image"));
     // A short read needs no lock: blobs and index.json only ever appear by atomic rename, and
     // a blob a concurrent gc removes is reported as not found.
-    const layout = openLayout(ref.layout);
+    const { reader: layout, tag } = openImageReader(opts.get("image"));
     try {
-      const path = resolveTag(layout, layout.readIndex(), ref.tag);
+      const path = resolveTag(layout, layout.readIndex(), tag);
       const info = readStat(layout, manifestOf(path));
       if (opts.bool("json")) { writeOut(formatStatJson(info)); return; }
       const parts = formatStat(info);

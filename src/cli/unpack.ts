@@ -7,7 +7,7 @@ import { resolveMapOptions, type MapOptions } from "../layer/idmap";
 import { log } from "../util/log";
 import { writeRegularFileAtomic } from "../util/fs";
 import type { CommandDef, OptSpec, Opts } from "./spec";
-import { imageOpt, mapOpts, parseImageRef, openLayout } from "./common";
+import { imageOpt, mapOpts, openImageReader } from "./common";
 
 // Heavy modules (node:stream, node:zlib, tar, mtree) are required when a command runs, not at
 // start-up: the binary is built as CommonJS, so a require() inside a function stays lazy.
@@ -30,12 +30,16 @@ export function mapOptionsFrom(opts: Opts): MapOptions {
 }
 
 function openImage(opts: Opts) {
-  const ref = parseImageRef(opts.get("image"));
   const platform = opts.get("platform") !== undefined ? parsePlatform(opts.get("platform")!) : undefined;
-  const layout = openLayout(ref.layout);
-  layout.lockGc("sh", { optional: true });
-  const img = unpackModule().loadImage(layout, resolveTag(layout, layout.readIndex(), ref.tag, { platform }));
-  return { layout, img };
+  const { reader: layout, tag } = openImageReader(opts.get("image"));
+  try {
+    layout.lockGc("sh", { optional: true });
+    const img = unpackModule().loadImage(layout, resolveTag(layout, layout.readIndex(), tag, { platform }));
+    return { layout, img };
+  } catch (e) {
+    layout.close();
+    throw e;
+  }
 }
 
 const warn = (m: string) => log.warn(m);

@@ -47,7 +47,8 @@ import { compressionFromMediaType, createDecompressor, sniffCompression, type Co
 import { readTar, type TarHeader } from "../tar";
 import { parseJsonStrict } from "../util/json";
 import { takeLock, GC_LOCK, INDEX_LOCK, type HeldLock } from "../cas/lock";
-import { MAX_JSON_BLOB, TMP_DIR } from "../cas/layout";
+import { TMP_DIR } from "../cas/layout";
+import { MAX_JSON_BLOB } from "../cas/source";
 import { checkLayoutDir, fileTypeName, layoutOwner, lstatOrNull, notA, openLayoutFile, readFd, readLayoutFile, readUpTo } from "../cas/layout-fs";
 import { DescriptorWalk, type WalkChild, type WalkNode } from "../cas/walk";
 
