@@ -1,7 +1,8 @@
 /**
  * Run the whole test suite with `bun test` (building dist/boci first, since the CLI tests spawn
  * the real binary) and end with the line CI reads: `N passed, N failed`.
- * Extra arguments go to `bun test` (e.g. a path filter).
+ * Extra arguments go to `bun test` (e.g. a path filter). With BOCI_OUTFILE the binary is built
+ * there and tested (so a run is not disturbed by another build of dist/boci in the same checkout).
  */
 import { join } from "node:path";
 import { chmodSync, mkdtempSync, readdirSync } from "node:fs";
@@ -9,6 +10,7 @@ import { tmpdir } from "node:os";
 import { removeTreeForce } from "../src/util/cleanup";
 
 const root = join(import.meta.dir, "..");
+const bin = process.env.BOCI_OUTFILE ?? join(root, "dist/boci");
 const build = Bun.spawnSync([process.execPath, "scripts/build.ts"], { cwd: root, stdout: "inherit", stderr: "inherit" });
 if (build.exitCode !== 0) {
   console.log("0 passed, 1 failed");
@@ -20,7 +22,7 @@ if (build.exitCode !== 0) {
 const tmp = mkdtempSync(join(tmpdir(), "boci-suite-"));
 chmodSync(tmp, 0o1777);
 const proc = Bun.spawn([process.execPath, "test", "--timeout", "300000", ...process.argv.slice(2)], {
-  cwd: root, stdout: "pipe", stderr: "pipe", env: { ...process.env, BOCI_BIN: join(root, "dist/boci"), TMPDIR: tmp },
+  cwd: root, stdout: "pipe", stderr: "pipe", env: { ...process.env, BOCI_BIN: bin, TMPDIR: tmp },
 });
 let pass = 0, fail = 0;
 async function pump(stream: ReadableStream<Uint8Array>, out: NodeJS.WriteStream) {

@@ -1,0 +1,73 @@
+/**
+ * The contracts between the parts of src/transport/ (written by different hands at once; keep
+ * them stable, extend rather than change):
+ *
+ *  - reference.ts  parseReference(s): ImageReference — skopeo's transport syntax.
+ *  - oci-archive.ts  OciArchiveReader (a BlobReader over the members of a tar of an OCI layout,
+ *      read in place at their offsets) and writeOciArchive (a layout directory → a tar, atomic).
+ *  - docker-archive.ts  DockerArchiveReader (a BlobReader over a `docker save` tar: a synthetic
+ *      OCI index and OCI manifests standing for manifest.json's images) and writeDockerArchive.
+ *  - copy.ts  copyImage(src, dst, opts): the engine, any transport to any other.
+ *
+ * Every reader verifies every blob it yields (cas/source.ts streamVerified / readVerified), so a
+ * consumer never acts on a byte that does not match its digest.
+ */
+import type { Descriptor, ImageConfig, Manifest } from "../image";
+import type { BlobReader } from "../cas";
+
+/**
+ * An image reference in skopeo's syntax:
+ *  - `oci:PATH[:TAG]` — an OCI layout directory; reading without TAG: the layout's only image;
+ *    writing without TAG: `latest`;
+ *  - `oci-archive:FILE[:TAG]` — a tar of an OCI layout, same TAG rules;
+ *  - `docker-archive:FILE[:NAME:TAG]` — a `docker save` tar; reading: the image whose RepoTags
+ *    hold `NAME:TAG`, or `FILE:@N` the Nth image (from 0, in manifest.json order), or without
+ *    either the only image; writing: RepoTags `NAME:TAG` (none when absent).
+ */
+export type ImageReference =
+  | { transport: "oci"; path: string; tag?: string }
+  | { transport: "oci-archive"; path: string; tag?: string }
+  | { transport: "docker-archive"; path: string; name?: string; index?: number };
+
+/** A layer as a destination receives it. */
+export interface LayerToWrite {
+  /** the layer's descriptor as the manifest being written names it */
+  desc: Descriptor;
+  /** the uncompressed digest (the config's rootfs.diff_ids entry) */
+  diffID: string;
+  /** a fresh verified stream of the blob `desc` names (digest and size checked at its end) */
+  open(): AsyncIterable<Buffer>;
+}
+
+/** One image as the copy engine hands it to an archive writer. */
+export interface ImageToWrite {
+  manifestDesc: Descriptor;
+  manifestBytes: Buffer;
+  manifest: Manifest;
+  configDesc: Descriptor;
+  configBytes: Buffer;
+  config: ImageConfig;
+  /** in manifest order */
+  layers: LayerToWrite[];
+}
+
+/** What a copy reports per blob, for progress. */
+export interface CopyProgress {
+  /** the blob being moved (digest as the source names it) */
+  digest: string;
+  /** bytes of it moved so far, and its size in the source */
+  done: number;
+  size: number;
+  /** index of the blob and how many there are */
+  blob: number;
+  blobs: number;
+  /** "skip" when the destination had it already */
+  state: "copy" | "skip" | "done";
+}
+
+/** An open source: the store and the one top-level descriptor (manifest or index) the reference names. */
+export interface OpenedSource {
+  reader: BlobReader;
+  /** the resolved top-level descriptor */
+  top: Descriptor;
+}
