@@ -71,3 +71,37 @@ export interface OpenedSource {
   /** the resolved top-level descriptor */
   top: Descriptor;
 }
+
+/**
+ * What `copyImage(src, dst, opts)` (copy.ts) takes. Layers are kept as they are unless they must
+ * change: a destination that needs compressed layers (oci, oci-archive) given uncompressed ones
+ * (a docker-archive) compresses them with `compress` (default gzip); a docker-archive destination
+ * gets every layer uncompressed (diffIDs checked).
+ */
+export interface CopyOptions {
+  /** more RepoTags for a docker-archive destination (`--additional-tag NAME:TAG`) */
+  additionalTags?: string[];
+  /** compression for layers the destination needs compressed (default gzip) */
+  compress?: "gzip" | "zstd" | "none";
+  /** recompress every layer with `compress` (skopeo `--dest-compress`) */
+  forceCompress?: boolean;
+  /** the manifest format to write: oci (oci, oci-archive) or v2s2 (docker-archive); an impossible pair is a UsageError */
+  format?: "oci" | "v2s2";
+  /** copy a whole index (every platform); else one manifest, picked by `platform` (default: the host's) */
+  all?: boolean;
+  platform?: import("../image").Platform;
+  /** where temporary files go (default: beside the destination) */
+  tmpdir?: string;
+  onProgress?: (p: CopyProgress) => void;
+}
+
+export interface CopyResult {
+  /** the descriptor the destination's tag now names */
+  manifest: Descriptor;
+  /** the tags written (layout tag, or RepoTags) */
+  tags: string[];
+  blobsCopied: number;
+  blobsSkipped: number;
+  /** bytes written to the destination */
+  bytes: number;
+}
