@@ -22,7 +22,7 @@ import type { TarEntry, TarHeader } from "../tar";
 import type { MtreeEntry } from "../mtree";
 import { FROM_DISK, REFRESH, type ManifestSpool } from "../mtree/spool";
 import { type MapOptions, toHost } from "./idmap";
-import { cleanEntryPath, baseOf, joinPath as join, mtreePath, parentOf } from "../rootfs/path";
+import { cleanEntryPath, baseOf, joinPath as join, mtreePath, fromMtreePath, parentOf } from "../rootfs/path";
 import { RootTree, isDir, type ResolveHooks } from "../rootfs/tree";
 import { InodeWriter, PENDING_DIGEST, hostOwner, type Place } from "../rootfs/inode";
 import { DeferredDirs } from "../rootfs/deferred";
@@ -142,7 +142,7 @@ export class LayerApplier {
         if ((++n & 4095) === 0) this.tree.trim();
         if (entry.sha256?.startsWith(PENDING_DIGEST)) entry.sha256 = this.digests.get(entry.sha256);
         if (!(flags & (REFRESH | FROM_DISK))) { yield entry; continue; }
-        const rel = entry.path === "." ? "" : entry.path;
+        const rel = fromMtreePath(entry.path);
         // Read only what is still reached from the root without a symlink.
         if (this.removedEver && rel !== "" && this.tree.tryDir(parentOf(rel)) < 0) continue;
         const prev = flags & FROM_DISK ? undefined : entry;
@@ -168,7 +168,7 @@ export class LayerApplier {
    * manifest() is being read (null when it is gone).
    */
   statOf(p: string): Stat | null {
-    return this.tree.stat(p === "." ? "" : p);
+    return this.tree.stat(fromMtreePath(p));
   }
 
   /** Release the root's descriptors (finish() does; call it when giving up early). */
