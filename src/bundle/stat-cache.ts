@@ -16,9 +16,10 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { StringDecoder } from "node:string_decoder";
 import { InvalidError } from "../errors";
 import { readRegularFile, writeFileAtomicWith } from "../util/fs";
+import { heapTick } from "../util/heap";
+import { LineFileWriter, readLines } from "../util/line-file";
 import { makedev } from "../sys";
 import type { Stat } from "../sys/at";
 
@@ -61,56 +62,17 @@ export function writeStatCacheLines(bundle: string, mtreeSha256: string, lines: 
     const flush = () => { write(Buffer.from(out.join("\n") + "\n")); out = []; };
     for (const l of lines) {
       out.push(l);
-      if (out.length >= 8192) flush();
+      if (out.length >= 8192) { flush(); heapTick(8192); }
     }
     if (out.length) flush();
   }, { mode: 0o600, fsync: opts.fsync });
 }
 
-/** Lines appended to a file (created exclusively) and read back in order: a list that is not held. */
-export class LineSpool {
-  private fd: number;
-  private pending: string[] = [];
-  constructor(private readonly file: string) {
-    const c = fs.constants;
-    this.fd = fs.openSync(file, c.O_WRONLY | c.O_CREAT | c.O_EXCL | c.O_NOFOLLOW, 0o600);
-  }
-  push(line: string): void {
-    this.pending.push(line);
-    if (this.pending.length >= 4096) this.flush();
-  }
-  private flush(): void {
-    if (!this.pending.length || this.fd < 0) return;
-    const b = Buffer.from(this.pending.join("\n") + "\n");
-    for (let o = 0; o < b.length;) o += fs.writeSync(this.fd, b, o);
-    this.pending = [];
-  }
-  /** No more lines. */
-  end(): void {
-    if (this.fd < 0) return;
-    this.flush();
-    fs.closeSync(this.fd);
-    this.fd = -1;
-  }
+/** The stat lines of an unpack, waiting on disk until the manifest's digest is known. */
+export class LineSpool extends LineFileWriter {
   /** The lines, in order (after end()). */
-  *lines(): Generator<string> {
-    const fd = fs.openSync(this.file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
-    try {
-      const buf = Buffer.allocUnsafe(256 * 1024);
-      // (a character may straddle two reads)
-      const dec = new StringDecoder("utf8");
-      let rest = "";
-      for (;;) {
-        const n = fs.readSync(fd, buf, 0, buf.length, null);
-        if (n <= 0) break;
-        const parts = (rest + dec.write(buf.subarray(0, n))).split("\n");
-        rest = parts.pop()!;
-        yield* parts;
-      }
-      if (rest) yield rest;
-    } finally {
-      fs.closeSync(fd);
-    }
+  lines(): Generator<string> {
+    return readLines(this.file);
   }
 }
 

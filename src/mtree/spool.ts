@@ -20,7 +20,7 @@
  */
 import * as fs from "node:fs";
 import { join } from "node:path";
-import { StringDecoder } from "node:string_decoder";
+import { LineFileWriter, readLines } from "../util/line-file";
 import { InvalidError } from "../errors";
 import { MTREE_TYPES, type MtreeEntry, type MtreeType } from "./entry";
 import { isAscii, nameToBytes } from "../rootfs/name";
@@ -106,20 +106,13 @@ export class ManifestSpool implements ManifestLog {
   private flush(): void {
     if (!this.buf.length) return;
     this.buf.sort(compareRec);
-    const file = join(this.dir, `run-${this.runs.length}`);
-    const fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
+    const run = new LineFileWriter(join(this.dir, `run-${this.runs.length}`));
     try {
-      let chunk: string[] = [];
-      const out = (s: string) => { const b = Buffer.from(s); for (let o = 0; o < b.length;) o += fs.writeSync(fd, b, o); };
-      for (const r of this.buf) {
-        chunk.push(r.line);
-        if (chunk.length >= 2048) { out(chunk.join("\n") + "\n"); chunk = []; }
-      }
-      if (chunk.length) out(chunk.join("\n") + "\n");
+      for (const r of this.buf) run.push(r.line);
     } finally {
-      fs.closeSync(fd);
+      run.end();
     }
-    this.runs.push(file);
+    this.runs.push(run.file);
     this.buf = [];
   }
 
@@ -257,38 +250,13 @@ function parseSet(line: string): SpooledEntry {
 
 /** Reads one sorted run back, record by record. */
 class RunReader {
-  private fd: number;
-  private rest = "";
-  private lines: string[] = [];
-  private at = 0;
-  private eof = false;
-  private dec = new StringDecoder("utf8");
-  private static buf = Buffer.allocUnsafe(256 * 1024);
-
+  private readonly lines: Generator<string>;
   constructor(file: string) {
-    this.fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+    this.lines = readLines(file);
   }
-
   next(): Rec | null {
-    for (;;) {
-      if (this.at < this.lines.length) return toRec(this.lines[this.at++]!);
-      if (this.eof) return null;
-      const n = fs.readSync(this.fd, RunReader.buf, 0, RunReader.buf.length, null);
-      if (n <= 0) {
-        this.eof = true;
-        fs.closeSync(this.fd);
-        this.lines = this.rest ? [this.rest] : [];
-        this.rest = "";
-        this.at = 0;
-        continue;
-      }
-      // (a character may straddle two reads)
-      const text = this.rest + this.dec.write(RunReader.buf.subarray(0, n));
-      const parts = text.split("\n");
-      this.rest = parts.pop()!;
-      this.lines = parts;
-      this.at = 0;
-    }
+    const r = this.lines.next();
+    return r.done ? null : toRec(r.value);
   }
 }
 
