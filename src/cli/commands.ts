@@ -6,8 +6,9 @@ import { statCommand } from "./stat";
 import { unpackCommand, rawUnpackCommand, rawConfigCommand } from "./unpack";
 import { repackCommand, insertCommand, addLayerCommand, mtreeValidateCommand } from "./repack";
 import { validateCommand } from "./validate";
+import { copyCommand } from "./copy";
 
 export const commands: CommandDef[] = [
   initCommand, newCommand, lsCommand, tagCommand, rmCommand, statCommand, gcCommand, configCommand,
-  unpackCommand, repackCommand, insertCommand, rawUnpackCommand, rawConfigCommand, addLayerCommand, validateCommand, mtreeValidateCommand,
+  unpackCommand, repackCommand, insertCommand, rawUnpackCommand, rawConfigCommand, addLayerCommand, validateCommand, mtreeValidateCommand, copyCommand,
 ];

@@ -3,11 +3,13 @@
  * Every transport's reader verifies every blob it yields (cas/source.ts), so what is resolved
  * here is only ever acted on after its digest matched.
  */
-import { NotFoundError, UsageError, InvalidError, UnsupportedError } from "../errors";
+import { NotFoundError, UsageError, InvalidError } from "../errors";
 import { Layout, type BlobReader, type DescriptorPath, refName, listTags, resolveTag } from "../cas";
 import { type Descriptor, type ImageIndex, type Platform, AnnotationRefName, isIndexMediaType } from "../image";
 import { formatReference, sameDockerName, familiarDockerName } from "./reference";
 import type { ImageReference } from "./types";
+import { OciArchiveReader } from "./oci-archive";
+import { DockerArchiveReader } from "./docker-archive";
 
 /** What a docker-archive reader offers beyond a BlobReader: manifest.json's images, in order. */
 export interface ImageLister {
@@ -28,9 +30,9 @@ export function openReader(ref: ImageReference): BlobReader {
     case "oci":
       return Layout.open(ref.path);
     case "oci-archive":
+      return OciArchiveReader.open(ref.path);
     case "docker-archive":
-      // (the archive readers, src/transport/oci-archive.ts and docker-archive.ts, are wired in here as they land)
-      throw new UnsupportedError(`${formatReference(ref)}: reading ${ref.transport} is not available in this build yet`);
+      return DockerArchiveReader.open(ref.path);
   }
 }
 

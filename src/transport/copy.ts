@@ -1,0 +1,176 @@
+/**
+ * The copy engine: one image (or, with `all`, a whole index) from any transport to any other,
+ * every blob verified on the way (the source readers' verified reads), the destination written
+ * so that a failed copy leaves no tag, no archive and no temporary files:
+ *
+ *  - `oci:` — layout-dest.ts (a layout created when the directory is missing or empty; the tag
+ *    set last, under the index lock);
+ *  - `oci-archive:` — the layout is built in a temporary directory (under `tmpdir`, else beside
+ *    the archive) and tarred into place atomically (oci-archive.ts writeOciArchive); the
+ *    temporary directory is removed in every case, SIGINT/SIGTERM included;
+ *  - `docker-archive:` — docker-archive.ts writeDockerArchive (Docker schema 2, layers
+ *    uncompressed, diffIDs checked), RepoTags = the reference's NAME:TAG and `additionalTags`.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { InvalidError, UsageError } from "../errors";
+import { type BlobReader, initLayout, manifestOf, Layout } from "../cas";
+import { type Descriptor, type ImageConfig, type ImageIndex, type Manifest, isIndexMediaType, isManifestMediaType } from "../image";
+import { randomName } from "../util/fs";
+import { removeOnInterrupt, removeTreeForce } from "../util/cleanup";
+import { familiarDockerName, formatReference, normalizeDockerName } from "./reference";
+import { openReader, resolveImage, resolveTop } from "./open";
+import { type Plan, CopyTally, copyIntoLayout, planBlobs, prepareLayout } from "./layout-dest";
+import { writeOciArchive } from "./oci-archive";
+import { writeDockerArchive } from "./docker-archive";
+import type { CopyOptions, CopyResult, ImageReference, ImageToWrite } from "./types";
+
+/**
+ * Copy the image `src` names to `dst`. Throws UsageError for an impossible combination (a
+ * `format` the destination cannot hold, `all` into a docker-archive, `additionalTags` for
+ * another destination, a bad additional tag), and whatever the source and destination throw
+ * (NotFoundError, InvalidError for a blob that does not match its digest, …); nothing is tagged
+ * or left behind then.
+ */
+export async function copyImage(src: ImageReference, dst: ImageReference, opts: CopyOptions = {}): Promise<CopyResult> {
+  const where = `copy ${formatReference(src)} to ${formatReference(dst)}`;
+  const extraTags = checkOptions(dst, opts);
+  const reader = openReader(src);
+  try {
+    reader.lockGc("sh", { optional: true });
+    const top = opts.all ? resolveTop(reader, src) : manifestOf(resolveImage(reader, src, { platform: opts.platform }));
+    const plan = makePlan(reader, top, opts.all === true);
+    const tally = new CopyTally(planBlobs(plan), opts.onProgress);
+    const layoutOpts = {
+      compress: opts.compress ?? "gzip",
+      forceCompress: opts.forceCompress === true,
+      compressPlain: src.transport === "docker-archive",
+    } as const;
+    switch (dst.transport) {
+      case "oci": {
+        const tag = dst.tag ?? "latest";
+        const dest = prepareLayout(dst.path);
+        try {
+          dest.layout.lockGc("sh");
+          const manifest = await copyIntoLayout(reader, plan, dest.layout, tag, layoutOpts, tally);
+          dest.keep();
+          dest.layout.close();
+          return { manifest, tags: [tag], blobsCopied: tally.blobsCopied, blobsSkipped: tally.blobsSkipped, bytes: tally.bytes };
+        } catch (e) {
+          dest.abandon();
+          throw e;
+        }
+      }
+      case "oci-archive": {
+        const tag = dst.tag ?? "latest";
+        const base = opts.tmpdir ?? path.dirname(path.resolve(dst.path));
+        const tmp = path.join(base, `.boci-copy-${process.pid}-${randomName()}`);
+        const unregister = removeOnInterrupt(tmp);
+        try {
+          fs.mkdirSync(tmp, { mode: 0o700 });
+          const dir = path.join(tmp, "layout");
+          initLayout(dir);
+          const layout = Layout.open(dir);
+          let manifest: Descriptor;
+          try {
+            layout.lockGc("sh");
+            manifest = await copyIntoLayout(reader, plan, layout, tag, layoutOpts, tally);
+          } finally { layout.close(); }
+          await writeOciArchive(dir, dst.path, { tmpdir: opts.tmpdir });
+          const bytes = fs.statSync(dst.path).size;
+          return { manifest, tags: [tag], blobsCopied: tally.blobsCopied, blobsSkipped: tally.blobsSkipped, bytes };
+        } finally {
+          removeTreeForce(tmp);
+          unregister();
+        }
+      }
+      case "docker-archive": {
+        if (plan.kind !== "manifest") throw new UsageError(`${where}: a docker-archive holds single images, not an index`);
+        const repoTags = [...(dst.name ? [familiarDockerName(dst.name)] : []), ...extraTags];
+        const img = imageToWrite(reader, plan, tally);
+        await writeDockerArchive(dst.path, img, repoTags, { tmpdir: opts.tmpdir });
+        const bytes = fs.statSync(dst.path).size;
+        return { manifest: plan.desc, tags: repoTags, blobsCopied: tally.blobsCopied, blobsSkipped: tally.blobsSkipped, bytes };
+      }
+    }
+  } finally {
+    reader.close();
+  }
+}
+
+/** The option checks that need no I/O; returns the additional RepoTags in Docker's short form. */
+function checkOptions(dst: ImageReference, opts: CopyOptions): string[] {
+  const dest = formatReference(dst);
+  if (opts.format === "v2s2" && dst.transport !== "docker-archive")
+    throw new UsageError(`--format v2s2: ${dest} holds OCI manifests (v2s2 is for docker-archive destinations)`);
+  if (opts.format === "oci" && dst.transport === "docker-archive")
+    throw new UsageError(`--format oci: ${dest} holds Docker schema-2 manifests (use --format v2s2 or none)`);
+  if (opts.all && dst.transport === "docker-archive")
+    throw new UsageError(`--all: ${dest} holds single images, not an index`);
+  const extra = opts.additionalTags ?? [];
+  if (extra.length && dst.transport !== "docker-archive")
+    throw new UsageError(`--additional-tag: only a docker-archive destination has RepoTags (not ${dest})`);
+  return extra.map((t) => {
+    try {
+      return familiarDockerName(normalizeDockerName(t, { defaultTag: false }));
+    } catch (e) {
+      throw new UsageError(`invalid --additional-tag ${JSON.stringify(t)}: ${(e as Error).message}`);
+    }
+  });
+}
+
+/**
+ * Read what the copy moves, down from `top`: a manifest with its config, or (with `all`) an
+ * index and everything under it, each JSON document read, verified and validated once. Other
+ * children of an index (artifacts) are moved as blobs. Throws as the reader's readJson.
+ */
+export function makePlan(reader: BlobReader, top: Descriptor, all: boolean): Plan {
+  const seen = new Set<string>();
+  const plan = (d: Descriptor, depth: number): Plan => {
+    if (depth > 16) throw new InvalidError(`index ${d.digest}: nested more than 16 deep`);
+    if (isManifestMediaType(d.mediaType)) {
+      const bytes = reader.readBlob(d);
+      const manifest = reader.readJson<Manifest>(d, "manifest");
+      const configBytes = reader.readBlob(manifest.config);
+      const config = reader.readJson<ImageConfig>(manifest.config, "config");
+      return { kind: "manifest", desc: d, bytes, manifest, configBytes, config };
+    }
+    if (isIndexMediaType(d.mediaType)) {
+      if (!all) throw new InvalidError(`index ${d.digest}: expected one image manifest`);
+      if (seen.has(d.digest)) throw new InvalidError(`index ${d.digest}: names itself`);
+      seen.add(d.digest);
+      const bytes = reader.readBlob(d);
+      const index = reader.readJson<ImageIndex>(d, "index");
+      const children = index.manifests.map((c) => plan(c, depth + 1));
+      seen.delete(d.digest);
+      return { kind: "index", desc: d, bytes, index, children };
+    }
+    if (depth === 0) throw new InvalidError(`${d.digest}: media type ${d.mediaType} is neither an image manifest nor an index`);
+    return { kind: "blob", desc: d };
+  };
+  return plan(top, 0);
+}
+
+/** One planned image as an archive writer takes it; each layer's stream reports progress. */
+function imageToWrite(reader: BlobReader, p: Extract<Plan, { kind: "manifest" }>, tally: CopyTally): ImageToWrite {
+  const diffIDs = p.config.rootfs?.diff_ids ?? [];
+  if (diffIDs.length !== p.manifest.layers.length)
+    throw new InvalidError(`manifest ${p.desc.digest}: ${p.manifest.layers.length} layers but ${diffIDs.length} diff_ids in the config`);
+  tally.begin(p.desc).done(p.desc.size);
+  tally.begin(p.manifest.config).done(p.manifest.config.size);
+  return {
+    manifestDesc: p.desc, manifestBytes: p.bytes, manifest: p.manifest,
+    configDesc: p.manifest.config, configBytes: p.configBytes, config: p.config,
+    layers: p.manifest.layers.map((l, i) => ({
+      desc: l,
+      diffID: diffIDs[i]!,
+      open: () => {
+        const t = tally.begin(l);
+        return (async function* () {
+          yield* CopyTally.tap(reader.getBlob(l), t.moved);
+          t.done(l.size);
+        })();
+      },
+    })),
+  };
+}
