@@ -361,9 +361,9 @@ async function* pump(src: AsyncIterable<Buffer>, t: Transform): AsyncGenerator<B
         const r = await it.next();
         if (r.done) break;
         if (!t.write(r.value)) await new Promise<void>((resolve) => { const done = () => { t.off("drain", done); t.off("close", done); resolve(); }; t.on("drain", done); t.on("close", done); });
-        if (t.destroyed) break;
+        if (t.destroyed) return;
       }
-      t.end();
+      if (!t.destroyed) t.end();
     } catch (e) {
       failed = e;
       t.destroy(e as Error);
