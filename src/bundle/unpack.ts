@@ -12,8 +12,8 @@ import * as path from "node:path";
 import { Readable } from "node:stream";
 import { BociError, ClobberError, InvalidError, UnsupportedError, UsageError, addContext, cannotWrite, describeErrno } from "../errors";
 import { type BlobReader, type DescriptorPath, manifestOf } from "../cas";
-import { type Descriptor, type ImageConfig, type Manifest, MediaType, isLayerMediaType } from "../image";
-import { compressionFromMediaType, createDecompressor, sniffCompression, type Compression } from "../compress";
+import { type Descriptor, type ImageConfig, type Manifest, MediaType, isConfigMediaType, layerKind } from "../image";
+import { createDecompressor, sniffCompression, type Compression } from "../compress";
 import { readTar } from "../tar";
 import { writeMtreeSorted, UMOCI_KEYWORDS, type MtreeEntry } from "../mtree";
 import { createManifestSpool } from "../mtree/spool";
@@ -48,18 +48,24 @@ export interface LoadedImage {
   config: ImageConfig;
 }
 
-/** Read and check the manifest and config an unpack needs. */
+/**
+ * Read and check the manifest and config an unpack needs. OCI and Docker schema-2 images alike:
+ * the config may be typed OCI's or Docker's (the same JSON shape), the layers any type
+ * layerKind knows (OCI tar/+gzip/+zstd, non-distributable, Docker rootfs.diff and foreign).
+ * Throws UnsupportedError (exit 6) for another config or layer type, InvalidError for a
+ * diff_ids count that does not match the layers.
+ */
 export function loadImage(layout: BlobReader, p: DescriptorPath): LoadedImage {
   const manifestDesc = manifestOf(p);
   const manifest = layout.readJson<Manifest>(manifestDesc, "manifest");
-  if (manifest.config.mediaType !== MediaType.config)
-    throw new UnsupportedError(`config media type ${manifest.config.mediaType} is not ${MediaType.config}`);
+  if (!isConfigMediaType(manifest.config.mediaType))
+    throw new UnsupportedError(`config media type ${manifest.config.mediaType} is not ${MediaType.config} or ${MediaType.dockerConfig}`);
   const config = layout.readJson<ImageConfig>(manifest.config, "config");
   config.rootfs.diff_ids ??= [];
   if (config.rootfs.diff_ids.length !== manifest.layers.length)
     throw new InvalidError(`image has ${manifest.layers.length} layers but ${config.rootfs.diff_ids.length} diff_ids`);
   for (const [i, l] of manifest.layers.entries())
-    if (!isLayerMediaType(l.mediaType)) throw new UnsupportedError(`layer ${i}: unsupported media type ${l.mediaType}`);
+    if (!layerKind(l.mediaType)) throw new UnsupportedError(`layer ${i}: unsupported media type ${l.mediaType}`);
   return { path: p, manifestDesc, manifest, config };
 }
 
@@ -140,7 +146,9 @@ export function layerByteLimit(compressedSize: number): number {
 
 /** Stream one layer blob onto the applier; returns its diffID (sha256 of the uncompressed tar). */
 async function applyLayerBlob(layout: BlobReader, layer: Descriptor, applier: LayerApplier, opts: { onWarning: (m: string) => void; maxBytes?: number; onBytes: (n: number) => void }): Promise<string> {
-  let comp: Compression = compressionFromMediaType(layer.mediaType);
+  const kind = layerKind(layer.mediaType);
+  if (!kind) throw new UnsupportedError(`unsupported layer media type ${layer.mediaType}`);
+  let comp: Compression = kind.compression;
   const blob = layout.getBlob(layer);
   // Sniff the first chunk: layers labelled +gzip are sometimes plain tar or zstd.
   const first = await blob.next();

@@ -10,11 +10,15 @@
  *   descriptor, index and manifest media types are parsed and shown as a raw blob; any other
  *   media type (an OCI 1.1 artifact's own config) is not read at all: with embedded `data` that
  *   is its blob, without it there is no config section (the blob only has to exist).
+ *
+ * Docker schema-2 images (crane, buildx) are read as they are: a Docker manifest is a manifest,
+ * a Docker config (`application/vnd.docker.container.image.v1+json`) is an image config, and
+ * every media type is shown as stored. Docker schema 1 is refused (exit 6).
  */
 import { resolveTag, manifestOf, type BlobReader } from "../cas";
 import { InvalidError, NotFoundError, UnsupportedError } from "../errors";
 import {
-  type Descriptor, type History, type ImageConfig, type Manifest, type Platform, MediaType, isManifestMediaType,
+  type Descriptor, type History, type ImageConfig, type Manifest, type Platform, MediaType, isManifestMediaType, isDockerSchema1MediaType,
   validateManifest, validateConfig, validateIndex, validateDescriptor, assertValid, sha256Digest,
 } from "../image";
 import type { CommandDef } from "./spec";
@@ -171,7 +175,7 @@ const EMPTY_DIGEST = sha256Digest("{}") as string;
 function readConfig(layout: BlobReader, desc: Descriptor): StatInfo["config"] {
   const what = `config ${desc.digest}`;
   switch (desc.mediaType) {
-    case MediaType.config: {
+    case MediaType.config: case MediaType.dockerConfig: {
       const raw = layout.readBlob(desc);
       const { obj } = parseJsonBlob(raw, what);
       assertValid(validateConfig(obj, "config", [], { lenient: true }), what);
@@ -206,6 +210,7 @@ function readConfig(layout: BlobReader, desc: Descriptor): StatInfo["config"] {
 }
 
 export function readStat(layout: BlobReader, descriptor: Descriptor): StatInfo {
+  if (isDockerSchema1MediaType(descriptor.mediaType)) throw new UnsupportedError(`manifest ${descriptor.digest}: docker schema 1 manifests (${descriptor.mediaType}) are not supported`);
   if (!isManifestMediaType(descriptor.mediaType)) throw new UnsupportedError(`descriptor does not point to an image manifest: ${descriptor.mediaType}`);
   const what = `manifest ${descriptor.digest}`;
   const { text: manifestText, obj } = parseJsonBlob(layout.readBlob(descriptor), what);

@@ -14,11 +14,11 @@ export type Compression = "none" | "gzip" | "zstd";
 
 /**
  * The compression a layer media type names: `…tar` none, `…+gzip` gzip, `…+zstd` zstd (Docker's
- * `…tar.gzip` is gzip too). Anything else throws UnsupportedError.
+ * `…tar.gzip` and `…tar.zstd` are gzip and zstd too). Anything else throws UnsupportedError.
  */
 export function compressionFromMediaType(mediaType: string): Compression {
   if (mediaType.endsWith("+gzip") || mediaType.endsWith(".tar.gzip")) return "gzip";
-  if (mediaType.endsWith("+zstd")) return "zstd";
+  if (mediaType.endsWith("+zstd") || mediaType.endsWith(".tar.zstd")) return "zstd";
   if (mediaType.endsWith(".tar") || mediaType.endsWith("/tar")) return "none";
   throw new UnsupportedError(`unsupported layer media type ${mediaType}`);
 }

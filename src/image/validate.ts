@@ -3,12 +3,36 @@
  * violation it finds as "path: problem" strings; `assertValid` turns them into one InvalidError.
  * Media-type confusion (CVE-2021-41190) is refused: a manifest carrying `manifests`, an index
  * carrying `config`/`layers`, or an object whose own `mediaType` disagrees with how it was reached.
+ *
+ * Docker schema-2 manifests and manifest lists are accepted wherever OCI ones are (they have the
+ * same shape; distribution's manifest-v2-2.md). Docker schema 1 is refused as unsupported: the
+ * violation list is then marked (isUnsupported) and assertValid throws UnsupportedError (exit 6).
  */
-import { InvalidError } from "../errors";
+import { InvalidError, UnsupportedError } from "../errors";
 import { isDigest } from "./digest";
-import { MediaType, mediaTypeRe } from "./media-types";
+import { MediaType, isDockerSchema1MediaType, mediaTypeRe } from "./media-types";
 
 type V = string[];
+
+/** Violation lists that name something valid but unsupported (Docker schema 1). */
+const unsupportedLists = new WeakSet<V>();
+
+/** True when `violations` holds an unsupported (rather than invalid) object: assertValid exits 6 for it. */
+export function isUnsupported(violations: V): boolean {
+  return unsupportedLists.has(violations);
+}
+
+/**
+ * A Docker schema-1 manifest (schemaVersion 1, or a schema-1 media type): pushes one violation,
+ * marks `out` unsupported, and returns true.
+ */
+function refuseSchema1(o: Record<string, unknown>, at: string, out: V): boolean {
+  const mt = typeof o.mediaType === "string" ? o.mediaType : undefined;
+  if (o.schemaVersion !== 1 && !isDockerSchema1MediaType(mt)) return false;
+  out.push(`${at}: docker schema 1 manifests (${mt ?? MediaType.dockerSchema1}) are not supported: convert the image to schema 2 or oci first`);
+  unsupportedLists.add(out);
+  return true;
+}
 
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 const isStrMap = (v: unknown) => isObj(v) && Object.values(v).every((x) => typeof x === "string");
@@ -48,8 +72,10 @@ export interface ValidateOptions { lenient?: boolean }
 
 export function validateManifest(m: unknown, at = "manifest", out: V = [], opts: ValidateOptions = {}): V {
   if (!isObj(m)) { out.push(`${at}: must be a JSON object`); return out; }
+  if (refuseSchema1(m, at, out)) return out;
   validateSchemaVersion(m, at, out);
-  if (m.mediaType !== undefined && m.mediaType !== MediaType.manifest) out.push(`${at}.mediaType: expected ${MediaType.manifest}, got ${JSON.stringify(m.mediaType)}`);
+  if (m.mediaType !== undefined && m.mediaType !== MediaType.manifest && m.mediaType !== MediaType.dockerManifest)
+    out.push(`${at}.mediaType: expected ${MediaType.manifest} or ${MediaType.dockerManifest}, got ${JSON.stringify(m.mediaType)}`);
   if ("manifests" in m) out.push(`${at}: a manifest must not contain "manifests" (media type confusion)`);
   if (!("config" in m)) out.push(`${at}.config: required`);
   else validateDescriptor(m.config, `${at}.config`, out);
@@ -65,7 +91,8 @@ export function validateManifest(m: unknown, at = "manifest", out: V = [], opts:
 export function validateIndex(ix: unknown, at = "index", out: V = [], opts: { allowNullManifests?: boolean } = {}): V {
   if (!isObj(ix)) { out.push(`${at}: must be a JSON object`); return out; }
   validateSchemaVersion(ix, at, out);
-  if (ix.mediaType !== undefined && ix.mediaType !== MediaType.index) out.push(`${at}.mediaType: expected ${MediaType.index}, got ${JSON.stringify(ix.mediaType)}`);
+  if (ix.mediaType !== undefined && ix.mediaType !== MediaType.index && ix.mediaType !== MediaType.dockerManifestList)
+    out.push(`${at}.mediaType: expected ${MediaType.index} or ${MediaType.dockerManifestList}, got ${JSON.stringify(ix.mediaType)}`);
   if ("config" in ix || "layers" in ix) out.push(`${at}: an index must not contain "config" or "layers" (media type confusion)`);
   if (ix.manifests === null && opts.allowNullManifests) return out;
   if (!Array.isArray(ix.manifests)) out.push(`${at}.manifests: must be an array`);
@@ -118,10 +145,14 @@ export function validateConfig(c: unknown, at = "config", out: V = [], opts: Val
   return out;
 }
 
-/** Throw one InvalidError listing the violations (the first three, then a count). */
+/**
+ * Throw one InvalidError listing the violations (the first three, then a count); for a list
+ * marked unsupported (a Docker schema-1 manifest), one UnsupportedError instead.
+ */
 export function assertValid(violations: V, what: string): void {
   if (violations.length === 0) return;
   const shown = violations.slice(0, 3).join("; ");
   const more = violations.length > 3 ? ` (and ${violations.length - 3} more)` : "";
+  if (isUnsupported(violations)) throw new UnsupportedError(`${what}: ${shown}${more}`);
   throw new InvalidError(`invalid ${what}: ${shown}${more}`);
 }

@@ -4,13 +4,19 @@
  * then swaps the tag in index.json under the index lock: a tag always names a complete image.
  *
  * The caller holds the layout's gc lock (shared) from construction until after commit.
+ *
+ * Images with Docker schema-2 media types (manifest, config or layers, as crane and buildx write
+ * them) are refused, as umoci refuses anything but an OCI manifest: rewriting one in place
+ * would either keep Docker types on a changed image or silently convert it (and a Docker
+ * manifest list holding it would then name an OCI manifest among Docker ones). The message
+ * names the `boci copy` that converts the image to OCI first.
  */
 import {
   type Descriptor, type ImageConfig, type ImageIndex, type Manifest, type History,
-  MediaType, AnnotationRefName, normalizeConfig, normalizeManifest, normalizeIndex,
+  MediaType, AnnotationRefName, normalizeConfig, normalizeManifest, normalizeIndex, isDockerMediaType,
 } from "../image";
 import { type Layout, type DescriptorPath, manifestOf, setTag } from "../cas";
-import { InvalidError } from "../errors";
+import { InvalidError, UnsupportedError } from "../errors";
 
 export class Mutator {
   readonly layout: Layout;
@@ -24,6 +30,7 @@ export class Mutator {
     this.path = path;
     this.origManifestDesc = manifestOf(path);
     this.manifest = layout.readJson<Manifest>(this.origManifestDesc, "manifest");
+    refuseDockerTyped(layout, path, this.origManifestDesc, this.manifest);
     if (this.manifest.config.mediaType !== MediaType.config)
       throw new InvalidError(`manifest ${this.origManifestDesc.digest}: config media type ${this.manifest.config.mediaType} is not an OCI image config`);
     this.config = layout.readJson<ImageConfig>(this.manifest.config, "config");
@@ -82,4 +89,18 @@ export class Mutator {
     newWalk[0] = { ...rootDesc, annotations: { ...(rootDesc.annotations ?? {}), [AnnotationRefName]: tag } };
     return { manifest: newManifestDesc, walk: newWalk };
   }
+}
+
+/**
+ * Throw UnsupportedError (exit 6) when the image uses Docker schema-2 media types: the manifest
+ * (its descriptor or its own mediaType), the config, or any layer. One line, naming the image and
+ * the first Docker type found, and the copy that converts it.
+ */
+function refuseDockerTyped(layout: Layout, path: DescriptorPath, desc: Descriptor, m: Manifest): void {
+  const found = [desc.mediaType, m.mediaType, m.config.mediaType, ...m.layers.map((l) => l.mediaType)].find((mt) => isDockerMediaType(mt));
+  if (found === undefined) return;
+  const tag = path.walk[0]?.annotations?.[AnnotationRefName];
+  const name = tag !== undefined ? `${layout.path}:${tag}` : `${layout.path}@${desc.digest}`;
+  const hint = tag !== undefined ? `boci copy oci:${layout.path}:${tag} oci:${layout.path}:${tag}-oci` : `boci copy oci:${layout.path}:TAG oci:${layout.path}:NEWTAG`;
+  throw new UnsupportedError(`image ${name} has docker media types (${found}): boci writes only oci images; convert it with \`${hint}\``);
 }

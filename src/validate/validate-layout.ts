@@ -9,7 +9,9 @@
  *  - every blob reachable from index.json (nested indexes, manifests, configs, layers): present,
  *    size and digest as the descriptor says (an embedded `data` field is checked too);
  *  - JSON shape of indexes, manifests and configs (image/validate.ts), media types (descriptor vs
- *    the blob's own `mediaType`, the manifest's config type, known layer types);
+ *    the blob's own `mediaType`, the manifest's config type, known layer types); Docker schema-2
+ *    manifests, manifest lists, configs and layer types are valid as OCI ones are, a Docker
+ *    schema-1 manifest only warned about (legal in an index; boci does not read it);
  *  - one diff_id per layer; each layer decompresses, its uncompressed sha256 equals its diffID,
  *    and its tar is well formed, with no absolute, root-escaping or bare `.wh.` names;
  *  - (whole-layout mode) files under blobs/ whose names are not digests (stray temp files), and
@@ -41,9 +43,9 @@ import type { Transform } from "node:stream";
 import { BociError, InvalidError, NotFoundError } from "../errors";
 import {
   type Descriptor, MediaType, AnnotationRefName, isDigest, splitDigest,
-  isLayerMediaType, validateIndex, validateManifest, validateConfig, validateDescriptor,
+  isLayerMediaType, isDockerSchema1MediaType, layerKind, validateIndex, validateManifest, validateConfig, validateDescriptor,
 } from "../image";
-import { compressionFromMediaType, createDecompressor, sniffCompression, type Compression } from "../compress";
+import { createDecompressor, sniffCompression, type Compression } from "../compress";
 import { readTar, type TarHeader } from "../tar";
 import { parseJsonStrict } from "../util/json";
 import { takeLock, GC_LOCK, INDEX_LOCK, type HeldLock } from "../cas/lock";
@@ -83,17 +85,6 @@ const CHUNK = 1 << 20;
 const MAX_HEADER = 64 * 1024;
 /** A decoder making no progress for this long is treated as stalled. */
 const STALL_MS = 60_000;
-
-const dockerLayerTypes = new Set([
-  "application/vnd.docker.image.rootfs.diff.tar",
-  "application/vnd.docker.image.rootfs.diff.tar.gzip",
-  "application/vnd.docker.image.rootfs.foreign.diff.tar",
-  "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
-]);
-
-function isKnownLayerMediaType(mt: string): boolean {
-  return isLayerMediaType(mt) || dockerLayerTypes.has(mt);
-}
 
 const errMsg = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
@@ -236,7 +227,11 @@ class Validator {
       if (n.kind === "index") await this.visitIndex(n);
       else if (n.kind === "manifest") await this.visitManifest(n);
       // Unknown media types (artifacts, signatures) are legal in an index: check only the bytes.
-      else await this.visitOpaque(n.desc, n.where);
+      else {
+        if (isDockerSchema1MediaType(n.desc?.mediaType))
+          this.warn(`${n.desc.digest} (${n.where})`, `docker schema 1 manifest (${n.desc.mediaType}): not supported by boci, only its bytes were checked`);
+        await this.visitOpaque(n.desc, n.where);
+      }
     }
   }
 
@@ -546,7 +541,7 @@ class Validator {
       const lwhere = `layer ${i} of manifest ${d.digest}`;
       if (artifact) { await this.visitOpaque(l, lwhere); continue; }
       if (!l || typeof l !== "object") continue;
-      if (typeof l.mediaType === "string" && !isKnownLayerMediaType(l.mediaType)) {
+      if (typeof l.mediaType === "string" && !isLayerMediaType(l.mediaType)) {
         this.problem(`${l.digest} (${lwhere})`, `unknown layer media type ${l.mediaType}`);
         await this.visitOpaque(l, lwhere);
         continue;
@@ -607,12 +602,8 @@ class Validator {
     const rawHash = new Bun.CryptoHasher("sha256");
     let rawSize = 0;
     const findings: Array<{ warn: boolean; message: string }> = [];
-    let comp: Compression;
-    try {
-      comp = compressionFromMediaType(l.mediaType);
-    } catch {
-      comp = "none";
-    }
+    // (only known layer types get here: visitManifest sends the others to visitOpaque)
+    let comp: Compression = layerKind(l.mediaType)?.compression ?? "none";
     let first: Buffer;
     try {
       first = await source.next();
