@@ -1,6 +1,8 @@
 /**
  * Entry point: runs the app and maps any error to one line on stderr and an exit code
- * (architecture.md "Errors"). A stack trace only with --log debug.
+ * (architecture.md "Errors"). A stack trace only with --log debug (or skopeo's --debug).
+ * Invoked as `skopeo` (a symlink; a compiled binary's process.argv0 is the name it was run by)
+ * it speaks skopeo's command line instead of umoci's (cli/skopeo.ts).
  */
 import { BociError, ExitCode, describeErrno } from "./errors";
 import { runApp } from "./cli/app";
@@ -8,12 +10,21 @@ import { log } from "./util/log";
 import { writeOut, writeErr } from "./util/stdio";
 import { installSignalCleanup, runInterruptActions } from "./util/cleanup";
 import { escapeText } from "./util/escape";
+import type * as SkopeoModule from "./cli/skopeo";
+
+/** Whether this process was started through a link named `skopeo`. */
+function invokedAsSkopeo(): boolean {
+  const name = process.argv0.slice(process.argv0.lastIndexOf("/") + 1);
+  return name === "skopeo";
+}
 
 async function main(): Promise<number> {
   // SIGINT/SIGTERM remove what the command registered (util/cleanup.ts) and exit 130/143.
   installSignalCleanup();
   try {
-    await runApp(process.argv.slice(2), writeOut);
+    // Loaded only when needed: the binary is CommonJS, so this require stays lazy.
+    if (invokedAsSkopeo()) await (require("./cli/skopeo") as typeof SkopeoModule).runSkopeo(process.argv.slice(2), writeOut);
+    else await runApp(process.argv.slice(2), writeOut);
     return 0;
   } catch (e) {
     // runApp gives a command's errors their context; anything else is printed as it is, so the
@@ -21,7 +32,7 @@ async function main(): Promise<number> {
     const err = e instanceof BociError ? e
       : new BociError(e instanceof Error ? ((e as NodeJS.ErrnoException).code ? describeErrno(e) : e.message) : String(e), { code: (e as NodeJS.ErrnoException)?.code, cause: e });
     let msg = err.message;
-    if (err.code === "EACCES" || err.code === "EPERM") msg += " (maybe --rootless will help?)";
+    if ((err.code === "EACCES" || err.code === "EPERM") && !invokedAsSkopeo()) msg += " (maybe --rootless will help?)";
     // The message may quote image data (tags, paths, history): no raw control character may
     // reach the terminal, and a newline in it must not split the one error line.
     writeErr(`boci: ${escapeText(msg)}\n`);

@@ -1,7 +1,9 @@
 /** Shared flag groups and parsing helpers for the commands (umoci's ux* decorators). */
 import { UsageError } from "../errors";
-import { Layout, type BlobReader } from "../cas";
-import type { History } from "../image";
+import { Layout, type BlobReader, type JsonKind } from "../cas";
+import { type Descriptor, type History, type ImageIndex, AnnotationRefName, MediaType } from "../image";
+import type * as ReferenceModule from "../transport/reference";
+import type * as OpenModule from "../transport/open";
 import { log } from "../util/log";
 import { parseUserTime } from "../util/time";
 import type { OptSpec, Opts } from "./spec";
@@ -19,9 +21,14 @@ export function checkTag(t: string, what = "tag"): string {
 
 export interface ImageRef { layout: string; tag: string }
 
-/** `PATH[:TAG]`, split at the first ":"; the tag defaults to "latest". */
+/**
+ * `PATH[:TAG]`, split at the first ":"; the tag defaults to "latest". An archive reference
+ * (`oci-archive:…`, `docker-archive:…`) is a UsageError here: only read-only commands read
+ * archives (openImageReader); a layout directory so named is reachable as `./oci-archive:TAG`.
+ */
 export function parseImageRef(s: string | undefined, flag = "image"): ImageRef {
   if (s === undefined) throw new UsageError(`missing mandatory argument: --${flag}`);
+  if (isArchiveImage(s)) throw new UsageError(`invalid --${flag} ${JSON.stringify(s)}: archives are read in place by stat, unpack, raw unpack and raw runtime-config only; this command needs a layout (boci copy ${s.slice(0, s.indexOf(":"))}:… oci:DIR:TAG makes one; a directory named ${JSON.stringify(s.slice(0, s.indexOf(":")))} is ./${s})`);
   const i = s.indexOf(":");
   const layout = i < 0 ? s : s.slice(0, i);
   const tag = i < 0 ? "latest" : s.slice(i + 1);
@@ -42,17 +49,86 @@ export function openLayout(p: string): Layout {
   return Layout.open(p, { onWait: (m) => log.warn(m) });
 }
 
+/** The transports `--image` of a read-only command accepts besides umoci's `PATH[:TAG]`. */
+const ARCHIVE_PREFIXES = ["oci-archive:", "docker-archive:"];
+
 /**
- * The image a read-only command reads (`--image`): a layout and the tag in it. The store is
- * returned as a BlobReader, so a command written against it reads any store that offers one.
- * The caller closes `reader`.
+ * Whether `s` names an archive (`oci-archive:…`, `docker-archive:…`) rather than a layout
+ * directory. A layout directory literally named so is still reachable as `./oci-archive:TAG`.
+ */
+export function isArchiveImage(s: string): boolean {
+  return ARCHIVE_PREFIXES.some((p) => s.startsWith(p));
+}
+
+/**
+ * A store seen through one image: every read goes to `inner`, but its index is the one entry a
+ * reference resolved to, named `tag`, so `resolveTag(reader, reader.readIndex(), tag)` finds it
+ * (and still narrows an index by platform). Closing it closes `inner`.
+ */
+class OneImageReader implements BlobReader {
+  constructor(private readonly inner: BlobReader, private readonly top: Descriptor, private readonly tag: string) {}
+  get path(): string { return this.inner.path; }
+  readIndex(): ImageIndex {
+    return { schemaVersion: 2, mediaType: MediaType.index, manifests: [{ ...this.top, annotations: { ...(this.top.annotations ?? {}), [AnnotationRefName]: this.tag } }] };
+  }
+  hasBlob(digest: string): boolean { return this.inner.hasBlob(digest); }
+  readBlob(desc: Pick<Descriptor, "digest" | "size" | "data">, maxSize?: number): Buffer { return this.inner.readBlob(desc, maxSize); }
+  getBlob(desc: Pick<Descriptor, "digest" | "size">, opts?: { chunkSize?: number }): AsyncGenerator<Buffer> { return this.inner.getBlob(desc, opts); }
+  readJson<T>(desc: Descriptor, kind: JsonKind): T { return this.inner.readJson<T>(desc, kind); }
+  lockGc(mode: "sh", opts?: { optional?: boolean }): void { this.inner.lockGc(mode, opts); }
+  close(): void { this.inner.close(); }
+}
+
+/**
+ * Open an archive named in skopeo's syntax (`oci-archive:FILE[:TAG]`,
+ * `docker-archive:FILE[:NAME:TAG]` or `docker-archive:FILE:@N`) read in place (nothing is
+ * extracted), as a BlobReader whose index is the one image the reference names, under `tag`.
+ * Throws as parseReference/openReader/resolveTop do (UsageError, NotFoundError, InvalidError).
+ */
+export function openArchiveImage(s: string): { reader: BlobReader; tag: string } {
+  const { parseReference, formatReference } = require("../transport/reference") as typeof ReferenceModule;
+  const { openReader, resolveTop } = require("../transport/open") as typeof OpenModule;
+  const ref = parseReference(s, { role: "source" });
+  const inner = openReader(ref);
+  try {
+    const top = resolveTop(inner, ref);
+    const tag = ref.transport === "oci-archive" && ref.tag ? ref.tag : formatReference(ref);
+    return { reader: new OneImageReader(inner, top, tag), tag };
+  } catch (e) {
+    inner.close();
+    throw e;
+  }
+}
+
+/**
+ * The whole store an archive reference names (`oci-archive:FILE`, `docker-archive:FILE`), for
+ * `ls`; a TAG or NAME:TAG in it is refused (UsageError). The caller closes it.
+ */
+export function openArchiveStore(s: string): BlobReader {
+  const { parseReference } = require("../transport/reference") as typeof ReferenceModule;
+  const { openReader } = require("../transport/open") as typeof OpenModule;
+  const ref = parseReference(s, { role: "source" });
+  if (ref.transport === "docker-archive" ? ref.name !== undefined || ref.index !== undefined : ref.tag !== undefined)
+    throw new UsageError(`invalid --layout ${JSON.stringify(s)}: name the archive only, without a tag`);
+  return openReader(ref);
+}
+
+/**
+ * The image a read-only command reads (`--image`): a layout and the tag in it (umoci's
+ * `PATH[:TAG]`, the tag defaulting to `latest`), or an archive (`oci-archive:FILE[:TAG]`,
+ * `docker-archive:FILE[:NAME:TAG]`, `…:@N`; see openArchiveImage). The store is returned as a
+ * BlobReader and `tag` is what `resolveTag(reader, reader.readIndex(), tag)` resolves, so a
+ * command written against it reads any store that offers one. The caller closes `reader`.
  */
 export function openImageReader(s: string | undefined, flag = "image"): { reader: BlobReader; tag: string } {
+  if (s !== undefined && isArchiveImage(s)) return openArchiveImage(s);
   const ref = parseImageRef(s, flag);
   return { reader: openLayout(ref.layout), tag: ref.tag };
 }
 
 export const imageOpt: OptSpec = { flag: "image", value: "<image>[:<tag>]", desc: "OCI image URI of the form 'path[:tag]'" };
+/** `--image` of a command that only reads (stat, unpack, raw unpack, raw runtime-config). */
+export const readImageOpt: OptSpec = { flag: "image", value: "<image>[:<tag>]", desc: "OCI image URI of the form 'path[:tag]', or an archive read in place: 'oci-archive:file[:tag]', 'docker-archive:file[:name:tag]', 'docker-archive:file:@N'" };
 export const layoutOpt: OptSpec = { flag: "layout", value: "<path>", desc: "path to an OCI image layout" };
 export const tagOpt: OptSpec = { flag: "tag", value: "<new-tag>", desc: "tag name (defaults to overwriting the source tag)" };
 export const compressOpt: OptSpec = { flag: "compress", value: "<algo>", desc: "layer compression: auto, gzip, zstd or none (default: auto)" };

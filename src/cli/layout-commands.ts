@@ -10,7 +10,7 @@ import { MediaType, normalizeConfig, normalizeManifest, type ImageConfig, type M
 import { log } from "../util/log";
 import { nowTimestamp } from "../util/time";
 import type { CommandDef } from "./spec";
-import { imageOpt, layoutOpt, parseImageRef, parseLayoutFlag, openLayout, checkTag } from "./common";
+import { imageOpt, layoutOpt, parseImageRef, parseLayoutFlag, openLayout, checkTag, isArchiveImage, openArchiveStore } from "./common";
 import { writeOut } from "../util/stdio";
 import { escapeText } from "../util/escape";
 
@@ -63,10 +63,13 @@ export const lsCommand: CommandDef = {
   aliases: ["list"],
   args: [],
   description: "list the set of tags in an OCI layout",
-  options: [layoutOpt],
+  options: [{ ...layoutOpt, value: "<path>", desc: "path to an OCI image layout, or an archive read in place: 'oci-archive:file' or 'docker-archive:file' (its RepoTags)" }],
   run(_args, opts) {
-    const layout = openLayout(parseLayoutFlag(opts.get("layout")));
-    const tags = listTags(layout.readIndex());
+    const given = opts.get("layout");
+    // An archive lists the tags of its index (a docker-archive's: manifest.json's RepoTags).
+    const layout = given !== undefined && isArchiveImage(given) ? openArchiveStore(given) : openLayout(parseLayoutFlag(given));
+    let tags: string[];
+    try { tags = listTags(layout.readIndex()); } finally { layout.close(); }
     // umoci 0.6 prints each name as it is (fmt.Println), and so do we while it is printable;
     // a name with a control or other unprintable character (image data on its way to a
     // terminal) is Go-quoted instead.

@@ -1,0 +1,160 @@
+/**
+ * `skopeo copy SRC DST` through boci's copy engine (src/transport/copy.ts), with skopeo 1.9's
+ * flags mapped onto CopyOptions:
+ *
+ *  - `--additional-tag` (repeatable, comma-split) → RepoTags of a docker-archive destination;
+ *  - `--format oci|v2s2` (v2s1 refused); `--dest-compress-format gzip|zstd` → layers the
+ *    destination keeps compressed end up in that format (others recompressed), as
+ *    containers/image does; `--dest-compress` is accepted and changes nothing (skopeo applies it
+ *    to `dir:` only; an oci destination's uncompressed layers are always compressed);
+ *  - `--all`/`-a`, `--multi-arch all` → the whole index; `--multi-arch system` (the default) →
+ *    the image for the host or `--override-os/-arch/-variant`; `--multi-arch index-only` refused;
+ *  - `--tmpdir` → where temporary files go; `--quiet` → nothing on stdout;
+ *  - `--remove-signatures` and `--src-creds`/`--dest-creds` are accepted: boci copies no
+ *    signatures and the local transports need no credentials (never printed or logged);
+ *  - `--dest-shared-blob-dir` is refused (UnsupportedError): boci keeps a layout's blobs in it.
+ *
+ * The trust policy is evaluated for the source as skopeo does (checkPolicy), without signature
+ * verification: a requirement of a signature rejects the image, as it would for an archive or a
+ * layout that carries none.
+ */
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { BociError, InvalidError, NotFoundError, UnsupportedError, UsageError } from "../errors";
+import type { ImageReference, CopyOptions, CopyProgress } from "../transport/types";
+import type * as CopyModule from "../transport/copy";
+import type * as ReferenceModule from "../transport/reference";
+import { log } from "../util/log";
+import { type SkopeoFlags, type SkopeoGlobal, overridePlatform, refuseOtherTransport } from "./skopeo";
+
+const copyModule = () => require("../transport/copy") as typeof CopyModule;
+const referenceModule = () => require("../transport/reference") as typeof ReferenceModule;
+
+/** One requirement of a containers-policy.json(5) file. */
+interface PolicyRequirement { type?: string }
+interface Policy { default?: PolicyRequirement[]; transports?: Record<string, Record<string, PolicyRequirement[]>> }
+
+/** The policy file skopeo reads without --policy: the user's, else the system's (containers-policy.json(5)). */
+function defaultPolicyPath(): string | undefined {
+  const home = os.homedir();
+  const user = home ? path.join(home, ".config/containers/policy.json") : undefined;
+  if (user && fs.existsSync(user)) return user;
+  return fs.existsSync("/etc/containers/policy.json") ? "/etc/containers/policy.json" : undefined;
+}
+
+/** A path resolved as containers/image resolves one for policy scopes: absolute, symlinks of what exists resolved. */
+function resolvedPath(p: string): string {
+  const abs = path.resolve(p);
+  try { return fs.realpathSync(abs); } catch { /* not there yet */ }
+  try { return path.join(fs.realpathSync(path.dirname(abs)), path.basename(abs)); } catch { return abs; }
+}
+
+/** The scopes a source is looked up under, most specific first (identity, then namespaces). */
+function policyScopes(ref: ImageReference): string[] {
+  if (ref.transport === "docker-archive") return [];
+  const dir = resolvedPath(ref.path);
+  const scopes = ref.tag ? [`${dir}:${ref.tag}`, dir] : [dir];
+  for (let p = dir; p.lastIndexOf("/") > 0;) {
+    p = p.slice(0, p.lastIndexOf("/"));
+    scopes.push(p);
+  }
+  return scopes;
+}
+
+/**
+ * Evaluate the trust policy for `src` (skopeo's PolicyContext.IsRunningImageAllowed without
+ * signatures): `--insecure-policy` accepts anything; else the file `--policy` names, or the
+ * default one (a missing default file is taken as "accept anything", so that a minimal chroot
+ * needs none; skopeo itself refuses to run then). The requirements of the most specific scope
+ * of the source's transport apply, else the transport's "" scope, else `default`; each must
+ * pass: `insecureAcceptAnything` passes, `reject` fails, a signature requirement fails (the
+ * local transports carry no signatures). Throws NotFoundError or InvalidError for the file, a
+ * BociError (exit 1) for a rejection.
+ */
+export function checkPolicy(g: SkopeoGlobal, src: ImageReference, srcText: string): void {
+  if (g.insecurePolicy) return;
+  const file = g.policy ?? defaultPolicyPath();
+  if (file === undefined) { log.debug("no policy.json found: accepting the source as --insecure-policy would"); return; }
+  let policy: Policy;
+  try {
+    policy = JSON.parse(fs.readFileSync(file, "utf8")) as Policy;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") throw new NotFoundError(`policy ${file}: no such file`);
+    throw new InvalidError(`policy ${file}: ${code ? (e as Error).message : `invalid JSON: ${(e as Error).message}`}`, { cause: e });
+  }
+  if (typeof policy !== "object" || policy === null || !Array.isArray(policy.default)) throw new InvalidError(`policy ${file}: invalid policy: "default" requirements are missing`);
+  const scopes = policy.transports?.[src.transport] ?? {};
+  const key = [...policyScopes(src), ""].find((s) => Array.isArray(scopes[s]));
+  const reqs = key !== undefined ? scopes[key]! : policy.default;
+  if (reqs.length === 0) throw new InvalidError(`policy ${file}: no requirements for ${src.transport}${key ? ` scope ${key}` : ""}`);
+  for (const r of reqs) {
+    if (r.type === "insecureAcceptAnything") continue;
+    const why = r.type === "reject" ? "rejected by policy" : r.type === "signedBy" || r.type === "sigstoreSigned"
+      ? `policy requires a signature (${r.type}) and the image carries none` : `unknown policy requirement type ${JSON.stringify(r.type)}`;
+    throw new BociError(`source image ${srcText} rejected: ${why} (${file})`, { code: "EPOLICY" });
+  }
+}
+
+function creds(flags: SkopeoFlags, name: string): void {
+  // Parsed only to refuse what skopeo refuses; the value goes nowhere.
+  const v = flags.get(name);
+  if (v !== undefined && (v === "" || v.startsWith(":"))) throw new UsageError(`--${name}: credentials can't be empty (username missing)`);
+}
+
+/** CopyOptions from skopeo's flags (UsageError/UnsupportedError for what cannot be honoured). */
+export function copyOptionsFrom(flags: SkopeoFlags, g: SkopeoGlobal): CopyOptions {
+  if (flags.get("dest-shared-blob-dir") !== undefined)
+    throw new UnsupportedError("--dest-shared-blob-dir is not supported by boci: an OCI layout it writes keeps its blobs inside it");
+  creds(flags, "src-creds");
+  creds(flags, "dest-creds");
+  const opts: CopyOptions = { additionalTags: flags.all("additional-tag"), tmpdir: g.tmpdir };
+  const format = flags.get("format");
+  if (format !== undefined) {
+    if (format === "v2s1") throw new UnsupportedError("--format v2s1: Docker schema 1 manifests are not written by boci (oci or v2s2)");
+    if (format !== "oci" && format !== "v2s2") throw new UsageError(`unknown format ${JSON.stringify(format)}: choose one of the supported formats: 'oci' or 'v2s2'`);
+    opts.format = format;
+  }
+  const cf = flags.get("dest-compress-format");
+  if (cf !== undefined) {
+    if (cf !== "gzip" && cf !== "zstd") throw new UnsupportedError(`--dest-compress-format ${JSON.stringify(cf)}: boci compresses with gzip or zstd`);
+    opts.compress = cf;
+    opts.forceCompress = true;
+  }
+  const multi = flags.get("multi-arch");
+  if (multi !== undefined) {
+    if (flags.has("all")) throw new UsageError("cannot use --all and --multi-arch flags together");
+    if (multi === "index-only") throw new UnsupportedError("--multi-arch index-only is not supported by boci (system or all)");
+    if (multi !== "system" && multi !== "all") throw new UsageError(`unknown multi-arch option ${JSON.stringify(multi)}: choose one of the supported options: 'system', 'all', or 'index-only'`);
+  }
+  opts.all = flags.has("all") || multi === "all";
+  const platform = overridePlatform(g);
+  if (platform && !opts.all) opts.platform = platform;
+  return opts;
+}
+
+/** What skopeo prints while it copies (to stdout, unless --quiet): one line per blob. */
+function reporter(out: (s: string) => void, quiet: boolean): (p: CopyProgress) => void {
+  const seen = new Set<string>();
+  return (p) => {
+    if (quiet || seen.has(p.digest)) return;
+    seen.add(p.digest);
+    out(p.state === "skip" ? `Copying blob ${p.digest} skipped: already exists\n` : `Copying blob ${p.digest}\n`);
+  };
+}
+
+/** `skopeo copy SOURCE-IMAGE DESTINATION-IMAGE`. */
+export async function runSkopeoCopy(args: string[], flags: SkopeoFlags, g: SkopeoGlobal): Promise<void> {
+  refuseOtherTransport(args[0]!, "source");
+  refuseOtherTransport(args[1]!, "destination");
+  const { parseReference } = referenceModule();
+  const src = parseReference(args[0]!, { role: "source" });
+  const dst = parseReference(args[1]!, { role: "destination" });
+  const opts = copyOptionsFrom(flags, g);
+  checkPolicy(g, src, args[0]!);
+  const quiet = flags.has("quiet");
+  opts.onProgress = reporter(g.out, quiet);
+  await copyModule().copyImage(src, dst, opts);
+  if (!quiet) g.out("Writing manifest to image destination\n");
+}
