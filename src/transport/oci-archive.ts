@@ -143,8 +143,17 @@ export interface WriteArchiveOptions {
  * Atomic: a temporary file is renamed over `file` at the end; a failure leaves no file.
  */
 export async function writeOciArchive(layoutDir: string, file: string, opts: WriteArchiveOptions = {}): Promise<void> {
+  // Held shared while the blobs are listed and copied, so a concurrent gc cannot remove one.
   const layout = Layout.open(layoutDir);
-  layout.close();
+  try {
+    layout.lockGc("sh", { optional: true });
+    await writeLayoutTar(layoutDir, file, opts);
+  } finally {
+    layout.close();
+  }
+}
+
+async function writeLayoutTar(layoutDir: string, file: string, opts: WriteArchiveOptions): Promise<void> {
   const what = `write oci-archive ${file}`;
   // The members, listed before the temporary file exists (a bad layout writes nothing).
   const algs: { alg: string; names: string[] }[] = [];

@@ -116,8 +116,14 @@ export class TarIndex {
       }
       if (raw === null) {
         if (localPax || longName !== null || longLink !== null) throw new InvalidError(`${what}: invalid archive: extended header without a member`);
+        // The end-of-archive marker. As Go's archive/tar and src/tar/reader.ts: a lone zero block
+        // followed by more headers is refused (members hidden there would be seen by some tools).
         pos += BLOCK;
-        break; // end-of-archive marker (a second zero block, if any, is not needed)
+        if (readBlock(pos)) {
+          if (!block.every((b) => b === 0)) throw new InvalidError(`${what}: invalid archive: single zero block at offset ${pos - BLOCK} followed by data`);
+          pos += BLOCK;
+        }
+        break;
       }
       const flag = raw.typeflag;
       const dataAt = pos + BLOCK;
@@ -453,7 +459,7 @@ export function createTarFileWriter(dest: string, opts: { tmpdir?: string; onByt
  * byte's top bit set, the value big-endian) and its checksum recomputed. Only for sizes USTAR's
  * octal field cannot hold; the header had size 0.
  */
-function withBase256Size(h: Buffer, size: number): Buffer {
+export function withBase256Size(h: Buffer, size: number): Buffer {
   const b = Buffer.from(h);
   b.fill(0, 124, 136);
   let v = BigInt(size);

@@ -10,7 +10,9 @@ import { ok, scratch, sh, have, isRoot } from "../helpers/cli";
 import { compress, dir, file, hardlink, makeImage, makeTar, sha256hex, symlink, tarEntry, tarHeader, whiteout, type TarEntrySpec } from "../helpers/image";
 import { collect, dockerConfig, imageToWrite, makeDockerArchive, makeOciArchive, treeOf } from "../helpers/archive";
 import { checkLayout } from "../helpers/check-layout";
-import { TarIndex, cleanMemberName, openTarFile } from "../../src/transport/tar-members";
+import { TarIndex, cleanMemberName, openTarFile, withBase256Size } from "../../src/transport/tar-members";
+import { encodeEntryHeader } from "../../src/tar/writer";
+import { decodeHeader } from "../../src/tar/header";
 import { OciArchiveReader, writeOciArchive } from "../../src/transport/oci-archive";
 import { DockerArchiveReader, writeDockerArchive } from "../../src/transport/docker-archive";
 import { Layout } from "../../src/cas/layout";
@@ -127,6 +129,21 @@ describe("tar-members", () => {
     const lying = makeTar([file("a", "short", { size: 1 << 20 })], { noEnd: true });
     expect(await failure(() => indexOf(lying))).toMatch(/"a": data runs past the end.*truncated or lying header/);
     expect(await failure(() => indexOf(good.subarray(0, 2560 + 100)))).toMatch(/partial header block at offset 2560/);
+  });
+
+  test("a lone zero block followed by more members is refused; the end marker may be missing", async () => {
+    const hidden = Buffer.concat([tarEntry(file("a", "1")), Buffer.alloc(512), tarEntry(file("hidden", "2")), Buffer.alloc(1024)]);
+    expect(await failure(() => indexOf(hidden))).toMatch(/single zero block at offset 1024 followed by data/);
+    expect(indexOf(makeTar([file("a", "1")], { noEnd: true })).lookup("a")!.size).toBe(1);
+    expect(indexOf(Buffer.concat([tarEntry(file("a", "1")), Buffer.alloc(512)])).lookup("a")!.size).toBe(1);
+  });
+
+  test("a header rewritten with a base-256 size (layers of 8 GiB and more) decodes to that size", () => {
+    const h = encodeEntryHeader({ name: "x.tar", type: "file", mode: 0o644 }, 0);
+    const big = 9 * 2 ** 30 + 12345;
+    const raw = decodeHeader(withBase256Size(h, big))!;
+    expect(raw.size).toBe(big);
+    expect(raw.name).toBe("x.tar");
   });
 
   test("an index over the member bound is refused", async () => {
