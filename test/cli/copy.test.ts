@@ -8,7 +8,7 @@ import { describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, readdirSync, mkdirSync, openSync, writeSync, closeSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
-import { BIN, boci, ok, scratch } from "../helpers/cli";
+import { BIN, boci, have, ok, scratch } from "../helpers/cli";
 import { checkLayout } from "../helpers/check-layout";
 import { MT, corruptBlob, dir, file, makeImage, makeIndex, makeTar, sha256hex, writeBlob, type Descriptor } from "../helpers/image";
 
@@ -240,6 +240,21 @@ describe("indexes", () => {
     expect(r2.stderr).toContain("available: linux/amd64, linux/arm64/v8");
     expect(boci(["copy", "--all", `oci:${l}:multi`, `docker-archive:${d}.d.tar`]).code).toBe(2);
     expect(existsSync(`${d}.d.tar`)).toBe(false);
+  });
+});
+
+describe("progress", () => {
+  test.skipIf(!have("script"))("a line per blob on a terminal; nothing on a pipe, with --quiet or --no-progress", () => {
+    const { l } = source();
+    const s = scratch();
+    const tty = (extra: string) => Bun.spawnSync(["script", "-qec", `${BIN} copy ${extra} oci:${l}:t oci:${s}/d:${extra ? "q" : "x"}`, "/dev/null"], { stdout: "pipe" }).stdout.toString();
+    const shown = tty("");
+    for (let i = 1; i <= 4; i++) expect(shown).toContain(`copied blob ${i}/4 sha256:`);
+    expect(tty("--quiet")).not.toContain("blob");
+    expect(tty("--no-progress")).not.toContain("blob");
+    const piped = boci(["copy", `oci:${l}:t`, `oci:${s}/d:y`]);
+    expect([piped.code, piped.stdout, piped.stderr]).toEqual([0, "", ""]);
+    expect(tags(`${s}/d`)).toEqual(["x", "q", "y"]);
   });
 });
 
