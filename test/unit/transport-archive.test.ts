@@ -228,6 +228,19 @@ describe("oci-archive", () => {
     expect(must(`cd ${q(X)} && find . -type f | sort | xargs sha256sum`)).toBe(must(`cd ${q(L)} && find . -type f -not -path './.boci*' | sort | xargs sha256sum`));
   });
 
+  test("concurrent streams of one reader read their own members", async () => {
+    const { L, manifest } = layoutWithImage();
+    const d = scratch("boci-arch-");
+    await writeOciArchive(L, join(d, "a.tar"));
+    const r = OciArchiveReader.open(join(d, "a.tar"));
+    try {
+      const man = r.readJson<Manifest>(manifest, "manifest");
+      const got = await Promise.all([...man.layers, ...man.layers].map((l) => collect(r.getBlob(l, { chunkSize: 7 }))));
+      for (const [i, b] of got.entries()) expect(b.equals(fs.readFileSync(join(L, "blobs", ...man.layers[i % 2]!.digest.split(":"))))).toBe(true);
+    } finally { r.close(); }
+    expect(() => r.readIndex()).toThrow(/closed/);
+  });
+
   test("a corrupt blob in the layout: InvalidError, no file written", async () => {
     const { L, manifest } = layoutWithImage();
     const m = JSON.parse(fs.readFileSync(join(L, "blobs", ...manifest.digest.split(":")), "utf8"));
@@ -370,6 +383,12 @@ describe("docker-archive reader", () => {
         expect(r.readBlob(m2.config).equals(built[2]!.configBytes)).toBe(true);
         for (const i of imgs) expect(r.hasBlob(i.manifest.digest)).toBe(true);
       } finally { r.close(); }
+      if (haveSkopeo) {
+        // The fixtures are archives skopeo reads as well (its @N is ours).
+        const cfg = JSON.parse(must(`skopeo inspect --config docker-archive:${q(F)}:@2`));
+        expect(cfg.rootfs.diff_ids).toEqual(built[2]!.diffIds);
+        expect(cfg.author).toBe("x");
+      }
     }
   });
 
@@ -531,4 +550,41 @@ describe("docker-archive writer", () => {
       expect(treeOf(join(d, "b2", "rootfs"))).toEqual(t1);
     }
   });
+});
+
+describe("interrupted writers", () => {
+  /** Run a writer in its own process that sends itself SIGINT once the first bytes are written. */
+  function interrupted(kind: "oci" | "docker", L: string, out: string): { code: number; stderr: string } {
+    const script = join(scratch("boci-arch-"), "w.ts");
+    const root = join(import.meta.dir, "../..");
+    fs.writeFileSync(script, `
+      import { writeOciArchive } from ${JSON.stringify(root + "/src/transport/oci-archive.ts")};
+      import { writeDockerArchive } from ${JSON.stringify(root + "/src/transport/docker-archive.ts")};
+      import { Layout } from ${JSON.stringify(root + "/src/cas/layout.ts")};
+      import { imageToWrite } from ${JSON.stringify(root + "/test/helpers/archive.ts")};
+      let sent = false;
+      const onBytes = () => { if (!sent) { sent = true; process.kill(process.pid, "SIGINT"); } };
+      const L = ${JSON.stringify(L)};
+      if (${JSON.stringify(kind)} === "oci") await writeOciArchive(L, ${JSON.stringify(out)}, { onBytes });
+      else {
+        const layout = Layout.open(L);
+        const ix = layout.readIndex();
+        await writeDockerArchive(${JSON.stringify(out)}, imageToWrite(layout, ix.manifests[0]), ["x:1"], { onBytes });
+      }
+      console.log("finished");
+    `);
+    const p = Bun.spawnSync([process.execPath, script], { stdout: "pipe", stderr: "pipe" });
+    return { code: p.exitCode ?? -1, stderr: p.stderr.toString() + p.stdout.toString() };
+  }
+
+  for (const kind of ["oci", "docker"] as const) {
+    test(`${kind}: SIGINT while writing leaves no archive and no temporary file`, () => {
+      const { L } = layoutWithImage();
+      const d = scratch("boci-arch-");
+      const r = interrupted(kind, L, join(d, "out.tar"));
+      expect(r.stderr).not.toContain("finished");
+      expect(r.code).toBe(130);
+      expect(ls(d)).toEqual([]);
+    });
+  }
 });
