@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { BIN, boci, have, ok, scratch } from "../helpers/cli";
 import { checkLayout } from "../helpers/check-layout";
+import { makeDockerArchive } from "../helpers/archive";
 import { MT, corruptBlob, dir, file, makeImage, makeIndex, makeTar, sha256hex, writeBlob, type Descriptor } from "../helpers/image";
 
 const REF = "org.opencontainers.image.ref.name";
@@ -206,6 +207,34 @@ describe("archives", () => {
     // Already gzip: --dest-compress with gzip keeps the blobs.
     ok(["copy", "--dest-compress", `oci:${l}:t`, `oci:${d}:g`]);
     expect(index(d).manifests[1].digest).toBe(img.manifest.digest);
+  });
+});
+
+describe("multi-image docker-archives", () => {
+  test("@N, NAME:TAG (normalised) and the only image; several without a name list them", () => {
+    const s = scratch();
+    const f = join(s, "multi.tar");
+    const built = makeDockerArchive(f, [
+      { layers: [layer1], repoTags: ["busybox:latest", "example.com/a/b:1"], config: { architecture: "amd64", os: "linux" } },
+      { layers: [layer2], repoTags: ["other:2"], config: { architecture: "amd64", os: "linux" } },
+      { layers: [layer1, layer2], repoTags: null, config: { architecture: "amd64", os: "linux" } },
+    ], { style: "legacy" });
+    const d = join(s, "d");
+    const cfgOf = (tag: string) => json(d, index(d).manifests.find((m: Descriptor) => m.annotations?.[REF] === tag).digest).config.digest;
+    ok(["copy", `docker-archive:${f}:@1`, `oci:${d}:at1`]);
+    ok(["copy", `docker-archive:${f}:@2`, `oci:${d}:at2`]);
+    ok(["copy", `docker-archive:${f}:docker.io/library/busybox`, `oci:${d}:bb`]);
+    ok(["copy", `docker-archive:${f}:example.com/a/b:1`, `oci:${d}:ab`]);
+    expect([cfgOf("at1"), cfgOf("at2"), cfgOf("bb"), cfgOf("ab")]).toEqual([built[1]!.configDigest, built[2]!.configDigest, built[0]!.configDigest, built[0]!.configDigest]);
+    expect(checkLayout(d)).toEqual([]);
+    let r = boci(["copy", `docker-archive:${f}`, `oci:${d}:x`]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("holds 3 images");
+    expect(r.stderr).toContain("@0 busybox:latest example.com/a/b:1, @1 other:2, @2 (untagged)");
+    r = boci(["copy", `docker-archive:${f}:@3`, `oci:${d}:x`]);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain("no image @3, the archive holds 3");
+    expect(tags(d)).toEqual(["at1", "at2", "bb", "ab"]);
   });
 });
 
