@@ -57,17 +57,22 @@ const layerKinds: ReadonlyMap<string, LayerKind> = new Map<string, LayerKind>([
   [MediaType.dockerForeignLayerGzip, { compression: "gzip", nondistributable: true, docker: true }],
 ]);
 
-/** The kind of a layer media type boci can apply (OCI or Docker), or undefined for any other type. */
+/**
+ * The kind of a layer media type boci can apply (OCI tar/+gzip/+zstd, non-distributable, Docker
+ * rootfs.diff.tar[.gzip|.zstd], Docker foreign), or undefined for any other type (unsupported).
+ */
 export function layerKind(mt: string): LayerKind | undefined {
   return layerKinds.get(mt);
 }
 
+const ociLayerBases = [MediaType.layer, MediaType.layerNondist];
+
 /**
- * True for the layer media types boci can apply: OCI tar, +gzip, +zstd (the deprecated
- * non-distributable ones too) and Docker's rootfs.diff.tar[.gzip|.zstd] and foreign ones.
+ * True for OCI layer media types (tar, or tar with any `+suffix`; the deprecated non-distributable
+ * ones too). Docker's layer types are not OCI ones: use layerKind for every type boci can apply.
  */
 export function isLayerMediaType(mt: string): boolean {
-  return layerKinds.has(mt);
+  return ociLayerBases.some((b) => mt === b || mt.startsWith(b + "+"));
 }
 
 /** True for the Docker schema-2 layer media types (rootfs.diff and rootfs.foreign.diff). */
@@ -76,10 +81,14 @@ export function isDockerLayerMediaType(mt: string): boolean {
 }
 
 /**
- * The compression of a known layer media type as an OCI suffix ("" plain tar, "gzip", "zstd");
- * "" for a type boci does not know (check isLayerMediaType first).
+ * The compression suffix of a layer media type: after "+" for an OCI type ("" for plain tar),
+ * "gzip"/"zstd"/"" for a Docker one; "" for anything else.
  */
 export function layerSuffix(mt: string): string {
+  for (const b of ociLayerBases) {
+    if (mt === b) return "";
+    if (mt.startsWith(b + "+")) return mt.slice(b.length + 1);
+  }
   const k = layerKinds.get(mt);
   return !k || k.compression === "none" ? "" : k.compression;
 }

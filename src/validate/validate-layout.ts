@@ -43,7 +43,7 @@ import type { Transform } from "node:stream";
 import { BociError, InvalidError, NotFoundError } from "../errors";
 import {
   type Descriptor, MediaType, AnnotationRefName, isDigest, splitDigest,
-  isLayerMediaType, isDockerSchema1MediaType, layerKind, validateIndex, validateManifest, validateConfig, validateDescriptor,
+  isDockerSchema1MediaType, layerKind, validateIndex, validateManifest, validateConfig, validateDescriptor,
 } from "../image";
 import { createDecompressor, sniffCompression, type Compression } from "../compress";
 import { readTar, type TarHeader } from "../tar";
@@ -541,7 +541,7 @@ class Validator {
       const lwhere = `layer ${i} of manifest ${d.digest}`;
       if (artifact) { await this.visitOpaque(l, lwhere); continue; }
       if (!l || typeof l !== "object") continue;
-      if (typeof l.mediaType === "string" && !isLayerMediaType(l.mediaType)) {
+      if (typeof l.mediaType === "string" && !layerKind(l.mediaType)) {
         this.problem(`${l.digest} (${lwhere})`, `unknown layer media type ${l.mediaType}`);
         await this.visitOpaque(l, lwhere);
         continue;
