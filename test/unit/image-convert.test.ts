@@ -1,10 +1,14 @@
-/** Docker schema-2 ⇄ OCI conversions (src/image/convert.ts): mapping tables both ways and refusals. */
+/**
+ * Docker schema-2 ⇄ OCI conversions (src/image/convert.ts): mapping tables both ways and
+ * refusals; and the reading side they rely on: layerKind and the validators on Docker objects.
+ */
 import { describe, expect, test } from "bun:test";
 import {
   MediaType, ociLayerMediaType, dockerLayerMediaType, toOciManifest, toDockerManifest, toOciIndex, toDockerIndex, toOciConfig,
-  validateManifest, validateIndex, type Manifest, type ImageIndex, type ImageConfig,
+  validateManifest, validateIndex, assertValid, isUnsupported, layerKind, isLayerMediaType, layerSuffix,
+  type Manifest, type ImageIndex, type ImageConfig,
 } from "../../src/image";
-import { UnsupportedError } from "../../src/errors";
+import { InvalidError, UnsupportedError } from "../../src/errors";
 
 const d = (c: string) => "sha256:" + c.repeat(64);
 
@@ -234,5 +238,50 @@ describe("configs", () => {
       history: [{ created: "2020-01-01T00:00:00Z", created_by: "RUN x", empty_layer: true }],
     } as unknown as ImageConfig);
     expect(docker).toEqual(before);
+  });
+});
+
+describe("reading Docker objects", () => {
+  test("layerKind: compression and foreign-ness of every type boci applies; others undefined", () => {
+    expect(layerKind(MediaType.dockerLayerGzip)).toEqual({ compression: "gzip", nondistributable: false, docker: true });
+    expect(layerKind(MediaType.dockerLayer)).toEqual({ compression: "none", nondistributable: false, docker: true });
+    expect(layerKind(MediaType.dockerLayerZstd)).toEqual({ compression: "zstd", nondistributable: false, docker: true });
+    expect(layerKind(MediaType.dockerForeignLayer)).toEqual({ compression: "none", nondistributable: true, docker: true });
+    expect(layerKind(MediaType.dockerForeignLayerGzip)).toEqual({ compression: "gzip", nondistributable: true, docker: true });
+    expect(layerKind(MediaType.layerNondistZstd)).toEqual({ compression: "zstd", nondistributable: true, docker: false });
+    for (const mt of ["application/vnd.oci.image.layer.v1.tar+bzip2", "application/vnd.docker.image.rootfs.diff.tar.bzip2", MediaType.dockerConfig])
+      expect(layerKind(mt)).toBeUndefined();
+    // the OCI predicates keep their meaning
+    expect(isLayerMediaType(MediaType.dockerLayerGzip)).toBe(false);
+    expect(layerSuffix(MediaType.dockerLayerZstd)).toBe("zstd");
+  });
+
+  test("a Docker manifest and manifest list validate as manifests and indexes do", () => {
+    const m = dockerManifest([MediaType.dockerLayerGzip, MediaType.dockerForeignLayer]);
+    expect(validateManifest(m)).toEqual([]);
+    const list = { schemaVersion: 2, mediaType: MediaType.dockerManifestList, manifests: [{ mediaType: MediaType.dockerManifest, digest: d("1"), size: 1, platform: { architecture: "amd64", os: "linux", features: ["sse4"] } }] };
+    expect(validateIndex(list)).toEqual([]);
+    // confusion is still refused: a list read as a manifest, a manifest read as an index
+    expect(validateManifest({ ...list, config: m.config, layers: [] }).some((v) => v.includes("media type confusion") || v.includes("mediaType"))).toBe(true);
+    expect(validateIndex({ ...m, manifests: [] }).length).toBeGreaterThan(0);
+    expect(validateManifest({ ...m, mediaType: MediaType.dockerManifestList }).length).toBeGreaterThan(0);
+  });
+
+  test("schema 1 is unsupported (exit 6), not invalid", () => {
+    for (const s1 of [
+      { schemaVersion: 1, name: "x", fsLayers: [], history: [] },
+      { schemaVersion: 1, mediaType: MediaType.dockerSchema1Signed, name: "x", fsLayers: [] },
+      { schemaVersion: 2, mediaType: MediaType.dockerSchema1, config: { mediaType: MediaType.config, digest: d("c"), size: 2 }, layers: [] },
+    ]) {
+      const v = validateManifest(s1);
+      expect(v).toHaveLength(1);
+      expect(isUnsupported(v)).toBe(true);
+      const e = catchErr(() => assertValid(v, "manifest sha256:x"));
+      expect(e).toBeInstanceOf(UnsupportedError);
+      expect(e.message).toContain("schema 1");
+    }
+    const bad = validateManifest({ schemaVersion: 3, config: {}, layers: [] });
+    expect(isUnsupported(bad)).toBe(false);
+    expect(catchErr(() => assertValid(bad, "manifest"))).toBeInstanceOf(InvalidError);
   });
 });
