@@ -54,7 +54,6 @@ export class CopyTally {
     let done = 0;
     const report = (state: CopyProgress["state"]) =>
       this.onProgress?.({ digest: desc.digest, done, size: desc.size, blob, blobs: this.blobs, state });
-    report("copy");
     return {
       skip: () => { this.blobsSkipped++; done = desc.size; report("skip"); },
       moved: (n) => { done += n; report("copy"); },

@@ -141,6 +141,15 @@ describe("oci → oci", () => {
     expect(om.config).toEqual({ ...cfg, mediaType: MT.config });
     expect(om.layers).toEqual([{ ...lb, mediaType: MT.layer + "+gzip" }]);
     expect(checkLayout(d)).toEqual([]);
+    // A Docker manifest list with --all: an OCI index over the converted manifests.
+    const list = writeBlob(l, Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: "application/vnd.docker.distribution.manifest.list.v2+json", manifests: [{ ...m, platform: { os: "linux", architecture: "amd64" } }] })), "application/vnd.docker.distribution.manifest.list.v2+json");
+    writeFileSync(join(l, "index.json"), JSON.stringify({ schemaVersion: 2, manifests: [{ ...list, annotations: { [REF]: "list" } }] }));
+    ok(["copy", "--all", `oci:${l}:list`, `oci:${d}:list`]);
+    const ix = json(d, index(d).manifests[1].digest);
+    expect(index(d).manifests[1].mediaType).toBe(MT.index);
+    expect(ix.mediaType).toBe(MT.index);
+    expect(ix.manifests).toEqual([{ mediaType: MT.manifest, digest: top.digest, size: top.size, platform: { os: "linux", architecture: "amd64" } }]);
+    expect(checkLayout(d)).toEqual([]);
   });
 });
 
