@@ -101,7 +101,6 @@ export function readStatCache(bundle: string, mtreeSha256: string, each: (path: 
   let pos = text.indexOf("\n");
   if (pos < 0 || text.slice(0, pos) !== `${MAGIC} ${mtreeSha256}`) return false;
   const stampMs = Number(stamp / 1000n) / 1000;
-  let n = 0;
   try {
     while (pos + 1 < text.length) {
       const end = text.indexOf("\n", pos + 1);
@@ -119,7 +118,7 @@ export function readStatCache(bundle: string, mtreeSha256: string, each: (path: 
       // milliseconds, with a millisecond of margin: a near miss only costs a re-read.)
       if (Number(key.slice(key.lastIndexOf(" ") + 1)) / 1e6 >= stampMs - 1) continue;
       // Each line leaves a few strings and BigInts behind: collect now and then (as parseMtree).
-      if ((++n & 4095) === 0) Bun.gc(true);
+      heapTick();
       const nums = key.split(" ").map((x) => BigInt(x));
       if (nums.some((x) => x > MAX_I64)) return false;
       each(p, nums);

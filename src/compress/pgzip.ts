@@ -8,6 +8,7 @@ import { Transform, type TransformCallback } from "node:stream";
 import * as zlib from "node:zlib";
 import { availableParallelism } from "node:os";
 import { markReleasable, release } from "../util/release";
+import { collectGarbage } from "../util/heap";
 
 /**
  * One gzip member on libuv's thread pool. A Gzip stream rather than zlib.gzip(): that one
@@ -126,7 +127,7 @@ class ParallelGzip extends Transform {
     this.blocks++;
     // Each zlib.gzip call holds native deflate state until its handle is garbage-collected;
     // collect now and then so a long stream does not pile them up (tens of MiB per 100 MiB).
-    if ((this.blocks & 7) === 0) Bun.gc(true);
+    if ((this.blocks & 7) === 0) collectGarbage();
     const p = this.compress(block);
     p.catch(() => undefined); // observed when awaited in order
     this.inflight.push({ out: p, block: recycle ? block : null });

@@ -5,6 +5,7 @@
 import { InvalidError } from "../errors";
 import { MTREE_TYPES, type MtreeEntry, type MtreeType } from "./entry";
 import { visDecode } from "./vis";
+import { heapTick } from "../util/heap";
 
 type KV = Map<string, string | null>;
 
@@ -64,7 +65,7 @@ export function parseMtreeEach(text: string, emit: (entry: MtreeEntry) => void):
     if (line === null) break;
     // Every line leaves a few short-lived strings; JSC collects lazily, so a large manifest
     // would grow the heap (and the peak) by several times what the entries keep.
-    if ((lineNo & 4095) === 0) Bun.gc(true);
+    heapTick();
     const startLine = lineNo;
     const fail = (why: string): never => {
       throw new InvalidError(`mtree line ${startLine}: ${why}`);

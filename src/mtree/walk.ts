@@ -8,6 +8,7 @@ import { normalizeKeywords, sameFields, type MtreeEntry } from "./entry";
 import { bytesToName, compareBytes, hasRawBytes, nameToBytes } from "./vis";
 import { entryFromInode, floorSeconds, mtreeType } from "../rootfs/record";
 import { mtreeRecordsXattrs } from "../rootfs/xattr";
+import { heapTick } from "../util/heap";
 
 export interface WalkTreeOptions {
   keywords: readonly string[];
@@ -78,7 +79,6 @@ export async function walkTree(root: string, opts: WalkTreeOptions): Promise<Mtr
   const restores: Restore[] = [];
   const entries: MtreeEntry[] = [];
   const pending = new Set<Promise<void>>();
-  let walked = 0;
   let firstError: unknown;
 
   const fail = (what: string, rel: string, err: unknown): never => {
@@ -208,7 +208,7 @@ export async function walkTree(root: string, opts: WalkTreeOptions): Promise<Mtr
       for (const f of files) {
         // Each lstat leaves a BigInt-laden stats object behind: collect now and then, or a walk
         // of a large tree grows the heap far beyond what its entries keep.
-        if ((++walked & 4095) === 0) Bun.gc(true);
+        heapTick();
         const rel = dir.rel === "." ? f.name : dir.rel + "/" + f.name;
         const known = opts.cached && mtreeType(Number(f.st.mode)) === "file" ? opts.cached(rel, f.st) : undefined;
         let e = makeEntry(rel, f.fsPath, root + "/" + rel, f.st, known);
