@@ -11,7 +11,7 @@ import { randomBytes } from "node:crypto";
 import { BIN, boci, have, ok, scratch } from "../helpers/cli";
 import { checkLayout } from "../helpers/check-layout";
 import { makeDockerArchive } from "../helpers/archive";
-import { MT, corruptBlob, dir, file, makeImage, makeIndex, makeTar, sha256hex, writeBlob, type Descriptor } from "../helpers/image";
+import { MT, compress, corruptBlob, dir, file, makeImage, makeIndex, makeTar, sha256hex, writeBlob, type Descriptor } from "../helpers/image";
 
 const REF = "org.opencontainers.image.ref.name";
 
@@ -128,7 +128,7 @@ describe("oci → oci", () => {
 
   test("Docker schema-2 types in a layout become OCI types, the config's bytes kept", () => {
     const l = newLayout();
-    const lb = writeBlob(l, Buffer.from(Bun.gzipSync(layer1)), "application/vnd.docker.image.rootfs.diff.tar.gzip");
+    const lb = writeBlob(l, compress(layer1, "gzip"), "application/vnd.docker.image.rootfs.diff.tar.gzip");
     const cfg = writeBlob(l, Buffer.from(JSON.stringify({ architecture: "amd64", os: "linux", config: {}, rootfs: { type: "layers", diff_ids: [`sha256:${sha256hex(layer1)}`] } })), "application/vnd.docker.container.image.v1+json");
     const m = writeBlob(l, Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: "application/vnd.docker.distribution.manifest.v2+json", config: cfg, layers: [lb] })), "application/vnd.docker.distribution.manifest.v2+json");
     writeFileSync(join(l, "index.json"), JSON.stringify({ schemaVersion: 2, manifests: [{ ...m, annotations: { [REF]: "d" } }] }));
