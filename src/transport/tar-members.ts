@@ -33,6 +33,7 @@ export const MAX_NAME_BYTES = 256 << 20;
 /** How many symlinks one lookup follows. */
 const MAX_LINK_DEPTH = 16;
 
+/** A member's kind: regular file, hardlink, symlink, directory, or anything else (never read). */
 export type MemberType = "file" | "link" | "symlink" | "dir" | "other";
 
 /** One member of an indexed tar file. */
@@ -64,6 +65,9 @@ export function cleanMemberName(name: string, what: string): string {
   }
   return parts.join("/");
 }
+
+/** Type flags whose header's size is not followed by data: link, symlink, char, block, dir, fifo. */
+const HEADER_ONLY = new Set([0x31, 0x32, 0x33, 0x34, 0x35, 0x36]);
 
 const TYPES: Record<number, MemberType> = {
   0x00: "file", 0x30: "file", 0x37: "file", 0x31: "link", 0x32: "symlink", 0x35: "dir",
@@ -134,7 +138,12 @@ export class TarIndex {
         if (readFull(fd, body, dataAt) < raw.size) throw new InvalidError(`${what}: truncated archive at offset ${dataAt}`);
         try {
           if (flag === 0x78) localPax = parsePaxRecords(body);
-          else if (flag === 0x67) globalPax = new Map([...(globalPax ?? []), ...parsePaxRecords(body)]);
+          else if (flag === 0x67) {
+            // POSIX: a global record with an empty value removes the keyword.
+            const g: PaxRecords = new Map(globalPax ?? []);
+            for (const [k, v] of parsePaxRecords(body)) v.length ? g.set(k, v) : g.delete(k);
+            globalPax = g;
+          }
           else {
             const nul = body.indexOf(0);
             const s = decodeName(body, 0, nul < 0 ? body.length : nul);
@@ -165,9 +174,9 @@ export class TarIndex {
       longName = longLink = null;
       let type = sparse ? "other" : TYPES[flag] ?? "other";
       if (flag === 0 && name.endsWith("/")) type = "dir";
-      // Only regular files (and unknown types, which may) carry data; Go skips a header-only
-      // type's size too, and so does our reader (src/tar/reader.ts).
-      const carries = type === "file" || type === "other";
+      // Header-only types (links, directories, devices, FIFOs) carry no data whatever their size
+      // field says, as in Go's archive/tar and src/tar/reader.ts; files and unknown types do.
+      const carries = !HEADER_ONLY.has(flag) && (type === "file" || type === "other");
       const span = carries ? dataSize : 0;
       if (dataAt + span > size) {
         throw new InvalidError(`${what}: member ${q(name)}: data runs past the end of the archive (${span} bytes at offset ${dataAt}, file is ${size} bytes): truncated or lying header`);

@@ -7,7 +7,7 @@ import { describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import { join } from "node:path";
 import { ok, scratch, sh, have, isRoot } from "../helpers/cli";
-import { compress, dir, file, hardlink, makeImage, makeTar, sha256hex, symlink, tarEntry, tarHeader, whiteout, type TarEntrySpec } from "../helpers/image";
+import { compress, dir, file, hardlink, makeImage, paxRecord, makeTar, sha256hex, symlink, tarEntry, tarHeader, whiteout, type TarEntrySpec } from "../helpers/image";
 import { collect, dockerConfig, imageToWrite, makeDockerArchive, makeOciArchive, treeOf } from "../helpers/archive";
 import { checkLayout } from "../helpers/check-layout";
 import { TarIndex, cleanMemberName, openTarFile, withBase256Size } from "../../src/transport/tar-members";
@@ -144,6 +144,21 @@ describe("tar-members", () => {
     const raw = decodeHeader(withBase256Size(h, big))!;
     expect(raw.size).toBe(big);
     expect(raw.name).toBe("x.tar");
+  });
+
+  test("header-only members carry no data whatever their size says; global pax records apply", () => {
+    const paxG = paxRecord("path", "global-name-for-all");
+    const tar = Buffer.concat([
+      tarEntry({ name: "fifo", type: "6", size: 4096 }), tarEntry({ name: "dev", type: "3", size: 999 }), tarEntry(file("after", "body")),
+      tarHeader({ name: Buffer.from("g"), type: 0x67, mode: 0, uid: 0, gid: 0, size: paxG.length, mtime: 0, linkname: Buffer.alloc(0), devmajor: 0, devminor: 0 }),
+      paxG, Buffer.alloc(512 - paxG.length), tarEntry(file("named-by-global", "g")), Buffer.alloc(1024),
+    ]);
+    const ix = indexOf(tar);
+    expect(ix.lookup("fifo")!.type).toBe("other");
+    const a = ix.lookup("after")!;
+    expect(tar.subarray(a.offset, a.offset + a.size).toString()).toBe("body");
+    expect(ix.lookup("global-name-for-all")!.size).toBe(1);
+    expect(ix.lookup("named-by-global")).toBeUndefined();
   });
 
   test("an index over the member bound is refused", async () => {
