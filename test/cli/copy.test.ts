@@ -401,5 +401,9 @@ describe("failures leave nothing", () => {
     expect(r.code).toBe(143);
     expect(readdirSync(s).sort()).toEqual(["layout"]);
     expect(leftovers(s)).toEqual([]);
-  }, 60000);
+    // docker-archive: the archive's temporary file is removed, no archive appears.
+    r = await termWhen(["copy", `oci:${l}:big`, `docker-archive:${s}/d.tar:x:y`], () => readdirSync(s).some((n) => n.startsWith(".d.tar.boci-")));
+    expect(r.code).toBe(143);
+    expect(readdirSync(s).sort()).toEqual(["layout"]);
+  }, 90000);
 });
