@@ -1,6 +1,6 @@
 /** Shared flag groups and parsing helpers for the commands (umoci's ux* decorators). */
 import { UsageError } from "../errors";
-import { Layout, type BlobReader, type JsonKind } from "../cas";
+import { Layout, type BlobReader, type JsonKind, refName } from "../cas";
 import { type Descriptor, type History, type ImageIndex, AnnotationRefName, MediaType } from "../image";
 import type * as ReferenceModule from "../transport/reference";
 import type * as OpenModule from "../transport/open";
@@ -86,13 +86,24 @@ class OneImageReader implements BlobReader {
  * Throws as parseReference/openReader/resolveTop do (UsageError, NotFoundError, InvalidError).
  */
 export function openArchiveImage(s: string): { reader: BlobReader; tag: string } {
-  const { parseReference, formatReference } = require("../transport/reference") as typeof ReferenceModule;
+  const { parseReference, formatReference, sameDockerName } = require("../transport/reference") as typeof ReferenceModule;
   const { openReader, resolveTop } = require("../transport/open") as typeof OpenModule;
   const ref = parseReference(s, { role: "source" });
   const inner = openReader(ref);
   try {
-    const top = resolveTop(inner, ref);
-    const tag = ref.transport === "oci-archive" && ref.tag ? ref.tag : formatReference(ref);
+    const resolved = resolveTop(inner, ref);
+    // The entry as the store's index lists it (its annotations are what stat shows): the one
+    // the reference names by tag, else the first for that image; its name is the tag.
+    const named = (d: Descriptor): boolean => {
+      const n = refName(d);
+      if (n === undefined) return false;
+      if (ref.transport === "docker-archive") return ref.name !== undefined && sameDockerName(n, ref.name);
+      return ref.tag !== undefined && n === ref.tag;
+    };
+    const same = inner.readIndex().manifests.filter((d) => d.digest === resolved.digest);
+    const top = same.find(named) ?? same.find((d) => refName(d) !== undefined) ?? same[0] ?? resolved;
+    // An untagged image is named by the reference itself.
+    const tag = refName(top) ?? formatReference(ref);
     return { reader: new OneImageReader(inner, top, tag), tag };
   } catch (e) {
     inner.close();

@@ -12,8 +12,8 @@
  *    (config by its digest, each layer by its diffID and uncompressed size, layer media type
  *    `…rootfs.diff.tar.gzip` whatever the layer is), serialised by Go's json.Marshal; Digest and
  *    `--raw` are of that manifest, so they are made the same way here.
- *  - `list-tags docker-archive:FILE`: `{"Tags": [...]}`, every image's RepoTags normalised
- *    (`docker.io/library/n:t`), `@N` for an untagged image. skopeo 1.9 lists no tags for `oci:`
+ *  - `list-tags docker-archive:FILE`: `{"Tags": [...]}`, every image's RepoTags as manifest.json
+ *    has them (skopeo writes `docker.io/library/n:t`, docker save `n:t`), `@N` for an untagged image. skopeo 1.9 lists no tags for `oci:`
  *    or `oci-archive:` (it refuses them), and neither does this (UnsupportedError).
  */
 import { InvalidError, UnsupportedError, UsageError } from "../errors";
@@ -331,13 +331,13 @@ export async function runSkopeoInspect(args: string[], flags: SkopeoFlags, g: Sk
   g.out(renderTemplate(format!, { Name: "", Tag: "", LayersData: null, ...o }));
 }
 
-/** `skopeo list-tags docker-archive:FILE`: every image's RepoTags (normalised), `@N` for an untagged one. */
+/** `skopeo list-tags docker-archive:FILE`: every image's RepoTags as written, `@N` for an untagged one. */
 export function runSkopeoListTags(args: string[], _flags: SkopeoFlags, g: SkopeoGlobal): void {
   const s = args[0]!;
   refuseOtherTransport(s, "source");
   const t = s.slice(0, s.indexOf(":"));
   if (t !== "docker-archive") throw new UnsupportedError(`unsupported transport '${t}' for tag listing: only docker-archive is supported (as in skopeo 1.9; docker:// is not supported by boci yet)`);
-  const { parseReference, normalizeDockerName } = referenceModule();
+  const { parseReference } = referenceModule();
   const { openReader } = openModule();
   const ref = parseReference(s, { role: "source" });
   const reader = openReader(ref);
@@ -347,11 +347,7 @@ export function runSkopeoListTags(args: string[], _flags: SkopeoFlags, g: Skopeo
     if (typeof lister.images !== "function") throw new Error(`internal error: ${s}: the docker-archive reader lists no images`);
     lister.images().forEach((img, n) => {
       if (img.repoTags.length === 0) { tags.push(`@${n}`); return; }
-      for (const t of img.repoTags) {
-        try { tags.push(normalizeDockerName(t, { defaultTag: true })); } catch (e) {
-          throw new InvalidError(`${s}: invalid RepoTag ${JSON.stringify(t)} in manifest.json: ${(e as Error).message}`);
-        }
-      }
+      tags.push(...img.repoTags);
     });
   } finally { reader.close(); }
   g.out(indentGoJson(`{"Tags":[${tags.map(goString).join(",")}]}`) + "\n");
