@@ -494,9 +494,15 @@ describe("docker-archive writer", () => {
     const made = makeImage(L, "t", [l, l]);
     const layout = Layout.open(L);
     const d = scratch("boci-arch-");
+    // The temporary file goes to `tmpdir` (same filesystem here) and is gone afterwards.
+    const tmp = scratch("boci-arch-tmp-");
+    const seen = new Set<string>();
     try {
-      await writeDockerArchive(join(d, "d.tar"), imageToWrite(layout, made.manifest), []);
+      await writeDockerArchive(join(d, "d.tar"), imageToWrite(layout, made.manifest), [], { tmpdir: tmp, onBytes: () => { for (const n of ls(tmp)) seen.add(n); } });
     } finally { layout.close(); }
+    expect([...seen].length).toBe(1);
+    expect([...seen][0]).toMatch(/^\.d\.tar\.boci-\d+-[0-9a-f]+\.tmp$/);
+    expect(ls(tmp)).toEqual([]);
     const hex = sha256hex(l);
     expect(must(`tar tf ${q(join(d, "d.tar"))}`).trim().split("\n")).toEqual([`${hex}.tar`, `${made.config.digest.slice(7)}.json`, "manifest.json"]);
     expect(JSON.parse(must(`tar xOf ${q(join(d, "d.tar"))} manifest.json`))).toEqual([{ Config: `${made.config.digest.slice(7)}.json`, RepoTags: [], Layers: [`${hex}.tar`, `${hex}.tar`] }]);
