@@ -487,6 +487,23 @@ describe("docker-archive writer", () => {
     }
   });
 
+  test("Docker layer media types (crane, buildx) are decompressed by their suffix", async () => {
+    const raw = layers();
+    const L = join(scratch("boci-arch-"), "L");
+    ok(["init", "--layout", L]);
+    const made = makeImage(L, "t", raw, { compressEach: ["gzip", "none"], mediaTypes: ["application/vnd.docker.image.rootfs.diff.tar.gzip", "application/vnd.docker.image.rootfs.diff.tar"] });
+    const layout = Layout.open(L);
+    const d = scratch("boci-arch-");
+    try {
+      await writeDockerArchive(join(d, "d.tar"), imageToWrite(layout, made.manifest), ["a:b"]);
+    } finally { layout.close(); }
+    const r = DockerArchiveReader.open(join(d, "d.tar"));
+    try {
+      const man = r.readJson<Manifest>(r.images()[0]!.manifest, "manifest");
+      for (const [n, l] of man.layers.entries()) expect((await collect(r.getBlob(l))).equals(raw[n]!)).toBe(true);
+    } finally { r.close(); }
+  });
+
   test("a layer used twice is written once; no tags: no repositories", async () => {
     const l = layers()[0]!;
     const L = join(scratch("boci-arch-"), "L");
