@@ -237,6 +237,27 @@ describe("writing commands refuse a Docker-typed image", () => {
     writeFileSync(join(b, "rootfs/etc/changed"), "z");
     refused(["repack", "--image", `${L}:docker`, b]);
   });
+  test("the copy the message names converts the image, which then takes writes", () => {
+    const l = join(scratch(), "hint");
+    ok(["init", "--layout", l]);
+    writeImages(l);
+    const r = boci(["config", "--image", `${l}:docker`, "--config.env", "B=2"]);
+    expect(r.code).toBe(6);
+    const cmd = /`boci (copy [^`]+)`/.exec(r.stderr)?.[1]?.split(" ");
+    expect(cmd).toBeDefined();
+    ok(cmd!);
+    const j = JSON.parse(ok(["stat", "--image", `${l}:docker-oci`, "--json"]).stdout);
+    expect(j.manifest.descriptor.mediaType).toBe(MT.manifest);
+    expect(j.manifest.blob.layers.map((x: any) => x.mediaType)).toEqual([MT.layer + "+gzip", MT.layer, MT.layer + "+zstd", "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"]);
+    ok(["config", "--image", `${l}:docker-oci`, "--config.env", "B=2"]);
+    const a = join(work, "bundle-hint"), b = join(work, "bundle-hint-docker");
+    ok(["unpack", ...rootless, "--image", `${l}:docker-oci`, a]);
+    ok(["unpack", ...rootless, "--image", `${l}:docker`, b]);
+    expect(tree(join(a, "rootfs"))).toEqual(tree(join(b, "rootfs")));
+    expect(ok(["validate", "--layout", l]).code).toBe(0);
+    expect(checkLayout(l)).toEqual([]);
+  });
+
   test("tag works, and the OCI-typed image is still writable", () => {
     ok(["tag", "--image", `${L}:docker`, "docker2"]);
     const ix = JSON.parse(indexBytes(L));
