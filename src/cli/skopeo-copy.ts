@@ -25,6 +25,8 @@ import { BociError, InvalidError, NotFoundError, UnsupportedError, UsageError } 
 import type { ImageReference, CopyOptions, CopyProgress } from "../transport/types";
 import type * as CopyModule from "../transport/copy";
 import type * as ReferenceModule from "../transport/reference";
+import type * as OpenModule from "../transport/open";
+import type { Plan } from "../transport/layout-dest";
 import { log } from "../util/log";
 import { type SkopeoFlags, type SkopeoGlobal, overridePlatform, refuseOtherTransport } from "./skopeo";
 
@@ -134,13 +136,39 @@ export function copyOptionsFrom(flags: SkopeoFlags, g: SkopeoGlobal): CopyOption
   return opts;
 }
 
-/** What skopeo prints while it copies (to stdout, unless --quiet): one line per blob. */
-function reporter(out: (s: string) => void, quiet: boolean): (p: CopyProgress) => void {
+/**
+ * Which of the source's blobs are JSON documents (manifests, indexes: skopeo names none of
+ * them) and which are configs, for the copy lines. Read from the plan the copy will follow.
+ */
+function documentKinds(src: ImageReference, opts: CopyOptions): Map<string, "config" | "document"> {
+  const { openReader, resolveTop, resolveImage } = require("../transport/open") as typeof OpenModule;
+  const { manifestOf } = require("../cas") as typeof import("../cas");
+  const kinds = new Map<string, "config" | "document">();
+  const reader = openReader(src);
+  try {
+    const top = opts.all ? resolveTop(reader, src) : manifestOf(resolveImage(reader, src, { platform: opts.platform }));
+    const walk = (p: Plan): void => {
+      if (p.kind === "blob") return;
+      kinds.set(p.desc.digest, "document");
+      if (p.kind === "manifest") kinds.set(p.manifest.config.digest, "config");
+      else p.children.forEach(walk);
+    };
+    walk(copyModule().makePlan(reader, top, opts.all === true));
+  } finally { reader.close(); }
+  return kinds;
+}
+
+/**
+ * What skopeo prints while it copies (to stdout, unless --quiet): a line per layer and one for
+ * the config (`Copying config …`), `… skipped: already exists` for what the destination had.
+ */
+function reporter(out: (s: string) => void, kinds: Map<string, "config" | "document">): (p: CopyProgress) => void {
   const seen = new Set<string>();
   return (p) => {
-    if (quiet || seen.has(p.digest)) return;
+    const kind = kinds.get(p.digest);
+    if (seen.has(p.digest) || kind === "document") return;
     seen.add(p.digest);
-    out(p.state === "skip" ? `Copying blob ${p.digest} skipped: already exists\n` : `Copying blob ${p.digest}\n`);
+    out(`Copying ${kind === "config" ? "config" : "blob"} ${p.digest}${p.state === "skip" ? " skipped: already exists" : ""}\n`);
   };
 }
 
@@ -154,7 +182,11 @@ export async function runSkopeoCopy(args: string[], flags: SkopeoFlags, g: Skope
   const opts = copyOptionsFrom(flags, g);
   checkPolicy(g, src, args[0]!);
   const quiet = flags.has("quiet");
-  opts.onProgress = reporter(g.out, quiet);
+  if (!quiet) {
+    opts.onProgress = reporter(g.out, documentKinds(src, opts));
+    // No signature is read or written (the local transports carry none); the lines keep skopeo's shape.
+    g.out("Getting image source signatures\n");
+  }
   await copyModule().copyImage(src, dst, opts);
-  if (!quiet) g.out("Writing manifest to image destination\n");
+  if (!quiet) g.out("Writing manifest to image destination\nStoring signatures\n");
 }

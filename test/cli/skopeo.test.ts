@@ -124,6 +124,21 @@ describe("front end", () => {
     expect(tagsOf(G)).toEqual(["t"]);
   });
 
+  test("--dest-compress-format zstd recompresses; --format v2s2 into a docker-archive; --tmpdir is used and left empty", () => {
+    const Z = join(s, "zstd");
+    must(sk("copy", "-q", "--dest-compress", "--dest-compress-format", "zstd", `oci:${L}:t`, `oci:${Z}:t`), "zstd copy");
+    expect(checkLayout(Z)).toEqual([]);
+    const m = JSON.parse(readFileSync(join(Z, "blobs", ...indexJson(Z).manifests[0].digest.split(":")), "utf8"));
+    expect(m.layers.map((l: { mediaType: string }) => l.mediaType)).toEqual(["application/vnd.oci.image.layer.v1.tar+zstd", "application/vnd.oci.image.layer.v1.tar+zstd"]);
+    const T = join(s, "tmpdir");
+    Bun.spawnSync(["mkdir", "-p", T]);
+    const V = join(s, "v2s2.tar");
+    must(sk("--tmpdir", T, "copy", "-q", "--format", "v2s2", `oci:${Z}:t`, `docker-archive:${V}:v/img:1`), "v2s2 copy");
+    must(sk("copy", "-q", "--tmpdir", T, `oci:${Z}:t`, `oci-archive:${join(s, "tmpdir.oci.tar")}:t`), "oci-archive copy with --tmpdir");
+    expect(readdirSync(T)).toEqual([]);
+    expect(must(sk("list-tags", `docker-archive:${V}`), "list-tags").stdout).toContain('"v/img:1"');
+  });
+
   test("the trust policy: --policy is read, reject refuses, --insecure-policy overrides", () => {
     const reject = join(s, "reject.json");
     writeFileSync(reject, JSON.stringify({ default: [{ type: "reject" }] }));
@@ -155,7 +170,8 @@ describe.skipIf(!HAVE_SKOPEO)("build systems' call lines (archives made by Debia
   test("KIWI: import a base (oci-archive → oci:D:base_layer), export to docker-archive with --additional-tag and to oci-archive", () => {
     const D1 = join(s, "kiwi-layout");
     const r = must(sk("copy", `oci-archive:${A}:t`, `oci:${D1}:base_layer`), "kiwi import");
-    expect(r.stdout).toContain("Writing manifest to image destination");
+    // skopeo's lines: one per layer, one for the config, none for the manifest.
+    expect(r.stdout).toMatch(/^Getting image source signatures\n(Copying blob sha256:[0-9a-f]{64}\n){2}Copying config sha256:[0-9a-f]{64}\nWriting manifest to image destination\nStoring signatures\n$/);
     expect(tagsOf(D1)).toEqual(["base_layer"]);
     expect(checkLayout(D1)).toEqual([]);
     // oci-archive → oci keeps the manifest's digest (skopeo compressed the plain layer when it made the archive).
