@@ -215,43 +215,29 @@ export async function* readTar(
 ): AsyncGenerator<TarEntry, void, undefined> {
   const maxExt = opts.maxExtendedHeaderSize ?? MAX_EXTENDED_HEADER_SIZE;
   const src = new ByteSource(toAsyncIterator(input));
-  let globalPax: PaxRecords | null = null;
-  let localPax: PaxRecords | null = null;
-  let longName: string | null = null;
-  let longLink: string | null = null;
+  const ext = new ExtendedHeaders();
   let completed = false;
   try {
     for (;;) {
       const block = src.take(BLOCK) ?? (await src.readExact(BLOCK));
       if (block.length === 0) {
-        if (localPax || longName !== null || longLink !== null) throw new InvalidError("truncated tar archive: extended header without entry");
+        if (ext.pending) throw new InvalidError("truncated tar archive: extended header without entry");
         break;
       }
       if (block.length < BLOCK) throw new InvalidError("truncated tar archive: partial header block");
       const raw = decodeHeader(block);
       if (raw === null) {
-        if (localPax || longName !== null || longLink !== null) throw new InvalidError("invalid tar archive: extended header without entry");
+        if (ext.pending) throw new InvalidError("invalid tar archive: extended header without entry");
         const second = await src.readExact(BLOCK);
         if (second.length === 0 || (second.length === BLOCK && decodeHeader(second) === null)) break;
         if (second.length < BLOCK) throw new InvalidError("truncated tar archive: partial end-of-archive block");
         throw new InvalidError("invalid tar archive: single zero block followed by data");
       }
-      const flag = raw.typeflag;
-      if (flag === 0x78 /* x */ || flag === 0x67 /* g */ || flag === 0x4c /* L */ || flag === 0x4b /* K */) {
-        const body = await readExtended(src, raw, maxExt);
-        if (flag === 0x78) localPax = parsePaxRecords(body);
-        else if (flag === 0x67) globalPax = mergeGlobal(globalPax, parsePaxRecords(body));
-        else {
-          const nul = body.indexOf(0);
-          const s = decodeName(body, 0, nul < 0 ? body.length : nul);
-          if (flag === 0x4c) longName = s;
-          else longLink = s;
-        }
+      if (ExtendedHeaders.isExtension(raw.typeflag)) {
+        ext.absorb(raw.typeflag, await readExtended(src, raw, maxExt));
         continue;
       }
-      const header = buildHeader(raw, globalPax, localPax, longName, longLink);
-      localPax = null;
-      longName = longLink = null;
+      const header = ext.entry(raw);
       const entry = new Entry(src, header);
       yield entry;
       await entry.finish();
@@ -275,7 +261,7 @@ function toAsyncIterator(input: unknown): AsyncIterator<Uint8Array | string> {
 }
 
 async function readExtended(src: ByteSource, raw: RawHeader, max: number): Promise<Buffer> {
-  const what = raw.typeflag === 0x4c || raw.typeflag === 0x4b ? "gnu long name" : "pax header";
+  const what = ExtendedHeaders.describe(raw.typeflag);
   if (raw.size > max) throw new InvalidError(`${what} too large (${raw.size} bytes, limit ${max})`);
   const body = await src.readExact(raw.size);
   if (body.length < raw.size) throw new InvalidError(`truncated tar archive: partial ${what}`);
@@ -283,6 +269,58 @@ async function readExtended(src: ByteSource, raw: RawHeader, max: number): Promi
   if (pad && (await src.skip(pad)) < pad) throw new InvalidError(`truncated tar archive: partial ${what}`);
   // The body is a view of an input chunk; keep our own copy since records outlive it.
   return Buffer.from(body);
+}
+
+/**
+ * The extended headers that come before an entry's own header — pax 'x' (this entry), pax 'g'
+ * (every later entry), GNU 'L'/'K' (long name and link name) — and how they make the entry's
+ * header: the one place that knows it, for the stream reader here and for anything that walks
+ * a tar's headers another way (transport/tar-members.ts indexes a file in place).
+ */
+export class ExtendedHeaders {
+  private globalPax: PaxRecords | null = null;
+  private localPax: PaxRecords | null = null;
+  private longName: string | null = null;
+  private longLink: string | null = null;
+
+  /** Whether a header of this type flag is an extended header (its body goes to absorb()). */
+  static isExtension(flag: number): boolean {
+    return flag === 0x78 /* x */ || flag === 0x67 /* g */ || flag === 0x4c /* L */ || flag === 0x4b /* K */;
+  }
+
+  /** What an extended header is called in errors. */
+  static describe(flag: number): string {
+    return flag === 0x4c || flag === 0x4b ? "gnu long name" : "pax header";
+  }
+
+  /** Take an extended header's body. Throws InvalidError for bad pax records. */
+  absorb(flag: number, body: Buffer): void {
+    if (flag === 0x78) this.localPax = parsePaxRecords(body);
+    else if (flag === 0x67) this.globalPax = mergeGlobal(this.globalPax, parsePaxRecords(body));
+    else {
+      const nul = body.indexOf(0);
+      const s = decodeName(body, 0, nul < 0 ? body.length : nul);
+      if (flag === 0x4c) this.longName = s;
+      else this.longLink = s;
+    }
+  }
+
+  /** Whether extended headers wait for an entry (an archive may not end, or a zero block come, here). */
+  get pending(): boolean {
+    return this.localPax !== null || this.longName !== null || this.longLink !== null;
+  }
+
+  /**
+   * The header of the entry `raw` with the waiting extended headers applied, checked (InvalidError:
+   * a NUL in a name, IDs or device numbers out of range, sparse or unknown types); the entry's
+   * own extended headers are then forgotten (the global ones stay).
+   */
+  entry(raw: RawHeader): TarHeader {
+    const { localPax, longName, longLink } = this;
+    this.localPax = null;
+    this.longName = this.longLink = null;
+    return buildHeader(raw, this.globalPax, localPax, longName, longLink);
+  }
 }
 
 /** POSIX: a global record with an empty value removes the keyword. */

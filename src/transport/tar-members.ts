@@ -1,8 +1,10 @@
 /**
  * A tar archive as a regular file read and written by member, never extracted:
  *
- *  - `indexTarFile` reads every header (USTAR/GNU/V7 blocks, PAX 'x'/'g' and GNU 'L'/'K' long
- *    names, decoded by src/tar/), records where each member's data lies and seeks past it, so
+ *  - `TarIndex.build` reads every header (USTAR/GNU/V7 blocks, PAX 'x'/'g' and GNU 'L'/'K' long
+ *    names, made into an entry's header by src/tar/ ExtendedHeaders, the stream reader's own
+ *    rules: sparse and unknown member types, a NUL in a pax name, IDs out of range are refused
+ *    as everywhere boci reads a tar), records where each member's data lies and seeks past it, so
  *    a reader can serve a member in place (`{start, limit}` for cas/source.ts streamVerified);
  *  - `createTarFileWriter` writes a tar into a temporary file beside its destination (or in a
  *    tmpdir on the same filesystem), created O_EXCL and removed on SIGINT/SIGTERM, fsynced and
@@ -18,10 +20,11 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { promisify } from "node:util";
 import { ClobberError, InvalidError, NotFoundError, addContext } from "../errors";
-import { BLOCK, decodeHeader, decodeName } from "../tar/header";
-import { MAX_EXTENDED_HEADER_SIZE, parsePaxInt, parsePaxRecords, type PaxRecords } from "../tar/pax";
+import { BLOCK, decodeHeader } from "../tar/header";
+import { MAX_EXTENDED_HEADER_SIZE } from "../tar/pax";
+import { ExtendedHeaders } from "../tar/reader";
 import { encodeEntryHeader } from "../tar/writer";
-import type { TarWriterHeader } from "../tar/types";
+import type { EntryType, TarWriterHeader } from "../tar/types";
 import { escapeText } from "../util/escape";
 import { fsyncDir, randomName } from "../util/fs";
 import { removeOnInterrupt, yieldToSignals } from "../util/cleanup";
@@ -67,10 +70,9 @@ export function cleanMemberName(name: string, what: string): string {
 }
 
 /** Type flags whose header's size is not followed by data: link, symlink, char, block, dir, fifo. */
-const HEADER_ONLY = new Set([0x31, 0x32, 0x33, 0x34, 0x35, 0x36]);
-
-const TYPES: Record<number, MemberType> = {
-  0x00: "file", 0x30: "file", 0x37: "file", 0x31: "link", 0x32: "symlink", 0x35: "dir",
+/** A member's kind, from the type src/tar gives its header. */
+const MEMBER_TYPES: Record<EntryType, MemberType> = {
+  file: "file", link: "link", symlink: "symlink", dir: "dir", char: "other", block: "other", fifo: "other",
 };
 
 /** The members of a tar file, by cleaned name; see the module comment. */
@@ -97,10 +99,7 @@ export class TarIndex {
     let pos = 0;
     let count = 0;
     let nameBytes = 0;
-    let globalPax: PaxRecords | null = null;
-    let localPax: PaxRecords | null = null;
-    let longName: string | null = null;
-    let longLink: string | null = null;
+    const ext = new ExtendedHeaders();
     const readBlock = (at: number): boolean => {
       const n = readFull(fd, block, at);
       if (n === 0) return false;
@@ -109,7 +108,7 @@ export class TarIndex {
     };
     for (;;) {
       if (!readBlock(pos)) {
-        if (localPax || longName !== null || longLink !== null) throw new InvalidError(`${what}: truncated archive: extended header without a member`);
+        if (ext.pending) throw new InvalidError(`${what}: truncated archive: extended header without a member`);
         break; // Go's archive/tar accepts an archive ending at a block boundary
       }
       let raw;
@@ -119,7 +118,7 @@ export class TarIndex {
         throw addContext(`${what}: header at offset ${pos}`, e);
       }
       if (raw === null) {
-        if (localPax || longName !== null || longLink !== null) throw new InvalidError(`${what}: invalid archive: extended header without a member`);
+        if (ext.pending) throw new InvalidError(`${what}: invalid archive: extended header without a member`);
         // The end-of-archive marker. As Go's archive/tar and src/tar/reader.ts: a lone zero block
         // followed by more headers is refused (members hidden there would be seen by some tools).
         pos += BLOCK;
@@ -131,53 +130,33 @@ export class TarIndex {
       }
       const flag = raw.typeflag;
       const dataAt = pos + BLOCK;
-      if (flag === 0x78 || flag === 0x67 || flag === 0x4c || flag === 0x4b) {
+      if (ExtendedHeaders.isExtension(flag)) {
         if (raw.size > MAX_EXTENDED_HEADER_SIZE) throw new InvalidError(`${what}: extended header at offset ${pos} too large (${raw.size} bytes)`);
         if (dataAt + raw.size > size) throw new InvalidError(`${what}: truncated archive: extended header at offset ${pos} runs past the end of the file`);
         const body = Buffer.alloc(raw.size);
         if (readFull(fd, body, dataAt) < raw.size) throw new InvalidError(`${what}: truncated archive at offset ${dataAt}`);
         try {
-          if (flag === 0x78) localPax = parsePaxRecords(body);
-          else if (flag === 0x67) {
-            // POSIX: a global record with an empty value removes the keyword.
-            const g: PaxRecords = new Map(globalPax ?? []);
-            for (const [k, v] of parsePaxRecords(body)) v.length ? g.set(k, v) : g.delete(k);
-            globalPax = g;
-          }
-          else {
-            const nul = body.indexOf(0);
-            const s = decodeName(body, 0, nul < 0 ? body.length : nul);
-            if (flag === 0x4c) longName = s;
-            else longLink = s;
-          }
+          ext.absorb(flag, body);
         } catch (e) {
           throw addContext(`${what}: header at offset ${pos}`, e);
         }
         pos = dataAt + padded(raw.size);
         continue;
       }
-      let name = longName ?? raw.name;
-      let linkname = longLink ?? raw.linkname;
-      let dataSize = raw.size;
-      let sparse = false;
-      for (const recs of [globalPax, localPax]) {
-        if (!recs) continue;
-        for (const [k, v] of recs) {
-          if (k === "path" && v.length) name = decodeName(v);
-          else if (k === "linkpath" && v.length) linkname = decodeName(v);
-          else if (k === "size" && v.length) {
-            try { dataSize = parsePaxInt(k, v); } catch (e) { throw addContext(`${what}: member ${q(name)}`, e); }
-          } else if (k.startsWith("GNU.sparse.")) sparse = true;
-        }
+      // The member's header as src/tar makes it (pax and GNU names, size; sparse and unknown
+      // types refused, as everywhere boci reads a tar).
+      let h;
+      try {
+        h = ext.entry(raw);
+      } catch (e) {
+        throw addContext(`${what}: header at offset ${pos}`, e);
       }
-      localPax = null;
-      longName = longLink = null;
-      let type = sparse ? "other" : TYPES[flag] ?? "other";
-      if (flag === 0 && name.endsWith("/")) type = "dir";
-      // Header-only types (links, directories, devices, FIFOs) carry no data whatever their size
-      // field says, as in Go's archive/tar and src/tar/reader.ts; files and unknown types do.
-      const carries = !HEADER_ONLY.has(flag) && (type === "file" || type === "other");
-      const span = carries ? dataSize : 0;
+      const name = h.name;
+      const linkname = h.linkname;
+      const type = MEMBER_TYPES[h.type];
+      // Only regular files carry data (header-only types, whatever their size field says, as in
+      // Go's archive/tar and src/tar/reader.ts).
+      const span = h.size;
       if (dataAt + span > size) {
         throw new InvalidError(`${what}: member ${q(name)}: data runs past the end of the archive (${span} bytes at offset ${dataAt}, file is ${size} bytes): truncated or lying header`);
       }
@@ -190,7 +169,7 @@ export class TarIndex {
         // A directory named twice (tar -r, or an entry per parent) is harmless; any other pair is
         // refused when the name is used.
         if (prev && !(prev.type === "dir" && type === "dir")) duplicates.add(clean);
-        if (!prev) members.set(clean, { name: clean, type, offset: dataAt, size: carries ? dataSize : 0, linkname });
+        if (!prev) members.set(clean, { name: clean, type, offset: dataAt, size: span, linkname });
       }
       pos = dataAt + padded(span);
     }
