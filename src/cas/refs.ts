@@ -3,8 +3,8 @@
  * top-level index.json entry. Resolving a tag walks nested indexes down to manifests (the shared
  * walk of walk.ts); each hit is a DescriptorPath from the index.json entry to the manifest.
  */
-import { InvalidError, NotFoundError } from "../errors";
-import { type Descriptor, type ImageIndex, type Platform, AnnotationRefName } from "../image";
+import { InvalidError, NotFoundError, UnsupportedError } from "../errors";
+import { type Descriptor, type ImageIndex, type Platform, AnnotationRefName, isDockerSchema1MediaType } from "../image";
 import type { BlobReader } from "./source";
 import { DescriptorWalk, type WalkChild } from "./walk";
 
@@ -100,7 +100,14 @@ function matches(want: Platform, got: Platform | undefined, strictVariant: boole
  */
 export function resolveTag(layout: BlobReader, ix: ImageIndex, tag: string, opts: { platform?: Platform } = {}): DescriptorPath {
   const paths = walkTag(layout, ix, tag);
-  if (paths.length === 0) throw new NotFoundError(`tag ${JSON.stringify(tag)} not found`);
+  if (paths.length === 0) {
+    // A tag that is there but names no image says so (not "not found").
+    const named = ix.manifests.filter((d) => refName(d) === tag);
+    const s1 = named.find((d) => isDockerSchema1MediaType(d.mediaType));
+    if (s1) throw new UnsupportedError(`tag ${JSON.stringify(tag)}: docker schema 1 manifests are not supported (${s1.mediaType})`);
+    if (named.length) throw new NotFoundError(`tag ${JSON.stringify(tag)} names no image (media type ${named[0]!.mediaType})`);
+    throw new NotFoundError(`tag ${JSON.stringify(tag)} not found`);
+  }
   if (paths.length === 1 && !opts.platform) return paths[0]!;
   if (paths.length === 1 && opts.platform) {
     const p = platformOf(paths[0]!);

@@ -282,9 +282,7 @@ describe("refusals", () => {
     return l;
   }
 
-  // Today the tag resolver (src/cas/refs.ts, not this change's) does not list a schema-1 entry as
-  // an image, so these exit 3 "tag not found": it needs to say "schema 1 is not supported" (6).
-  test.todo("Docker schema 1 named by its own media type: stat, unpack, raw runtime-config exit 6 (needs cas/refs.ts)", () => {
+  test("Docker schema 1 named by its own media type: stat, unpack, raw runtime-config exit 6", () => {
     const l = schema1Layout();
     for (const tag of ["signed", "plain"]) {
       for (const args of [["stat", "--image", `${l}:${tag}`], ["unpack", ...rootless, "--image", `${l}:${tag}`, join(work, `s1-${tag}`)], ["raw", "runtime-config", "--image", `${l}:${tag}`, join(work, `s1-${tag}.json`)]]) {
