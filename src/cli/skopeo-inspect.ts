@@ -71,6 +71,18 @@ const GoImageRc2: GoType = {
   ],
 };
 
+/**
+ * What Inspect reads of a config (v1.Image and Docker's docker_version), with no field left out
+ * when empty: an empty `Labels` or `Env` is kept as `{}`/`[]`, a missing one is null.
+ */
+const GoInspectSource: GoType = {
+  k: "struct",
+  fields: [
+    f("created", { k: "ptr", to: { k: "time" } }), f("architecture", str), f("os", str), f("docker_version", str),
+    f("config", { k: "ptr", to: { k: "struct", fields: [f("Labels", strMap), f("Env", strs)] } }),
+  ],
+};
+
 /** The Go field names of v1.Image for templates (`{{.Config.Env}}`): JSON key by Go name. */
 const IMAGE_GO_FIELDS: Record<string, string> = {
   Created: "created", Author: "author", Architecture: "architecture", Variant: "variant", OS: "os", OSVersion: "os.version",
@@ -204,9 +216,9 @@ export async function inspectImage(s: string, opts: { platform?: Platform } = {}
 
 /** skopeo's inspect Output for an image, as a plain object with its keys in Go's order. */
 export function inspectOutput(img: InspectedImage): Record<string, unknown> {
-  const v1 = goDecode(img.config, GoImageRc2);
+  const v1 = goDecode(img.config, GoInspectSource);
   const cfg = (v1.config ?? {}) as Record<string, unknown>;
-  const dockerVersion = goDecode(img.config, { k: "struct", fields: [f("docker_version", str)] }).docker_version;
+  const dockerVersion = v1.docker_version;
   // A schema-2 config's created is a time value, not a pointer: never null.
   const created = v1.created ?? (img.docker ? "0001-01-01T00:00:00Z" : null);
   return {
@@ -254,6 +266,7 @@ function goPrint(v: unknown, isTime: boolean): string {
 }
 
 const MAP_FIELDS = new Set(["Labels", "ExposedPorts", "Volumes"]);
+const BOOL_FIELDS = new Set(["ArgsEscaped", "EmptyLayer"]);
 const SLICE_FIELDS = new Set(["RepoTags", "Layers", "LayersData", "Env", "Entrypoint", "Cmd", "OSFeatures", "DiffIDs", "History"]);
 
 /** The value a `.A.B` field path names, printed as Go's template does. */
@@ -279,6 +292,7 @@ function lookupField(action: string, data: Record<string, unknown>, fields: Reco
   }
   if ((v === null || v === undefined) && MAP_FIELDS.has(last)) return "map[]";
   if ((v === null || v === undefined) && SLICE_FIELDS.has(last)) return "[]";
+  if ((v === null || v === undefined) && BOOL_FIELDS.has(last)) return "false";
   return goPrint(v, last === "Created");
 }
 

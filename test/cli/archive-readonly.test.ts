@@ -47,6 +47,29 @@ function tree(root: string): string {
 }
 const tmpEmpty = () => expect(readdirSync(tmp)).toEqual([]);
 
+/**
+ * A docker-archive holding the images of several single-image ones (made by `make`), in order,
+ * with the RepoTags given: their members side by side and one manifest.json listing them all.
+ */
+function multiImageArchive(base: string, parts: [string, string[]][], make: () => void): string {
+  make();
+  const work = join(base, `multi-${parts.length}-${Date.now()}`);
+  mkdirSync(work);
+  const entries: unknown[] = [];
+  for (const [archive, tags] of parts) {
+    const x = Bun.spawnSync(["tar", "-xf", archive, "-C", work]);
+    if (x.exitCode !== 0) throw new Error(`tar -xf ${archive}: ${x.stderr.toString()}`);
+    const m = JSON.parse(readFileSync(join(work, "manifest.json"), "utf8")) as { RepoTags: string[] }[];
+    entries.push({ ...m[0], RepoTags: tags });
+  }
+  writeFileSync(join(work, "manifest.json"), JSON.stringify(entries));
+  const out = `${work}.tar`;
+  const names = readdirSync(work).filter((n) => n !== "repositories").sort();
+  const t = Bun.spawnSync(["tar", "-cf", out, "-C", work, ...names]);
+  if (t.exitCode !== 0) throw new Error(`tar -cf ${out}: ${t.stderr.toString()}`);
+  return out;
+}
+
 describe.skipIf(!HAVE_SKOPEO)("read-only commands from archives made by skopeo", () => {
   beforeAll(() => {
     if (!HAVE_SKOPEO) return;
@@ -121,6 +144,24 @@ describe.skipIf(!HAVE_SKOPEO)("read-only commands from archives made by skopeo",
     // Nothing was extracted anywhere but the rootfs: TMPDIR is empty, the archives unchanged.
     tmpEmpty();
   }, 60_000);
+
+  test("a multi-image docker-archive (two images, one untagged): @N and NAME:TAG pick, no reference is refused", () => {
+    const multi = multiImageArchive(s, [[D, ["docker.io/obs/img:7"]], [join(s, "second.docker.tar"), []]], () => {
+      const L2 = join(s, "L2");
+      ok(["init", "--layout", L2]);
+      makeImage(L2, "two", [makeTar([file("second", "2\n")])], { config: { config: { Labels: { n: "2" } } } });
+      skopeo("copy", "-q", `oci:${L2}:two`, `docker-archive:${join(s, "second.docker.tar")}`);
+    });
+    const first = okb(["stat", "--image", `docker-archive:${D}`]).stdout;
+    expect(okb(["stat", "--image", `docker-archive:${multi}:obs/img:7`]).stdout).toBe(first);
+    expect(okb(["stat", "--image", `docker-archive:${multi}:@0`]).stdout.split("== HISTORY ==")[1]).toBe(first.split("== HISTORY ==")[1]);
+    const r1 = join(s, "multi-r1");
+    okb(["raw", "unpack", "--rootless", "--image", `docker-archive:${multi}:@1`, r1]);
+    expect(readFileSync(join(r1, "second"), "utf8")).toBe("2\n");
+    oneLine(b(["stat", "--image", `docker-archive:${multi}`]), 2, "@N");
+    expect(okb(["ls", "--layout", `docker-archive:${multi}`]).stdout).toBe("docker.io/obs/img:7\n");
+    tmpEmpty();
+  });
 
   test("ls --layout lists an archive's tags", () => {
     expect(okb(["ls", "--layout", `oci-archive:${A}`]).stdout).toBe("t\n");

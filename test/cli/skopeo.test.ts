@@ -218,6 +218,28 @@ describe.skipIf(!HAVE_SKOPEO)("build systems' call lines (archives made by Debia
     expect(JSON.parse(mine.stdout)).toEqual({ Tags: ["docker.io/obs/base:1.0"] });
   }, 30_000);
 
+  test("list-tags of a multi-image docker-archive (one image untagged) prints what skopeo prints", () => {
+    const U = join(s, "lt-untagged.docker.tar");
+    must(real("copy", "-q", `oci:${L}:bare`, `docker-archive:${U}`), "skopeo untagged");
+    // Both archives' members side by side, one manifest.json listing both images.
+    const work = join(s, "lt-multi");
+    Bun.spawnSync(["mkdir", "-p", work]);
+    const entries = [D, U].map((a, i) => {
+      expect(Bun.spawnSync(["tar", "-xf", a, "-C", work]).exitCode).toBe(0);
+      const m = JSON.parse(readFileSync(join(work, "manifest.json"), "utf8"));
+      return { ...m[0], RepoTags: i === 0 ? ["docker.io/obs/base:1.0", "other/name:2"] : [] };
+    });
+    writeFileSync(join(work, "manifest.json"), JSON.stringify(entries));
+    const F = `${work}.tar`;
+    const names = readdirSync(work).filter((n) => n !== "repositories");
+    expect(Bun.spawnSync(["tar", "-cf", F, "-C", work, ...names]).exitCode).toBe(0);
+    const want = must(real("list-tags", `docker-archive:${F}`), "skopeo list-tags").stdout;
+    expect(JSON.parse(want).Tags).toEqual(["docker.io/obs/base:1.0", "other/name:2", "@1"]);
+    expect(must(sk("list-tags", `docker-archive:${F}`), "list-tags").stdout).toBe(want);
+    // inspect by @1 and by a second RepoTag, as skopeo.
+    for (const r of [`docker-archive:${F}:@1`, `docker-archive:${F}:other/name:2`]) expect(sk("inspect", r).stdout).toBe(real("inspect", r).stdout);
+  }, 30_000);
+
   test("LXC: copy --remove-signatures --insecure-policy oci:SRC:t oci:DIR:NAME (docker:// refused, issue 15)", () => {
     const DIR = join(s, "lxc-cache");
     must(sk("copy", "--remove-signatures", "--insecure-policy", `oci:${L}:t`, `oci:${DIR}:alpine`), "lxc copy");
