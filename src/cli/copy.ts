@@ -61,7 +61,12 @@ function progressReporter(enabled: boolean): { onProgress: (p: CopyProgress) => 
 export const copyCommand: CommandDef = {
   name: "copy",
   args: ["source", "destination"],
-  description: "copy an image between oci:DIR[:TAG], oci-archive:FILE[:TAG] and docker-archive:FILE[:NAME:TAG] (e.g. boci copy oci-archive:base.tar:1.0 oci:layout:base)",
+  description: "copy an image between oci:DIR[:TAG], oci-archive:FILE[:TAG] and docker-archive:FILE[:NAME:TAG]",
+  examples: [
+    "boci copy oci-archive:base.tar:1.0 oci:layout:base",
+    "boci copy oci:layout:latest docker-archive:out.tar:myimage:1.2 --additional-tag myimage:latest",
+    "boci copy docker-archive:in.tar oci:layout:latest",
+  ],
   options: [
     { flag: "additional-tag", value: "<name:tag>", repeat: true, desc: "another RepoTag for a docker-archive destination (repeatable)" },
     { flag: "compress", value: "<algo>", desc: "compression for layers that are (re)compressed: gzip, zstd or none (default gzip)" },

@@ -11,7 +11,7 @@ import { formatTable } from "./tabwriter";
 const CATEGORY: Record<string, string> = {
   config: "image", unpack: "image", repack: "image", new: "image", tag: "image", rm: "image", stat: "image", insert: "image",
   "raw unpack": "image", "raw runtime-config": "image", "raw add-layer": "image",
-  gc: "layout", init: "layout", ls: "layout", validate: "layout",
+  gc: "layout", init: "layout", ls: "layout", validate: "layout", copy: "layout",
 };
 
 const HELP_FLAG = "--help, -h\tshow help";
@@ -89,5 +89,5 @@ USAGE:
 
 OPTIONS:
 ${opts.map((l) => `   ${l}`).join("\n")}
-`);
+${c.examples?.length ? `\nEXAMPLES:\n${c.examples.map((e) => `   ${e}`).join("\n")}\n` : ""}`);
 }
