@@ -269,6 +269,37 @@ describe.skipIf(!HAVE_SKOPEO)("build systems' call lines (archives made by Debia
     expect(keys).toEqual(["Name", "Digest", "RepoTags", "Created", "DockerVersion", "Labels", "Architecture", "Os", "Layers", "Env"]);
   }, 120_000);
 
+  test("inspect of odd configs (no created, empty Labels and Env, keys in other cases, variant, docker_version) and of a docker-archive with gzip layers, as skopeo", () => {
+    const O = join(s, "odd");
+    ok(["init", "--layout", O]);
+    makeImage(O, "a", [], { config: { created: undefined, variant: "v7", "os.version": "10", config: { Labels: {}, Env: [], Volumes: { "/v": {} }, StopSignal: "SIGTERM", ArgsEscaped: true } } });
+    makeImage(O, "b", [], { config: { Architecture: "arm", OS: "linux", docker_version: "20.10.1", container_config: { Hostname: "x" }, config: { labels: { b: "1", a: "2" }, env: ["X=1"] } } });
+    makeImage(O, "c", [makeTar([file("f", "1")])], { config: { created: "2021-03-04T05:06:07.000000000Z", history: [{ created_by: "x", empty_layer: false }] } });
+    const tpl = ["--config", "--format", "{{.Created}}|{{.Variant}}|{{.Config.Volumes}}|{{.Config.ArgsEscaped}}|{{.OSVersion}}|{{.Config.StopSignal}}"];
+    for (const t of ["a", "b", "c"]) {
+      for (const f of [[], ["--config"], ["--format", "{{.Created}}/{{.Labels}}/{{.Env}}/{{.DockerVersion}}"], tpl]) {
+        const a = sk("inspect", ...f, `oci:${O}:${t}`);
+        const b = real("inspect", ...f, `oci:${O}:${t}`);
+        expect({ t, f, code: a.code, out: a.stdout }).toEqual({ t, f, code: b.code, out: b.stdout });
+      }
+    }
+    // A docker-archive whose layer members are gzip-compressed (skopeo reads those too): Layers
+    // name the diffIDs, sizes are uncompressed, so the made manifest is the same.
+    const work = join(s, "gz-docker");
+    Bun.spawnSync(["mkdir", "-p", work]);
+    expect(Bun.spawnSync(["tar", "-xf", D, "-C", work]).exitCode).toBe(0);
+    const m = JSON.parse(readFileSync(join(work, "manifest.json"), "utf8"));
+    for (const l of m[0].Layers as string[]) writeFileSync(join(work, l), Bun.gzipSync(readFileSync(join(work, l))));
+    const G = `${work}.tar`;
+    expect(Bun.spawnSync(["tar", "-cf", G, "-C", work, ...readdirSync(work)]).exitCode).toBe(0);
+    for (const f of [[], ["--raw"]]) {
+      const a = sk("inspect", ...f, `docker-archive:${G}`);
+      expect(a.code).toBe(0);
+      expect(a.stdout).toBe(real("inspect", ...f, `docker-archive:${G}`).stdout);
+      expect(a.stdout).toBe(sk("inspect", ...f, `docker-archive:${D}`).stdout);
+    }
+  }, 60_000);
+
   test("--override-arch picks from a multi-platform index as skopeo does; a missing platform fails", () => {
     const M = join(s, "multi");
     ok(["init", "--layout", M]);
