@@ -20,7 +20,7 @@ import { InvalidError, UnsupportedError, UsageError } from "../errors";
 import {
   type BlobReader, type DescriptorPath, type GoType, encodeGoValue, manifestOf, sha256Digest,
 } from "../cas";
-import { type Descriptor, type ImageConfig, type Manifest, MediaType, isIndexMediaType, type Platform } from "../image";
+import { type Descriptor, type ImageConfig, type Manifest, MediaType, type Platform } from "../image";
 import { goString } from "../cas/go-json";
 import type { ImageReference } from "../transport/types";
 import type * as ReferenceModule from "../transport/reference";
@@ -143,6 +143,8 @@ export interface InspectedImage {
   name?: string;
   /** whether the image's manifest is Docker schema 2 (its Created is never null) */
   docker: boolean;
+  /** the config media type of a non-image artifact (its config is not parsed) */
+  artifactType?: string;
 }
 
 /**
@@ -196,20 +198,22 @@ export async function inspectImage(s: string, opts: { platform?: Platform } = {}
     const top = path.walk[0]!;
     const mdesc = manifestOf(path);
     const manifest = reader.readJson<Manifest>(mdesc, "manifest");
-    if (isIndexMediaType(mdesc.mediaType)) throw new InvalidError(`${s}: not an image manifest`);
     const configBytes = reader.readBlob(manifest.config);
-    let config: Record<string, unknown>;
-    try { config = JSON.parse(configBytes.toString("utf8")) as Record<string, unknown>; } catch (e) {
-      throw new InvalidError(`${s}: config ${manifest.config.digest}: invalid JSON: ${(e as Error).message}`, { cause: e });
+    const isImage = manifest.config.mediaType === MediaType.config || manifest.config.mediaType === MediaType.dockerConfig;
+    let config: Record<string, unknown> = {};
+    if (isImage) {
+      try { config = JSON.parse(configBytes.toString("utf8")) as Record<string, unknown>; } catch (e) {
+        throw new InvalidError(`${s}: config ${manifest.config.digest}: invalid JSON: ${(e as Error).message}`, { cause: e });
+      }
     }
     if (ref.transport === "docker-archive") {
       const raw = await dockerArchiveManifest(reader, manifest, config as unknown as ImageConfig);
       const name = ref.name !== undefined ? ref.name.slice(0, ref.name.lastIndexOf(":")) : undefined;
-      return { rawManifest: raw, configBytes, config, layers: ((config as unknown as ImageConfig).rootfs?.diff_ids ?? []).slice(), name, docker: true };
+      return { rawManifest: raw, configBytes, config, layers: ((config as unknown as ImageConfig).rootfs?.diff_ids ?? []).slice(), name, docker: true, artifactType: undefined };
     }
     return {
       rawManifest: reader.readBlob(top), configBytes, config, layers: manifest.layers.map((l) => l.digest),
-      docker: mdesc.mediaType === MediaType.dockerManifest,
+      docker: mdesc.mediaType === MediaType.dockerManifest, artifactType: isImage ? undefined : manifest.config.mediaType,
     };
   } finally { reader.close(); }
 }
@@ -334,6 +338,8 @@ export async function runSkopeoInspect(args: string[], flags: SkopeoFlags, g: Sk
   if (raw && format !== undefined && format !== "") throw new UsageError("raw output does not support format option");
   const img = await inspectImage(args[0]!, { platform: overridePlatform(g) });
   if (raw) { writeOutBytes(config ? img.configBytes : img.rawManifest); return; }
+  // As containers/image: an artifact has no image config to show.
+  if (img.artifactType !== undefined) throw new UnsupportedError(`${args[0]}: unsupported image-specific operation on artifact with type ${JSON.stringify(img.artifactType)}`);
   const json = format === undefined || format === "" || format === "json";
   if (config) {
     if (json) { g.out(formatConfigOutput(img.config)); return; }

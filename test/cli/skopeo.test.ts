@@ -10,7 +10,7 @@ import { beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { existsSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { BIN, boci, have, ok, scratch, type RunResult } from "../helpers/cli";
-import { dir, file, makeImage, makeTar, symlink } from "../helpers/image";
+import { dir, file, makeImage, makeTar, setTag, symlink, writeBlob } from "../helpers/image";
 import { checkLayout } from "../helpers/check-layout";
 
 const HAVE_SKOPEO = have("skopeo");
@@ -283,6 +283,13 @@ describe.skipIf(!HAVE_SKOPEO)("build systems' call lines (archives made by Debia
         expect({ t, f, code: a.code, out: a.stdout }).toEqual({ t, f, code: b.code, out: b.stdout });
       }
     }
+    // An artifact (a config that is not an image config): only --raw shows it, as in skopeo.
+    const cfg = writeBlob(O, Buffer.from("{}"), "application/vnd.example.thing+json");
+    setTag(O, "art", writeBlob(O, Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: "application/vnd.oci.image.manifest.v1+json", config: cfg, layers: [] })), "application/vnd.oci.image.manifest.v1+json"));
+    refused(sk("inspect", `oci:${O}:art`), 6, "artifact");
+    refused(sk("inspect", "--config", `oci:${O}:art`), 6, "artifact");
+    expect(real("inspect", `oci:${O}:art`).code).not.toBe(0);
+    for (const f of [["--raw"], ["--raw", "--config"]]) expect(must(sk("inspect", ...f, `oci:${O}:art`), "raw").stdout).toBe(real("inspect", ...f, `oci:${O}:art`).stdout);
     // A docker-archive whose layer members are gzip-compressed (skopeo reads those too): Layers
     // name the diffIDs, sizes are uncompressed, so the made manifest is the same.
     const work = join(s, "gz-docker");
