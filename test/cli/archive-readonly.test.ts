@@ -126,6 +126,8 @@ describe.skipIf(!HAVE_SKOPEO)("read-only commands from archives made by skopeo",
     expect(tree(join(fromOci, "rootfs"))).toBe(want);
     expect(readFileSync(join(fromOci, "config.json"), "utf8")).toBe(readFileSync(join(fromLayout, "config.json"), "utf8"));
     expect(readdirSync(fromOci).sort()).toEqual(readdirSync(fromLayout).sort());
+    // umoci.json names the image as the archive's own index does (its tag), as from the layout.
+    expect(readFileSync(join(fromOci, "umoci.json"), "utf8")).toBe(readFileSync(join(fromLayout, "umoci.json"), "utf8"));
 
     const fromDocker = join(s, "u-docker");
     okb(["unpack", "--rootless", "--image", `docker-archive:${D}:obs/img:7`, fromDocker]);
