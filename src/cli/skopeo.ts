@@ -290,9 +290,8 @@ export async function runSkopeo(argv: string[], out: (s: string) => void): Promi
   if (p.help) { out(p.helpTopic ? skopeoCommandHelp(p.helpTopic) : p.command ? skopeoCommandHelp(p.command) : skopeoHelp()); return; }
   if (p.version) { out(skopeoVersionText()); return; }
   if (!p.command) {
-    if (p.args.length) throw new UsageError(`unrecognized command "skopeo ${p.args[0]}"`);
-    out(skopeoHelp());
-    return;
+    // As skopeo: no command is an error (`skopeo help` and `--help` print the help).
+    throw new UsageError("missing command 'skopeo COMMAND' (try 'skopeo --help')");
   }
   const c = p.command;
   if (p.args.length !== c.args)

@@ -76,7 +76,9 @@ describe("front end", () => {
     const c = must(sk("copy", "--help"), "copy --help").stdout;
     for (const f of ["--additional-tag", "--remove-signatures", "--src-creds", "--dest-creds", "--dest-shared-blob-dir", "--format", "--quiet", "--dest-compress-format", "--multi-arch", "--all"]) expect(c).toContain(f);
     expect(must(sk("help", "inspect"), "help inspect").stdout).toContain("--raw");
-    expect(must(sk(), "no arguments").stdout).toContain("Available Commands");
+    expect(must(sk("help"), "help").stdout).toBe(h);
+    refused(sk(), 2, "missing command");
+    refused(sk("--debug"), 2, "missing command");
   });
 
   test("other commands, flags and transports are refused with one line", () => {
