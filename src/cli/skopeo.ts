@@ -234,7 +234,8 @@ export function parseSkopeoArgv(argv: string[]): Parsed {
     for (let j = 1; j < a.length; j++) {
       const c = a[j]!;
       const hit = lookup(undefined, c);
-      if (!hit) throw new UsageError(`unknown or unsupported shorthand flag: ${JSON.stringify(c)} in ${a}${where()}`);
+      // Named by its letter only: the rest of the argument may be a value (a password).
+      if (!hit) throw new UsageError(`unknown or unsupported shorthand flag: ${JSON.stringify(c)}${where()}`);
       if (!hit.f.value) {
         if (a[j + 1] === "=") { set(hit, boolValue(hit.f.name, a.slice(j + 2))); break; }
         set(hit, "true");
@@ -242,7 +243,7 @@ export function parseSkopeoArgv(argv: string[]): Parsed {
       }
       const rest = a.slice(j + 1);
       if (rest) { set(hit, rest.startsWith("=") ? rest.slice(1) : rest); break; }
-      if (i + 1 >= argv.length) throw new UsageError(`flag needs an argument: ${JSON.stringify(c)} in ${a}${where()}`);
+      if (i + 1 >= argv.length) throw new UsageError(`flag needs an argument: -${c}${where()}`);
       set(hit, argv[++i]!);
       break;
     }

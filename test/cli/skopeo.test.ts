@@ -87,6 +87,9 @@ describe("front end", () => {
     refused(sk("copy", "--sign-by", "KEY", `oci:${L}:t`, `oci:${s}/x:t`), 2, "--sign-by");
     refused(sk("--registries.d", "d", "inspect", `oci:${L}:t`), 2, "--registries.d");
     refused(sk("inspect", "-v", `oci:${L}:t`), 2, '"v"');
+    const leak = sk("inspect", "-Xs3cretD", `oci:${L}:t`);
+    refused(leak, 2, '"X"');
+    expect(leak.stderr).not.toContain("s3cret");
     refused(sk("copy", `oci:${L}:t`), 2, "exactly 2 arguments");
     refused(sk("copy", "docker://docker.io/library/alpine:latest", `oci:${s}/lxc:alpine`), 6, '"docker"');
     refused(sk("copy", `oci:${L}:t`, "docker://registry.example.com/x:1"), 6, '"docker"');
