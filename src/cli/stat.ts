@@ -22,7 +22,7 @@ import {
   validateManifest, validateConfig, validateIndex, validateDescriptor, assertValid, sha256Digest,
 } from "../image";
 import type { CommandDef } from "./spec";
-import { imageOpt, openImageReader } from "./common";
+import { readImageOpt, openImageReader } from "./common";
 import { writeOut, writeOutBytes } from "../util/stdio";
 import { escapeText } from "../util/escape";
 import { parseJsonStrict } from "../util/json";
@@ -454,7 +454,7 @@ export const statCommand: CommandDef = {
   name: "stat",
   args: [],
   description: "displays status information of an image manifest",
-  options: [imageOpt, { flag: "json", desc: "output the stat information as a JSON encoded blob" }],
+  options: [readImageOpt, { flag: "json", desc: "output the stat information as a JSON encoded blob" }],
   run(_args, opts) {
     // A short read needs no lock: blobs and index.json only ever appear by atomic rename, and
     // a blob a concurrent gc removes is reported as not found.

@@ -7,7 +7,7 @@ import { resolveMapOptions, type MapOptions } from "../layer/idmap";
 import { log } from "../util/log";
 import { writeRegularFileAtomic } from "../util/fs";
 import type { CommandDef, OptSpec, Opts } from "./spec";
-import { imageOpt, mapOpts, openImageReader } from "./common";
+import { readImageOpt, mapOpts, openImageReader } from "./common";
 
 // Heavy modules (node:stream, node:zlib, tar, mtree) are required when a command runs, not at
 // start-up: the binary is built as CommonJS, so a require() inside a function stays lazy.
@@ -16,7 +16,7 @@ const runtimeConfigModule = () => require("../bundle/runtime-config") as typeof 
 
 const platformOpt: OptSpec = { flag: "platform", value: "<os/arch[/variant]>", desc: "choose the manifest for this platform from a multi-platform index (default: the host's)" };
 const unpackOpts: OptSpec[] = [
-  imageOpt, ...mapOpts,
+  readImageOpt, ...mapOpts,
   { flag: "keep-dirlinks", desc: "keep an existing symlink to a directory when a layer has a directory at its path" },
   platformOpt,
   { flag: "no-progress", desc: "do not show progress on a terminal" },
@@ -84,7 +84,7 @@ export const rawConfigCommand: CommandDef = {
   aliases: ["raw config"],
   args: ["config"],
   description: "generate a runtime config.json for an image",
-  options: [imageOpt, ...mapOpts, { flag: "rootfs", value: "<dir>", desc: "root filesystem used to resolve user and group names" }, platformOpt],
+  options: [readImageOpt, ...mapOpts, { flag: "rootfs", value: "<dir>", desc: "root filesystem used to resolve user and group names" }, platformOpt],
   run(args, opts) {
     const mapOptions = mapOptionsFrom(opts);
     const { layout, img } = openImage(opts);
