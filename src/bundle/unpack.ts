@@ -10,7 +10,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { Readable } from "node:stream";
-import { BociError, ClobberError, InvalidError, UnsupportedError, UsageError, addContext, cannotWrite, describeErrno } from "../errors";
+import { ClobberError, InvalidError, UnsupportedError, UsageError, addContext, cannotWrite } from "../errors";
 import { type BlobReader, type DescriptorPath, manifestOf } from "../cas";
 import { type Descriptor, type ImageConfig, type Manifest, MediaType, isConfigMediaType, layerKind } from "../image";
 import { createDecompressor, sniffCompression, type Compression } from "../compress";

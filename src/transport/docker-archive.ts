@@ -20,7 +20,7 @@ import { Transform } from "node:stream";
 import { InvalidError, NotFoundError, UsageError, addContext } from "../errors";
 import { type Descriptor, type ImageConfig, type ImageIndex, type Manifest, AnnotationRefName, MediaType, parseDigest, sha256Hex } from "../image";
 import {
-  type BlobReader, type JsonKind, MAX_JSON_BLOB, checkDescriptor, decodeJsonBlob, embeddedData, readVerified,
+  MAX_JSON_BLOB, checkDescriptor, decodeJsonBlob, embeddedData, readVerified,
   sha256Digest, streamVerified, verifyRead,
 } from "../cas/source";
 import { GoManifest, encodeGoJson } from "../cas/go-json";
@@ -29,6 +29,7 @@ import { parseJsonStrict } from "../util/json";
 import { escapeText } from "../util/escape";
 import type { ImageToWrite } from "./types";
 import type { WriteArchiveOptions } from "./oci-archive";
+import { ArchiveReader } from "./archive-reader";
 import { type TarIndex, type TarMember, createTarFileWriter, openTarFile, readMember } from "./tar-members";
 
 const q = (s: string) => escapeText(s, "always");
@@ -45,16 +46,16 @@ export interface DockerArchiveImage {
 interface MemberBlob { member: TarMember; size: number }
 
 /** A read-only docker-archive with a synthetic OCI view; see the module comment. */
-export class DockerArchiveReader implements BlobReader {
-  private closed = false;
-
+export class DockerArchiveReader extends ArchiveReader {
   private constructor(
-    readonly path: string,
-    private readonly fd: number,
+    path: string,
+    fd: number,
     private readonly list: DockerArchiveImage[],
     private readonly manifests: Map<string, Buffer>,
     private readonly blobs: Map<string, MemberBlob>,
-  ) {}
+  ) {
+    super(path, fd, "docker-archive");
+  }
 
   /**
    * Open and index `file`, parse `manifest.json` and build the OCI view. NotFoundError when
@@ -75,9 +76,6 @@ export class DockerArchiveReader implements BlobReader {
     }
   }
 
-  private check(): void {
-    if (this.closed) throw new Error(`docker-archive ${this.path}: reader already closed`);
-  }
 
   /** manifest.json's images, in its order (`@N` is the Nth), each with its synthetic manifest. */
   images(): DockerArchiveImage[] {
@@ -129,18 +127,8 @@ export class DockerArchiveReader implements BlobReader {
     yield* streamVerified(this.fd, desc, { start: b.member.offset, limit: b.member.offset + b.member.size, chunkSize: opts.chunkSize });
   }
 
-  readJson<T>(desc: Descriptor, kind: JsonKind): T {
-    return decodeJsonBlob<T>(this.readBlob(desc), desc, kind);
-  }
 
-  /** Nothing can collect an archive's blobs. */
-  lockGc(): void {}
 
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    fs.closeSync(this.fd);
-  }
 
   private need(digest: string): MemberBlob {
     const b = this.blobs.get(digest);

@@ -13,26 +13,27 @@ import * as path from "node:path";
 import { InvalidError, NotFoundError, UnsupportedError, addContext } from "../errors";
 import { type Descriptor, type ImageIndex, parseDigest } from "../image";
 import {
-  type BlobReader, type JsonKind, MAX_JSON_BLOB, checkDescriptor, decodeIndexFile, decodeJsonBlob, embeddedData,
+  MAX_JSON_BLOB, checkDescriptor, decodeIndexFile, embeddedData,
   readVerified, streamVerified,
 } from "../cas/source";
 import { Layout } from "../cas/layout";
 import { checkLayoutDir, lstatOrNull, notA, openLayoutFile } from "../cas/layout-fs";
 import { parseJsonStrict } from "../util/json";
+import { ArchiveReader } from "./archive-reader";
 import { type TarIndex, type TarMember, createTarFileWriter, openTarFile, readMember } from "./tar-members";
 
 /** Largest `oci-layout` member read. */
 const MAX_HEADER = 64 * 1024;
 
 /** A read-only OCI layout inside a tar file; see the module comment. */
-export class OciArchiveReader implements BlobReader {
-  private closed = false;
-
+export class OciArchiveReader extends ArchiveReader {
   private constructor(
-    readonly path: string,
-    private readonly fd: number,
+    path: string,
+    fd: number,
     private readonly index: TarIndex,
-  ) {}
+  ) {
+    super(path, fd, "oci-archive");
+  }
 
   /**
    * Open and index the archive `file`, checking its `oci-layout` and `index.json` members as
@@ -62,9 +63,6 @@ export class OciArchiveReader implements BlobReader {
     }
   }
 
-  private check(): void {
-    if (this.closed) throw new Error(`oci-archive ${this.path}: reader already closed`);
-  }
 
   /** The member holding the blob, or undefined (the digest is checked). */
   private member(digest: string): TarMember | undefined {
@@ -110,18 +108,8 @@ export class OciArchiveReader implements BlobReader {
     yield* streamVerified(this.fd, desc, { start: m.offset, limit: m.offset + m.size, chunkSize: opts.chunkSize });
   }
 
-  readJson<T>(desc: Descriptor, kind: JsonKind): T {
-    return decodeJsonBlob<T>(this.readBlob(desc), desc, kind);
-  }
 
-  /** Nothing can collect an archive's blobs. */
-  lockGc(): void {}
 
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    fs.closeSync(this.fd);
-  }
 }
 
 /** Options of the archive writers. */

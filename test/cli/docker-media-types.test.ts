@@ -8,7 +8,7 @@
  * Docker manifest named as an index is media-type confusion (exit 4).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { lstatSync, readFileSync, readdirSync, readlinkSync, writeFileSync, mkdirSync } from "node:fs";
+import { lstatSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { boci, ok, scratch, have, sh, isRoot } from "../helpers/cli";
 import { makeTar, file, dir, symlink, hardlink, writeBlob, setTag, makeImage, sha256hex, compress, hostArch, MT, type Descriptor } from "../helpers/image";

@@ -9,7 +9,7 @@
 import { beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { existsSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
-import { BIN, boci, have, ok, scratch, type RunResult } from "../helpers/cli";
+import { BIN, have, ok, scratch, type RunResult } from "../helpers/cli";
 import { dir, file, makeImage, makeTar, setTag, symlink, writeBlob } from "../helpers/image";
 import { checkLayout } from "../helpers/check-layout";
 

@@ -4,8 +4,9 @@
  * from any BlobReader (what the copy engine hands the archive writers). Tar bytes come from
  * test/helpers/image.ts's hand-written USTAR builder, so hostile variants are one option away.
  */
-import { readFileSync, readdirSync, lstatSync, readlinkSync, writeFileSync } from "node:fs";
+import { readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { describeTree } from "./tree";
 import { type TarEntrySpec, compress, makeTar, sha256hex, type Compress, hostArch } from "./image";
 import type { BlobReader } from "../../src/cas/source";
 import type { Descriptor, ImageConfig, Manifest } from "../../src/image";
@@ -158,16 +159,5 @@ export function imageToWrite(reader: BlobReader, manifestDesc: Descriptor): Imag
  * or link target: two unpacks of the same image give equal maps.
  */
 export function treeOf(root: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (rel: string) => {
-    const p = rel ? join(root, rel) : root;
-    const st = lstatSync(p);
-    let extra = "";
-    if (st.isFile()) extra = sha256hex(readFileSync(p));
-    else if (st.isSymbolicLink()) extra = readlinkSync(p);
-    out[rel || "."] = [st.mode.toString(8), st.uid, st.gid, st.isDirectory() ? "-" : st.size, Math.floor(st.mtimeMs / 1000), extra].join(" ");
-    if (st.isDirectory()) for (const n of readdirSync(p).sort()) walk(rel ? `${rel}/${n}` : n);
-  };
-  walk("");
-  return out;
+  return describeTree(root, (st, extra) => [st.mode.toString(8), st.uid, st.gid, st.isDirectory() ? "-" : st.size, Math.floor(st.mtimeMs / 1000), extra].join(" "));
 }

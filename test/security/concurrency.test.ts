@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { boci, ok, scratch, BIN } from "../helpers/cli";
 import { checkLayout } from "../helpers/check-layout";
 import { makeTar, makeImage, file, dir } from "../helpers/image";
-import { readJson, REF, rng, tags } from "./lib";
+import { rng, tags } from "./lib";
 
 const ROUNDS = 3;
 const N_TAG = 8, N_CONFIG = 4, N_REPACK = 4, N_INSERT = 1, N_GC = 3; // 20 processes a round

@@ -18,7 +18,7 @@ import * as zlib from "node:zlib";
 import { boci as runBoci, ok as runOk, scratch, have, BIN, type RunResult } from "../helpers/cli";
 import { checkLayout } from "../helpers/check-layout";
 import { makeTar, makeImage, tarEntry, tarHeader, file, dir, writeBlob, setTag, sha256hex, MT, BLOCK, type Descriptor, type MakeImageOptions } from "../helpers/image";
-import { makeSentinel, snapshotTree, snapLayout, expectOneLine, readJson, blobPath, REF } from "./lib";
+import { makeSentinel, snapshotTree, snapLayout, expectOneLine, readJson, blobPath } from "./lib";
 
 /** Extra environment for every boci this file spawns: set by the pass (see {@link describeBoth}). */
 let passEnv: Record<string, string> = {};

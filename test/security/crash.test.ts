@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { boci, ok, scratch, BIN } from "../helpers/cli";
 import { checkLayout } from "../helpers/check-layout";
 import { makeTar, makeImage, file, dir, sha256hex } from "../helpers/image";
-import { rng, readJson, REF, tags } from "./lib";
+import { rng, tags } from "./lib";
 
 const SEED = 20240601;
 const MIN_KILLS = 200;

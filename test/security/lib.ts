@@ -3,9 +3,9 @@
  * the blob list), and the "one clear line" error check.
  */
 import { expect } from "bun:test";
-import { readFileSync, writeFileSync, mkdirSync, readdirSync, lstatSync, readlinkSync, existsSync } from "node:fs";
+import { readFileSync, writeFileSync, mkdirSync, readdirSync, existsSync } from "node:fs";
 import { join } from "node:path";
-import { sha256hex } from "../helpers/image";
+import { describeTree } from "../helpers/tree";
 import type { RunResult } from "../helpers/cli";
 
 export const REF = "org.opencontainers.image.ref.name";
@@ -21,18 +21,7 @@ export function makeSentinel(dir: string): string {
 
 /** Every path under `root` with type, mode, size, mtime, inode and content hash. */
 export function snapshotTree(root: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (rel: string) => {
-    const p = rel ? join(root, rel) : root;
-    const st = lstatSync(p);
-    let extra = "";
-    if (st.isFile()) extra = sha256hex(readFileSync(p));
-    else if (st.isSymbolicLink()) extra = readlinkSync(p);
-    out[rel || "."] = [st.mode.toString(8), st.uid, st.gid, st.size, st.mtimeMs, st.ino, st.nlink, extra].join(" ");
-    if (st.isDirectory()) for (const n of readdirSync(p).sort()) walk(rel ? `${rel}/${n}` : n);
-  };
-  walk("");
-  return out;
+  return describeTree(root, (st, extra) => [st.mode.toString(8), st.uid, st.gid, st.size, st.mtimeMs, st.ino, st.nlink, extra].join(" "));
 }
 
 export interface LayoutSnap { index: string; blobs: string[] }

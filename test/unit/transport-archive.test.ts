@@ -8,7 +8,7 @@ import * as fs from "node:fs";
 import { join } from "node:path";
 import { ok, scratch, sh, have, isRoot } from "../helpers/cli";
 import { compress, dir, file, hardlink, makeImage, paxRecord, makeTar, sha256hex, symlink, tarEntry, tarHeader, whiteout, type TarEntrySpec } from "../helpers/image";
-import { collect, dockerConfig, imageToWrite, makeDockerArchive, makeOciArchive, treeOf } from "../helpers/archive";
+import { collect, imageToWrite, makeDockerArchive, makeOciArchive, treeOf } from "../helpers/archive";
 import { checkLayout } from "../helpers/check-layout";
 import { TarIndex, cleanMemberName, openTarFile, withBase256Size } from "../../src/transport/tar-members";
 import { encodeEntryHeader } from "../../src/tar/writer";
