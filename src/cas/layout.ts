@@ -15,12 +15,20 @@
  *    (layoutOwner in layout-fs.ts), as umoci does;
  *  - every file is read, created and replaced by the rules of layout-fs.ts: no symlink in the
  *    layout is followed, no FIFO or device is read, temp files are created O_EXCL|O_NOFOLLOW in
- *    a real `.boci-tmp/` and registered for removal on SIGINT/SIGTERM.
+ *    a real `.boci-tmp/` and registered for removal on SIGINT/SIGTERM;
+ *  - a layout opened with a shared blob directory (skopeo's `--dest-shared-blob-dir`, as
+ *    containers/image's oci transport keeps it) reads and writes every blob as
+ *    `DIR/<alg>/<encoded>` instead of `blobs/<alg>/<encoded>`, by the same rules with DIR as the
+ *    root (DIR itself is the user's to choose; below it nothing is followed); temp files stay in
+ *    the layout's `.boci-tmp/`, so DIR must be on the layout's filesystem (a rename across
+ *    filesystems is refused with one line naming both paths). index.json, oci-layout and the
+ *    locks stay in the layout; the shared directory has no lock of its own (gc, which sweeps
+ *    `blobs/` only, never removes anything from it).
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { promisify } from "node:util";
-import { ClobberError, InvalidError, NotFoundError, UnsupportedError, addContext, cannotWrite } from "../errors";
+import { BociError, ClobberError, InvalidError, NotFoundError, UnsupportedError, addContext, cannotWrite } from "../errors";
 import {
   type Descriptor, type ImageIndex, type Digest, MediaType, parseDigest, sha256Hex,
 } from "../image";
@@ -42,17 +50,32 @@ export const TMP_DIR = ".boci-tmp";
 const MAX_HEADER = 64 * 1024;
 export interface BlobInfo { digest: Digest; size: number }
 
-export interface OpenOptions { onWait?: (msg: string) => void }
+export interface OpenOptions {
+  onWait?: (msg: string) => void;
+  /**
+   * Keep every blob in `DIR/<alg>/<encoded>` instead of the layout's `blobs/<alg>/<encoded>`
+   * (skopeo's `--dest-shared-blob-dir DIR`). DIR is made (with its parents) on the first write.
+   */
+  sharedBlobDir?: string;
+}
+
+export interface InitOptions {
+  /**
+   * The layout will keep its blobs in this directory (see OpenOptions): `blobs/` is made empty,
+   * as skopeo makes it, with no `blobs/sha256/`. The directory itself is not touched.
+   */
+  sharedBlobDir?: string;
+}
 
 /** Create a new layout at `p` (parents created). Fails with ClobberError if `p` exists. */
-export function initLayout(p: string): void {
+export function initLayout(p: string, opts: InitOptions = {}): void {
   if (fs.existsSync(p)) throw new ClobberError(`init layout ${p}: path already exists`);
   const parent = path.dirname(path.resolve(p));
   fs.mkdirSync(parent, { recursive: true });
   // Build in a sibling temporary directory and rename, so a half-made layout is never visible.
   const tmp = path.join(parent, `.${path.basename(p)}.boci-init-${randomName()}`);
   try {
-    fs.mkdirSync(path.join(tmp, "blobs", "sha256"), { recursive: true, mode: 0o755 });
+    fs.mkdirSync(opts.sharedBlobDir !== undefined ? path.join(tmp, "blobs") : path.join(tmp, "blobs", "sha256"), { recursive: true, mode: 0o755 });
     // umoci 0.6's Create: both written by Go's Encoder (a trailing newline each).
     fs.writeFileSync(path.join(tmp, "oci-layout"), encodeGoJson({ imageLayoutVersion: "1.0.0" }, GoImageLayout));
     fs.writeFileSync(path.join(tmp, "index.json"), encodeGoJson({ schemaVersion: 2, mediaType: MediaType.index, manifests: [] }, GoIndex));
@@ -69,14 +92,30 @@ export class Layout implements BlobReader {
   private gcLock: HeldLock | null = null;
   private readonly onWait?: (msg: string) => void;
   private ownerCache: Owner | null | undefined;
+  /** The directory blob names are relative to: the layout, or the shared blob directory. */
+  private readonly blobRoot: string;
+  /** What goes before `<alg>/<encoded>` under blobRoot: `blobs/`, or nothing for a shared directory. */
+  private readonly blobPrefix: string;
+  /** The shared blob directory as given, if any. */
+  readonly sharedBlobDir: string | undefined;
+  /** Whether the shared directory's `<alg>` was found on the filesystem of `.boci-tmp`. */
+  private sharedChecked = false;
 
   private constructor(p: string, opts: OpenOptions) {
     this.path = p;
     this.onWait = opts.onWait;
+    this.sharedBlobDir = opts.sharedBlobDir;
+    this.blobRoot = opts.sharedBlobDir ?? p;
+    this.blobPrefix = opts.sharedBlobDir !== undefined ? "" : "blobs/";
   }
 
-  /** Open an existing layout, checking oci-layout, index.json and blobs/. */
+  /**
+   * Open an existing layout, checking oci-layout, index.json and blobs/ (which must be there,
+   * empty or not, with a shared blob directory too). The shared directory is not looked at
+   * until a blob is. Throws NotFoundError, InvalidError or UnsupportedError (the version).
+   */
   static open(p: string, opts: OpenOptions = {}): Layout {
+    if (opts.sharedBlobDir === "") throw new InvalidError(`open layout ${p}: the shared blob directory is an empty path`);
     let st: fs.Stats;
     try { st = fs.statSync(p); } catch { throw new NotFoundError(`open layout ${p}: no such directory`); }
     if (!st.isDirectory()) throw new NotFoundError(`open layout ${p}: not a directory`);
@@ -127,24 +166,57 @@ export class Layout implements BlobReader {
     this.gcLock = null;
   }
 
-  /** The blob's path relative to the layout root: `blobs/<alg>/<encoded>` (the digest is checked). */
+  /**
+   * Where the layout itself keeps a blob, relative to its root: `blobs/<alg>/<encoded>` (the
+   * digest is checked). With a shared blob directory the blob is not there: see blobPath.
+   */
   blobRel(digest: string): string {
-    const d = parseDigest(digest);
-    return `blobs/${d.slice(0, d.indexOf(":"))}/${d.slice(d.indexOf(":") + 1)}`;
+    return `blobs/${this.blobName(digest)}`;
   }
 
+  /** `<alg>/<encoded>` (the digest is checked). */
+  private blobName(digest: string): string {
+    const d = parseDigest(digest);
+    return `${d.slice(0, d.indexOf(":"))}/${d.slice(d.indexOf(":") + 1)}`;
+  }
+
+  /** The blob's name relative to blobRoot. */
+  private blobKey(digest: string): string {
+    return this.blobPrefix + this.blobName(digest);
+  }
+
+  /** The blob's path: in `blobs/` or, with one, in the shared blob directory. */
   blobPath(digest: string): string {
-    return path.join(this.path, this.blobRel(digest));
+    return path.join(this.blobRoot, this.blobKey(digest));
+  }
+
+  /** A hostile name in the shared blob directory is reported as being there, not in the layout. */
+  private inBlobRoot<T>(fn: () => T): T {
+    if (this.sharedBlobDir === undefined) return fn();
+    try {
+      return fn();
+    } catch (e) {
+      throw addContext(`shared blob directory ${this.sharedBlobDir}`, e);
+    }
+  }
+
+  /** "not found in layout" or "not found in shared blob directory D". */
+  private notFound(digest: string): NotFoundError {
+    const where = this.sharedBlobDir === undefined ? "layout" : `shared blob directory ${this.sharedBlobDir}`;
+    return new NotFoundError(`blob ${digest}: not found in ${where}`);
   }
 
   /**
-   * Whether the blob's name is a regular file under real directories (lstat; nothing followed).
-   * Its content is not checked. Throws InvalidError when `blobs/<alg>` is a symlink.
+   * Whether the blob's name is a regular file under real directories (lstat; nothing followed),
+   * in `blobs/` or the shared blob directory. Its content is not checked. Throws InvalidError
+   * when `<alg>` (or `blobs/`) is a symlink or not a directory.
    */
   hasBlob(digest: string): boolean {
-    const rel = this.blobRel(digest);
-    if (!checkLayoutDir(this.path, path.posix.dirname(rel))) return false;
-    return lstatOrNull(path.join(this.path, rel))?.isFile() ?? false;
+    const key = this.blobKey(digest);
+    return this.inBlobRoot(() => {
+      if (!checkLayoutDir(this.blobRoot, path.posix.dirname(key))) return false;
+      return lstatOrNull(path.join(this.blobRoot, key))?.isFile() ?? false;
+    });
   }
 
   /**
@@ -161,29 +233,57 @@ export class Layout implements BlobReader {
    * kept only when it is a regular file of the right size whose bytes hash to the digest;
    * anything else (a planted symlink, a wrong or short file, a FIFO) is replaced by the rename,
    * which replaces the name itself and never writes through it. A directory there is refused.
+   * A rename across filesystems (a shared blob directory elsewhere) fails naming both paths.
    */
   private install(tmp: string, digest: Digest, size: number): void {
-    const rel = this.blobRel(digest);
+    const key = this.blobKey(digest);
     try {
-      checkLayoutDir(this.path, path.posix.dirname(rel), { create: true, owner: this.owner() });
-      const dest = path.join(this.path, rel);
-      const st = lstatOrNull(dest);
-      if (st?.isFile() && fileMatchesSha256(this.path, rel, size, sha256Hex(digest))) {
+      const dest = path.join(this.blobRoot, key);
+      const st = this.inBlobRoot(() => {
+        checkLayoutDir(this.blobRoot, path.posix.dirname(key), { create: true, owner: this.owner() });
+        const found = lstatOrNull(dest);
+        if (found?.isDirectory()) throw notA(key, "regular file", found);
+        return found;
+      });
+      if (st?.isFile() && fileMatchesSha256(this.blobRoot, key, size, sha256Hex(digest))) {
         fs.unlinkSync(tmp);
         return;
       }
-      if (st?.isDirectory()) throw notA(rel, "regular file", st);
-      fs.renameSync(tmp, dest);
+      try {
+        fs.renameSync(tmp, dest);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === "EXDEV") throw crossDevice(tmp, dest, e);
+        throw e;
+      }
     } catch (e) {
       fs.rmSync(tmp, { force: true });
       throw addContext(`store blob ${digest}`, e);
     }
   }
 
-  /** Refuse to write when `blobs/sha256` or `.boci-tmp` is not a real directory (made if missing). */
+  /**
+   * Refuse to write when `blobs/sha256` (or the shared directory's `sha256`) or `.boci-tmp` is
+   * not a real directory (made if missing; a missing shared directory is made with its parents,
+   * as skopeo makes it). The first time, a shared `sha256` on another filesystem than
+   * `.boci-tmp` is refused (naming both) before anything is written.
+   */
   private checkWritable(): void {
-    checkLayoutDir(this.path, "blobs/sha256", { create: true, owner: this.owner() });
-    this.ensureTmpDir();
+    const shared = this.sharedBlobDir;
+    if (shared !== undefined && !lstatOrNull(shared)) {
+      try {
+        fs.mkdirSync(shared, { recursive: true, mode: 0o755 });
+      } catch (e) {
+        throw writeError(shared, `create shared blob directory ${shared}`, e);
+      }
+    }
+    const algDir = `${this.blobPrefix}sha256`;
+    this.inBlobRoot(() => checkLayoutDir(this.blobRoot, algDir, { create: true, owner: this.owner() }));
+    const tmpDir = this.ensureTmpDir();
+    if (shared !== undefined && !this.sharedChecked) {
+      const alg = path.join(this.blobRoot, algDir);
+      if (fs.statSync(alg).dev !== fs.statSync(tmpDir).dev) throw crossDevice(tmpDir, alg);
+      this.sharedChecked = true;
+    }
   }
 
   /** Store bytes as a blob; returns its digest and size. Idempotent. */
@@ -194,7 +294,7 @@ export class Layout implements BlobReader {
     const digest = ("sha256:" + hex) as Digest;
     this.checkWritable();
     // A blob already stored is trusted only after a look at its bytes (small: JSON blobs).
-    if (fileMatchesSha256(this.path, this.blobRel(digest), data.length, hex)) return { digest, size: data.length };
+    if (fileMatchesSha256(this.blobRoot, this.blobKey(digest), data.length, hex)) return { digest, size: data.length };
     const { tmp, unregister } = this.tmpFile();
     try {
       const fd = fs.openSync(tmp, CREATE_FLAGS, 0o644);
@@ -268,9 +368,15 @@ export class Layout implements BlobReader {
     return { mediaType, digest, size };
   }
 
-  /** Make the blobs written so far durable (one directory fsync) before index.json names them. */
+  /**
+   * Make the blobs written so far durable (one directory fsync: `blobs/sha256`, or the shared
+   * directory's `sha256`) before index.json names them.
+   */
   syncBlobs(): void {
-    fsyncDir(path.join(this.path, "blobs", "sha256"));
+    const dir = path.join(this.blobRoot, `${this.blobPrefix}sha256`);
+    // A copy that had every blob already may never have made a shared directory's sha256.
+    if (this.sharedBlobDir !== undefined && !lstatOrNull(dir)) return;
+    fsyncDir(dir);
   }
 
   /**
@@ -279,8 +385,8 @@ export class Layout implements BlobReader {
    */
   async *getBlob(desc: Pick<Descriptor, "digest" | "size">, opts: { chunkSize?: number } = {}): AsyncGenerator<Buffer> {
     const digest = checkDescriptor(desc);
-    const opened = openLayoutFile(this.path, this.blobRel(digest));
-    if (!opened) throw new NotFoundError(`blob ${digest}: not found in layout`);
+    const opened = this.inBlobRoot(() => openLayoutFile(this.blobRoot, this.blobKey(digest)));
+    if (!opened) throw this.notFound(digest);
     try {
       yield* streamVerified(opened.fd, desc, opts);
     } finally {
@@ -298,8 +404,8 @@ export class Layout implements BlobReader {
     if (desc.size > maxSize) throw new InvalidError(`blob ${digest}: size ${desc.size} exceeds the limit of ${maxSize} bytes for this kind of blob`);
     const embedded = embeddedData(desc);
     if (embedded) return embedded;
-    const opened = openLayoutFile(this.path, this.blobRel(digest));
-    if (!opened) throw new NotFoundError(`blob ${digest}: not found in layout`);
+    const opened = this.inBlobRoot(() => openLayoutFile(this.blobRoot, this.blobKey(digest)));
+    if (!opened) throw this.notFound(digest);
     try {
       return readVerified(opened.fd, desc, { maxSize });
     } finally { fs.closeSync(opened.fd); }
@@ -377,6 +483,14 @@ function writeError(layout: string, context: string, e: unknown): unknown {
   const code = (e as NodeJS.ErrnoException).code;
   if (code === "EACCES" || code === "EPERM" || code === "EROFS") return cannotWrite(layout, e);
   return addContext(context, e);
+}
+
+/**
+ * The one line for a blob that cannot be renamed into place because its temporary file (in the
+ * layout's `.boci-tmp/`) and its name are on different filesystems (EXDEV).
+ */
+function crossDevice(from: string, to: string, cause?: unknown): BociError {
+  return new BociError(`cannot move ${from} to ${to}: not on the same filesystem (a shared blob directory must be on the layout's filesystem)`, { code: "EXDEV", cause });
 }
 
 /** write(2) until every byte is written. */

@@ -75,6 +75,7 @@ export const copyCommand: CommandDef = {
     { flag: "all", desc: "copy a whole index (every platform) into oci: or oci-archive:" },
     { flag: "platform", value: "<os/arch[/variant]>", desc: "choose the manifest for this platform from a multi-platform index (default: the host's)" },
     { flag: "tmpdir", value: "<dir>", desc: "directory for temporary files (default: beside the destination)" },
+    { flag: "dest-shared-blob-dir", value: "<dir>", desc: "an oci: destination keeps every blob in <dir>/<alg>/ instead of its blobs/ (skopeo's flag)" },
     { flag: "json", desc: "print the result as one JSON object" },
     { flag: "quiet", short: "q", desc: "print nothing but errors (and --json's object)" },
     { flag: "no-progress", desc: "do not show progress on a terminal" },
@@ -94,6 +95,7 @@ export const copyCommand: CommandDef = {
       all: opts.bool("all"),
       platform: platformFrom(opts.get("platform")),
       tmpdir: opts.get("tmpdir"),
+      sharedBlobDir: opts.get("dest-shared-blob-dir"),
       onProgress: progress.onProgress,
     };
     if (copyOptions.all && copyOptions.platform) throw new UsageError("--all and --platform may not be specified together");

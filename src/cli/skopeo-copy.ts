@@ -12,7 +12,9 @@
  *  - `--tmpdir` → where temporary files go; `--quiet` → nothing on stdout;
  *  - `--remove-signatures` and `--src-creds`/`--dest-creds` are accepted: boci copies no
  *    signatures and the local transports need no credentials (never printed or logged);
- *  - `--dest-shared-blob-dir` is refused (UnsupportedError): boci keeps a layout's blobs in it.
+ *  - `--dest-shared-blob-dir DIR` → an `oci:` destination keeps every blob in `DIR/<alg>/…`
+ *    (CopyOptions.sharedBlobDir); with another destination it is a usage error (skopeo ignores
+ *    it there), refused before the source is read; an empty DIR means none, as in skopeo.
  *
  * The trust policy is evaluated for the source as skopeo does (checkPolicy), without signature
  * verification: a requirement of a signature rejects the image, as it would for an archive or a
@@ -105,13 +107,20 @@ function creds(flags: SkopeoFlags, name: string): void {
   if (v !== undefined && (v === "" || v.startsWith(":"))) throw new UsageError(`--${name}: credentials can't be empty (username missing)`);
 }
 
-/** CopyOptions from skopeo's flags (UsageError/UnsupportedError for what cannot be honoured). */
-export function copyOptionsFrom(flags: SkopeoFlags, g: SkopeoGlobal): CopyOptions {
-  if (flags.get("dest-shared-blob-dir") !== undefined)
-    throw new UnsupportedError("--dest-shared-blob-dir is not supported by boci: an OCI layout it writes keeps its blobs inside it");
+/**
+ * CopyOptions from skopeo's flags for a copy to `dst` (UsageError/UnsupportedError for what
+ * cannot be honoured).
+ */
+export function copyOptionsFrom(flags: SkopeoFlags, g: SkopeoGlobal, dst: ImageReference): CopyOptions {
   creds(flags, "src-creds");
   creds(flags, "dest-creds");
   const opts: CopyOptions = { additionalTags: flags.all("additional-tag"), tmpdir: g.tmpdir };
+  const shared = flags.get("dest-shared-blob-dir");
+  if (shared !== undefined && shared !== "") {
+    if (dst.transport !== "oci")
+      throw new UsageError(`--dest-shared-blob-dir: only an oci: destination keeps its blobs in a shared directory (not ${referenceModule().formatReference(dst)})`);
+    opts.sharedBlobDir = shared;
+  }
   const format = flags.get("format");
   if (format !== undefined) {
     if (format === "v2s1") throw new UnsupportedError("--format v2s1: Docker schema 1 manifests are not written by boci (oci or v2s2)");
@@ -179,7 +188,7 @@ export async function runSkopeoCopy(args: string[], flags: SkopeoFlags, g: Skope
   const { parseReference } = referenceModule();
   const src = parseReference(args[0]!, { role: "source" });
   const dst = parseReference(args[1]!, { role: "destination" });
-  const opts = copyOptionsFrom(flags, g);
+  const opts = copyOptionsFrom(flags, g, dst);
   checkPolicy(g, src, args[0]!);
   const quiet = flags.has("quiet");
   if (!quiet) {

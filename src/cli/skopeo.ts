@@ -132,7 +132,7 @@ const copyFlags: SkopeoFlag[] = [
   { name: "dest-compress", desc: "accepted (skopeo applies it to 'dir' only); layers an oci destination needs compressed are always compressed" },
   { name: "dest-compress-format", value: "FORMAT", desc: "FORMAT to use for the compression (gzip or zstd); layers in another format are recompressed" },
   { name: "dest-creds", value: "USERNAME[:PASSWORD]", desc: "accepted; not used by the local transports" },
-  { name: "dest-shared-blob-dir", value: "DIRECTORY", desc: "refused: boci keeps an OCI layout's blobs inside it" },
+  { name: "dest-shared-blob-dir", value: "DIRECTORY", desc: "keep every blob an oci: destination gets in DIRECTORY/<alg>/ instead of its blobs/" },
   { name: "format", short: "f", value: "string", desc: "MANIFEST TYPE (oci or v2s2) to use in the destination" },
   helpFlag("copy"),
   { name: "multi-arch", value: "string", desc: "How to handle multi-architecture images (system or all)" },

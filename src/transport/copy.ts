@@ -4,16 +4,17 @@
  * so that a failed copy leaves no tag, no archive and no temporary files:
  *
  *  - `oci:` — layout-dest.ts (a layout created when the directory is missing or empty; the tag
- *    set last, under the index lock);
+ *    set last, under the index lock; with `sharedBlobDir`, every blob in that directory);
  *  - `oci-archive:` — the layout is built in a temporary directory (under `tmpdir`, else beside
  *    the archive) and tarred into place atomically (oci-archive.ts writeOciArchive); the
  *    temporary directory is removed in every case, SIGINT/SIGTERM included;
  *  - `docker-archive:` — docker-archive.ts writeDockerArchive (Docker schema 2, layers
- *    uncompressed, diffIDs checked), RepoTags = the reference's NAME:TAG and `additionalTags`.
+ *    uncompressed, diffIDs checked), RepoTags = the reference's NAME:TAG and `additionalTags`;
+ *    a file that exists and is not empty is refused first (ClobberError), as skopeo refuses it.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { InvalidError, UsageError } from "../errors";
+import { ClobberError, InvalidError, UsageError } from "../errors";
 import { type BlobReader, initLayout, manifestOf, Layout } from "../cas";
 import { type Descriptor, type ImageConfig, type ImageIndex, type Manifest, isIndexMediaType, isManifestMediaType } from "../image";
 import { randomName } from "../util/fs";
@@ -28,13 +29,16 @@ import type { CopyOptions, CopyResult, ImageReference, ImageToWrite } from "./ty
 /**
  * Copy the image `src` names to `dst`. Throws UsageError for an impossible combination (a
  * `format` the destination cannot hold, `all` into a docker-archive, `additionalTags` for
- * another destination, a bad additional tag), and whatever the source and destination throw
+ * another destination, a bad additional tag, `sharedBlobDir` for anything but `oci:`),
+ * ClobberError for a docker-archive destination that is a non-empty file (before anything is
+ * read or written), and whatever the source and destination throw
  * (NotFoundError, InvalidError for a blob that does not match its digest, …); nothing is tagged
  * or left behind then.
  */
 export async function copyImage(src: ImageReference, dst: ImageReference, opts: CopyOptions = {}): Promise<CopyResult> {
   const where = `copy ${formatReference(src)} to ${formatReference(dst)}`;
   const extraTags = checkOptions(dst, opts);
+  refuseExistingArchive(dst);
   const reader = openReader(src);
   try {
     reader.lockGc("sh", { optional: true });
@@ -49,7 +53,7 @@ export async function copyImage(src: ImageReference, dst: ImageReference, opts: 
     switch (dst.transport) {
       case "oci": {
         const tag = dst.tag ?? "latest";
-        const dest = prepareLayout(dst.path);
+        const dest = prepareLayout(dst.path, { sharedBlobDir: opts.sharedBlobDir });
         try {
           dest.layout.lockGc("sh");
           const manifest = await copyIntoLayout(reader, plan, dest.layout, tag, layoutOpts, tally);
@@ -107,6 +111,9 @@ function checkOptions(dst: ImageReference, opts: CopyOptions): string[] {
     throw new UsageError(`--format oci: ${dest} holds Docker schema-2 manifests (use --format v2s2 or none)`);
   if (opts.all && dst.transport === "docker-archive")
     throw new UsageError(`--all: ${dest} holds single images, not an index`);
+  if (opts.sharedBlobDir !== undefined && dst.transport !== "oci")
+    throw new UsageError(`--dest-shared-blob-dir: only an oci: destination keeps its blobs in a shared directory (not ${dest})`);
+  if (opts.sharedBlobDir === "") throw new UsageError("--dest-shared-blob-dir: the directory is an empty path");
   const extra = opts.additionalTags ?? [];
   if (extra.length && dst.transport !== "docker-archive")
     throw new UsageError(`--additional-tag: only a docker-archive destination has RepoTags (not ${dest})`);
@@ -117,6 +124,21 @@ function checkOptions(dst: ImageReference, opts: CopyOptions): string[] {
       throw new UsageError(`invalid --additional-tag ${JSON.stringify(t)}: ${(e as Error).message}`);
     }
   });
+}
+
+/**
+ * A docker-archive destination that is a non-empty regular file is refused (ClobberError)
+ * before the source is opened, as skopeo refuses it: an archive is written whole, never
+ * modified, and a file that holds something is not replaced by surprise. A missing or empty
+ * file is written (atomically, by the writer); anything that is not a regular file is left to
+ * the writer, which refuses it.
+ */
+function refuseExistingArchive(dst: ImageReference): void {
+  if (dst.transport !== "docker-archive") return;
+  let st: fs.Stats;
+  try { st = fs.lstatSync(dst.path); } catch { return; }
+  if (st.isFile() && st.size > 0)
+    throw new ClobberError(`copy to ${formatReference(dst)}: ${dst.path} exists and is not empty (an existing docker-archive is never modified; remove it first)`);
 }
 
 /**

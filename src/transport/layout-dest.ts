@@ -4,7 +4,8 @@
  *
  * Rules (as skopeo's oci destination, with boci's store guarantees):
  *  - a blob the layout already has is skipped (its name is trusted, as skopeo trusts it; `gc`
- *    and `validate` check contents);
+ *    and `validate` check contents); with a shared blob directory, every blob is looked for and
+ *    stored there instead of in `blobs/`;
  *  - every other blob is streamed from the source's verified getBlob into putBlobStream and the
  *    digest and size stored are checked equal to the descriptor's;
  *  - a layer is re-encoded only when it must be (an uncompressed layer from a docker-archive)
@@ -79,24 +80,36 @@ export interface LayoutCopyOptions {
   compressPlain: boolean;
 }
 
+/** How the destination layout is opened. */
+export interface PrepareLayoutOptions {
+  /**
+   * Every blob goes to `DIR/<alg>/<encoded>` instead of the layout's `blobs/` (skopeo's
+   * `--dest-shared-blob-dir`; see cas/layout.ts OpenOptions). A created layout gets an empty
+   * `blobs/`, as skopeo's. `abandon()` never removes anything from DIR: what a failed copy
+   * stored there is complete and verified, as blobs it leaves in an existing layout are.
+   */
+  sharedBlobDir?: string;
+}
+
 /**
  * An OCI layout to copy into: opened when it exists; created (initLayout) when the directory is
  * missing or empty, as skopeo does. `abandon()` undoes the creation (the removal is also
  * registered for SIGINT/SIGTERM until `keep()`); a layout that existed is never removed.
  */
-export function prepareLayout(p: string): { layout: Layout; abandon(): void; keep(): void } {
+export function prepareLayout(p: string, opts: PrepareLayoutOptions = {}): { layout: Layout; abandon(): void; keep(): void } {
+  const init = { sharedBlobDir: opts.sharedBlobDir };
   let st: fs.Stats | null = null;
   try { st = fs.lstatSync(p); } catch { /* missing */ }
   let created = false;
   let wasEmptyDir = false;
   if (!st) {
-    initLayout(p);
+    initLayout(p, init);
     created = true;
   } else if (st.isDirectory() && fs.readdirSync(p).length === 0) {
     // initLayout builds beside and renames into place; rename(2) replaces an empty directory.
     fs.rmdirSync(p);
     wasEmptyDir = true;
-    initLayout(p);
+    initLayout(p, init);
     created = true;
   }
   const undo = () => {
@@ -107,7 +120,7 @@ export function prepareLayout(p: string): { layout: Layout; abandon(): void; kee
   const unregister = created ? onInterrupt(undo) : () => {};
   let layout: Layout;
   try {
-    layout = Layout.open(p);
+    layout = Layout.open(p, { sharedBlobDir: opts.sharedBlobDir });
   } catch (e) {
     unregister();
     undo();

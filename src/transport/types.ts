@@ -92,6 +92,12 @@ export interface CopyOptions {
   platform?: import("../image").Platform;
   /** where temporary files go (default: beside the destination) */
   tmpdir?: string;
+  /**
+   * an `oci:` destination keeps every blob (layers, configs, manifests, indexes) as
+   * `DIR/<alg>/<encoded>` instead of in its own `blobs/` (skopeo `--dest-shared-blob-dir`); the
+   * layout gets `oci-layout` and `index.json` as usual. Any other destination: UsageError.
+   */
+  sharedBlobDir?: string;
   onProgress?: (p: CopyProgress) => void;
 }
 

@@ -347,6 +347,29 @@ describe("failures leave nothing", () => {
     expect(readFileSync(join(s, "a.tar"), "utf8")).toBe("old");
   });
 
+  test("a docker-archive destination that is a non-empty file is refused (exit 5), untouched, as skopeo refuses it; an empty one is written", () => {
+    const { l } = source();
+    const s = scratch();
+    const f = join(s, "d.tar");
+    const old = randomBytes(700);
+    writeFileSync(f, old);
+    for (const args of [[`oci:${l}:t`, `docker-archive:${f}:x:y`], [`oci:${l}:t`, `docker-archive:${f}`], [`docker-archive:${f}`, `docker-archive:${f}`]]) {
+      const r = boci(["copy", ...args]);
+      expect({ args, code: r.code }).toEqual({ args, code: 5 });
+      expect(r.stderr).toContain(f);
+      expect(r.stderr.trim().split("\n")).toHaveLength(1);
+      expect(readFileSync(f).equals(old)).toBe(true);
+      expect(readdirSync(s)).toEqual(["d.tar"]);
+    }
+    // An empty file is written, as a missing one is.
+    writeFileSync(f, "");
+    ok(["copy", `oci:${l}:t`, `docker-archive:${f}:x:y`]);
+    expect(readdirSync(s)).toEqual(["d.tar"]);
+    const back = join(s, "back");
+    ok(["copy", `docker-archive:${f}:x:y`, `oci:${back}:t`]);
+    expect(checkLayout(back)).toEqual([]);
+  });
+
   /** A layout with one big uncompressed layer (random bytes, written in chunks). */
   function bigSource(mib: number): string {
     const l = newLayout();
