@@ -96,7 +96,7 @@ describe("front end", () => {
     refused(sk("inspect", "docker://docker.io/library/alpine"), 6, '"docker"');
     refused(sk("copy", `oci:${L}:t`, `dir:${s}/d`), 6, '"dir"');
     refused(sk("list-tags", `oci:${L}`), 6, "'oci'");
-    refused(sk("copy", "--dest-shared-blob-dir", join(s, "shared"), `oci:${L}:t`, `oci:${s}/shared-dst:t`), 6, "--dest-shared-blob-dir");
+    refused(sk("copy", "--dest-shared-blob-dir", join(s, "shared"), `oci:${L}:t`, `oci-archive:${s}/shared-dst.tar:t`), 2, "--dest-shared-blob-dir");
     refused(sk("copy", "--format", "v2s1", `oci:${L}:t`, `oci:${s}/v1:t`), 6, "v2s1");
     refused(sk("copy", "--format", "bogus", `oci:${L}:t`, `oci:${s}/v1:t`), 2, "bogus");
     refused(sk("copy", "--multi-arch", "index-only", `oci:${L}:t`, `oci:${s}/ia:t`), 6, "index-only");
