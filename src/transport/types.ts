@@ -99,6 +99,12 @@ export interface CopyOptions {
    */
   sharedBlobDir?: string;
   onProgress?: (p: CopyProgress) => void;
+  /** credentials, TLS and retries for a `docker://` source (registry/types.ts) */
+  srcRegistry?: import("./registry/types").RegistryOptions;
+  /** the same for a `docker://` destination */
+  dstRegistry?: import("./registry/types").RegistryOptions;
+  /** copy the referrers (OCI 1.1 `subject`) of what is copied along with it */
+  referrers?: boolean;
 }
 
 export interface CopyResult {
