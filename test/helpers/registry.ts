@@ -1,0 +1,192 @@
+/**
+ * A real registry for tests: Debian's `docker-registry` (CNCF distribution 2.8) on 127.0.0.1 and a
+ * free port, its storage, configuration, certificates and passwords in one scratch directory that
+ * `stop()` removes. Auth modes: none; htpasswd (Basic, a bcrypt file made by `htpasswd -Bbn`);
+ * token (test/helpers/token-server.ts issues JWTs the registry trusts through `rootcertbundle`).
+ * TLS: a CA and a server certificate for 127.0.0.1 (IP SAN) made by `openssl`; `certDir` is a
+ * containers certs.d-style directory (`ca.crt`) for `--cert-dir`. Nothing listens beyond loopback.
+ *
+ * Every registry started is killed when the test process exits, even if a test forgets `stop()`.
+ */
+import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, existsSync, rmSync, copyFileSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { randomBytes } from "node:crypto";
+import { startTokenServer, type TokenServer } from "./token-server";
+
+export interface RegistryOptions {
+  auth?: "none" | "htpasswd" | "token";
+  tls?: boolean;
+  /** where the scratch directory (storage included) goes; default $TMPDIR (the bench passes a tmpfs) */
+  parent?: string;
+  /** token lifetime for auth "token" (seconds) */
+  tokenTtlSeconds?: number;
+}
+
+export interface Registry {
+  /** `127.0.0.1:PORT` */
+  host: string;
+  /** `http(s)://127.0.0.1:PORT` */
+  url: string;
+  /** the CA certificate (PEM file) that signed the server certificate (tls only) */
+  caFile?: string;
+  /** a certs.d-style directory for the host holding `ca.crt` (tls only) */
+  certDir?: string;
+  /** the user and password htpasswd or the token server accepts */
+  user?: string;
+  password?: string;
+  /** the token server (auth "token"): its realm and the requests it saw */
+  tokenServer?: TokenServer;
+  /** the registry's storage root (`docker/registry/v2/...` under it) */
+  storage: string;
+  /** the registry's log so far (stderr and stdout) */
+  log(): string;
+  /** kill the registry (and its token server) and remove every file it had; idempotent */
+  stop(): Promise<void>;
+}
+
+/** Why the registry tests cannot run here, or null when they can. */
+export function registryMissing(): string | null {
+  const missing = ["docker-registry", "openssl", "htpasswd"].filter((t) => !have(t));
+  return missing.length ? `needs ${missing.join(", ")} (Debian packages docker-registry, openssl, apache2-utils)` : null;
+}
+
+/** Whether `tool` is on PATH (this module is also used by the bench, outside bun test: no ./cli import). */
+export function have(tool: string): boolean {
+  return Bun.spawnSync(["sh", "-c", `command -v ${tool}`], { stdout: "ignore", stderr: "ignore" }).exitCode === 0;
+}
+
+const live = new Set<{ kill(sig?: number | NodeJS.Signals): void }>();
+process.on("exit", () => { for (const p of live) { try { p.kill("SIGKILL"); } catch { /* gone */ } } });
+
+function run(cmd: string[], cwd: string): string {
+  const p = Bun.spawnSync(cmd, { cwd, stdout: "pipe", stderr: "pipe" });
+  if (p.exitCode !== 0) throw new Error(`${cmd[0]} ${cmd[1] ?? ""} exited ${p.exitCode}: ${p.stderr.toString().trim()}`);
+  return p.stdout.toString();
+}
+
+/** A port free at this moment on 127.0.0.1 (the caller retries if someone takes it meanwhile). */
+export function freePort(): number {
+  const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = s.port;
+  s.stop(true);
+  return port;
+}
+
+/** CA, server certificate for 127.0.0.1 and the certs.d directory, under `dir`. */
+function makeTls(dir: string): { caFile: string; certFile: string; keyFile: string; certDir: string } {
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+  run(["openssl", "req", "-x509", ...ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=boci test CA",
+    "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"], dir);
+  run(["openssl", "req", ...ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"], dir);
+  writeFileSync(join(dir, "server.ext"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n");
+  run(["openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "server.ext"], dir);
+  const certDir = join(dir, "certs.d");
+  mkdirSync(certDir);
+  copyFileSync(join(dir, "ca.crt"), join(certDir, "ca.crt"));
+  return { caFile: join(dir, "ca.crt"), certFile: join(dir, "server.crt"), keyFile: join(dir, "server.key"), certDir };
+}
+
+/**
+ * Start a registry and wait until `/v2/` answers (200, or 401 behind auth). Throws, with the
+ * registry's log, when it does not come up within 20 s; a port taken meanwhile is retried with
+ * another. The caller must `stop()` it.
+ */
+export async function startRegistry(opts: RegistryOptions = {}): Promise<Registry> {
+  const why = registryMissing();
+  if (why) throw new Error(`registry harness: ${why}`);
+  const auth = opts.auth ?? "none";
+  const dir = mkdtempSync(join(opts.parent ?? tmpdir(), "boci-registry-"));
+  const storage = join(dir, "storage");
+  mkdirSync(storage);
+  let token: TokenServer | undefined;
+  try {
+    const tls = opts.tls ? makeTls(dir) : undefined;
+    let user: string | undefined, password: string | undefined;
+    let authYaml = "";
+    if (auth === "htpasswd" || auth === "token") {
+      user = "boci-tester";
+      password = "pw-" + randomBytes(9).toString("base64url");
+    }
+    if (auth === "htpasswd") {
+      writeFileSync(join(dir, "htpasswd"), run(["htpasswd", "-Bbn", user!, password!], dir));
+      authYaml = `auth:\n  htpasswd:\n    realm: boci-test\n    path: ${join(dir, "htpasswd")}\n`;
+    } else if (auth === "token") {
+      run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "token.key", "-out", "token.crt", "-days", "2", "-subj", "/CN=boci test token issuer"], dir);
+      token = startTokenServer({
+        certFile: join(dir, "token.crt"), keyFile: join(dir, "token.key"), user: user!, password: password!,
+        ttlSeconds: opts.tokenTtlSeconds, ...(tls ? { tls: { certFile: tls.certFile, keyFile: tls.keyFile } } : {}),
+      });
+      authYaml = `auth:\n  token:\n    realm: ${token.realm}\n    service: ${token.service}\n    issuer: ${token.issuer}\n    rootcertbundle: ${join(dir, "token.crt")}\n`;
+    }
+    for (let attempt = 0; ; attempt++) {
+      const port = freePort();
+      const host = `127.0.0.1:${port}`;
+      const config = [
+        "version: 0.1",
+        "log:\n  level: warn\n  accesslog:\n    disabled: true",
+        `storage:\n  filesystem:\n    rootdirectory: ${storage}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false`,
+        `http:\n  addr: ${host}\n  secret: ${randomBytes(16).toString("hex")}` + (tls ? `\n  tls:\n    certificate: ${tls.certFile}\n    key: ${tls.keyFile}` : ""),
+        authYaml.trimEnd(),
+      ].filter(Boolean).join("\n") + "\n";
+      writeFileSync(join(dir, "config.yml"), config);
+      const logFile = join(dir, `registry-${attempt}.log`);
+      const proc = Bun.spawn(["docker-registry", "serve", join(dir, "config.yml")], {
+        cwd: dir, stdin: "ignore", stdout: Bun.file(logFile), stderr: Bun.file(logFile),
+      });
+      live.add(proc);
+      const log = () => (existsSync(logFile) ? readFileSync(logFile, "utf8") : "");
+      const url = `${tls ? "https" : "http"}://${host}`;
+      const deadline = Date.now() + 20_000;
+      let up = false;
+      while (Date.now() < deadline && proc.exitCode === null) {
+        try {
+          const r = await fetch(`${url}/v2/`, { tls: tls ? { ca: readFileSync(tls.caFile, "utf8") } : undefined, signal: AbortSignal.timeout(2000) });
+          await r.arrayBuffer();
+          if (r.status === 200 || r.status === 401) { up = true; break; }
+        } catch { /* not yet */ }
+        await Bun.sleep(50);
+      }
+      if (!up) {
+        proc.kill("SIGKILL");
+        await proc.exited;
+        live.delete(proc);
+        if (/address already in use/.test(log()) && attempt < 5) continue;
+        throw new Error(`registry harness: docker-registry did not answer on ${host}: ${log().trim().split("\n").slice(-5).join(" | ")}`);
+      }
+      let stopped = false;
+      return {
+        host, url, user, password, storage, log,
+        caFile: tls?.caFile, certDir: tls?.certDir, tokenServer: token,
+        async stop() {
+          if (stopped) return;
+          stopped = true;
+          proc.kill("SIGTERM");
+          const t = setTimeout(() => proc.kill("SIGKILL"), 3000);
+          await proc.exited;
+          clearTimeout(t);
+          live.delete(proc);
+          await token?.stop();
+          rmSync(dir, { recursive: true, force: true });
+        },
+      };
+    }
+  } catch (e) {
+    await token?.stop();
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+/** The blobs (and their sizes) a registry's storage holds, by digest: to check what was pushed without a client. */
+export function storedBlobs(reg: Registry): Map<string, number> {
+  const out = new Map<string, number>();
+  const root = join(reg.storage, "docker/registry/v2/blobs/sha256");
+  if (!existsSync(root)) return out;
+  const glob = new Bun.Glob("*/*/data");
+  for (const p of glob.scanSync({ cwd: root })) {
+    const hex = p.split("/")[1];
+    out.set(`sha256:${hex}`, statSync(join(root, p)).size);
+  }
+  return out;
+}
