@@ -1,0 +1,682 @@
+/**
+ * RegistryClient: the OCI distribution API (spec 1.1) for one repository of one registry, with
+ * auth (auth.ts), TLS (tls.ts), credentials (credentials.ts), retries with backoff and resumed
+ * downloads and uploads (http.ts).
+ *
+ * - The first request pings `GET /v2/` (once per client): over HTTPS, and when `tlsFor` allows
+ *   plain HTTP (`--tls-verify=false`) over HTTP if HTTPS cannot connect, as containers/image does
+ *   (one warning line when that host is not loopback).
+ * - Every message names the registry and repository (`HOST[:PORT]/REPO: what: why`) and goes
+ *   through the client's redaction: no password, Basic value or token ever reaches it.
+ * - Blobs stream: a download yields the body as it arrives (resumed by `Range` after a drop), an
+ *   upload holds at most one chunk (8 MiB) in memory.
+ *
+ * Spec: https://github.com/opencontainers/distribution-spec/blob/v1.1.0/spec.md
+ */
+import { BociError, InvalidError, NotFoundError, UnsupportedError } from "../../errors";
+import { isDigest, splitDigest } from "../../image/digest";
+import { MediaType } from "../../image/media-types";
+import { log } from "../../util/log";
+import { AuthError, Authenticator } from "./auth";
+import { resolveCredentials } from "./credentials";
+import {
+  backoffMs, DEFAULT_RETRIES, DEFAULT_RETRY_DELAY_MS, describeFailure, isRetryableStatus, readBody, readLimited,
+  retryAfterMs, send, sleep, stallMsFromEnv, stripTokens, TransientError, type HttpRequest, type HttpSettings,
+} from "./http";
+import { tlsFor } from "./tls";
+import type { RegistryOptions } from "./types";
+
+/** The largest manifest accepted (the distribution spec's 4 MiB). */
+export const MAX_MANIFEST_BYTES = 4 << 20;
+/** Blobs up to this size go in one PUT; larger ones in PATCH chunks of this size. */
+export const DEFAULT_CHUNK_SIZE = 8 << 20;
+
+/** The manifest types asked for (Accept) and understood. */
+export const MANIFEST_MEDIA_TYPES = [
+  MediaType.manifest, MediaType.index, MediaType.dockerManifest, MediaType.dockerManifestList,
+] as const;
+
+/** Knobs beyond RegistryOptions, for tests and benchmarks. */
+export interface ClientTuning {
+  /** upload chunk size and monolithic limit (default 8 MiB, or $BOCI_REGISTRY_CHUNK_SIZE) */
+  chunkSize?: number;
+  /** no byte for this long and a connection counts as dropped (default 60 s, or $BOCI_REGISTRY_STALL_MS) */
+  stallMs?: number;
+}
+
+const GENERIC_CONTENT_TYPES = new Set(["", "application/json", "text/plain", "application/octet-stream", "binary/octet-stream"]);
+const SCHEMA1_TYPES = new Set<string>([MediaType.dockerSchema1, MediaType.dockerSchema1Signed]);
+
+function chunkSizeFromEnv(): number {
+  const v = Number(process.env.BOCI_REGISTRY_CHUNK_SIZE);
+  return Number.isInteger(v) && v > 0 ? v : DEFAULT_CHUNK_SIZE;
+}
+
+function hashOf(alg: string, bytes: Uint8Array): string {
+  if (alg !== "sha256" && alg !== "sha512") throw new UnsupportedError(`unsupported digest algorithm ${alg}`);
+  const h = new Bun.CryptoHasher(alg);
+  h.update(bytes);
+  return `${alg}:${h.digest("hex")}`;
+}
+
+function contentType(res: Response): string {
+  return (res.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
+}
+
+function withQuery(url: string, key: string, value: string): string {
+  return `${url}${url.includes("?") ? "&" : "?"}${key}=${encodeURIComponent(value)}`;
+}
+
+/** `Link: <url>; rel="next"` → the url, or null. */
+export function nextLink(link: string | null): string | null {
+  if (!link) return null;
+  for (const part of link.split(/,(?=\s*<)/)) {
+    const m = /^\s*<([^>]*)>(.*)$/.exec(part);
+    if (m && /;\s*rel="?next"?/i.test(m[2]!)) return m[1]!;
+  }
+  return null;
+}
+
+/** Signals that an upload session is lost and must start again. */
+class RestartUpload extends Error {}
+
+/**
+ * The distribution API of one repository. Cheap to construct (nothing happens until the first
+ * call); safe to use from several concurrent tasks (one ping, one token fetch per scope).
+ * Throws BociError subclasses only: NotFoundError (3) for an unknown manifest or repository,
+ * InvalidError (4) for a digest, size or media-type mismatch, UnsupportedError (6) for a schema-1
+ * manifest, AuthError (1) for "authentication required"/"denied", BociError (1) for network
+ * failures once retries are spent.
+ */
+export class RegistryClient {
+  readonly registry: string;
+  readonly repository: string;
+  private readonly opts: RegistryOptions;
+  private readonly actions: ("pull" | "push")[];
+  private readonly chunkSize: number;
+  private readonly stallMs: number;
+  private readonly secrets = new Set<string>();
+  private readonly auth: Authenticator;
+  private http: HttpSettings | null = null;
+  private plainHttp = false;
+  private base: Promise<string> | null = null;
+  private readonly where: string;
+
+  /**
+   * `registry` is HOST[:PORT] as the reference names it, `repository` its path (`library/alpine`);
+   * `actions` the token scope asked for (`pull`, `push`). `tuning` is for tests and benchmarks.
+   */
+  constructor(registry: string, repository: string, opts: RegistryOptions, actions: ("pull" | "push")[], tuning: ClientTuning = {}) {
+    this.registry = registry;
+    this.repository = repository;
+    this.opts = opts;
+    this.actions = actions.length ? [...new Set(actions)] : ["pull"];
+    this.chunkSize = tuning.chunkSize ?? chunkSizeFromEnv();
+    this.stallMs = tuning.stallMs ?? stallMsFromEnv();
+    this.where = `${registry}/${repository}`;
+    this.auth = new Authenticator({
+      where: this.where,
+      http: () => this.settings(),
+      credentials: () => resolveCredentials(registry, opts),
+      addSecret: (s) => { if (s && s.length >= 3) this.secrets.add(s); },
+    });
+  }
+
+  /** Remove every secret this client knows of (and anything shaped like a token) from a text. */
+  redact(s: string): string {
+    let out = s;
+    for (const sec of [...this.secrets].sort((a, b) => b.length - a.length)) out = out.split(sec).join("<redacted>");
+    return stripTokens(out);
+  }
+
+  private settings(): HttpSettings {
+    if (!this.http) {
+      const { tls, plainHttp } = tlsFor(this.registry, this.opts);
+      this.plainHttp = plainHttp;
+      this.http = {
+        tls,
+        retries: this.opts.retries ?? DEFAULT_RETRIES,
+        retryDelayMs: this.opts.retryDelayMs ?? DEFAULT_RETRY_DELAY_MS,
+        stallMs: this.stallMs,
+        redact: (s) => this.redact(s),
+      };
+    }
+    return this.http;
+  }
+
+  private get scopes(): string[] {
+    return [`repository:${this.repository}:${this.actions.join(",")}`];
+  }
+
+  private fail(what: string, why: string, cls: "general" | "notFound" | "invalid" = "general", cause?: unknown): BociError {
+    const msg = this.redact(`${this.where}: ${what}: ${why}`);
+    if (cls === "notFound") return new NotFoundError(msg, { cause });
+    if (cls === "invalid") return new InvalidError(msg, { cause });
+    return new BociError(msg, { code: "EREGISTRY", cause });
+  }
+
+  /** Retries spent on a transient failure: one line naming what failed. */
+  private retried<T>(what: string, fn: (n: number) => Promise<T>): Promise<T> {
+    const h = this.settings();
+    return (async () => {
+      for (let n = 0; ; n++) {
+        try {
+          return await fn(n);
+        } catch (e) {
+          if (!(e instanceof TransientError)) throw e;
+          if (n >= h.retries) throw this.fail(what, `${this.redact(e.message)}${n ? ` (after ${n + 1} attempts)` : ""}`, "general", e);
+          const d = backoffMs(n + 1, h.retryDelayMs, e.retryAfterMs);
+          log.debug(`${this.where}: ${what}: ${this.redact(e.message)}; retry ${n + 1} in ${Math.round(d)} ms`);
+          await sleep(d);
+        }
+      }
+    })();
+  }
+
+  /** The base URL (`https://HOST[:PORT]` or `http://…`), after the one ping of GET /v2/. */
+  private ping(): Promise<string> {
+    if (!this.base) {
+      this.base = this.doPing();
+      this.base.catch(() => { this.base = null; });
+    }
+    return this.base;
+  }
+
+  private async doPing(): Promise<string> {
+    const h = this.settings();
+    const plainHttp = this.plainHttp;
+    const httpsBase = `https://${this.registry}`;
+    const tryOnce = async (base: string): Promise<void> => {
+      const { res } = await send({ method: "GET", url: `${base}/v2/` }, h);
+      if (res.status === 200) { await res.body?.cancel().catch(() => {}); return; }
+      if (res.status === 401) {
+        const header = res.headers.get("www-authenticate");
+        await res.body?.cancel().catch(() => {});
+        this.auth.useChallenge(header);
+        return;
+      }
+      const why = await describeFailure(res, h);
+      if (isRetryableStatus(res.status)) throw new TransientError(`ping ${base}/v2/: ${why}`, { status: res.status, retryAfterMs: retryAfterMs(res.headers.get("retry-after")) });
+      throw this.fail("ping /v2/", `${why} (not a registry?)`);
+    };
+    if (!plainHttp) {
+      await this.retried("ping /v2/", () => tryOnce(httpsBase));
+      return httpsBase;
+    }
+    try {
+      await tryOnce(httpsBase);
+      return httpsBase;
+    } catch (e) {
+      if (e instanceof AuthError || (e instanceof BociError && e.code === "EREGISTRY")) throw e;
+      log.debug(`${this.where}: https ping failed (${this.redact((e as Error).message)}); trying http`);
+    }
+    const httpBase = `http://${this.registry}`;
+    await this.retried("ping /v2/", () => tryOnce(httpBase));
+    // tlsFor has warned (once, when this client asked it) about plain HTTP to a host that is not loopback.
+    log.debug(`${this.where}: speaking plain http`);
+    return httpBase;
+  }
+
+  /**
+   * One request with auth: the Authorization header for `scopes` (when the URL is on the
+   * registry's host), a 401 answered by a new challenge and one more try, a second 401
+   * "authentication required", a 403 "denied". A retryable status becomes a TransientError; any
+   * other status is the caller's.
+   */
+  private async attempt(what: string, req: Omit<HttpRequest, "url"> & { path?: string; url?: string }, scopes: string[] = this.scopes): Promise<{ res: Response; url: string }> {
+    const base = await this.ping();
+    const h = this.settings();
+    const url = req.url ?? `${base}${req.path}`;
+    const sameHost = new URL(url).host === new URL(base).host;
+    let sc = scopes;
+    for (let authTry = 0; ; authTry++) {
+      const headers: Record<string, string> = { ...req.headers };
+      const authz = sameHost ? await this.auth.authorization(sc) : undefined;
+      if (authz) headers.authorization = authz;
+      const out = await send({ ...req, url, headers }, h);
+      const { res } = out;
+      if (res.status === 401) {
+        const header = res.headers.get("www-authenticate");
+        const why = await describeFailure(res, h);
+        if (authTry > 0 || !sameHost) throw new AuthError(this.redact(`${this.where}: ${what}: authentication required (${why})`));
+        const extra = this.auth.useChallenge(header);
+        if (authz) this.auth.invalidate(sc);
+        if (extra && !sc.includes(extra)) sc = [...sc, extra];
+        continue;
+      }
+      if (res.status === 403) {
+        const why = await describeFailure(res, h);
+        throw new AuthError(this.redact(`${this.where}: ${what}: denied (${why})`), { denied: true });
+      }
+      if (isRetryableStatus(res.status)) {
+        const why = await describeFailure(res, h);
+        throw new TransientError(why, { status: res.status, retryAfterMs: retryAfterMs(res.headers.get("retry-after")) });
+      }
+      return out;
+    }
+  }
+
+  private path(kind: "manifests" | "blobs" | "tags", rest: string): string {
+    return `/v2/${this.repository}/${kind}/${rest}`;
+  }
+
+  /**
+   * The manifest `ref` (a tag or a digest) names: its exact bytes, media type (the body's
+   * `mediaType`, else the Content-Type) and digest. By digest the bytes are verified against it;
+   * by tag the digest is the bytes' sha256 (checked against `Docker-Content-Digest` when the
+   * registry sends one). NotFoundError when absent; InvalidError for a mismatch, a body over
+   * 4 MiB or a `mediaType` that contradicts the Content-Type; UnsupportedError for schema 1.
+   */
+  async getManifest(ref: string): Promise<{ bytes: Buffer; mediaType: string; digest: string }> {
+    const what = `get manifest ${ref}`;
+    return this.retried(what, async () => {
+      const { res } = await this.attempt(what, { method: "GET", path: this.path("manifests", ref), headers: { accept: MANIFEST_MEDIA_TYPES.join(", ") } });
+      if (res.status === 404) throw this.fail(what, await describeFailure(res, this.settings()), "notFound");
+      if (res.status !== 200) throw this.fail(what, await describeFailure(res, this.settings()));
+      const bytes = await readLimited(res, MAX_MANIFEST_BYTES, this.settings(), () => this.fail(what, `manifest larger than ${MAX_MANIFEST_BYTES} bytes`, "invalid"));
+      const mediaType = this.manifestMediaType(what, bytes, contentType(res));
+      let digest: string;
+      if (isDigest(ref)) {
+        const [alg] = splitDigest(ref);
+        digest = hashOf(alg, bytes);
+        if (digest !== ref) throw this.fail(what, `digest mismatch: the registry sent ${digest}`, "invalid");
+      } else {
+        digest = hashOf("sha256", bytes);
+        const claimed = res.headers.get("docker-content-digest");
+        if (claimed && isDigest(claimed)) {
+          const [alg] = splitDigest(claimed);
+          const mine = alg === "sha256" ? digest : hashOf(alg, bytes);
+          if (mine !== claimed) throw this.fail(what, `digest mismatch: Docker-Content-Digest ${claimed}, the bytes' digest ${mine}`, "invalid");
+        }
+      }
+      return { bytes, mediaType, digest };
+    });
+  }
+
+  private manifestMediaType(what: string, bytes: Buffer, ct: string): string {
+    if (SCHEMA1_TYPES.has(ct)) throw new UnsupportedError(this.redact(`${this.where}: ${what}: docker schema 1 manifests are not supported`));
+    let j: { schemaVersion?: unknown; mediaType?: unknown; manifests?: unknown; config?: unknown; layers?: unknown };
+    try {
+      j = JSON.parse(bytes.toString("utf8"));
+    } catch {
+      throw this.fail(what, "manifest is not json", "invalid");
+    }
+    if (j === null || typeof j !== "object" || Array.isArray(j)) throw this.fail(what, "manifest is not a json object", "invalid");
+    if (j.schemaVersion === 1) throw new UnsupportedError(this.redact(`${this.where}: ${what}: docker schema 1 manifests are not supported`));
+    const body = typeof j.mediaType === "string" ? j.mediaType : undefined;
+    const generic = GENERIC_CONTENT_TYPES.has(ct);
+    if (body !== undefined && !generic && body !== ct) throw this.fail(what, `manifest mediaType ${body} differs from its Content-Type ${ct}`, "invalid");
+    if (body !== undefined) return body;
+    if (!generic) return ct;
+    if (Array.isArray(j.manifests)) return MediaType.index;
+    if (j.config && Array.isArray(j.layers)) return MediaType.manifest;
+    throw this.fail(what, "manifest has no media type", "invalid");
+  }
+
+  /**
+   * HEAD of a manifest: media type, digest and size, or null when the registry does not have
+   * it. A registry that leaves out the digest, size or a specific Content-Type is asked with a
+   * GET instead.
+   */
+  async headManifest(ref: string): Promise<{ mediaType: string; digest: string; size: number } | null> {
+    const what = `head manifest ${ref}`;
+    const r = await this.retried(what, async () => {
+      const { res } = await this.attempt(what, { method: "HEAD", path: this.path("manifests", ref), headers: { accept: MANIFEST_MEDIA_TYPES.join(", ") } });
+      await res.body?.cancel().catch(() => {});
+      if (res.status === 404) return null;
+      if (res.status !== 200) throw this.fail(what, `${res.status}`);
+      const ct = contentType(res);
+      if (SCHEMA1_TYPES.has(ct)) throw new UnsupportedError(this.redact(`${this.where}: ${what}: docker schema 1 manifests are not supported`));
+      const digest = res.headers.get("docker-content-digest") ?? (isDigest(ref) ? ref : null);
+      const size = Number(res.headers.get("content-length") ?? NaN);
+      if (!digest || !isDigest(digest) || !Number.isSafeInteger(size) || GENERIC_CONTENT_TYPES.has(ct)) return "get" as const;
+      if (isDigest(ref) && digest !== ref) throw this.fail(what, `digest mismatch: the registry names ${digest}`, "invalid");
+      return { mediaType: ct, digest, size };
+    });
+    if (r !== "get") return r;
+    try {
+      const m = await this.getManifest(ref);
+      return { mediaType: m.mediaType, digest: m.digest, size: m.bytes.length };
+    } catch (e) {
+      if (e instanceof NotFoundError) return null;
+      throw e;
+    }
+  }
+
+  /** The size of a blob the registry has (HEAD), or null when it has not. */
+  async headBlob(digest: string): Promise<number | null> {
+    const what = `head blob ${digest}`;
+    return this.retried(what, async () => {
+      const { res } = await this.attempt(what, { method: "HEAD", path: this.path("blobs", digest) });
+      await res.body?.cancel().catch(() => {});
+      if (res.status === 404) return null;
+      if (res.status !== 200) throw this.fail(what, `${res.status}`);
+      const size = Number(res.headers.get("content-length") ?? NaN);
+      if (!Number.isSafeInteger(size) || size < 0) throw this.fail(what, "no Content-Length in the reply");
+      return size;
+    });
+  }
+
+  /**
+   * The raw bytes of a blob from `offset` (default 0) on; `size`, when given, is the blob's whole
+   * size (reading stops there; a registry sending more is an InvalidError). Nothing is verified:
+   * the caller hashes. A connection that drops or stalls is resumed with `Range: bytes=N-` from
+   * the next byte not yet yielded (a registry that ignores Range and answers 200 has its first N
+   * bytes skipped), `retries` times without progress at most. Redirects (storage back ends) are
+   * followed without the Authorization header when the host changes. NotFoundError when the
+   * registry has no such blob. Stopping the iteration early closes the connection.
+   */
+  async *getBlob(digest: string, opts: { offset?: number; size?: number } = {}): AsyncGenerator<Buffer> {
+    const what = `get blob ${digest}`;
+    const h = this.settings();
+    const size = opts.size;
+    let pos = opts.offset ?? 0;
+    if (size !== undefined && pos >= size) return;
+    let failures = 0;
+    for (;;) {
+      let expectEnd: number | undefined;
+      let skip = 0;
+      let res: Response;
+      try {
+        const headers: Record<string, string> = { "accept-encoding": "identity" };
+        if (pos > 0) headers.range = `bytes=${pos}-`;
+        ({ res } = await this.attempt(what, { method: "GET", path: this.path("blobs", digest), headers }));
+        if (res.status === 404) throw this.fail(what, await describeFailure(res, h), "notFound");
+        if (res.status === 416 && size === undefined && pos > 0) {
+          await res.body?.cancel().catch(() => {});
+          return; // nothing past pos
+        }
+        if (res.status !== 200 && res.status !== 206) throw this.fail(what, await describeFailure(res, h));
+        const cl = Number(res.headers.get("content-length") ?? NaN);
+        if (res.status === 206) {
+          const m = /^bytes\s+(\d+)-(\d+)\/(\d+|\*)$/i.exec(res.headers.get("content-range") ?? "");
+          if (!m || Number(m[1]) !== pos) {
+            await res.body?.cancel().catch(() => {});
+            throw this.fail(what, `the registry answered range ${JSON.stringify(res.headers.get("content-range"))} to bytes=${pos}-`, "invalid");
+          }
+          expectEnd = Number(m[2]) + 1;
+        } else {
+          skip = pos;
+          if (Number.isSafeInteger(cl)) expectEnd = cl;
+        }
+      } catch (e) {
+        if (!(e instanceof TransientError)) throw e;
+        if (failures >= h.retries) throw this.fail(what, `${e.message} (after ${failures + 1} attempts)`, "general", e);
+        failures++;
+        await sleep(backoffMs(failures, h.retryDelayMs, e.retryAfterMs));
+        continue;
+      }
+      let cut: TransientError | null = null;
+      const start = pos;
+      try {
+        for await (const c of readBody(res, h)) {
+          let chunk = c;
+          if (skip) {
+            if (chunk.byteLength <= skip) { skip -= chunk.byteLength; continue; }
+            chunk = chunk.subarray(skip);
+            skip = 0;
+          }
+          if (size !== undefined && pos + chunk.byteLength > size) throw this.fail(what, `the registry sent more than the blob's ${size} bytes`, "invalid");
+          pos += chunk.byteLength;
+          yield Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+        }
+        const end = size ?? expectEnd;
+        if (end !== undefined && pos < end) cut = new TransientError(`body cut short at byte ${pos} of ${end}`);
+      } catch (e) {
+        if (!(e instanceof TransientError)) throw e;
+        cut = e;
+      }
+      if (!cut) return;
+      if (pos > start) failures = 0;
+      if (failures >= h.retries) throw this.fail(what, `${cut.message} (after ${failures + 1} attempts)`, "general", cut);
+      failures++;
+      log.debug(`${this.where}: ${what}: ${cut.message}; resuming at byte ${pos}`);
+      await sleep(backoffMs(failures, h.retryDelayMs));
+    }
+  }
+
+  /**
+   * Put a blob unless the registry has it: "exists" when HEAD finds it; with `mountFrom` (a
+   * repository on the same registry) a cross-repository mount first, "mounted" when the registry
+   * does it (a 202 goes on uploading in the session it opened); else "uploaded": one PUT for a
+   * blob up to the chunk size (8 MiB), PATCH chunks then the final PUT for larger ones.
+   * `open(offset)` must give the blob's bytes from `offset`; it is called again after a failed
+   * chunk, from the offset the registry reports having (GET of the upload location), and from 0
+   * when the session is lost (a new one is started). The bytes must number `desc.size`
+   * (InvalidError otherwise); the registry checks the digest.
+   */
+  async putBlob(desc: { digest: string; size: number }, open: (offset: number) => AsyncIterable<Buffer>, opts: { mountFrom?: string } = {}): Promise<"exists" | "mounted" | "uploaded"> {
+    if ((await this.headBlob(desc.digest)) !== null) return "exists";
+    const h = this.settings();
+    let loc: string | null = null;
+    const mountFrom = opts.mountFrom;
+    if (mountFrom && mountFrom !== this.repository) {
+      const what = `mount blob ${desc.digest} from ${mountFrom}`;
+      const scopes = [...this.scopes, `repository:${mountFrom}:pull`];
+      const r = await this.retried(what, async () => {
+        const path = `/v2/${this.repository}/blobs/uploads/?mount=${encodeURIComponent(desc.digest)}&from=${encodeURIComponent(mountFrom)}`;
+        const { res, url } = await this.attempt(what, { method: "POST", path }, scopes);
+        await res.body?.cancel().catch(() => {});
+        if (res.status === 201) return "mounted" as const;
+        const l = res.headers.get("location");
+        if (res.status === 202 && l) return new URL(l, url).toString();
+        return null;
+      }).catch((e) => {
+        if (e instanceof AuthError && e.code === "EDENIED") return null; // no pull on the other repository: upload
+        throw e;
+      });
+      if (r === "mounted") return "mounted";
+      loc = r;
+    }
+    const what = `put blob ${desc.digest}`;
+    for (let session = 0; ; session++) {
+      try {
+        if (!loc) loc = await this.startUpload(what);
+        if (desc.size <= this.chunkSize) await this.uploadMonolithic(what, loc, desc, open);
+        else await this.uploadChunked(what, loc, desc, open);
+        return "uploaded";
+      } catch (e) {
+        if (!(e instanceof RestartUpload)) throw e;
+        if ((await this.headBlob(desc.digest)) !== null) return "uploaded";
+        if (session >= h.retries) throw this.fail(what, `upload failed: ${this.redact(e.message)} (after ${session + 1} sessions)`);
+        log.debug(`${this.where}: ${what}: ${this.redact(e.message)}; new upload session`);
+        await sleep(backoffMs(session + 1, h.retryDelayMs));
+        loc = null;
+      }
+    }
+  }
+
+  private minChunk = 0;
+
+  private async startUpload(what: string): Promise<string> {
+    return this.retried(what, async () => {
+      const { res, url } = await this.attempt(what, { method: "POST", path: `/v2/${this.repository}/blobs/uploads/` });
+      const l = res.headers.get("location");
+      const min = Number(res.headers.get("oci-chunk-min-length") ?? NaN);
+      if (Number.isSafeInteger(min) && min > 0) this.minChunk = min;
+      if (res.status !== 202 || !l) throw this.fail(what, `start upload: ${await describeFailure(res, this.settings())}`);
+      await res.body?.cancel().catch(() => {});
+      return new URL(l, url).toString();
+    });
+  }
+
+  /** Read exactly up to `max` bytes from an iterator, keeping what is past it in `rest`. */
+  private static async take(it: AsyncIterator<Buffer>, st: { rest: Buffer | null; done: boolean }, max: number): Promise<Buffer> {
+    const parts: Buffer[] = [];
+    let n = 0;
+    while (n < max) {
+      let b: Buffer;
+      if (st.rest) { b = st.rest; st.rest = null; }
+      else {
+        if (st.done) break;
+        const r = await it.next();
+        if (r.done) { st.done = true; break; }
+        b = Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value as Uint8Array);
+      }
+      if (n + b.length > max) { st.rest = b.subarray(max - n); b = b.subarray(0, max - n); }
+      parts.push(b);
+      n += b.length;
+    }
+    return Buffer.concat(parts, n);
+  }
+
+  private async uploadMonolithic(what: string, loc: string, desc: { digest: string; size: number }, open: (offset: number) => AsyncIterable<Buffer>): Promise<void> {
+    const it = open(0)[Symbol.asyncIterator]();
+    const st = { rest: null as Buffer | null, done: false };
+    let body: Buffer;
+    try {
+      body = await RegistryClient.take(it, st, desc.size + 1);
+    } finally {
+      await it.return?.();
+    }
+    if (body.length !== desc.size) throw this.fail(what, `the source gave ${body.length > desc.size ? "more than" : body.length} of its ${desc.size} bytes`, "invalid");
+    await this.finish(what, loc, desc.digest, body);
+  }
+
+  /** The final PUT ?digest= (with `body` as its last bytes); lost sessions throw RestartUpload. */
+  private async finish(what: string, loc: string, digest: string, body: Buffer): Promise<void> {
+    let res: Response;
+    try {
+      ({ res } = await this.attempt(what, { method: "PUT", url: withQuery(loc, "digest", digest), headers: { "content-type": "application/octet-stream" }, body }));
+    } catch (e) {
+      if (e instanceof TransientError) throw new RestartUpload(e.message);
+      throw e;
+    }
+    if (res.status === 201 || res.status === 204 || res.status === 200) {
+      await res.body?.cancel().catch(() => {});
+      const claimed = res.headers.get("docker-content-digest");
+      if (claimed && claimed !== digest) throw this.fail(what, `the registry stored ${claimed}`, "invalid");
+      return;
+    }
+    const why = await describeFailure(res, this.settings());
+    if (res.status === 404) throw new RestartUpload(why);
+    throw this.fail(what, why, res.status === 400 ? "invalid" : "general");
+  }
+
+  private async uploadChunked(what: string, startLoc: string, desc: { digest: string; size: number }, open: (offset: number) => AsyncIterable<Buffer>): Promise<void> {
+    const h = this.settings();
+    const chunk = Math.max(this.chunkSize, this.minChunk);
+    let loc = startLoc;
+    let offset = 0;
+    let it = open(0)[Symbol.asyncIterator]();
+    let st = { rest: null as Buffer | null, done: false };
+    let failures = 0;
+    try {
+      while (offset < desc.size) {
+        const body = await RegistryClient.take(it, st, Math.min(chunk, desc.size - offset));
+        if (body.length === 0) throw this.fail(what, `the source ended at byte ${offset} of ${desc.size}`, "invalid");
+        let problem: string | null = null;
+        try {
+          const { res, url } = await this.attempt(what, {
+            method: "PATCH", url: loc, body,
+            headers: { "content-type": "application/octet-stream", "content-range": `${offset}-${offset + body.length - 1}` },
+          });
+          if (res.status === 202) {
+            await res.body?.cancel().catch(() => {});
+            const l = res.headers.get("location");
+            if (l) loc = new URL(l, url).toString();
+            offset += body.length;
+            failures = 0;
+            continue;
+          }
+          problem = await describeFailure(res, h);
+          if (res.status === 404) throw new RestartUpload(problem);
+          if (res.status !== 416) throw this.fail(what, `chunk at ${offset}: ${problem}`);
+        } catch (e) {
+          if (!(e instanceof TransientError)) throw e;
+          problem = e.message;
+        }
+        // Where is the upload? Resume from the registry's Range.
+        if (failures >= h.retries) throw new RestartUpload(`chunk at ${offset}: ${problem}`);
+        failures++;
+        await sleep(backoffMs(failures, h.retryDelayMs));
+        const { at, location } = await this.uploadStatus(what, loc);
+        loc = location;
+        log.debug(`${this.where}: ${what}: chunk at ${offset} failed (${this.redact(problem ?? "")}); resuming at ${at}`);
+        await it.return?.();
+        offset = at;
+        it = open(offset)[Symbol.asyncIterator]();
+        st = { rest: null, done: false };
+      }
+      const rest = await RegistryClient.take(it, st, 1);
+      if (rest.length) throw this.fail(what, `the source gave more than its ${desc.size} bytes`, "invalid");
+    } finally {
+      await it.return?.();
+    }
+    await this.finish(what, loc, desc.digest, Buffer.alloc(0));
+  }
+
+  /** GET of an upload location: the next offset the registry expects (from `Range: 0-E`). */
+  private async uploadStatus(what: string, loc: string): Promise<{ at: number; location: string }> {
+    return this.retried(what, async () => {
+      const { res, url } = await this.attempt(what, { method: "GET", url: loc });
+      await res.body?.cancel().catch(() => {});
+      if (res.status === 404) throw new RestartUpload("upload session unknown");
+      if (res.status !== 204 && res.status !== 200) throw new RestartUpload(`upload status ${res.status}`);
+      const l = res.headers.get("location");
+      const m = /^(?:bytes=)?0-(\d+)$/.exec((res.headers.get("range") ?? "").trim());
+      // distribution writes "0-0" for an empty upload too: 0 bytes is the safe reading
+      const at = m ? (Number(m[1]) === 0 ? 0 : Number(m[1]) + 1) : 0;
+      return { at, location: l ? new URL(l, url).toString() : loc };
+    });
+  }
+
+  /**
+   * Put a manifest's exact bytes under `ref` (a tag or its digest) with Content-Type
+   * `mediaType`. Returns the digest the registry names (`Docker-Content-Digest`, which must equal
+   * the bytes' digest; the bytes' digest when the header is absent).
+   */
+  async putManifest(ref: string, bytes: Buffer, mediaType: string): Promise<string> {
+    const what = `put manifest ${ref}`;
+    const alg = isDigest(ref) ? splitDigest(ref)[0] : "sha256";
+    const mine = hashOf(alg, bytes);
+    if (isDigest(ref) && mine !== ref) throw this.fail(what, `the manifest's bytes hash to ${mine}`, "invalid");
+    return this.retried(what, async () => {
+      const { res } = await this.attempt(what, { method: "PUT", path: this.path("manifests", ref), headers: { "content-type": mediaType }, body: bytes });
+      if (res.status !== 201 && res.status !== 200 && res.status !== 202 && res.status !== 204) {
+        const why = await describeFailure(res, this.settings());
+        throw this.fail(what, why, res.status === 400 ? "invalid" : res.status === 404 ? "notFound" : "general");
+      }
+      await res.body?.cancel().catch(() => {});
+      const claimed = res.headers.get("docker-content-digest");
+      if (claimed && isDigest(claimed)) {
+        const m = splitDigest(claimed)[0] === alg ? mine : hashOf(splitDigest(claimed)[0], bytes);
+        if (m !== claimed) throw this.fail(what, `the registry names ${claimed}, the bytes' digest is ${m}`, "invalid");
+        return claimed;
+      }
+      return mine;
+    });
+  }
+
+  /**
+   * Every tag of the repository, following `Link: <…>; rel="next"` pages (`pageSize` asks for
+   * `?n=` per page). NotFoundError when the registry does not know the repository.
+   */
+  async listTags(opts: { pageSize?: number } = {}): Promise<string[]> {
+    const what = "list tags";
+    const base = await this.ping();
+    const out: string[] = [];
+    let url: string | null = `${base}/v2/${this.repository}/tags/list${opts.pageSize ? `?n=${opts.pageSize}` : ""}`;
+    const seen = new Set<string>();
+    while (url) {
+      if (seen.has(url) || seen.size > 100_000) throw this.fail(what, "the registry's pages loop");
+      seen.add(url);
+      const page: string = url;
+      const r = await this.retried(what, async () => {
+        const { res, url: at } = await this.attempt(what, { method: "GET", url: page, headers: { accept: "application/json" } });
+        if (res.status === 404) throw this.fail(what, await describeFailure(res, this.settings()), "notFound");
+        if (res.status !== 200) throw this.fail(what, await describeFailure(res, this.settings()));
+        const buf = await readLimited(res, 64 << 20, this.settings(), () => this.fail(what, "page over 64 MiB", "invalid"));
+        let j: { tags?: unknown };
+        try { j = JSON.parse(buf.toString("utf8")); } catch { throw this.fail(what, "reply is not json", "invalid"); }
+        const tags = j?.tags ?? [];
+        if (!Array.isArray(tags) || tags.some((t) => typeof t !== "string")) throw this.fail(what, "reply has no tag list", "invalid");
+        const next = nextLink(res.headers.get("link"));
+        return { tags: tags as string[], next: next ? new URL(next, at).toString() : null };
+      });
+      out.push(...r.tags);
+      url = r.next;
+    }
+    return out;
+  }
+}
