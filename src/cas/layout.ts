@@ -35,9 +35,10 @@ import {
 import { parseJsonStrict } from "../util/json";
 import { fsyncDir, randomName } from "../util/fs";
 import { removeOnInterrupt } from "../util/cleanup";
-import { type BlobReader, type JsonKind, MAX_JSON_BLOB, checkDescriptor, decodeIndexFile, decodeJsonBlob, embeddedData, readVerified, streamVerified } from "./source";
+import { type BlobReader, type JsonKind, MAX_JSON_BLOB, checkDescriptor, verifyChunks, verifyRead, decodeIndexFile, decodeJsonBlob, embeddedData, readVerified, streamVerified } from "./source";
 import { takeLock, GC_LOCK, INDEX_LOCK, type HeldLock, type LockMode } from "./lock";
 import { release } from "../util/release";
+import { flock } from "../sys";
 import {
   CREATE_FLAGS, type Owner, checkLayoutDir, chownNewFile, fileMatchesSha256, layoutOwner, lstatOrNull, notA, openLayoutFile,
   readLayoutFile,
@@ -358,6 +359,127 @@ export class Layout implements BlobReader {
   }
 
   /**
+   * Download blob `desc` so that an interrupted download resumes: the bytes go to
+   * `.boci-tmp/partial-<alg>-<hex>`, which is kept across runs (a kill, a network failure after
+   * the fetcher's retries, SIGINT: it is deliberately not removed on a signal). A later call
+   * first hashes the bytes already there, then asks `fetchFrom(offset)` for the rest only (the
+   * fetcher sends a `Range` request; its bytes are raw, verified here). When all `desc.size`
+   * bytes are in, the digest is checked first, then the size (InvalidError); a complete blob is
+   * fdatasynced and renamed into `blobs/` (install's rules) while the partial's flock is held, so
+   * no other writer ever appends to an installed blob. Wrong bytes after a resume: the partial is
+   * emptied and the whole blob fetched once more from 0; wrong again (or wrong from 0): the
+   * partial is removed and InvalidError thrown. Another process downloading the same blob into
+   * the same layout (the partial's flock is taken) makes this one download into a private
+   * temporary file instead (putBlobStream over a verified stream). `onBytes` hears the bytes
+   * already there (once, at start) and each chunk fetched. Returns the digest and size, the
+   * offset the download resumed from and the bytes fetched by this call. The caller holds the gc
+   * lock; gc (which runs only when no writer holds it) removes partials as other temporary files.
+   */
+  async putBlobResumable(
+    desc: Pick<Descriptor, "digest" | "size">, fetchFrom: (offset: number) => AsyncIterable<Uint8Array>, opts: { onBytes?: (n: number) => void } = {},
+  ): Promise<BlobInfo & { resumedFrom: number; fetched: number }> {
+    const digest = checkDescriptor(desc) as Digest;
+    const alg = digest.slice(0, digest.indexOf(":"));
+    const hex = digest.slice(digest.indexOf(":") + 1);
+    this.checkWritable();
+    const name = `partial-${alg}-${hex}`;
+    const rel = `${TMP_DIR}/${name}`;
+    const p = path.join(this.ensureTmpDir(), name);
+    const fd = this.openPartial(p, rel);
+    if (fd === null) {
+      // Someone else is resuming this very blob: fetch it whole, privately.
+      const counted = async function* () {
+        for await (const c of verifyChunks(fetchFrom(0), desc)) { opts.onBytes?.(c.length); yield c; }
+      };
+      const info = await this.putBlobStream(counted());
+      return { ...info, resumedFrom: 0, fetched: info.size };
+    }
+    let fetched = 0;
+    let resumedFrom = 0;
+    try {
+      for (let attempt = 0; ; attempt++) {
+        let have = fs.fstatSync(fd).size;
+        if (have > desc.size) { fs.ftruncateSync(fd, 0); have = 0; }
+        const h = new Bun.CryptoHasher("sha256");
+        await hashFdPrefix(fd, have, h);
+        resumedFrom = have;
+        if (have > 0) opts.onBytes?.(have);
+        let pos = have;
+        let extra = false;
+        if (pos < desc.size) {
+          const src = fetchFrom(pos);
+          const it = src[Symbol.asyncIterator]();
+          let finished = false;
+          try {
+            for (;;) {
+              const r = await it.next();
+              if (r.done) { finished = true; break; }
+              let chunk = r.value;
+              if (chunk.length === 0) continue;
+              const left = desc.size - pos;
+              if (left === 0) { extra = true; break; }
+              if (chunk.length > left) { extra = true; chunk = chunk.subarray(0, left); }
+              let off = 0;
+              while (off < chunk.length) off += await writeAtAsync(fd, chunk, off, chunk.length - off, pos + off);
+              h.update(chunk);
+              pos += chunk.length;
+              fetched += chunk.length;
+              opts.onBytes?.(chunk.length);
+              if (extra) break;
+            }
+          } finally {
+            if (!finished) await it.return?.();
+          }
+        }
+        const got = "sha256:" + h.digest("hex");
+        try {
+          verifyRead(digest, desc.size, got, pos, extra);
+        } catch (e) {
+          // A resumed download may have built on stale bytes: once more, from nothing.
+          fs.ftruncateSync(fd, 0);
+          if (attempt === 0 && have > 0) continue;
+          fs.rmSync(p, { force: true });
+          throw e;
+        }
+        chownNewFile(fd, rel, this.owner());
+        await fdatasyncAsync(fd);
+        // Renamed while the flock is held: a waiting writer then finds the name gone (openPartial).
+        this.install(p, digest, desc.size);
+        return { digest, size: desc.size, resumedFrom, fetched };
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  /**
+   * The partial download at `p`, opened read-write (created if missing) and flocked
+   * exclusively; null when another process holds it. A name there that is not a regular file
+   * (a planted symlink, a FIFO, a directory) is removed and replaced; a partial renamed into
+   * `blobs/` after it was opened here (the inode no longer at `p`) is let go and `p` opened anew.
+   */
+  private openPartial(p: string, rel: string): number | null {
+    const C = fs.constants;
+    for (let i = 0; i < 8; i++) {
+      let fd: number;
+      try {
+        fd = fs.openSync(p, C.O_RDWR | C.O_CREAT | C.O_NOFOLLOW | C.O_NONBLOCK, 0o644);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === "ELOOP" || code === "EISDIR" || code === "ENXIO") { fs.rmSync(p, { recursive: true, force: true }); continue; }
+        throw writeError(this.path, `open ${rel}`, e);
+      }
+      const st = fs.fstatSync(fd);
+      if (!st.isFile()) { fs.closeSync(fd); fs.rmSync(p, { recursive: true, force: true }); continue; }
+      if (!flock(fd, "ex", { nonblock: true })) { fs.closeSync(fd); return null; }
+      const now = lstatOrNull(p);
+      if (!now || now.ino !== st.ino || now.dev !== st.dev) { fs.closeSync(fd); continue; }
+      return fd;
+    }
+    throw new InvalidError(`layout is invalid: ${rel} keeps changing under a download`);
+  }
+
+  /**
    * Serialise as umoci 0.6 would (go-json.ts: the image-spec struct for `mediaType`, fields it
    * lacks dropped, maps sorted, a trailing newline) and store; returns a descriptor of the given
    * media type.
@@ -503,6 +625,23 @@ function writeAsync(fd: number, b: Uint8Array, off: number, len: number): Promis
   return new Promise((resolve, reject) => fs.write(fd, b, off, len, null, (e, n) => (e ? reject(e) : resolve(n))));
 }
 const fdatasyncAsync = promisify(fs.fdatasync);
+
+/** One positioned write(2) on the thread pool; the bytes written. */
+function writeAtAsync(fd: number, b: Uint8Array, off: number, len: number, pos: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.write(fd, b, off, len, pos, (e, n) => (e ? reject(e) : resolve(n))));
+}
+
+/** Feed the first `n` bytes of `fd` to `h` (1 MiB reads); a file shorter than `n` is an error. */
+async function hashFdPrefix(fd: number, n: number, h: Bun.CryptoHasher): Promise<void> {
+  const buf = Buffer.allocUnsafe(Math.min(n, 1 << 20));
+  for (let pos = 0; pos < n;) {
+    const want = Math.min(buf.length, n - pos);
+    const got = await new Promise<number>((resolve, reject) => fs.read(fd, buf, 0, want, pos, (e, r) => (e ? reject(e) : resolve(r))));
+    if (got === 0) throw new InvalidError(`partial download shrank while it was read`);
+    h.update(buf.subarray(0, got));
+    pos += got;
+  }
+}
 
 
 

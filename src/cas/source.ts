@@ -140,6 +140,63 @@ export async function* streamVerified(
 }
 
 /**
+ * A verified stream of `desc` over any source of its bytes (a registry's response body, a
+ * network stream): the same rules as streamVerified. At most `desc.size` bytes are hashed and
+ * passed on (a chunk running past it is cut, and counts as extra bytes); the source is read
+ * once more after `size` bytes to find out whether the blob is longer; the digest is checked
+ * first, then the size (too few, then extra), InvalidError either way; the last chunk is held
+ * back until the verdict. The source is closed (`return()`) whenever the stream stops early.
+ */
+export async function* verifyChunks(src: AsyncIterable<Uint8Array>, desc: Pick<Descriptor, "digest" | "size">): AsyncGenerator<Buffer> {
+  const digest = checkDescriptor(desc);
+  const h = desc.size >= OFFLOAD_HASH_MIN ? poolModule().getPool().hashStream() : poolModule().inlineHasher();
+  const it = src[Symbol.asyncIterator]();
+  let total = 0;
+  let extra = false;
+  let pending: Buffer | null = null;
+  let ok = false;
+  let finished = false;
+  try {
+    for (;;) {
+      const r = await it.next();
+      if (r.done) { finished = true; break; }
+      const v = r.value;
+      if (v.length === 0) continue;
+      let chunk = Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+      const left = desc.size - total;
+      if (left === 0) { extra = true; break; }
+      if (chunk.length > left) { extra = true; chunk = chunk.subarray(0, left); }
+      total += chunk.length;
+      const wait = h.update(chunk);
+      if (wait) await wait;
+      if (pending) yield pending;
+      pending = chunk;
+      if (extra) break;
+    }
+    ok = true;
+  } finally {
+    if (!ok) h.abort();
+    if (!finished) await it.return?.();
+  }
+  verifyRead(digest, desc.size, "sha256:" + (await h.digest()), total, extra);
+  if (pending) yield pending;
+}
+
+/**
+ * A store that can also serve a blob's raw bytes from an offset (a registry, with `Range`): what
+ * a resumable download into a layout (Layout.putBlobResumable) asks for. The bytes are NOT
+ * verified; the caller verifies the whole blob.
+ */
+export interface RangeReader {
+  getBlobFrom(desc: Pick<Descriptor, "digest" | "size">, offset: number): AsyncIterable<Buffer>;
+}
+
+/** Whether `r` serves raw bytes from an offset (RangeReader). */
+export function isRangeReader(r: unknown): r is RangeReader {
+  return typeof (r as Partial<RangeReader> | null)?.getBlobFrom === "function";
+}
+
+/**
  * A whole small blob read from `fd` (at `start`, within `limit`, as streamVerified), verified.
  * Refuses sizes over `maxSize`. The caller closes `fd`.
  */

@@ -10,17 +10,23 @@
  *    temporary directory is removed in every case, SIGINT/SIGTERM included;
  *  - `docker-archive:` — docker-archive.ts writeDockerArchive (Docker schema 2, layers
  *    uncompressed, diffIDs checked), RepoTags = the reference's NAME:TAG and `additionalTags`;
- *    a file that exists and is not empty is refused first (ClobberError), as skopeo refuses it.
+ *    a file that exists and is not empty is refused first (ClobberError), as skopeo refuses it;
+ *  - `docker://` — registry/push.ts pushImage (blobs first, several at a time, then manifests,
+ *    children before their index, the tag last).
+ *
+ * A `docker://` source is a RegistryReader (open.ts openReaderAsync): its manifests and configs
+ * are fetched and verified at open, its blobs streamed (into a layout `concurrency` at a time,
+ * default 4, each resumable from what an interrupted pull left in `.boci-tmp`).
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { ClobberError, InvalidError, UsageError } from "../errors";
+import { ClobberError, InvalidError, UnsupportedError, UsageError } from "../errors";
 import { type BlobReader, initLayout, manifestOf, Layout } from "../cas";
 import { type Descriptor, type ImageConfig, type ImageIndex, type Manifest, isIndexMediaType, isManifestMediaType } from "../image";
 import { randomName } from "../util/fs";
 import { removeOnInterrupt, removeTreeForce } from "../util/cleanup";
 import { familiarDockerName, formatReference, normalizeDockerName } from "./reference";
-import { openReader, resolveImage, resolveTop } from "./open";
+import { openReaderAsync, resolveImage, resolveTop } from "./open";
 import { type Plan, CopyTally, copyIntoLayout, planBlobs, prepareLayout } from "./layout-dest";
 import { writeOciArchive } from "./oci-archive";
 import { writeDockerArchive } from "./docker-archive";
@@ -39,7 +45,7 @@ export async function copyImage(src: ImageReference, dst: ImageReference, opts: 
   const where = `copy ${formatReference(src)} to ${formatReference(dst)}`;
   const extraTags = checkOptions(dst, opts);
   refuseExistingArchive(dst);
-  const reader = openReader(src);
+  const reader = await openReaderAsync(src, opts.srcRegistry);
   try {
     reader.lockGc("sh", { optional: true });
     const top = opts.all ? resolveTop(reader, src) : manifestOf(resolveImage(reader, src, { platform: opts.platform }));
@@ -49,6 +55,7 @@ export async function copyImage(src: ImageReference, dst: ImageReference, opts: 
       compress: opts.compress ?? "gzip",
       forceCompress: opts.forceCompress === true,
       compressPlain: src.transport === "docker-archive",
+      concurrency: src.transport === "docker" ? Math.max(1, opts.srcRegistry?.concurrency ?? 4) : 1,
     } as const;
     switch (dst.transport) {
       case "oci": {
@@ -96,6 +103,12 @@ export async function copyImage(src: ImageReference, dst: ImageReference, opts: 
         const bytes = fs.statSync(dst.path).size;
         return { manifest: plan.desc, tags: repoTags, blobsCopied: tally.blobsCopied, blobsSkipped: tally.blobsSkipped, bytes };
       }
+      case "docker": {
+        const { pushImage } = require("./registry/push") as typeof import("./registry/push");
+        const mountFrom = src.transport === "docker" && src.registry === dst.registry ? src.repository : undefined;
+        const manifest = await pushImage(reader, plan, dst, tally, { registry: opts.dstRegistry, mountFrom, format: opts.format });
+        return { manifest, tags: dst.digest ? [] : [dst.tag ?? "latest"], blobsCopied: tally.blobsCopied, blobsSkipped: tally.blobsSkipped, bytes: tally.bytes };
+      }
     }
   } finally {
     reader.close();
@@ -105,8 +118,12 @@ export async function copyImage(src: ImageReference, dst: ImageReference, opts: 
 /** The option checks that need no I/O; returns the additional RepoTags in Docker's short form. */
 function checkOptions(dst: ImageReference, opts: CopyOptions): string[] {
   const dest = formatReference(dst);
-  if (opts.format === "v2s2" && dst.transport !== "docker-archive")
-    throw new UsageError(`--format v2s2: ${dest} holds OCI manifests (v2s2 is for docker-archive destinations)`);
+  if (opts.format === "v2s2" && dst.transport !== "docker-archive" && dst.transport !== "docker")
+    throw new UsageError(`--format v2s2: ${dest} holds OCI manifests (v2s2 is for docker-archive and docker:// destinations)`);
+  if (opts.referrers)
+    throw new UnsupportedError(`--referrers: copying referrers is not supported yet (copy each referrer by its digest)`);
+  if (dst.transport === "docker" && opts.forceCompress)
+    throw new UnsupportedError(`--dest-compress: ${dest}: layers are pushed as they are (recompression for a registry is not supported)`);
   if (opts.format === "oci" && dst.transport === "docker-archive")
     throw new UsageError(`--format oci: ${dest} holds Docker schema-2 manifests (use --format v2s2 or none)`);
   if (opts.all && dst.transport === "docker-archive")

@@ -13,13 +13,19 @@
  *    against the config's while it is re-encoded;
  *  - Docker-typed manifests and lists become OCI ones (image/convert.ts); a manifest or index
  *    nothing changed in is stored with its exact source bytes, else written anew (go-json);
+ *  - blobs move `concurrency` at a time (a BlobPool; 1 unless the source is a registry), each
+ *    streamed; a blob two manifests share is fetched once;
+ *  - from a source that serves raw bytes from an offset (a registry: cas/source.ts RangeReader)
+ *    a blob is downloaded resumably (Layout.putBlobResumable: an interrupted pull continues on
+ *    the rerun from the bytes already in `.boci-tmp`);
  *  - blobs are synced, then the tag is set under the index lock (updateIndex); the gc lock is
- *    held shared throughout, so a concurrent gc cannot take what is being written.
+ *    held shared throughout, so a concurrent gc cannot take what is being written. The tag
+ *    appears only when every blob is in.
  */
 import * as fs from "node:fs";
 import { Readable } from "node:stream";
 import { InvalidError, addContext } from "../errors";
-import { Layout, type BlobReader, initLayout, setTag } from "../cas";
+import { Layout, type BlobReader, initLayout, isRangeReader, setTag } from "../cas";
 import {
   type Descriptor, type ImageConfig, type ImageIndex, type Manifest, MediaType, layerKind, toOciIndex, toOciManifest,
   isDockerMediaType,
@@ -71,7 +77,55 @@ export class CopyTally {
   }
 }
 
+/**
+ * A bounded pool for blob transfers: at most `limit` tasks run at once, the rest wait in
+ * order. After a task fails no queued task starts (it rejects with the same error). `all`
+ * waits for every task it was given to settle, then throws the first failure, so nothing is
+ * still writing when the caller cleans up. A limit of 1 runs everything in order.
+ */
+export class BlobPool {
+  private active = 0;
+  private readonly queue: (() => void)[] = [];
+  private failure: { error: unknown } | null = null;
+  /** transfers under way or done, by digest: a blob wanted twice is moved once */
+  readonly inflight = new Map<string, Promise<unknown>>();
+  constructor(readonly limit: number) {
+    if (!Number.isSafeInteger(limit) || limit < 1) throw new RangeError(`pool limit ${limit}`);
+  }
+
+  /** Run `fn` when a slot is free. */
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.active >= this.limit) await new Promise<void>((resolve) => this.queue.push(resolve));
+    this.active++;
+    try {
+      if (this.failure) throw this.failure.error;
+      return await fn();
+    } catch (e) {
+      this.failure ??= { error: e };
+      throw e;
+    } finally {
+      this.active--;
+      this.queue.shift()?.();
+    }
+  }
+
+  /** `fn` over every item (in order when the limit is 1, else at once), every result awaited. */
+  async all<I, T>(items: readonly I[], fn: (item: I, i: number) => Promise<T>): Promise<T[]> {
+    if (this.limit === 1) {
+      const out: T[] = [];
+      for (let i = 0; i < items.length; i++) out.push(await fn(items[i]!, i));
+      return out;
+    }
+    const settled = await Promise.allSettled(items.map((it, i) => fn(it, i)));
+    const bad = settled.find((r) => r.status === "rejected");
+    if (bad) throw (this.failure?.error ?? (bad as PromiseRejectedResult).reason);
+    return settled.map((r) => (r as PromiseFulfilledResult<T>).value);
+  }
+}
+
 export interface LayoutCopyOptions {
+  /** blobs moved at once (default 1) */
+  concurrency?: number;
   /** compression for layers that are re-encoded */
   compress: Compression;
   /** re-encode every layer not already in `compress` */
@@ -142,7 +196,8 @@ export function prepareLayout(p: string, opts: PrepareLayoutOptions = {}): { lay
 export async function copyIntoLayout(
   reader: BlobReader, plan: Plan, layout: Layout, tag: string, opts: LayoutCopyOptions, tally: CopyTally,
 ): Promise<Descriptor> {
-  const top = await copyPlan(reader, plan, layout, opts, tally);
+  const pool = new BlobPool(Math.max(1, opts.concurrency ?? 1));
+  const top = await copyPlan(reader, plan, layout, opts, tally, pool);
   layout.syncBlobs();
   // A signal that came while the blobs were written is acted on before the tag appears.
   await yieldToSignals();
@@ -151,14 +206,13 @@ export async function copyIntoLayout(
   return entry;
 }
 
-async function copyPlan(reader: BlobReader, p: Plan, layout: Layout, opts: LayoutCopyOptions, tally: CopyTally): Promise<Descriptor> {
+async function copyPlan(reader: BlobReader, p: Plan, layout: Layout, opts: LayoutCopyOptions, tally: CopyTally, pool: BlobPool): Promise<Descriptor> {
   if (p.kind === "blob") {
-    await copyBlob(reader, p.desc, layout, tally);
+    await copyBlob(reader, p.desc, layout, tally, pool);
     return p.desc;
   }
-  if (p.kind === "manifest") return copyManifest(reader, p, layout, opts, tally);
-  const children: Descriptor[] = [];
-  for (const c of p.children) children.push(await copyPlan(reader, c, layout, opts, tally));
+  if (p.kind === "manifest") return copyManifest(reader, p, layout, opts, tally, pool);
+  const children = await pool.all(p.children, (c) => copyPlan(reader, c, layout, opts, tally, pool));
   const same = !isDockerMediaType(p.desc.mediaType) && children.every((c, i) => c.digest === p.index.manifests[i]!.digest && c.mediaType === p.index.manifests[i]!.mediaType);
   if (same) {
     storeJson(p.desc, p.bytes, layout, tally);
@@ -170,29 +224,26 @@ async function copyPlan(reader: BlobReader, p: Plan, layout: Layout, opts: Layou
 }
 
 async function copyManifest(
-  reader: BlobReader, p: Extract<Plan, { kind: "manifest" }>, layout: Layout, opts: LayoutCopyOptions, tally: CopyTally,
+  reader: BlobReader, p: Extract<Plan, { kind: "manifest" }>, layout: Layout, opts: LayoutCopyOptions, tally: CopyTally, pool: BlobPool,
 ): Promise<Descriptor> {
   const m = p.manifest;
   const diffIDs = p.config.rootfs?.diff_ids ?? [];
-  const layers: Descriptor[] = [];
   let changed = isDockerMediaType(p.desc.mediaType) || isDockerMediaType(m.config.mediaType);
-  for (let i = 0; i < m.layers.length; i++) {
-    const l = m.layers[i]!;
+  const layers = await pool.all(m.layers, async (l, i) => {
     const kind = layerKind(l.mediaType);
     const reencode = kind !== undefined && (
       (opts.compressPlain && kind.compression === "none" && opts.compress !== "none") ||
       (opts.forceCompress && kind.compression !== opts.compress));
     if (!reencode) {
-      await copyBlob(reader, l, layout, tally);
-      layers.push(l);
+      await copyBlob(reader, l, layout, tally, pool);
       if (isDockerMediaType(l.mediaType)) changed = true;
-      continue;
+      return l;
     }
     const diffID = diffIDs[i];
     if (diffID === undefined) throw new InvalidError(`manifest ${p.desc.digest}: layer ${i} has no diff_id in the config`);
-    layers.push(await reencodeLayer(reader, l, kind!, diffID, i, layout, opts.compress, tally));
     changed = true;
-  }
+    return pool.run(() => reencodeLayer(reader, l, kind!, diffID, i, layout, opts.compress, tally));
+  });
   storeJson(m.config, p.configBytes, layout, tally);
   if (!changed) {
     storeJson(p.desc, p.bytes, layout, tally);
@@ -203,14 +254,30 @@ async function copyManifest(
   return putNewJson(om, MediaType.manifest, layout, tally);
 }
 
-/** Stream a blob the layout lacks from the source's verified read; check what was stored. */
-async function copyBlob(reader: BlobReader, d: Descriptor, layout: Layout, tally: CopyTally): Promise<void> {
-  const t = tally.begin(d);
-  if (layout.hasBlob(d.digest)) { t.skip(); return; }
-  const info = await addContextAsync(`copy blob ${d.digest}`, () => layout.putBlobStream(CopyTally.tap(reader.getBlob(d), t.moved)));
-  if (info.digest !== d.digest || info.size !== d.size)
-    throw new InvalidError(`copy blob ${d.digest}: stored ${info.digest} (${info.size} bytes), expected ${d.digest} (${d.size} bytes)`);
-  t.done(info.size);
+/**
+ * Stream a blob the layout lacks from the source's verified read (resumably from a RangeReader);
+ * check what was stored. A blob another task of this copy is already moving is waited for and
+ * counted as skipped.
+ */
+async function copyBlob(reader: BlobReader, d: Descriptor, layout: Layout, tally: CopyTally, pool: BlobPool): Promise<void> {
+  const running = pool.inflight.get(d.digest);
+  if (running) {
+    await running;
+    tally.begin(d).skip();
+    return;
+  }
+  const task = pool.run(async () => {
+    const t = tally.begin(d);
+    if (layout.hasBlob(d.digest)) { t.skip(); return; }
+    const info = isRangeReader(reader)
+      ? await addContextAsync(`copy blob ${d.digest}`, () => layout.putBlobResumable(d, (off) => reader.getBlobFrom(d, off), { onBytes: t.moved }))
+      : await addContextAsync(`copy blob ${d.digest}`, () => layout.putBlobStream(CopyTally.tap(reader.getBlob(d), t.moved)));
+    if (info.digest !== d.digest || info.size !== d.size)
+      throw new InvalidError(`copy blob ${d.digest}: stored ${info.digest} (${info.size} bytes), expected ${d.digest} (${d.size} bytes)`);
+    t.done(info.size);
+  });
+  pool.inflight.set(d.digest, task.catch(() => undefined));
+  await task;
 }
 
 /** A small JSON blob stored with its exact (already verified) source bytes. */

@@ -3,11 +3,12 @@
  * Every transport's reader verifies every blob it yields (cas/source.ts), so what is resolved
  * here is only ever acted on after its digest matched.
  */
-import { NotFoundError, UsageError, InvalidError } from "../errors";
+import { NotFoundError, UsageError, InvalidError, UnsupportedError } from "../errors";
 import { Layout, type BlobReader, type DescriptorPath, refName, listTags, resolveTag } from "../cas";
 import { type Descriptor, type ImageIndex, type Platform, AnnotationRefName, isIndexMediaType } from "../image";
 import { formatReference, sameDockerName, familiarDockerName } from "./reference";
 import type { ImageReference } from "./types";
+import type { RegistryOptions } from "./registry/types";
 import { OciArchiveReader } from "./oci-archive";
 import { DockerArchiveReader } from "./docker-archive";
 
@@ -23,10 +24,13 @@ function hasImages(r: BlobReader): r is BlobReader & ImageLister {
 /**
  * Open the store `ref` names, read-only: a layout (cas Layout.open), an oci-archive
  * (OciArchiveReader) or a docker-archive (DockerArchiveReader), read in place. The caller closes
- * it. Throws NotFoundError when the path is missing, InvalidError when it is not that kind of store.
+ * it. Throws NotFoundError when the path is missing, InvalidError when it is not that kind of store,
+ * UnsupportedError for a `docker://` reference (a registry is opened by openReaderAsync).
  */
 export function openReader(ref: ImageReference): BlobReader {
   switch (ref.transport) {
+    case "docker":
+      throw new UnsupportedError(`${formatReference(ref)}: this command does not read from a registry; copy the image into a layout first (boci copy ${formatReference(ref)} oci:DIR:TAG)`);
     case "oci":
       return Layout.open(ref.path);
     case "oci-archive":
@@ -34,6 +38,18 @@ export function openReader(ref: ImageReference): BlobReader {
     case "docker-archive":
       return DockerArchiveReader.open(ref.path);
   }
+}
+
+/**
+ * Open the store `ref` names, read-only, a registry included: for `docker://` a RegistryReader
+ * (registry/reader.ts: the named manifest, its children and configs fetched and verified now,
+ * layers streamed later), with `opts` for credentials, TLS and retries; anything else as
+ * openReader. The caller closes it. Throws as openReader and RegistryReader.open do.
+ */
+export async function openReaderAsync(ref: ImageReference, opts: RegistryOptions = {}): Promise<BlobReader> {
+  if (ref.transport !== "docker") return openReader(ref);
+  const { RegistryReader } = require("./registry/reader") as typeof import("./registry/reader");
+  return RegistryReader.open(ref, opts);
 }
 
 /** The tags of a store's top-level index, for messages ("none" when there are none). */

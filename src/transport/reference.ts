@@ -11,16 +11,22 @@
  *    `ParseNormalizedNamed` then `TagNameOnly` does (`busybox` → `docker.io/library/busybox:latest`,
  *    `localhost:5000/x:1` keeps its registry). Digests are refused.
  *
+ *  - `docker://HOST[:PORT]/REPO[:TAG|@DIGEST]` (containers/image's docker transport): the
+ *    reference after `//` is normalised as `ParseNormalizedNamed` does (`docker://alpine` →
+ *    registry `docker.io`, repository `library/alpine`), a name without tag or digest gets
+ *    `latest` (TagNameOnly), and a tag with a digest is refused as skopeo 1.9 refuses it.
+ *
  * Transports skopeo knows but boci does not speak (yet) are UnsupportedError (exit 6); anything
  * else malformed is a UsageError (exit 2) naming the reference.
  */
 import { UnsupportedError, UsageError } from "../errors";
 import type { ImageReference } from "./types";
+import type { DockerReference } from "./registry/types";
 
 export type ReferenceRole = "source" | "destination";
 
-/** Transports skopeo has that boci does not speak; `docker` is planned (issue 15). */
-const UNSUPPORTED_TRANSPORTS = ["docker", "docker-daemon", "dir", "containers-storage", "ostree", "tarball", "sif"];
+/** Transports skopeo has that boci does not speak. */
+const UNSUPPORTED_TRANSPORTS = ["docker-daemon", "dir", "containers-storage", "ostree", "tarball", "sif"];
 
 // An OCI ref name (containers/image oci/internal refRegexp; umoci's tag rule is the same).
 const ociComponent = "[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*";
@@ -37,7 +43,7 @@ export function isValidOciTag(t: string): boolean {
  */
 export function parseReference(s: string, opts: { role: ReferenceRole }): ImageReference {
   const colon = s.indexOf(":");
-  if (colon < 0) throw new UsageError(`invalid image reference ${JSON.stringify(s)}: expected TRANSPORT:REFERENCE (oci:, oci-archive: or docker-archive:)`);
+  if (colon < 0) throw new UsageError(`invalid image reference ${JSON.stringify(s)}: expected TRANSPORT:REFERENCE (oci:, oci-archive:, docker-archive: or docker://)`);
   const transport = s.slice(0, colon);
   const rest = s.slice(colon + 1);
   const bad = (why: string) => new UsageError(`invalid image reference ${JSON.stringify(s)}: ${why}`);
@@ -70,20 +76,58 @@ export function parseReference(s: string, opts: { role: ReferenceRole }): ImageR
         throw bad((e as Error).message);
       }
     }
+    case "docker":
+      try {
+        return parseDockerReference(rest);
+      } catch (e) {
+        throw bad((e as Error).message);
+      }
     default:
       if (UNSUPPORTED_TRANSPORTS.includes(transport))
-        throw new UnsupportedError(`unsupported transport "${transport}" in ${JSON.stringify(s)}: boci copies between oci:, oci-archive: and docker-archive:`);
-      throw new UsageError(`invalid image reference ${JSON.stringify(s)}: unknown transport ${JSON.stringify(transport)} (oci:, oci-archive: or docker-archive:)`);
+        throw new UnsupportedError(`unsupported transport "${transport}" in ${JSON.stringify(s)}: boci copies between oci:, oci-archive:, docker-archive: and docker://`);
+      throw new UsageError(`invalid image reference ${JSON.stringify(s)}: unknown transport ${JSON.stringify(transport)} (oci:, oci-archive:, docker-archive: or docker://)`);
   }
 }
 
-/** A reference as skopeo would print it (`oci:PATH:TAG`, `docker-archive:FILE:NAME:TAG`, `docker-archive:FILE:@N`). */
+/**
+ * A reference as skopeo would print it (`oci:PATH:TAG`, `docker-archive:FILE:NAME:TAG`,
+ * `docker-archive:FILE:@N`, `docker://HOST/REPO:TAG` or `docker://HOST/REPO@DIGEST`, always
+ * normalised: `docker://docker.io/library/alpine:latest`).
+ */
 export function formatReference(ref: ImageReference): string {
+  if (ref.transport === "docker") return `docker://${ref.registry}/${ref.repository}${ref.digest ? `@${ref.digest}` : `:${ref.tag ?? "latest"}`}`;
   if (ref.transport === "docker-archive") {
     if (ref.index !== undefined) return `docker-archive:${ref.path}:@${ref.index}`;
     return ref.name ? `docker-archive:${ref.path}:${ref.name}` : `docker-archive:${ref.path}`;
   }
   return ref.tag ? `${ref.transport}:${ref.path}:${ref.tag}` : `${ref.transport}:${ref.path}`;
+}
+
+// A digest as distribution's reference grammar has it (algorithm, ":", at least 32 hex digits).
+const dockerDigestRe = /^[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}$/;
+
+/**
+ * The part of a `docker:` reference after the transport: `//` then a Docker reference, parsed
+ * as containers/image's docker transport does (ParseNormalizedNamed; a name alone gets
+ * `latest`; a tag together with a digest is refused). Throws Error with the reason.
+ */
+export function parseDockerReference(rest: string): DockerReference {
+  if (!rest.startsWith("//")) throw new Error("a docker reference starts with // (docker://HOST[:PORT]/REPO[:TAG|@DIGEST])");
+  const s = rest.slice(2);
+  if (!s) throw new Error("the image name is empty");
+  const at = s.indexOf("@");
+  const named = at < 0 ? s : s.slice(0, at);
+  let digest: string | undefined;
+  if (at >= 0) {
+    digest = s.slice(at + 1);
+    if (!dockerDigestRe.test(digest)) throw new Error(`invalid digest ${JSON.stringify(digest)}`);
+  }
+  const n = parseDockerName(named);
+  if (n.tag !== undefined && digest !== undefined) throw new Error("docker references with both a tag and digest are currently not supported");
+  const ref: DockerReference = { transport: "docker", registry: n.domain, repository: n.path };
+  if (digest !== undefined) ref.digest = digest;
+  else ref.tag = n.tag ?? "latest";
+  return ref;
 }
 
 // docker/distribution reference grammar (reference/regexp.go).

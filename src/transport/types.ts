@@ -27,7 +27,7 @@ import type { BlobReader } from "../cas";
 export type ImageReference =
   | { transport: "oci"; path: string; tag?: string }
   | { transport: "oci-archive"; path: string; tag?: string }
-  | { transport: "docker-archive"; path: string; name?: string; index?: number };
+  | { transport: "docker-archive"; path: string; name?: string; index?: number } | import("./registry/types").DockerReference;
 
 /** A layer as a destination receives it. */
 export interface LayerToWrite {
