@@ -190,3 +190,43 @@ export function storedBlobs(reg: Registry): Map<string, number> {
   }
   return out;
 }
+
+/**
+ * A request to the registry as its own client would make it, with the harness's credentials
+ * (Basic, or a token for the path's repository from the token server) and its CA: for tests to
+ * check what a push left, independent of boci's client. `path` starts with `/v2/`.
+ */
+export async function registryFetch(reg: Registry, path: string, init: { method?: string; headers?: Record<string, string>; actions?: string } = {}): Promise<Response> {
+  const tls = reg.caFile ? { ca: readFileSync(reg.caFile, "utf8") } : undefined;
+  const headers: Record<string, string> = { ...(init.headers ?? {}) };
+  if (reg.user !== undefined) {
+    const basic = "Basic " + Buffer.from(`${reg.user}:${reg.password}`).toString("base64");
+    if (reg.tokenServer) {
+      const repo = /^\/v2\/(.+?)\/(manifests|blobs|tags|referrers)\//.exec(path)?.[1];
+      const q = new URLSearchParams({ service: reg.tokenServer.service });
+      if (repo) q.set("scope", `repository:${repo}:${init.actions ?? "pull"}`);
+      const tr = await fetch(`${reg.tokenServer.realm}?${q}`, { headers: { authorization: basic }, tls });
+      if (!tr.ok) throw new Error(`registry harness: token server answered ${tr.status}`);
+      headers.authorization = "Bearer " + ((await tr.json()) as { token: string }).token;
+    } else headers.authorization = basic;
+  }
+  return fetch(reg.url + path, { method: init.method ?? "GET", headers, tls });
+}
+
+export interface RunResult { code: number; stdout: string; stderr: string }
+
+/**
+ * Run a command without blocking the event loop: the token server and the fault proxy live in
+ * the test process, so a `Bun.spawnSync` of boci or skopeo against them would never get an
+ * answer. Killed with SIGKILL after `timeoutMs` (default 100 s).
+ */
+export async function runAsync(cmd: string[], opts: { env?: Record<string, string>; cwd?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+  const p = Bun.spawn(cmd, { cwd: opts.cwd, env: { ...process.env, ...opts.env }, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  live.add(p);
+  const t = setTimeout(() => p.kill("SIGKILL"), opts.timeoutMs ?? 100_000);
+  const [stdout, stderr] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text()]);
+  const code = await p.exited;
+  clearTimeout(t);
+  live.delete(p);
+  return { code, stdout, stderr };
+}
