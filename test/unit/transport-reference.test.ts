@@ -75,12 +75,66 @@ describe("parseReference", () => {
     expect((err as Error).message).toContain(JSON.stringify(s));
   });
 
-  test.each(["docker://busybox:latest", "dir:/tmp/x", "containers-storage:busybox", "docker-daemon:busybox:latest"])("%s is an unsupported transport (exit 6)", (s) => {
+  test.each(["dir:/tmp/x", "containers-storage:busybox", "docker-daemon:busybox:latest"])("%s is an unsupported transport (exit 6)", (s) => {
     let err: unknown;
     try { parseReference(s, { role: "source" }); } catch (e) { err = e; }
     expect(err).toBeInstanceOf(UnsupportedError);
     expect((err as UnsupportedError).exitCode).toBe(6);
     expect((err as Error).message).toContain("unsupported transport");
+  });
+});
+
+const D = "sha256:" + "0123456789abcdef".repeat(4);
+// containers/image docker transport (ParseReference: "//" then ParseNormalizedNamed, TagNameOnly).
+const dockerGood: Row[] = [
+  ["docker://alpine", { transport: "docker", registry: "docker.io", repository: "library/alpine", tag: "latest" }],
+  ["docker://alpine:3.19", { transport: "docker", registry: "docker.io", repository: "library/alpine", tag: "3.19" }],
+  ["docker://me/app", { transport: "docker", registry: "docker.io", repository: "me/app", tag: "latest" }],
+  ["docker://docker.io/alpine", { transport: "docker", registry: "docker.io", repository: "library/alpine", tag: "latest" }],
+  ["docker://index.docker.io/library/alpine:edge", { transport: "docker", registry: "docker.io", repository: "library/alpine", tag: "edge" }],
+  ["docker://localhost:5000/x", { transport: "docker", registry: "localhost:5000", repository: "x", tag: "latest" }],
+  ["docker://localhost/x:1", { transport: "docker", registry: "localhost", repository: "x", tag: "1" }],
+  ["docker://127.0.0.1:5000/a/b/c:v1.0", { transport: "docker", registry: "127.0.0.1:5000", repository: "a/b/c", tag: "v1.0" }],
+  ["docker://quay.io/org/img_x-y.z:T_1", { transport: "docker", registry: "quay.io", repository: "org/img_x-y.z", tag: "T_1" }],
+  ["docker://[::1]:5000/x", { transport: "docker", registry: "[::1]:5000", repository: "x", tag: "latest" }],
+  [`docker://alpine@${D}`, { transport: "docker", registry: "docker.io", repository: "library/alpine", digest: D }],
+  [`docker://localhost:5000/x/y@${D}`, { transport: "docker", registry: "localhost:5000", repository: "x/y", digest: D }],
+];
+
+describe("parseReference docker://", () => {
+  test.each(dockerGood)("%s", (s, want) => {
+    expect(parseReference(s, { role: "source" })).toEqual(want as never);
+    expect(parseReference(s, { role: "destination" })).toEqual(want as never);
+  });
+  test.each(dockerGood)("%s round-trips through formatReference", (s) => {
+    const r = parseReference(s, { role: "source" });
+    expect(parseReference(formatReference(r), { role: "source" })).toEqual(r);
+  });
+  test("formatReference is the normalised form", () => {
+    expect(formatReference(parseReference("docker://alpine", { role: "source" }))).toBe("docker://docker.io/library/alpine:latest");
+    expect(formatReference(parseReference(`docker://localhost:5000/x@${D}`, { role: "source" }))).toBe(`docker://localhost:5000/x@${D}`);
+  });
+  const bad: [string, string][] = [
+    ["docker:alpine", "starts with //"],
+    ["docker:/alpine", "starts with //"],
+    ["docker://", "image name is empty"],
+    ["docker://Alpine", "must be lowercase"],
+    ["docker://alpine:", "bad tag"],
+    ["docker://alpine:-x", "bad tag"],
+    ["docker://a b", "invalid reference format"],
+    ["docker://alpine@sha256:abc", "invalid digest"],
+    ["docker://alpine@", "invalid digest"],
+    [`docker://alpine:3@${D}`, "both a tag and digest"],
+    ["docker://" + "a".repeat(64), "64-byte hexadecimal"],
+    ["docker://localhost:5000/" + "a".repeat(300), "255 characters"],
+  ];
+  test.each(bad)("%p is a usage error", (s, msg) => {
+    let err: unknown;
+    try { parseReference(s, { role: "source" }); } catch (e) { err = e; }
+    expect(err).toBeInstanceOf(UsageError);
+    expect((err as UsageError).exitCode).toBe(2);
+    expect((err as Error).message).toContain(msg);
+    expect((err as Error).message).toContain(JSON.stringify(s));
   });
 });
 
