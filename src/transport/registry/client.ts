@@ -163,6 +163,7 @@ export class RegistryClient {
         try {
           return await fn(n);
         } catch (e) {
+          if (e instanceof BociError && e.code === "ETLS") throw this.fail(what, e.message, "general", e);
           if (!(e instanceof TransientError)) throw e;
           if (n >= h.retries) throw this.fail(what, `${this.redact(e.message)}${n ? ` (after ${n + 1} attempts)` : ""}`, "general", e);
           const d = backoffMs(n + 1, h.retryDelayMs, e.retryAfterMs);
