@@ -215,6 +215,24 @@ describe.skipIf(!!missing)("against docker-registry with auth", () => {
     expect(e.message).not.toMatch(/eyJ/);
     expect(e.message).not.toContain(token.password!);
   });
+
+  test("token auth: concurrent requests share one ping and one token; an identity token uses the OAuth2 refresh form", async () => {
+    const opts: RegistryOptions = { tlsVerify: false, credentials: { username: token.user!, password: token.password! }, retryDelayMs: 5 };
+    const before = token.tokenServer!.requests.length;
+    const c = new RegistryClient(token.host, "tok/many", opts, ["pull"]);
+    const ds = [0, 1, 2, 3].map((i) => sha(Buffer.from(`absent-${i}`)));
+    expect(await Promise.all(ds.map((d) => c.headBlob(d)))).toEqual([null, null, null, null]);
+    expect(token.tokenServer!.requests.length - before).toBe(1);
+    // a refresh token, as `docker login` stores it (identitytoken)
+    const r = await fetch(`${token.tokenServer!.realm}?service=${token.tokenServer!.service}&offline_token=true`, {
+      headers: { authorization: "Basic " + Buffer.from(`${token.user}:${token.password}`).toString("base64") },
+    });
+    const refresh = ((await r.json()) as { refresh_token: string }).refresh_token;
+    const idc = new RegistryClient(token.host, "tok/src", { tlsVerify: false, credentials: { username: "<token>", password: "", identityToken: refresh }, retryDelayMs: 5 }, ["pull"]);
+    expect(await idc.headBlob(sha(Buffer.from("absent")))).toBeNull();
+    const last = token.tokenServer!.requests.at(-1)!;
+    expect(last).toMatchObject({ method: "POST", who: "refresh", scopes: ["repository:tok/src:pull"] });
+  });
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -243,10 +261,14 @@ function fake(handler: Handler): Fake {
 const ociManifest = manifestFor(Buffer.from("{}"), []);
 const ociType = "application/vnd.oci.image.manifest.v1+json";
 
-/** A body that sends `data` then breaks the connection. */
-function cutBody(data: Uint8Array, total: number): Response {
+/**
+ * A body that sends `data` then breaks the connection (`how: "reset"`: Bun's client sees
+ * ECONNRESET; the server prints the stream's error) or ends it early (`"short"`: a clean end
+ * before Content-Length, which Bun's client reports as a normal end).
+ */
+function cutBody(data: Uint8Array, total: number, how: "reset" | "short" = "short"): Response {
   return new Response(new ReadableStream({
-    async pull(c) { c.enqueue(data); await Bun.sleep(20); c.error(new Error("cut")); },
+    async pull(c) { c.enqueue(data); await Bun.sleep(20); if (how === "reset") c.error(new Error("cut (expected by the test)")); else c.close(); },
   }), { headers: { "content-length": String(total) } });
 }
 
@@ -378,7 +400,7 @@ describe("retries (fake registry)", () => {
       const range = req.headers.get("range");
       ranges.push(range);
       const from = range ? Number(/bytes=(\d+)-/.exec(range)![1]) : 0;
-      if (ranges.length <= 2) return cutBody(data.subarray(from, from + 50_000), data.length - from);
+      if (ranges.length <= 2) return cutBody(data.subarray(from, from + 50_000), data.length - from, ranges.length === 1 ? "reset" : "short");
       return new Response(data.subarray(from), { status: 206, headers: { "content-range": `bytes ${from}-${data.length - 1}/${data.length}` } });
     });
     const c = new RegistryClient(f.host, "r", fast, ["pull"]);
@@ -397,7 +419,8 @@ describe("retries (fake registry)", () => {
       if (n++ === 0) return cutBody(data.subarray(0, 70_000), data.length);
       return new Response(data);
     });
-    const got = await collect(new RegistryClient(f.host, "r", fast, ["pull"]).getBlob(sha(data)));
+    // Bun's server sends a stream chunked: only the size the caller passes tells the end is early
+    const got = await collect(new RegistryClient(f.host, "r", fast, ["pull"]).getBlob(sha(data), { size: data.length }));
     expect(got.equals(data)).toBe(true);
     expect(n).toBe(2);
   });
@@ -435,6 +458,60 @@ describe("retries (fake registry)", () => {
     expect(storage.hits.length).toBe(1);
     expect(storage.hits[0]!.path).toBe("/bucket/blob?sig=1");
     expect(storage.hits[0]!.headers.authorization).toBeUndefined();
+  });
+});
+
+describe("tags (fake registry)", () => {
+  test("every page is followed through Link rel=next (relative URLs), with ?n= on the first", async () => {
+    const all = ["a", "b", "c", "d", "e"];
+    const f = fake((_req, url) => {
+      if (url.pathname === "/v2/") return new Response("{}");
+      const n = Number(url.searchParams.get("n") ?? 100);
+      const last = url.searchParams.get("last");
+      const from = last ? all.indexOf(last) + 1 : 0;
+      const page = all.slice(from, from + n);
+      const headers: Record<string, string> = {};
+      if (from + n < all.length) headers.link = `</v2/ns/r/tags/list?n=${n}&last=${page.at(-1)}>; rel="next"`;
+      return Response.json({ name: "ns/r", tags: page }, { headers });
+    });
+    expect(await new RegistryClient(f.host, "ns/r", fast, ["pull"]).listTags({ pageSize: 2 })).toEqual(all);
+    expect(f.hits.filter((h) => h.path.startsWith("/v2/ns/r/tags/list")).map((h) => h.path)).toEqual([
+      "/v2/ns/r/tags/list?n=2", "/v2/ns/r/tags/list?n=2&last=b", "/v2/ns/r/tags/list?n=2&last=d",
+    ]);
+    const g = fake((_req, url) => (url.pathname === "/v2/" ? new Response("{}") : Response.json({ name: "x", tags: null })));
+    expect(await new RegistryClient(g.host, "x", fast, ["pull"]).listTags()).toEqual([]);
+  });
+});
+
+describe("secrets never reach a log line or a message", () => {
+  test("debug logging of a Basic and a Bearer flow with failures and retries", async () => {
+    const secretPw = "S3cret-Passw0rd-Value";
+    const tok = "opaque-token-value-0123456789";
+    let n = 0;
+    const f = fake((req, url) => {
+      if (url.pathname === "/token") return Response.json({ token: tok, expires_in: 300 });
+      if (req.headers.get("authorization") !== `Bearer ${tok}`)
+        return new Response("", { status: 401, headers: { "www-authenticate": `Bearer realm="http://127.0.0.1:${url.port}/token",service="s"` } });
+      if (url.pathname === "/v2/") return new Response("{}");
+      if (n++ < 2) return new Response(`{"errors":[{"code":"UNKNOWN","message":"backend said Bearer ${tok} and ${secretPw}"}]}`, { status: 500 });
+      return new Response(`{"errors":[{"code":"DENIED","message":"no for ${tok}"}]}`, { status: 403 });
+    });
+    const { setLogLevel } = await import("../../src/util/log");
+    const written: string[] = [];
+    const orig = process.stderr.write.bind(process.stderr);
+    (process.stderr as { write: unknown }).write = (chunk: unknown, ...rest: unknown[]) => { written.push(String(chunk)); return (orig as (...a: unknown[]) => boolean)(chunk, ...rest); };
+    setLogLevel("debug");
+    let e: BociError;
+    try {
+      e = await caught(new RegistryClient(f.host, "r", { ...fast, credentials: { username: "u", password: secretPw } }, ["pull"]).getManifest("t"));
+    } finally {
+      setLogLevel("warn");
+      (process.stderr as { write: unknown }).write = orig;
+    }
+    expect(e.message).toContain("denied");
+    const all = written.join("") + "\n" + e.message;
+    expect(written.join("")).toContain("retry");
+    for (const s of [secretPw, tok, Buffer.from(`u:${secretPw}`).toString("base64")]) expect(all).not.toContain(s);
   });
 });
 
