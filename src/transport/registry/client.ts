@@ -52,8 +52,8 @@ function chunkSizeFromEnv(): number {
   return Number.isInteger(v) && v > 0 ? v : DEFAULT_CHUNK_SIZE;
 }
 
-function hashOf(alg: string, bytes: Uint8Array): string {
-  if (alg !== "sha256" && alg !== "sha512") throw new UnsupportedError(`unsupported digest algorithm ${alg}`);
+function hashOf(alg: string, bytes: Uint8Array, where = ""): string {
+  if (alg !== "sha256" && alg !== "sha512") throw new UnsupportedError(`${where ? where + ": " : ""}unsupported digest algorithm ${alg}`);
   const h = new Bun.CryptoHasher(alg);
   h.update(bytes);
   return `${alg}:${h.digest("hex")}`;
@@ -279,14 +279,14 @@ export class RegistryClient {
       let digest: string;
       if (isDigest(ref)) {
         const [alg] = splitDigest(ref);
-        digest = hashOf(alg, bytes);
+        digest = hashOf(alg, bytes, `${this.where}: ${what}`);
         if (digest !== ref) throw this.fail(what, `digest mismatch: the registry sent ${digest}`, "invalid");
       } else {
         digest = hashOf("sha256", bytes);
         const claimed = res.headers.get("docker-content-digest");
         if (claimed && isDigest(claimed)) {
           const [alg] = splitDigest(claimed);
-          const mine = alg === "sha256" ? digest : hashOf(alg, bytes);
+          const mine = alg === "sha256" ? digest : hashOf(alg, bytes, `${this.where}: ${what}`);
           if (mine !== claimed) throw this.fail(what, `digest mismatch: Docker-Content-Digest ${claimed}, the bytes' digest ${mine}`, "invalid");
         }
       }
@@ -437,7 +437,8 @@ export class RegistryClient {
   }
 
   /**
-   * Put a blob unless the registry has it: "exists" when HEAD finds it; with `mountFrom` (a
+   * Put a blob unless the registry has it: "exists" when HEAD finds it (of another size:
+   * InvalidError); with `mountFrom` (a
    * repository on the same registry) a cross-repository mount first, "mounted" when the registry
    * does it (a 202 goes on uploading in the session it opened); else "uploaded": one PUT for a
    * blob up to the chunk size (8 MiB), PATCH chunks then the final PUT for larger ones.
@@ -447,7 +448,11 @@ export class RegistryClient {
    * (InvalidError otherwise); the registry checks the digest.
    */
   async putBlob(desc: { digest: string; size: number }, open: (offset: number) => AsyncIterable<Buffer>, opts: { mountFrom?: string } = {}): Promise<"exists" | "mounted" | "uploaded"> {
-    if ((await this.headBlob(desc.digest)) !== null) return "exists";
+    const have = await this.headBlob(desc.digest);
+    if (have !== null) {
+      if (have !== desc.size) throw this.fail(`put blob ${desc.digest}`, `the registry has it with size ${have}, not ${desc.size}`, "invalid");
+      return "exists";
+    }
     const h = this.settings();
     let loc: string | null = null;
     const mountFrom = opts.mountFrom;
@@ -630,7 +635,7 @@ export class RegistryClient {
   async putManifest(ref: string, bytes: Buffer, mediaType: string): Promise<string> {
     const what = `put manifest ${ref}`;
     const alg = isDigest(ref) ? splitDigest(ref)[0] : "sha256";
-    const mine = hashOf(alg, bytes);
+    const mine = hashOf(alg, bytes, `${this.where}: ${what}`);
     if (isDigest(ref) && mine !== ref) throw this.fail(what, `the manifest's bytes hash to ${mine}`, "invalid");
     return this.retried(what, async () => {
       const { res } = await this.attempt(what, { method: "PUT", path: this.path("manifests", ref), headers: { "content-type": mediaType }, body: bytes });
@@ -641,7 +646,7 @@ export class RegistryClient {
       await res.body?.cancel().catch(() => {});
       const claimed = res.headers.get("docker-content-digest");
       if (claimed && isDigest(claimed)) {
-        const m = splitDigest(claimed)[0] === alg ? mine : hashOf(splitDigest(claimed)[0], bytes);
+        const m = splitDigest(claimed)[0] === alg ? mine : hashOf(splitDigest(claimed)[0], bytes, `${this.where}: ${what}`);
         if (m !== claimed) throw this.fail(what, `the registry names ${claimed}, the bytes' digest is ${m}`, "invalid");
         return claimed;
       }
