@@ -95,8 +95,9 @@ export class BlobPool {
 
   /** Run `fn` when a slot is free. */
   async run<T>(fn: () => Promise<T>): Promise<T> {
+    // A finished task hands its slot straight to the next waiter, so no newcomer slips in between.
     if (this.active >= this.limit) await new Promise<void>((resolve) => this.queue.push(resolve));
-    this.active++;
+    else this.active++;
     try {
       if (this.failure) throw this.failure.error;
       return await fn();
@@ -104,8 +105,9 @@ export class BlobPool {
       this.failure ??= { error: e };
       throw e;
     } finally {
-      this.active--;
-      this.queue.shift()?.();
+      const next = this.queue.shift();
+      if (next) next();
+      else this.active--;
     }
   }
 
@@ -270,7 +272,7 @@ async function copyBlob(reader: BlobReader, d: Descriptor, layout: Layout, tally
     const t = tally.begin(d);
     if (layout.hasBlob(d.digest)) { t.skip(); return; }
     const info = isRangeReader(reader)
-      ? await addContextAsync(`copy blob ${d.digest}`, () => layout.putBlobResumable(d, (off) => reader.getBlobFrom(d, off), { onBytes: t.moved }))
+      ? await addContextAsync(`copy from ${reader.path}`, () => layout.putBlobResumable(d, (off) => reader.getBlobFrom(d, off), { onBytes: t.moved }))
       : await addContextAsync(`copy blob ${d.digest}`, () => layout.putBlobStream(CopyTally.tap(reader.getBlob(d), t.moved)));
     if (info.digest !== d.digest || info.size !== d.size)
       throw new InvalidError(`copy blob ${d.digest}: stored ${info.digest} (${info.size} bytes), expected ${d.digest} (${d.size} bytes)`);

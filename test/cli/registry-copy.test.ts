@@ -12,7 +12,7 @@
  * flip a byte of one): the faults are the test's, the registry is real.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { BIN, boci, ok, scratch } from "../helpers/cli";
@@ -67,6 +67,10 @@ class PullProxy {
   ranges: string[] = [];
   stall: { digest: string; afterBytes: number; release?: () => void; reached?: boolean } | null = null;
   tamper: string | null = null;
+  /** a pause before each blob body, and the most blob bodies under way at once */
+  delayMs = 0;
+  private active = 0;
+  maxActive = 0;
 
   constructor(upstream: string) {
     this.server = Bun.serve({
@@ -90,6 +94,11 @@ class PullProxy {
     if (req.headers.get("range")) this.ranges.push(`${digest} ${req.headers.get("range")}`);
     const reader = res.body.getReader();
     let sent = 0;
+    this.active++;
+    this.maxActive = Math.max(this.maxActive, this.active);
+    let open = true;
+    const closed = () => { if (open) { open = false; this.active--; } };
+    if (this.delayMs) await Bun.sleep(this.delayMs);
     const body = new ReadableStream<Uint8Array>({
       pull: async (ctl) => {
         const st = this.stall;
@@ -98,7 +107,7 @@ class PullProxy {
           await new Promise<void>((resolve) => { st.release = resolve; });
         }
         const r = await reader.read();
-        if (r.done) { ctl.close(); return; }
+        if (r.done) { closed(); ctl.close(); return; }
         let chunk = r.value;
         if (st && st.digest === digest && sent < st.afterBytes && sent + chunk.length > st.afterBytes) {
           const keep = st.afterBytes - sent;
@@ -122,7 +131,7 @@ class PullProxy {
         this.count(digest, chunk.length);
         ctl.enqueue(chunk);
       },
-      cancel: () => { void reader.cancel(); },
+      cancel: () => { closed(); void reader.cancel(); },
     });
     return new Response(body, { status: res.status, headers: res.headers });
   }
@@ -135,6 +144,8 @@ class PullProxy {
     this.stall?.release?.();
     this.stall = null;
     this.tamper = null;
+    this.delayMs = 0;
+    this.maxActive = 0;
   }
   stop(): void {
     this.stall?.release?.();
@@ -283,11 +294,48 @@ maybe("boci copy with docker://", () => {
     proxy.reset();
     expect(r.code).toBe(4);
     expect(r.stderr).toContain(bad.digest);
+    expect(r.stderr).toContain(`${proxy.host}/r4/wrong`);
     expect(r.stderr.trim().split("\n")).toHaveLength(1);
     expect(tags(d)).toEqual([]);
     expect(existsSync(join(d, "blobs", "sha256", bad.digest.slice(7)))).toBe(false);
     const tmp = join(d, ".boci-tmp");
     expect(existsSync(tmp) ? readdirSync(tmp) : []).toEqual([]);
+  });
+
+  test("a partial download with wrong bytes is refetched whole once, then the pull succeeds", async () => {
+    const l = newLayout();
+    const img = makeImage(l, "t", [bigLayer(2 << 20)], { compress: "none" });
+    const big = img.layers[0]!;
+    ok(["copy", PLAIN_DST, `oci:${l}:t`, `docker://${reg.host}/r4/stale:1`], { env: ENV });
+    const d = newLayout();
+    mkdirSync(join(d, ".boci-tmp"), { recursive: true });
+    writeFileSync(join(d, ".boci-tmp", `partial-sha256-${big.digest.slice(7)}`), randomBytes(1 << 20));
+    proxy.reset();
+    const r = await bociAsync(["copy", PLAIN_SRC, `docker://${proxy.host}/r4/stale:1`, `oci:${d}:s`]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    // the rest after the stale megabyte, then the whole blob again
+    expect(proxy.served.get(big.digest)).toBe(big.size - (1 << 20) + big.size);
+    sameImage(l, d, img.manifest.digest);
+    expect(readdirSync(join(d, ".boci-tmp"))).toEqual([]);
+    expect(checkLayout(d)).toEqual([]);
+  });
+
+  test("blobs are pulled several at a time, at most 4 by default", async () => {
+    const l = newLayout();
+    const layers = Array.from({ length: 7 }, (_, i) => makeTar([file(`f${i}`, randomBytes(64 << 10))]));
+    const img = makeImage(l, "t", layers);
+    ok(["copy", PLAIN_DST, `oci:${l}:t`, `docker://${reg.host}/r4/pool:1`], { env: ENV });
+    proxy.reset();
+    proxy.delayMs = 300;
+    const d = newLayout();
+    const r = await bociAsync(["copy", PLAIN_SRC, `docker://${proxy.host}/r4/pool:1`, `oci:${d}:p`]);
+    const most = proxy.maxActive;
+    proxy.reset();
+    expect(r.code).toBe(0);
+    expect(most).toBeGreaterThanOrEqual(2);
+    expect(most).toBeLessThanOrEqual(4);
+    sameImage(l, d, img.manifest.digest);
   });
 
   test("a tag or repository the registry lacks: exit 3, nothing created", () => {

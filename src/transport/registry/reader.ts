@@ -115,7 +115,7 @@ export class RegistryReader implements BlobReader {
       await fetchJson(top, isIndexMediaType(mediaType) ? "index" : "manifest", 0);
       return new RegistryReader(ref, api, top, held);
     } catch (e) {
-      throw addContext(name, e);
+      throw named(ref, name, e);
     }
   }
 
@@ -158,7 +158,7 @@ export class RegistryReader implements BlobReader {
     try {
       yield* verifyChunks(this.client.getBlob(digest, { size: desc.size }), desc);
     } catch (e) {
-      throw addContext(repoName(this.ref), e);
+      throw named(this.ref, this.path, e);
     }
   }
 
@@ -175,6 +175,12 @@ export class RegistryReader implements BlobReader {
   lockGc(): void {}
 
   close(): void {}
+}
+
+/** `e` with `context` in front unless its message already names the registry and repository. */
+function named(ref: DockerReference, context: string, e: unknown): unknown {
+  if (e instanceof Error && e.message.includes(`${ref.registry}/${ref.repository}`)) return e;
+  return addContext(context, e);
 }
 
 /** `Content-Type` without parameters; a body's own `mediaType` when the header says nothing useful. */
