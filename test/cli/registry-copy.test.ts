@@ -18,7 +18,7 @@ import { randomBytes } from "node:crypto";
 import { BIN, boci, ok, scratch } from "../helpers/cli";
 import { checkLayout } from "../helpers/check-layout";
 import { makeDockerArchive } from "../helpers/archive";
-import { MT, dir, file, makeImage, makeIndex, makeTar, type Descriptor } from "../helpers/image";
+import { MT, corruptBlob, dir, file, makeImage, makeIndex, makeTar, type Descriptor } from "../helpers/image";
 import { type Registry, registryMissing, startRegistry } from "../helpers/registry";
 
 const REF = "org.opencontainers.image.ref.name";
@@ -300,6 +300,34 @@ maybe("boci copy with docker://", () => {
     expect(existsSync(join(d, "blobs", "sha256", bad.digest.slice(7)))).toBe(false);
     const tmp = join(d, ".boci-tmp");
     expect(existsSync(tmp) ? readdirSync(tmp) : []).toEqual([]);
+  });
+
+  test("a wrong blob streamed into a docker-archive (verifyChunks): exit 4, no archive", async () => {
+    const l = newLayout();
+    const img = makeImage(l, "t", [bigLayer(256 << 10)], { compress: "none" });
+    ok(["copy", PLAIN_DST, `oci:${l}:t`, `docker://${reg.host}/r4/wrongtar:1`], { env: ENV });
+    proxy.reset();
+    proxy.tamper = img.layers[0]!.digest;
+    const s = scratch();
+    const r = await bociAsync(["copy", PLAIN_SRC, `docker://${proxy.host}/r4/wrongtar:1`, `docker-archive:${join(s, "o.tar")}:x:1`]);
+    proxy.reset();
+    expect(r.code).toBe(4);
+    expect(r.stderr).toContain(img.layers[0]!.digest);
+    expect(readdirSync(s)).toEqual([]);
+  });
+
+  test("a push whose source blob is corrupt fails with exit 4 and leaves no tag in the registry", async () => {
+    const l = newLayout();
+    const img = makeImage(l, "t", [layer1, bigLayer(128 << 10)]);
+    corruptBlob(l, img.layers[1]!, randomBytes(img.layers[1]!.size));
+    const r = boci(["copy", PLAIN_DST, `oci:${l}:t`, `docker://${reg.host}/r4/badpush:1`], { env: ENV });
+    expect(r.code).toBe(4);
+    expect(r.stderr).toContain(img.layers[1]!.digest);
+    const res = await fetch(`${reg.url}/v2/r4/badpush/tags/list`);
+    const tagsThere = res.ok ? ((await res.json()) as { tags: string[] | null }).tags ?? [] : [];
+    expect(tagsThere).toEqual([]);
+    const m = await fetch(`${reg.url}/v2/r4/badpush/manifests/${img.manifest.digest}`, { method: "HEAD" });
+    expect(m.status).toBe(404);
   });
 
   test("a partial download with wrong bytes is refetched whole once, then the pull succeeds", async () => {
