@@ -1,9 +1,17 @@
 /**
  * `boci copy SRC DST`: skopeo's `copy` for the transports boci speaks (oci:, oci-archive:,
- * docker-archive:), through the copy engine (src/transport/copy.ts). Prints nothing on success
- * unless asked (`--json`, or `--verbose` for a summary line); progress on a terminal.
+ * docker-archive:, docker://), through the copy engine (src/transport/copy.ts). Prints nothing on
+ * success unless asked (`--json`, or `--verbose` for a summary line); progress on a terminal.
+ *
+ * Registry flags (registryOptionsFrom) go to CopyOptions.srcRegistry / dstRegistry: `--creds`,
+ * `--authfile`, `--tls-verify=BOOL`, `--cert-dir` for both sides, each overridden for one side by
+ * its `--src-`/`--dest-` form; `--src-no-creds`/`--dest-no-creds` for anonymous access;
+ * `--retry-times N` for both. They are ignored for a side that is not `docker://` (as skopeo).
+ * A credential given here is never printed: not in help, errors, --json or a log line.
  */
 import { UsageError } from "../errors";
+import type { RegistryOptions } from "../transport/registry/types";
+import type * as CredentialsModule from "../transport/registry/credentials";
 import { parsePlatform } from "../cas";
 import type { Platform } from "../image";
 import type * as CopyModule from "../transport/copy";
@@ -12,7 +20,7 @@ import type { CopyOptions, CopyProgress } from "../transport/types";
 import { log } from "../util/log";
 import { createProgress, formatBytes } from "../util/progress";
 import { writeErr, writeOut, stderrIsTTY } from "../util/stdio";
-import type { CommandDef } from "./spec";
+import type { CommandDef, Opts, OptSpec } from "./spec";
 
 // The engine pulls in tar, zlib and streams: loaded when the command runs.
 const copyModule = () => require("../transport/copy") as typeof CopyModule;
@@ -34,6 +42,78 @@ function platformFrom(v: string | undefined): Platform | undefined {
   } catch (e) {
     throw new UsageError(`invalid --platform: ${(e as Error).message}`);
   }
+}
+
+const TRUE_WORDS = new Set(["1", "t", "T", "TRUE", "true", "True"]);
+const FALSE_WORDS = new Set(["0", "f", "F", "FALSE", "false", "False"]);
+
+/** A `--flag=BOOL` value as Go's strconv.ParseBool reads it; undefined when the flag is absent. */
+export function parseBoolFlag(flag: string, v: string | undefined): boolean | undefined {
+  if (v === undefined) return undefined;
+  if (TRUE_WORDS.has(v)) return true;
+  if (FALSE_WORDS.has(v)) return false;
+  throw new UsageError(`invalid --${flag} ${JSON.stringify(v)}: true or false`);
+}
+
+/** A `--retry-times N` value: a non-negative integer (at most 100). */
+export function parseRetryTimes(flag: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d{1,3}$/.test(v) || Number(v) > 100) throw new UsageError(`invalid --${flag} ${JSON.stringify(v)}: a number of retries from 0 to 100`);
+  return Number(v);
+}
+
+/** The registry flags of `boci copy` (and, without the side prefixes, of `boci ls`). */
+export function registryOptionSpecs(sides: boolean): OptSpec[] {
+  const both: OptSpec[] = [
+    { flag: "creds", value: "<user[:password]>", desc: sides ? "credentials for both registries (docker://); the --src-/--dest- forms override it per side" : "credentials for the registry" },
+    { flag: "authfile", value: "<file>", desc: "auth file to read first (default $REGISTRY_AUTH_FILE, then ${XDG_RUNTIME_DIR}/containers/auth.json, ~/.config/containers/auth.json, ~/.docker/config.json)" },
+    { flag: "tls-verify", value: "<bool>", desc: "--tls-verify=false: no certificate check and plain HTTP allowed (default true)" },
+    { flag: "cert-dir", value: "<dir>", desc: "certificates for the registry: *.crt CAs, a *.cert with its *.key as client certificate (default certs.d/HOST[:PORT])" },
+  ];
+  const out: OptSpec[] = [...both];
+  if (sides) {
+    for (const [side, what] of [["src", "source"], ["dest", "destination"]] as const) {
+      out.push(
+        { flag: `${side}-creds`, value: "<user[:password]>", desc: `credentials for the ${what} registry` },
+        { flag: `${side}-no-creds`, desc: `access the ${what} registry anonymously (no auth file read)` },
+        { flag: `${side}-authfile`, value: "<file>", desc: `auth file for the ${what} registry` },
+        { flag: `${side}-tls-verify`, value: "<bool>", desc: `--tls-verify for the ${what} registry` },
+        { flag: `${side}-cert-dir`, value: "<dir>", desc: `--cert-dir for the ${what} registry` },
+      );
+    }
+  }
+  // No --no-creds without a side (boci ls): cac reads a "no-" flag as the negation of --creds.
+  out.push({ flag: "retry-times", value: "<n>", desc: "retries after a connection error, 5xx or 429 answer (default 3)" });
+  return out;
+}
+
+const credentialsModule = () => require("../transport/registry/credentials") as typeof CredentialsModule;
+
+/**
+ * The RegistryOptions one side's flags ask for: `side` "src"/"dest" reads `--SIDE-X` first and
+ * `--X` after it, "" reads `--X` only (boci ls). UsageError for a malformed value (never echoing
+ * a credential) or for credentials together with no-creds.
+ */
+export function registryOptionsFrom(opts: Opts, side: "src" | "dest" | ""): RegistryOptions {
+  const pick = (name: string) => (side ? opts.get(`${side}-${name}`) : undefined) ?? opts.get(name);
+  const flagOf = (name: string) => (side && opts.get(`${side}-${name}`) !== undefined ? `${side}-${name}` : name);
+  const r: RegistryOptions = {};
+  const noCreds = side !== "" && opts.bool(`${side}-no-creds`);
+  const creds = pick("creds");
+  // The side's own --SIDE-creds with --SIDE-no-creds is a contradiction; --creds (both sides) gives way.
+  if (noCreds && creds !== undefined && flagOf("creds") !== "creds")
+    throw new UsageError(`--${flagOf("creds")} and --${side}-no-creds cannot be specified at the same time`);
+  if (noCreds) r.credentials = credentialsModule().ANONYMOUS;
+  else if (creds !== undefined) r.credentials = credentialsModule().parseCredsFlag(creds, flagOf("creds"));
+  const authFile = pick("authfile");
+  if (authFile !== undefined && authFile !== "") r.authFile = authFile;
+  const tlsVerify = parseBoolFlag(flagOf("tls-verify"), pick("tls-verify"));
+  if (tlsVerify !== undefined) r.tlsVerify = tlsVerify;
+  const certDir = pick("cert-dir");
+  if (certDir !== undefined && certDir !== "") r.certDir = certDir;
+  const retries = parseRetryTimes("retry-times", opts.get("retry-times"));
+  if (retries !== undefined) r.retries = retries;
+  return r;
 }
 
 const short = (digest: string) => digest.replace(/^(sha256:[0-9a-f]{12})[0-9a-f]*$/, "$1");
@@ -61,11 +141,13 @@ function progressReporter(enabled: boolean): { onProgress: (p: CopyProgress) => 
 export const copyCommand: CommandDef = {
   name: "copy",
   args: ["source", "destination"],
-  description: "copy an image between oci:DIR[:TAG], oci-archive:FILE[:TAG] and docker-archive:FILE[:NAME:TAG]",
+  description: "copy an image between oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG] and docker://HOST[:PORT]/REPO[:TAG|@DIGEST]",
   examples: [
     "boci copy oci-archive:base.tar:1.0 oci:layout:base",
     "boci copy oci:layout:latest docker-archive:out.tar:myimage:1.2 --additional-tag myimage:latest",
     "boci copy docker-archive:in.tar oci:layout:latest",
+    "boci copy oci:layout:1.0 docker://registry.example:5000/team/app:1.0 --dest-creds builder --dest-cert-dir ./certs",
+    "boci copy docker://127.0.0.1:5000/app:1.0 oci:layout:app --src-tls-verify=false",
   ],
   options: [
     { flag: "additional-tag", value: "<name:tag>", repeat: true, desc: "another RepoTag for a docker-archive destination (repeatable)" },
@@ -76,6 +158,8 @@ export const copyCommand: CommandDef = {
     { flag: "platform", value: "<os/arch[/variant]>", desc: "choose the manifest for this platform from a multi-platform index (default: the host's)" },
     { flag: "tmpdir", value: "<dir>", desc: "directory for temporary files (default: beside the destination)" },
     { flag: "dest-shared-blob-dir", value: "<dir>", desc: "an oci: destination keeps every blob in <dir>/<alg>/ instead of its blobs/ (skopeo's flag)" },
+    ...registryOptionSpecs(true),
+    { flag: "referrers", desc: "copy the referrers (OCI 1.1 subject) of what is copied along with it" },
     { flag: "json", desc: "print the result as one JSON object" },
     { flag: "quiet", short: "q", desc: "print nothing but errors (and --json's object)" },
     { flag: "no-progress", desc: "do not show progress on a terminal" },
@@ -97,6 +181,9 @@ export const copyCommand: CommandDef = {
       tmpdir: opts.get("tmpdir"),
       sharedBlobDir: opts.get("dest-shared-blob-dir"),
       onProgress: progress.onProgress,
+      srcRegistry: registryOptionsFrom(opts, "src"),
+      dstRegistry: registryOptionsFrom(opts, "dest"),
+      referrers: opts.bool("referrers"),
     };
     if (copyOptions.all && copyOptions.platform) throw new UsageError("--all and --platform may not be specified together");
     let result;

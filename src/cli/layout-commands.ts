@@ -1,10 +1,15 @@
 /**
  * init, new, ls, tag, rm, gc: the layout and tag commands. What they print (stdout and the
  * info-level log lines) is what umoci 0.6 prints (cmd/umoci/{init,new,tag,gc}.go, new.go):
- * `ls` one tag per line in index order, duplicates included; `gc` nothing (umoci logs only at
+ * `ls` one tag per line in index order, duplicates included (`ls --layout docker://HOST/REPO`:
+ * the registry's tags, with copy's registry flags without the side prefixes); `gc` nothing (umoci logs only at
  * debug level); `rm` rewrites index.json even when the tag is absent, as umoci does.
  */
-import { NotFoundError } from "../errors";
+import { NotFoundError, UsageError } from "../errors";
+import type { RegistryOptions } from "../transport/registry/types";
+import type * as ReferenceModule from "../transport/reference";
+import type * as ClientModule from "../transport/registry/client";
+import { registryOptionSpecs, registryOptionsFrom } from "./copy";
 import { initLayout, listTags, resolveTag, setTag, removeTag, refName, gc, hostPlatform } from "../cas";
 import { MediaType, normalizeConfig, normalizeManifest, type ImageConfig, type Manifest } from "../image";
 import { log } from "../util/log";
@@ -62,20 +67,41 @@ export const lsCommand: CommandDef = {
   name: "ls",
   aliases: ["list"],
   args: [],
-  description: "list the set of tags in an OCI layout",
-  options: [{ ...layoutOpt, value: "<path>", desc: "path to an OCI image layout, or an archive read in place: 'oci-archive:file' or 'docker-archive:file' (its RepoTags)" }],
-  run(_args, opts) {
+  description: "list the set of tags in an OCI layout (or an archive, or a registry repository)",
+  examples: ["boci ls --layout docker://registry.example:5000/team/app --creds reader"],
+  options: [
+    { ...layoutOpt, value: "<path>", desc: "path to an OCI image layout, or an archive read in place: 'oci-archive:file' or 'docker-archive:file' (its RepoTags), or a registry repository 'docker://HOST[:PORT]/REPO' (its tags)" },
+    ...registryOptionSpecs(false),
+  ],
+  async run(_args, opts) {
     const given = opts.get("layout");
-    // An archive lists the tags of its index (a docker-archive's: manifest.json's RepoTags).
-    const layout = given !== undefined && isArchiveImage(given) ? openArchiveStore(given) : openLayout(parseLayoutFlag(given));
     let tags: string[];
-    try { tags = listTags(layout.readIndex()); } finally { layout.close(); }
+    if (given !== undefined && given.startsWith("docker://")) {
+      tags = await registryTags(given, registryOptionsFrom(opts, ""));
+    } else {
+      // An archive lists the tags of its index (a docker-archive's: manifest.json's RepoTags).
+      const layout = given !== undefined && isArchiveImage(given) ? openArchiveStore(given) : openLayout(parseLayoutFlag(given));
+      try { tags = listTags(layout.readIndex()); } finally { layout.close(); }
+    }
     // umoci 0.6 prints each name as it is (fmt.Println), and so do we while it is printable;
     // a name with a control or other unprintable character (image data on its way to a
     // terminal) is Go-quoted instead.
     out(tags.map((t) => (escapeText(t, "inline") === t ? t : escapeText(t, "always")) + "\n").join(""));
   },
 };
+
+/**
+ * The tags of the repository `docker://HOST[:PORT]/REPO` names (a tag or digest in it is
+ * ignored), in the registry's order (lexical for distribution). UsageError for a malformed
+ * reference; the client's errors (network, auth: exit 1; an unknown repository: exit 3).
+ */
+async function registryTags(s: string, registry: RegistryOptions): Promise<string[]> {
+  const { parseReference } = require("../transport/reference") as typeof ReferenceModule;
+  const ref = parseReference(s, { role: "source" });
+  if (ref.transport !== "docker") throw new UsageError(`--layout ${JSON.stringify(s)}: not a docker:// reference`);
+  const { RegistryClient } = require("../transport/registry/client") as typeof ClientModule;
+  return new RegistryClient(ref.registry, ref.repository, registry, ["pull"]).listTags();
+}
 
 export const tagCommand: CommandDef = {
   name: "tag",

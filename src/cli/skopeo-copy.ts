@@ -10,8 +10,11 @@
  *  - `--all`/`-a`, `--multi-arch all` → the whole index; `--multi-arch system` (the default) →
  *    the image for the host or `--override-os/-arch/-variant`; `--multi-arch index-only` refused;
  *  - `--tmpdir` → where temporary files go; `--quiet` → nothing on stdout;
- *  - `--remove-signatures` and `--src-creds`/`--dest-creds` are accepted: boci copies no
- *    signatures and the local transports need no credentials (never printed or logged);
+ *  - `--remove-signatures` is accepted: boci copies no signatures;
+ *  - the registry flags (`--src-creds`, `--dest-tls-verify`, `--src-cert-dir`, `--authfile`,
+ *    `--retry-times`, …; skopeo.ts skopeoRegistryOptions) → CopyOptions.srcRegistry and
+ *    dstRegistry, used when that side is `docker://` (credentials never printed or logged);
+ *  - `--digestfile FILE` → the digest of the manifest written, as skopeo writes it (no newline);
  *  - `--dest-shared-blob-dir DIR` → an `oci:` destination keeps every blob in `DIR/<alg>/…`
  *    (CopyOptions.sharedBlobDir); with another destination it is a usage error (skopeo ignores
  *    it there), refused before the source is read; an empty DIR means none, as in skopeo.
@@ -30,7 +33,7 @@ import type * as ReferenceModule from "../transport/reference";
 import type * as OpenModule from "../transport/open";
 import type { Plan } from "../transport/layout-dest";
 import { log } from "../util/log";
-import { type SkopeoFlags, type SkopeoGlobal, overridePlatform, refuseOtherTransport } from "./skopeo";
+import { type SkopeoFlags, type SkopeoGlobal, overridePlatform, refuseOtherTransport, skopeoRegistryOptions, warnDeprecatedTlsVerify } from "./skopeo";
 
 const copyModule = () => require("../transport/copy") as typeof CopyModule;
 const referenceModule = () => require("../transport/reference") as typeof ReferenceModule;
@@ -57,6 +60,16 @@ function resolvedPath(p: string): string {
 /** The scopes a source is looked up under, most specific first (identity, then namespaces). */
 function policyScopes(ref: ImageReference): string[] {
   if (ref.transport === "docker-archive") return [];
+  if (ref.transport === "docker") {
+    // containers-policy.json(5) docker scopes: the reference, the repository, its namespaces, the host.
+    const repo = `${ref.registry}/${ref.repository}`;
+    const scopes = [ref.digest ? `${repo}@${ref.digest}` : `${repo}:${ref.tag ?? "latest"}`];
+    for (let p = repo; ; p = p.slice(0, p.lastIndexOf("/"))) {
+      scopes.push(p);
+      if (p.lastIndexOf("/") < 0) break;
+    }
+    return scopes;
+  }
   const dir = resolvedPath(ref.path);
   const scopes = ref.tag ? [`${dir}:${ref.tag}`, dir] : [dir];
   for (let p = dir; p.lastIndexOf("/") > 0;) {
@@ -101,20 +114,16 @@ export function checkPolicy(g: SkopeoGlobal, src: ImageReference, srcText: strin
   }
 }
 
-function creds(flags: SkopeoFlags, name: string): void {
-  // Parsed only to refuse what skopeo refuses; the value goes nowhere.
-  const v = flags.get(name);
-  if (v !== undefined && (v === "" || v.startsWith(":"))) throw new UsageError(`--${name}: credentials can't be empty (username missing)`);
-}
-
 /**
  * CopyOptions from skopeo's flags for a copy to `dst` (UsageError/UnsupportedError for what
  * cannot be honoured).
  */
 export function copyOptionsFrom(flags: SkopeoFlags, g: SkopeoGlobal, dst: ImageReference): CopyOptions {
-  creds(flags, "src-creds");
-  creds(flags, "dest-creds");
-  const opts: CopyOptions = { additionalTags: flags.all("additional-tag"), tmpdir: g.tmpdir };
+  warnDeprecatedTlsVerify(flags);
+  const opts: CopyOptions = {
+    additionalTags: flags.all("additional-tag"), tmpdir: g.tmpdir,
+    srcRegistry: skopeoRegistryOptions(flags, "src-"), dstRegistry: skopeoRegistryOptions(flags, "dest-"),
+  };
   const shared = flags.get("dest-shared-blob-dir");
   if (shared !== undefined && shared !== "") {
     if (dst.transport !== "oci")
@@ -149,11 +158,12 @@ export function copyOptionsFrom(flags: SkopeoFlags, g: SkopeoGlobal, dst: ImageR
  * Which of the source's blobs are JSON documents (manifests, indexes: skopeo names none of
  * them) and which are configs, for the copy lines. Read from the plan the copy will follow.
  */
-function documentKinds(src: ImageReference, opts: CopyOptions): Map<string, "config" | "document"> {
-  const { openReader, resolveTop, resolveImage } = require("../transport/open") as typeof OpenModule;
+async function documentKinds(src: ImageReference, opts: CopyOptions): Promise<Map<string, "config" | "document">> {
+  const { openReaderAsync, resolveTop, resolveImage } = require("../transport/open") as typeof OpenModule;
   const { manifestOf } = require("../cas") as typeof import("../cas");
   const kinds = new Map<string, "config" | "document">();
-  const reader = openReader(src);
+  // A registry source: its manifests and configs are fetched here (and again by the copy).
+  const reader = await openReaderAsync(src, opts.srcRegistry);
   try {
     const top = opts.all ? resolveTop(reader, src) : manifestOf(resolveImage(reader, src, { platform: opts.platform }));
     const walk = (p: Plan): void => {
@@ -192,10 +202,16 @@ export async function runSkopeoCopy(args: string[], flags: SkopeoFlags, g: Skope
   checkPolicy(g, src, args[0]!);
   const quiet = flags.has("quiet");
   if (!quiet) {
-    opts.onProgress = reporter(g.out, documentKinds(src, opts));
+    opts.onProgress = reporter(g.out, await documentKinds(src, opts));
     // No signature is read or written (the local transports carry none); the lines keep skopeo's shape.
     g.out("Getting image source signatures\n");
   }
-  await copyModule().copyImage(src, dst, opts);
+  const digestFile = flags.get("digestfile");
+  const result = await copyModule().copyImage(src, dst, opts);
   if (!quiet) g.out("Writing manifest to image destination\nStoring signatures\n");
+  if (digestFile) {
+    try { fs.writeFileSync(digestFile, result.manifest.digest, { mode: 0o644 }); } catch (e) {
+      throw new BociError(`writing digest file ${digestFile}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file or directory" : (e as Error).message}`, { cause: e });
+    }
+  }
 }

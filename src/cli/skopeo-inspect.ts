@@ -15,6 +15,10 @@
  *  - `list-tags docker-archive:FILE`: `{"Tags": [...]}`, every image's RepoTags as manifest.json
  *    has them (skopeo writes `docker.io/library/n:t`, docker save `n:t`), `@N` for an untagged image. skopeo 1.9 lists no tags for `oci:`
  *    or `oci-archive:` (it refuses them), and neither does this (UnsupportedError).
+ *  - `docker://HOST/REPO[:TAG|@DIGEST]` (the registry transport, open.ts openReaderAsync with
+ *    skopeo's registry flags): inspect's Name is `HOST/REPO` and RepoTags the repository's tags
+ *    (none asked for with `--no-tags`); `list-tags docker://HOST/REPO` (no tag or digest allowed,
+ *    as skopeo) prints `{"Repository": "HOST/REPO", "Tags": [...]}` in the registry's order.
  */
 import { InvalidError, UnsupportedError, UsageError } from "../errors";
 import {
@@ -27,7 +31,9 @@ import type * as ReferenceModule from "../transport/reference";
 import type * as OpenModule from "../transport/open";
 import type * as CompressModule from "../compress";
 import { writeOutBytes } from "../util/stdio";
-import { type SkopeoFlags, type SkopeoGlobal, overridePlatform, refuseOtherTransport } from "./skopeo";
+import type { RegistryOptions } from "../transport/registry/types";
+import type * as ClientModule from "../transport/registry/client";
+import { type SkopeoFlags, type SkopeoGlobal, overridePlatform, refuseOtherTransport, skopeoRegistryOptions } from "./skopeo";
 
 const referenceModule = () => require("../transport/reference") as typeof ReferenceModule;
 const openModule = () => require("../transport/open") as typeof OpenModule;
@@ -145,6 +151,8 @@ export interface InspectedImage {
   docker: boolean;
   /** the config media type of a non-image artifact (its config is not parsed) */
   artifactType?: string;
+  /** a registry repository's tags (docker://, unless not asked for) */
+  repoTags?: string[];
 }
 
 /**
@@ -187,12 +195,12 @@ async function uncompressedSize(reader: BlobReader, l: Descriptor): Promise<numb
  * the one image chosen from it (by `platform`, default the host's). The reader is closed before
  * it returns.
  */
-export async function inspectImage(s: string, opts: { platform?: Platform } = {}): Promise<InspectedImage> {
+export async function inspectImage(s: string, opts: { platform?: Platform; registry?: RegistryOptions; tags?: boolean } = {}): Promise<InspectedImage> {
   refuseOtherTransport(s, "source");
   const { parseReference } = referenceModule();
-  const { openReader, resolveImage } = openModule();
+  const { openReaderAsync, resolveImage } = openModule();
   const ref: ImageReference = parseReference(s, { role: "source" });
-  const reader = openReader(ref);
+  const reader = await openReaderAsync(ref, opts.registry);
   try {
     const path: DescriptorPath = resolveImage(reader, ref, { platform: opts.platform });
     const top = path.walk[0]!;
@@ -211,10 +219,16 @@ export async function inspectImage(s: string, opts: { platform?: Platform } = {}
       const name = ref.name !== undefined ? ref.name.slice(0, ref.name.lastIndexOf(":")) : undefined;
       return { rawManifest: raw, configBytes, config, layers: ((config as unknown as ImageConfig).rootfs?.diff_ids ?? []).slice(), name, docker: true, artifactType: undefined };
     }
-    return {
+    const img: InspectedImage = {
       rawManifest: reader.readBlob(top), configBytes, config, layers: manifest.layers.map((l) => l.digest),
       docker: mdesc.mediaType === MediaType.dockerManifest, artifactType: isImage ? undefined : manifest.config.mediaType,
     };
+    if (ref.transport === "docker") {
+      img.name = `${ref.registry}/${ref.repository}`;
+      // As skopeo: the tags are listed only when the output shows them (not for --raw or --config).
+      if (opts.tags) img.repoTags = await registryClient(ref, opts.registry ?? {}).listTags();
+    }
+    return img;
   } finally { reader.close(); }
 }
 
@@ -228,7 +242,7 @@ export function inspectOutput(img: InspectedImage): Record<string, unknown> {
   return {
     ...(img.name ? { Name: img.name } : {}),
     Digest: sha256Digest(img.rawManifest),
-    RepoTags: [],
+    RepoTags: img.repoTags ?? [],
     Created: created,
     DockerVersion: dockerVersion ?? "",
     Labels: cfg.Labels ?? null,
@@ -336,7 +350,8 @@ export async function runSkopeoInspect(args: string[], flags: SkopeoFlags, g: Sk
   const config = flags.has("config");
   const format = flags.get("format");
   if (raw && format !== undefined && format !== "") throw new UsageError("raw output does not support format option");
-  const img = await inspectImage(args[0]!, { platform: overridePlatform(g) });
+  const registry = skopeoRegistryOptions(flags, "");
+  const img = await inspectImage(args[0]!, { platform: overridePlatform(g), registry, tags: !raw && !config && !flags.has("no-tags") });
   if (raw) { writeOutBytes(config ? img.configBytes : img.rawManifest); return; }
   // As containers/image: an artifact has no image config to show.
   if (img.artifactType !== undefined) throw new UnsupportedError(`${args[0]}: unsupported image-specific operation on artifact with type ${JSON.stringify(img.artifactType)}`);
@@ -351,12 +366,33 @@ export async function runSkopeoInspect(args: string[], flags: SkopeoFlags, g: Sk
   g.out(renderTemplate(format!, { Name: "", Tag: "", LayersData: null, ...o }));
 }
 
-/** `skopeo list-tags docker-archive:FILE`: every image's RepoTags as written, `@N` for an untagged one. */
-export function runSkopeoListTags(args: string[], _flags: SkopeoFlags, g: SkopeoGlobal): void {
+function registryClient(ref: { registry: string; repository: string }, registry: RegistryOptions): InstanceType<typeof ClientModule.RegistryClient> {
+  const { RegistryClient } = require("../transport/registry/client") as typeof ClientModule;
+  return new RegistryClient(ref.registry, ref.repository, registry, ["pull"]);
+}
+
+/**
+ * `skopeo list-tags docker://HOST/REPO`: the repository's tags as skopeo prints them. A tag or
+ * digest in the reference is a UsageError, as skopeo refuses it.
+ */
+async function listRegistryTags(s: string, flags: SkopeoFlags, g: SkopeoGlobal): Promise<void> {
+  const registry = skopeoRegistryOptions(flags, "");
+  const tail = s.slice(s.lastIndexOf("/") + 1);
+  if (tail.includes(":") || s.includes("@")) throw new UsageError(`invalid image name ${JSON.stringify(s)}: no tag or digest allowed in reference`);
+  const ref = referenceModule().parseReference(s, { role: "source" });
+  if (ref.transport !== "docker") throw new Error(`internal error: ${s} is not a docker reference`);
+  const tags = await registryClient(ref, registry).listTags();
+  g.out(indentGoJson(`{"Repository":${goString(`${ref.registry}/${ref.repository}`)},"Tags":[${tags.map(goString).join(",")}]}`) + "\n");
+}
+
+/** `skopeo list-tags docker-archive:FILE`: every image's RepoTags as written, `@N` for an untagged one; `docker://` a registry's tags. */
+export async function runSkopeoListTags(args: string[], flags: SkopeoFlags, g: SkopeoGlobal): Promise<void> {
   const s = args[0]!;
   refuseOtherTransport(s, "source");
   const t = s.slice(0, s.indexOf(":"));
-  if (t !== "docker-archive") throw new UnsupportedError(`unsupported transport '${t}' for tag listing: only docker-archive is supported (as in skopeo 1.9; docker:// is not supported by boci yet)`);
+  if (t === "docker") return listRegistryTags(s, flags, g);
+  if (t !== "docker-archive") throw new UnsupportedError(`unsupported transport '${t}' for tag listing: only docker and docker-archive are supported (as in skopeo 1.9)`);
+  skopeoRegistryOptions(flags, "");
   const { parseReference } = referenceModule();
   const { openReader } = openModule();
   const ref = parseReference(s, { role: "source" });

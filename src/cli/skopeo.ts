@@ -12,14 +12,21 @@
  *  - commands: `copy` (skopeo-copy.ts), `inspect` and `list-tags` (skopeo-inspect.ts), `help`.
  *
  * Anything outside the subset fails before any work with one line naming it: another skopeo
- * command or flag (UsageError, exit 2), a transport boci does not read or write, `docker://`
- * included (UnsupportedError, exit 6). Credentials are accepted and never used or printed: the
- * transports here (oci, oci-archive, docker-archive) are local files.
+ * command or flag (UsageError, exit 2), a transport boci does not read or write
+ * (UnsupportedError, exit 6). `docker://` goes to the registry transport with skopeo's registry
+ * flags (skopeoRegistryOptions): `--[src-|dest-]creds`, `--[src-|dest-]username`/`password`,
+ * `--[src-|dest-]no-creds`, `--authfile`/`--src-authfile`/`--dest-authfile`,
+ * `--[src-|dest-]tls-verify`, `--[src-|dest-]cert-dir`, `--retry-times`; `--[src-|dest-]registry-token`
+ * is refused (exit 6). Credentials are never printed: not in help, errors, or a --debug line.
  */
 import { UsageError, UnsupportedError } from "../errors";
+import type { RegistryOptions } from "../transport/registry/types";
+import type * as CredentialsModule from "../transport/registry/credentials";
+import { log } from "../util/log";
 import { hostPlatform } from "../cas/refs";
 import type { Platform } from "../image";
 import { setLogLevel } from "../util/log";
+import { parseRetryTimes } from "./copy";
 import { VERSION } from "../version";
 import type * as CopyModule from "./skopeo-copy";
 import type * as InspectModule from "./skopeo-inspect";
@@ -101,7 +108,7 @@ const OTHER_SKOPEO_COMMANDS = new Set([
   "generate-sigstore-key", "proxy", "untrusted-signature-dump-without-verification", "completion",
 ]);
 
-const TRANSPORT_NOTE = "Supported transports:\noci, oci-archive, docker-archive (docker:// is not supported by boci yet)\n";
+const TRANSPORT_NOTE = "Supported transports:\ndocker, docker-archive, oci, oci-archive\n";
 
 function copyModule(): typeof CopyModule { return require("./skopeo-copy") as typeof CopyModule; }
 function inspectModule(): typeof InspectModule { return require("./skopeo-inspect") as typeof InspectModule; }
@@ -126,32 +133,107 @@ export function skopeoCommands(): SkopeoCommand[] {
 
 const helpFlag = (cmd: string): SkopeoFlag => ({ name: "help", short: "h", desc: `help for ${cmd}` });
 
+/** skopeo 1.9's registry flags (dockerImageFlags) with `prefix` (`src-`, `dest-`, or none). */
+function registryFlags(prefix: string, opts: { authfile: boolean }): SkopeoFlag[] {
+  const f: SkopeoFlag[] = [
+    { name: `${prefix}cert-dir`, value: "PATH", desc: "use certificates at PATH (*.crt, *.cert, *.key) to connect to the registry" },
+    { name: `${prefix}creds`, value: "USERNAME[:PASSWORD]", desc: "Use USERNAME[:PASSWORD] for accessing the registry" },
+    { name: `${prefix}no-creds`, desc: "Access the registry anonymously" },
+    { name: `${prefix}password`, value: "string", desc: "Password for accessing the registry" },
+    { name: `${prefix}registry-token`, value: "string", desc: "refused by boci: a Bearer token given directly is not supported" },
+    { name: `${prefix}tls-verify`, desc: "require HTTPS and verify certificates when talking to the container registry" },
+    { name: `${prefix}username`, value: "string", desc: "Username for accessing the registry" },
+  ];
+  if (opts.authfile) f.push({ name: `${prefix}authfile`, value: "string", desc: "path of the authentication file. Default is ${XDG_RUNTIME_DIR}/containers/auth.json" });
+  return f;
+}
+
+const byName = (a: SkopeoFlag, b: SkopeoFlag) => a.name.localeCompare(b.name);
+const authfileFlag: SkopeoFlag = { name: "authfile", value: "string", desc: "path of the authentication file. Default is ${XDG_RUNTIME_DIR}/containers/auth.json" };
+const retryFlag: SkopeoFlag = { name: "retry-times", value: "int", desc: "the number of times to possibly retry" };
+
 const copyFlags: SkopeoFlag[] = [
   { name: "additional-tag", value: "strings", slice: true, desc: "additional tags (supports docker-archive)" },
   { name: "all", short: "a", desc: "Copy all images if SOURCE-IMAGE is a list" },
+  authfileFlag,
   { name: "dest-compress", desc: "accepted (skopeo applies it to 'dir' only); layers an oci destination needs compressed are always compressed" },
   { name: "dest-compress-format", value: "FORMAT", desc: "FORMAT to use for the compression (gzip or zstd); layers in another format are recompressed" },
-  { name: "dest-creds", value: "USERNAME[:PASSWORD]", desc: "accepted; not used by the local transports" },
   { name: "dest-shared-blob-dir", value: "DIRECTORY", desc: "keep every blob an oci: destination gets in DIRECTORY/<alg>/ instead of its blobs/" },
+  { name: "digestfile", value: "string", desc: "Write the digest of the pushed image to the specified file" },
   { name: "format", short: "f", value: "string", desc: "MANIFEST TYPE (oci or v2s2) to use in the destination" },
   helpFlag("copy"),
   { name: "multi-arch", value: "string", desc: "How to handle multi-architecture images (system or all)" },
   { name: "quiet", short: "q", desc: "Suppress output information when copying images" },
   { name: "remove-signatures", desc: "Do not copy signatures from SOURCE-IMAGE (boci copies none)" },
-  { name: "src-creds", value: "USERNAME[:PASSWORD]", desc: "accepted; not used by the local transports" },
-];
+  retryFlag,
+  // Deprecated in skopeo (a warning names the replacements), still honoured for both sides.
+  { name: "tls-verify", desc: "deprecated: use --src-tls-verify, --dest-tls-verify" },
+  ...registryFlags("src-", { authfile: true }),
+  ...registryFlags("dest-", { authfile: true }),
+].sort(byName);
 const inspectFlags: SkopeoFlag[] = [
+  authfileFlag,
   { name: "config", desc: "output configuration" },
-  { name: "creds", value: "USERNAME[:PASSWORD]", desc: "accepted; not used by the local transports" },
   { name: "format", short: "f", value: "string", desc: "Format the output to a Go template (field references such as {{.Digest}} only)" },
   helpFlag("inspect"),
   { name: "no-tags", short: "n", desc: "Do not list the available tags from the repository in the output" },
   { name: "raw", desc: "output raw manifest or configuration" },
-];
+  retryFlag,
+  ...registryFlags("", { authfile: false }),
+].sort(byName);
 const listTagsFlags: SkopeoFlag[] = [
-  { name: "creds", value: "USERNAME[:PASSWORD]", desc: "accepted; not used by the local transports" },
+  authfileFlag,
   helpFlag("list-tags"),
-];
+  retryFlag,
+  ...registryFlags("", { authfile: false }),
+].sort(byName);
+
+const credentialsModule = () => require("../transport/registry/credentials") as typeof CredentialsModule;
+
+/**
+ * RegistryOptions from skopeo's registry flags with `prefix` (`src-`, `dest-`, or "" for
+ * inspect and list-tags), as skopeo's imageOptions.newSystemContext maps them: `--PREFIXauthfile`
+ * over `--authfile` (whose default, $REGISTRY_AUTH_FILE, resolveCredentials reads);
+ * `--PREFIXtls-verify` over the deprecated `--tls-verify` of copy (warned about); `--creds` and
+ * `--username`/`--password` exclusive, as are they with `--no-creds` (UsageError with skopeo's
+ * words); `--no-creds` anonymous; `--registry-token` refused (UnsupportedError). No message
+ * names a credential's value.
+ */
+export function skopeoRegistryOptions(flags: SkopeoFlags, prefix: "" | "src-" | "dest-"): RegistryOptions {
+  const v = (n: string) => flags.get(prefix + n);
+  const given = (n: string) => v(n) !== undefined;
+  const r: RegistryOptions = {};
+  const authFile = (prefix ? v("authfile") : undefined) ?? flags.get("authfile");
+  if (authFile) r.authFile = authFile;
+  const own = v("tls-verify");
+  const deprecated = prefix ? flags.get("tls-verify") : undefined;
+  const tls = own ?? deprecated;
+  if (tls !== undefined) r.tlsVerify = tls === "true";
+  const certDir = v("cert-dir");
+  if (certDir) r.certDir = certDir;
+  const noCreds = flags.has(prefix + "no-creds");
+  if (given("creds") && noCreds) throw new UsageError("creds and no-creds cannot be specified at the same time");
+  if (given("username") && noCreds) throw new UsageError("username and no-creds cannot be specified at the same time");
+  if (given("creds") && given("username")) throw new UsageError("creds and username cannot be specified at the same time");
+  if (given("username") !== given("password"))
+    throw new UsageError(given("username") ? "password must be specified when username is specified" : "username must be specified when password is specified");
+  if (given("creds")) {
+    // skopeo's words ("credentials can't be empty", "username can't be empty") after the flag, never its value.
+    r.credentials = credentialsModule().parseCredsFlag(v("creds")!, prefix + "creds");
+  } else if (given("username")) {
+    r.credentials = { username: v("username")!, password: v("password")! };
+  }
+  if (noCreds) r.credentials = credentialsModule().ANONYMOUS;
+  if (given("registry-token")) throw new UnsupportedError(`--${prefix}registry-token is not supported by boci (a Bearer token given directly); use --${prefix}creds or an auth file`);
+  const retries = parseRetryTimes("retry-times", flags.get("retry-times"));
+  if (retries !== undefined) r.retries = retries;
+  return r;
+}
+
+/** skopeo's warning for copy's deprecated `--tls-verify`. */
+export function warnDeprecatedTlsVerify(flags: SkopeoFlags): void {
+  if (flags.get("tls-verify") !== undefined) log.warn("'--tls-verify' is deprecated, instead use: --src-tls-verify, --dest-tls-verify");
+}
 
 interface Parsed {
   command?: SkopeoCommand;
@@ -313,17 +395,16 @@ export async function runSkopeo(argv: string[], out: (s: string) => void): Promi
 }
 
 /**
- * A transport prefix boci does not handle, as one line: `docker://` (a registry, issue 15) and
- * skopeo's other transports. Returns normally for oci:, oci-archive:, docker-archive:.
+ * A transport prefix boci does not handle, as one line: skopeo's other transports. Returns
+ * normally for oci:, oci-archive:, docker-archive: and docker://.
  */
 export function refuseOtherTransport(s: string, role: "source" | "destination"): void {
   const m = /^([a-z][a-z0-9-]*):/.exec(s);
   const t = m?.[1];
-  if (t === "oci" || t === "oci-archive" || t === "docker-archive") return;
-  if (t === "docker") throw new UnsupportedError(`${role} ${JSON.stringify(s)}: transport "docker" (a registry) is not supported by boci yet; copy from an archive or a layout`);
+  if (t === "oci" || t === "oci-archive" || t === "docker-archive" || t === "docker") return;
   if (t && ["containers-storage", "dir", "docker-daemon", "ostree", "sif", "tarball"].includes(t))
-    throw new UnsupportedError(`${role} ${JSON.stringify(s)}: transport ${JSON.stringify(t)} is not supported by boci (supported: oci, oci-archive, docker-archive)`);
-  throw new UsageError(`invalid ${role} ${JSON.stringify(s)}: expected TRANSPORT:DETAILS (oci:, oci-archive:, docker-archive:)`);
+    throw new UnsupportedError(`${role} ${JSON.stringify(s)}: transport ${JSON.stringify(t)} is not supported by boci (supported: docker, oci, oci-archive, docker-archive)`);
+  throw new UsageError(`invalid ${role} ${JSON.stringify(s)}: expected TRANSPORT:DETAILS (docker://, oci:, oci-archive:, docker-archive:)`);
 }
 
 /**
