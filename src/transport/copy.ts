@@ -12,17 +12,20 @@
  *    uncompressed, diffIDs checked), RepoTags = the reference's NAME:TAG and `additionalTags`;
  *    a file that exists and is not empty is refused first (ClobberError), as skopeo refuses it;
  *  - `docker://` — registry/push.ts pushImage (blobs first, several at a time, then manifests,
- *    children before their index, the tag last).
+ *    children before their index, the tag last); layers that must be compressed (from a
+ *    docker-archive, or `forceCompress`) are first staged compressed in a temporary layout
+ *    (under `tmpdir`, else $TMPDIR; removed in every case), which is then pushed.
  *
  * A `docker://` source is a RegistryReader (open.ts openReaderAsync): its manifests and configs
  * are fetched and verified at open, its blobs streamed (into a layout `concurrency` at a time,
  * default 4, each resumable from what an interrupted pull left in `.boci-tmp`).
  */
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { ClobberError, InvalidError, UnsupportedError, UsageError } from "../errors";
 import { type BlobReader, initLayout, manifestOf, Layout } from "../cas";
-import { type Descriptor, type ImageConfig, type ImageIndex, type Manifest, isIndexMediaType, isManifestMediaType } from "../image";
+import { type Descriptor, type ImageConfig, type ImageIndex, type Manifest, isIndexMediaType, isManifestMediaType, layerKind } from "../image";
 import { randomName } from "../util/fs";
 import { removeOnInterrupt, removeTreeForce } from "../util/cleanup";
 import { familiarDockerName, formatReference, normalizeDockerName } from "./reference";
@@ -106,8 +109,33 @@ export async function copyImage(src: ImageReference, dst: ImageReference, opts: 
       case "docker": {
         const { pushImage } = require("./registry/push") as typeof import("./registry/push");
         const mountFrom = src.transport === "docker" && src.registry === dst.registry ? src.repository : undefined;
-        const manifest = await pushImage(reader, plan, dst, tally, { registry: opts.dstRegistry, mountFrom, format: opts.format });
-        return { manifest, tags: dst.digest ? [] : [dst.tag ?? "latest"], blobsCopied: tally.blobsCopied, blobsSkipped: tally.blobsSkipped, bytes: tally.bytes };
+        const pushOpts = { registry: opts.dstRegistry, mountFrom, format: opts.format };
+        const tags = dst.digest ? [] : [dst.tag ?? "latest"];
+        if (!needsReencode(plan, layoutOpts)) {
+          const manifest = await pushImage(reader, plan, dst, tally, pushOpts);
+          return { manifest, tags, blobsCopied: tally.blobsCopied, blobsSkipped: tally.blobsSkipped, bytes: tally.bytes };
+        }
+        // Layers to compress first (uncompressed from a docker-archive, or --dest-compress): a
+        // blob is pushed by its digest, so they are staged compressed in a temporary layout.
+        const tmp = path.join(opts.tmpdir ?? os.tmpdir(), `.boci-push-${process.pid}-${randomName()}`);
+        const unregister = removeOnInterrupt(tmp);
+        try {
+          fs.mkdirSync(tmp, { mode: 0o700 });
+          const dir = path.join(tmp, "layout");
+          initLayout(dir);
+          const staging = Layout.open(dir);
+          try {
+            staging.lockGc("sh");
+            const staged = await copyIntoLayout(reader, plan, staging, "staged", layoutOpts, tally);
+            const plan2 = makePlan(staging, staged, opts.all === true);
+            const pushTally = new CopyTally(planBlobs(plan2), opts.onProgress);
+            const manifest = await pushImage(staging, plan2, dst, pushTally, pushOpts);
+            return { manifest, tags, blobsCopied: pushTally.blobsCopied, blobsSkipped: pushTally.blobsSkipped, bytes: pushTally.bytes };
+          } finally { staging.close(); }
+        } finally {
+          removeTreeForce(tmp);
+          unregister();
+        }
       }
     }
   } finally {
@@ -122,8 +150,6 @@ function checkOptions(dst: ImageReference, opts: CopyOptions): string[] {
     throw new UsageError(`--format v2s2: ${dest} holds OCI manifests (v2s2 is for docker-archive and docker:// destinations)`);
   if (opts.referrers)
     throw new UnsupportedError(`--referrers: copying referrers is not supported yet (copy each referrer by its digest)`);
-  if (dst.transport === "docker" && opts.forceCompress)
-    throw new UnsupportedError(`--dest-compress: ${dest}: layers are pushed as they are (recompression for a registry is not supported)`);
   if (opts.format === "oci" && dst.transport === "docker-archive")
     throw new UsageError(`--format oci: ${dest} holds Docker schema-2 manifests (use --format v2s2 or none)`);
   if (opts.all && dst.transport === "docker-archive")
@@ -188,6 +214,18 @@ export function makePlan(reader: BlobReader, top: Descriptor, all: boolean): Pla
     return { kind: "blob", desc: d };
   };
   return plan(top, 0);
+}
+
+/** Whether writing `plan` with `o` re-encodes a layer (layout-dest.ts copyManifest's rule). */
+function needsReencode(plan: Plan, o: { compress: string; forceCompress: boolean; compressPlain: boolean }): boolean {
+  if (plan.kind === "index") return plan.children.some((c) => needsReencode(c, o));
+  if (plan.kind !== "manifest") return false;
+  return plan.manifest.layers.some((l) => {
+    const kind = layerKind(l.mediaType);
+    return kind !== undefined && (
+      (o.compressPlain && kind.compression === "none" && o.compress !== "none") ||
+      (o.forceCompress && kind.compression !== o.compress));
+  });
 }
 
 /** One planned image as an archive writer takes it; each layer's stream reports progress. */

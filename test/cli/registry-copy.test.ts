@@ -208,7 +208,7 @@ maybe("boci copy with docker://", () => {
     expect(checkLayout(d)).toEqual([]);
   });
 
-  test("docker-archive → registry → layout keeps config and diffIDs", () => {
+  test("docker-archive → registry → layout keeps config and diffIDs, layers gzip'd", () => {
     const s = scratch();
     const f = join(s, "in.tar");
     const layer2 = makeTar([file("etc/motd", "hi\n")]);
@@ -218,6 +218,8 @@ maybe("boci copy with docker://", () => {
     ok(["copy", PLAIN_SRC, `docker://${reg.host}/r4/chain:1`, `oci:${d}:c`], { env: ENV });
     const m = json(d, index(d).manifests[0].digest);
     expect(m.config.digest).toBe(built[0]!.configDigest);
+    // Compressed on the way, as skopeo does (staged in a temporary layout, removed after).
+    expect(m.layers.map((x: Descriptor) => x.mediaType)).toEqual([`${MT.layer}+gzip`, `${MT.layer}+gzip`]);
     expect(json(d, m.config.digest).rootfs.diff_ids).toEqual(built[0]!.diffIds);
     expect(checkLayout(d)).toEqual([]);
   });
