@@ -20,3 +20,14 @@ if (p.exitCode !== 0) {
   console.error("build failed");
   process.exit(p.exitCode ?? 1);
 }
+
+// The man pages, from the same command specs as --help (src/cli/man.ts): dist/man/boci.1 and
+// one page per command. Written whatever the binary's --outfile (they depend on the source only).
+{
+  const { allPages } = await import("../src/cli/man");
+  const { commands } = await import("../src/cli/commands");
+  const { globalOptions } = await import("../src/cli/app");
+  const dir = join(root, "dist/man");
+  mkdirSync(dir, { recursive: true });
+  for (const [name, text] of allPages(commands, globalOptions)) await Bun.write(join(dir, name), text);
+}

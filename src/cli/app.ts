@@ -21,7 +21,7 @@ import { appHelp, commandHelp, groupHelp } from "./help";
 
 export const globalOptions: OptSpec[] = [
   { flag: "verbose", desc: "alias for --log=info" },
-  { flag: "log", value: "<level>", desc: "set the log level (debug, info, [warn], error, fatal)" },
+  { flag: "log", value: "<level>", desc: "set the log level (debug, info, [warn], error, fatal)", choices: ["debug", "info", "warn", "error", "fatal"] },
   { flag: "help", short: "h", desc: "show help" },
   { flag: "version", short: "v", desc: "print the version" },
 ];

@@ -142,7 +142,7 @@ export const imageOpt: OptSpec = { flag: "image", value: "<image>[:<tag>]", desc
 export const readImageOpt: OptSpec = { flag: "image", value: "<image>[:<tag>]", desc: "OCI image URI of the form 'path[:tag]', or an archive read in place: 'oci-archive:file[:tag]', 'docker-archive:file[:name:tag]', 'docker-archive:file:@N'" };
 export const layoutOpt: OptSpec = { flag: "layout", value: "<path>", desc: "path to an OCI image layout" };
 export const tagOpt: OptSpec = { flag: "tag", value: "<new-tag>", desc: "tag name (defaults to overwriting the source tag)" };
-export const compressOpt: OptSpec = { flag: "compress", value: "<algo>", desc: "layer compression: auto, gzip, zstd or none (default: auto)" };
+export const compressOpt: OptSpec = { flag: "compress", value: "<algo>", desc: "layer compression: auto, gzip, zstd or none (default: auto)", choices: ["auto", "gzip", "zstd", "none"] };
 
 export const historyOpts: OptSpec[] = [
   { flag: "no-history", desc: "do not create a history entry" },

@@ -25,7 +25,7 @@ const configOpts: OptSpec[] = [
   { flag: "platform.arch", value: "<arch>", aliases: ["architecture"], desc: "set the architecture" },
   { flag: "platform.variant", value: "<variant>", desc: "set the architecture variant" },
   { flag: "manifest.annotation", value: "<key=value>", repeat: true, desc: "set a manifest annotation (repeatable)" },
-  { flag: "clear", value: "<key>", repeat: true, desc: "clear a field before applying the other flags: config.labels, manifest.annotations, config.exposedports, config.env, config.volume, config.cmd, config.entrypoint (repeatable)" },
+  { flag: "clear", value: "<key>", repeat: true, desc: "clear a field before applying the other flags: config.labels, manifest.annotations, config.exposedports, config.env, config.volume, config.cmd, config.entrypoint (repeatable)", choices: ["config.labels", "manifest.annotations", "config.exposedports", "config.env", "config.volume", "config.cmd", "config.entrypoint"] },
 ];
 
 const clearable = ["config.labels", "manifest.annotations", "config.exposedports", "config.env", "config.volume", "config.cmd", "config.entrypoint"];

@@ -6,6 +6,7 @@
 import { VERSION } from "../version";
 import { GROUPS, type CommandDef, type OptSpec } from "./spec";
 import { formatTable } from "./tabwriter";
+import type * as DocsModule from "./docs";
 
 /** umoci's categories; commands not listed here are shown without one. */
 const CATEGORY: Record<string, string> = {
@@ -81,13 +82,30 @@ export function commandHelp(c: CommandDef): string {
   const args = c.args.map((a, i) => (c.minArgs !== undefined && i >= c.minArgs ? `[<${a}>]` : `<${a}>`)).join(" ");
   const opts = [...c.options.map(optionLine), HELP_FLAG];
   const category = CATEGORY[c.name];
+  // (the long texts are loaded only for a help page)
+  const doc = (require("./docs") as typeof DocsModule).DOCS[c.name];
+  const wrap = (p: string) => wrapText(p.replaceAll("`", ""), 76).map((l) => `   ${l}`).join("\n");
+  const description = doc ? `\n\nDESCRIPTION:\n${doc.details.map(wrap).join("\n\n")}` : "";
+  const examples = doc?.examples?.length ? `\nEXAMPLES:\n${doc.examples.map((e) => `   ${e}`).join("\n")}\n` : "";
   return align(`NAME:
    boci ${c.name} - ${c.description}
 
 USAGE:
-   boci ${c.name}${opts.length ? " [command options]" : ""}${args ? ` ${args}` : ""}${c.aliases?.length ? `\n\nALIASES:\n   ${c.aliases.map((a) => `boci ${a}`).join(", ")}` : ""}${category ? `\n\nCATEGORY:\n   ${category}` : ""}
+   boci ${c.name}${opts.length ? " [command options]" : ""}${args ? ` ${args}` : ""}${c.aliases?.length ? `\n\nALIASES:\n   ${c.aliases.map((a) => `boci ${a}`).join(", ")}` : ""}${category ? `\n\nCATEGORY:\n   ${category}` : ""}${description}
 
 OPTIONS:
 ${opts.map((l) => `   ${l}`).join("\n")}
-${c.examples?.length ? `\nEXAMPLES:\n${c.examples.map((e) => `   ${e}`).join("\n")}\n` : ""}`);
+${examples}`);
+}
+
+/** Words of `text` in lines of at most `width` characters (a longer word stands alone). */
+function wrapText(text: string, width: number): string[] {
+  const out: string[] = [];
+  let line = "";
+  for (const w of text.split(/\s+/).filter(Boolean)) {
+    if (line && line.length + 1 + w.length > width) { out.push(line); line = w; }
+    else line = line ? `${line} ${w}` : w;
+  }
+  if (line) out.push(line);
+  return out;
 }

@@ -35,6 +35,8 @@ export interface OptSpec {
   /** extra names (without dashes), e.g. "os" for "platform.os" */
   aliases?: string[];
   short?: string;
+  /** the values the flag takes, when they are a fixed set (shell completion) */
+  choices?: string[];
 }
 
 export interface CommandDef {

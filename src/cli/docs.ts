@@ -1,0 +1,117 @@
+/**
+ * The long texts of the commands: what each does, what it needs, what it changes, examples. One
+ * source for `--help` (after the options) and the man pages (man.ts), kept apart from the command
+ * definitions so start-up never parses them for a command that is only run.
+ */
+
+export interface CommandDoc {
+  /** paragraphs (plain text; `code` in backquotes) */
+  details: string[];
+  examples?: string[];
+}
+
+/** Environment variables boci reads, for boci(1) and each page that they concern. */
+export const ENVIRONMENT: Array<{ name: string; desc: string; commands?: string[] }> = [
+  { name: "SOURCE_DATE_EPOCH", desc: "seconds since the epoch used instead of the current time for created dates and history (reproducible builds)", commands: ["new", "config", "repack", "insert", "raw add-layer"] },
+  { name: "BOCI_WORKERS", desc: "number of worker threads for hashing and compression (default: the cores beyond two, or none)", commands: ["unpack", "raw unpack", "repack", "insert", "raw add-layer", "copy"] },
+  { name: "BOCI_STAT_CACHE", desc: "0 disables the stat cache (.boci-stat) that lets repack skip hashing unchanged files", commands: ["unpack", "repack"] },
+  { name: "BOCI_MAX_LAYER_BYTES", desc: "the largest uncompressed size of one layer (default 2048 times its compressed size plus 1 GiB)", commands: ["unpack", "raw unpack", "validate"] },
+  { name: "BOCI_NO_OPENAT2", desc: "1 resolves rootfs paths in userspace instead of with openat2(RESOLVE_IN_ROOT)", commands: ["unpack", "raw unpack"] },
+  { name: "TMPDIR", desc: "where temporary files go when a command needs some outside the layout", commands: ["copy"] },
+];
+
+/** Exit codes (errors.ts ExitCode), for boci(1) and every page. */
+export const EXIT_CODES: Array<[number, string]> = [
+  [0, "success"],
+  [1, "general failure (I/O, permissions, network)"],
+  [2, "usage: a missing or unknown flag, a bad tag or reference, the wrong number of arguments"],
+  [3, "not found: layout, tag, blob, bundle file"],
+  [4, "invalid or corrupt image: digest or size mismatch, bad JSON, media-type confusion, hostile tar or archive"],
+  [5, "would clobber an existing file or directory"],
+  [6, "unsupported: media type, digest algorithm, OS, transport"],
+];
+
+const image = "`--image PATH[:TAG]` names an image in an OCI layout; the tag defaults to `latest`.";
+const writes = "The new blobs are written first and the tag is moved last, atomically, under the layout's lock: a tag always names a complete image. `--tag` writes a new tag instead of moving the given one.";
+const history = "Unless `--no-history` is given, a history entry is added (`--history.author`, `--history.comment`, `--history.created`, `--history.created_by` set its fields).";
+
+export const DOCS: Record<string, CommandDoc> = {
+  init: {
+    details: ["Creates a new, empty OCI image layout (`oci-layout`, `index.json`, `blobs/sha256/`) at `--layout`. The path must not exist; its parents are created."],
+    examples: ["boci init --layout image"],
+  },
+  new: {
+    details: [`Creates a new image with no layers and a config for the host's OS and architecture, created now (or at SOURCE_DATE_EPOCH), and tags it. ${image}`],
+    examples: ["boci new --image image:base"],
+  },
+  ls: {
+    details: ["Lists the tags of a layout, one per line, in index order. `--layout` may also be an archive read in place (`oci-archive:FILE`, `docker-archive:FILE`)."],
+    examples: ["boci ls --layout image"],
+  },
+  tag: {
+    details: [`Gives the image another tag (the new tag replaces any image of that name). ${image} Nothing else changes.`],
+    examples: ["boci tag --image image:base v1.0"],
+  },
+  rm: {
+    details: ["Removes a tag from the layout's index. The image's blobs stay until `gc` removes what no tag reaches."],
+    examples: ["boci rm --image image:old"],
+  },
+  stat: {
+    details: [`Prints an image's manifest and config summary and its history, as umoci does; \`--json\` prints umoci 0.6's JSON shape. ${image} The image may also be in an archive, read in place (\`oci-archive:FILE[:TAG]\`, \`docker-archive:FILE[:NAME:TAG]\`).`],
+    examples: ["boci stat --image image:v1.0", "boci stat --image image:v1.0 --json | jq .history"],
+  },
+  gc: {
+    details: ["Removes the blobs no tag reaches and stale temporary files of processes that are gone. It removes nothing when any reachable blob is missing or unreadable. `--dry-run` only lists what would go; `--json` prints what was (or would be) removed."],
+    examples: ["boci gc --layout image --dry-run"],
+  },
+  config: {
+    details: [`Changes the image config (user, environment, entrypoint, command, ports, volumes, labels, working directory, stop signal, platform, author, created) and the manifest's annotations, and writes a new config and manifest. ${writes} ${history} Docker-typed images are refused (convert them with \`boci copy\`).`],
+    examples: ["boci config --image image:base --config.cmd /bin/sh --config.env LANG=C.UTF-8 --tag v2"],
+  },
+  unpack: {
+    details: [
+      `Unpacks an image into a runtime bundle: \`rootfs/\`, \`config.json\` (an OCI runtime spec), an mtree manifest of the rootfs (\`sha256_<digest>.mtree\`), \`umoci.json\` and the stat cache \`.boci-stat\`. ${image} The bundle may exist as a directory, but not with a rootfs, config.json or mtree in it. The image may also be in an archive, read in place.`,
+      "Every entry of every layer is written inside the rootfs, by the kernel's in-root path resolution: no entry, symlink or hardlink of the image can reach outside it. With `--rootless` nothing is chowned and each file's owner is kept in the `user.rootlesscontainers` xattr; `--uid-map`/`--gid-map` map IDs. A failed or interrupted unpack leaves no bundle.",
+    ],
+    examples: ["boci unpack --image image:v2 bundle", "boci unpack --rootless --image image:v2 bundle"],
+  },
+  repack: {
+    details: [`Compares a bundle's rootfs with the mtree manifest unpack wrote and adds the differences as one new layer (files, deletions as whiteouts, metadata). Nothing changed: no layer. ${writes} ${history} \`--compress\` chooses the layer's compression (auto keeps the image's).`],
+    examples: ["boci repack --image image:v3 bundle"],
+  },
+  insert: {
+    details: [`Adds a file or a directory tree at a path in the image as a new layer, or with \`--whiteout\` removes a path; \`--opaque\` replaces a directory. ${writes} ${history}`],
+    examples: ["boci insert --image image:v3 ./app /opt/app", "boci insert --image image:v3 --whiteout /etc/motd"],
+  },
+  "raw unpack": {
+    details: ["Unpacks only the root filesystem of an image into a directory (which may already exist: then it is extracted in place and a failure leaves what was written). The same safety rules as unpack; no config.json, mtree or umoci.json."],
+    examples: ["boci raw unpack --image image:v3 rootfs"],
+  },
+  "raw runtime-config": {
+    details: ["Writes only the OCI runtime config.json unpack would write for an image; `--rootfs` names a root filesystem whose /etc/passwd and /etc/group resolve the image's user (read inside that directory only)."],
+    examples: ["boci raw runtime-config --image image:v3 --rootfs rootfs config.json"],
+  },
+  "raw add-layer": {
+    details: [`Appends an uncompressed tar as a layer of the image (compressed as \`--compress\` says; entries checked as unpack checks them). ${writes} ${history}`],
+    examples: ["boci raw add-layer --image image:v3 layer.tar"],
+  },
+  validate: {
+    details: ["Checks a whole layout (or with `--image` one image) and reports every problem, not only the first: the layout files, every reachable blob's presence, size and digest, the JSON of indexes, manifests and configs, each layer's decompression, diffID and tar entries, stray and stale files. `--json` for machines. Exits 0 when there is nothing wrong, 4 otherwise."],
+    examples: ["boci validate --layout image", "boci validate --image image:v3 --json"],
+  },
+  "raw mtree-validate": {
+    details: ["Compares a directory tree with an mtree manifest and prints one line per difference (missing, extra, modified, with the keywords that differ); exit 1 when there is any."],
+    examples: ["boci raw mtree-validate -f bundle/sha256_1234.mtree -p bundle/rootfs"],
+  },
+  copy: {
+    details: [
+      "Copies an image between an OCI layout (`oci:DIR[:TAG]`), a tar of a layout (`oci-archive:FILE[:TAG]`) and a `docker save` tar (`docker-archive:FILE[:NAME:TAG]`, or `FILE:@N` to read the Nth image), in skopeo's reference syntax. Archives are read in place; every blob is checked against its digest on the way through.",
+      "A layout destination gets its blobs first and its tag last; an archive is written to a temporary file and renamed into place: a failed or interrupted copy leaves no tag and no archive. Importing a docker-archive writes OCI media types and compresses its layers with `--compress` (default gzip); exporting one writes uncompressed layers with their diffIDs checked.",
+    ],
+    examples: [
+      "boci copy oci-archive:base.tar:1.0 oci:layout:base",
+      "boci copy oci:layout:latest docker-archive:out.tar:myimage:1.2 --additional-tag myimage:latest",
+      "boci copy docker-archive:in.tar oci:layout:latest",
+    ],
+  },
+};
