@@ -10,7 +10,7 @@ import { randomBytes, createHash } from "node:crypto";
 import { RegistryClient, nextLink } from "../../src/transport/registry/client";
 import { parseChallenges } from "../../src/transport/registry/auth";
 import { retryAfterMs, stripTokens } from "../../src/transport/registry/http";
-import { BociError } from "../../src/errors";
+import { BociError, InvalidError } from "../../src/errors";
 import type { RegistryOptions } from "../../src/transport/registry/types";
 import { registryMissing, startRegistry, storedBlobs, type Registry } from "../helpers/registry";
 
@@ -100,6 +100,21 @@ describe.skipIf(!!missing)("against docker-registry (plain http)", () => {
     expect(e.exitCode).toBe(4);
     const e2 = await caught(c.putBlob({ digest: sha(data), size: 500 }, source(data)));
     expect(e2.exitCode).toBe(4);
+  });
+
+  test("a source failing mid-way (its own verification) fails the push with its error, monolithic or chunked", async () => {
+    const data = randomBytes(300_000);
+    const failing = () => (async function* () {
+      yield data.subarray(0, 100_000);
+      throw new InvalidError("blob sha256:x: digest mismatch (from the source)");
+    })();
+    for (const chunkSize of [8 << 20, 64 * 1024]) {
+      const c = new RegistryClient(reg.host, "failsrc/a", fast, ["pull", "push"], { chunkSize });
+      const e = await caught(c.putBlob({ digest: sha(data), size: data.length }, failing));
+      expect(e.message).toBe("blob sha256:x: digest mismatch (from the source)");
+      expect(e.exitCode).toBe(4);
+      expect(await c.headBlob(sha(data))).toBeNull();
+    }
   });
 
   test("cross-repository mount: mounted when the source has it, uploaded when not", async () => {

@@ -80,6 +80,48 @@ export function nextLink(link: string | null): string | null {
 /** Signals that an upload session is lost and must start again. */
 class RestartUpload extends Error {}
 
+/** An upload's source from some offset: pieces of at most a given size, the rest kept for later. */
+class Source {
+  private readonly it: AsyncIterator<Buffer>;
+  private rest: Buffer | null = null;
+  private done = false;
+  /** the absolute offset of the next byte */
+  at: number;
+  /** what made a request body fail (the source's own error, or its size being wrong) */
+  error: unknown = undefined;
+
+  constructor(open: (offset: number) => AsyncIterable<Buffer>, offset: number) {
+    this.it = open(offset)[Symbol.asyncIterator]();
+    this.at = offset;
+  }
+
+  /** The next piece, at most `max` bytes, or null at the end. */
+  async next(max: number): Promise<Buffer | null> {
+    let b = this.rest;
+    this.rest = null;
+    while (!b || b.length === 0) {
+      if (this.done) return null;
+      const r = await this.it.next();
+      if (r.done) { this.done = true; return null; }
+      b = Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value as Uint8Array);
+    }
+    if (b.length > max) { this.rest = b.subarray(max); b = b.subarray(0, max); }
+    this.at += b.length;
+    return b;
+  }
+
+  /** Whether the source has no byte left (reads one more piece to know). */
+  async ended(): Promise<boolean> {
+    const b = await this.next(Number.MAX_SAFE_INTEGER);
+    if (b) { this.rest = b; this.at -= b.length; return false; }
+    return true;
+  }
+
+  async close(): Promise<void> {
+    if (!this.done) { this.done = true; await this.it.return?.(); }
+  }
+}
+
 /**
  * The distribution API of one repository. Cheap to construct (nothing happens until the first
  * call); safe to use from several concurrent tasks (one ping, one token fetch per scope).
@@ -239,6 +281,12 @@ export class RegistryClient {
       if (res.status === 401) {
         const header = res.headers.get("www-authenticate");
         const why = await describeFailure(res, h);
+        if (req.body instanceof ReadableStream && sameHost && authTry === 0) {
+          // the body is spent: the caller resumes (a new token is fetched on the next request)
+          this.auth.useChallenge(header);
+          if (authz) this.auth.invalidate(sc);
+          throw new TransientError(`authorization refused mid-upload (${why})`);
+        }
         if (authTry > 0 || !sameHost) throw new AuthError(this.redact(`${this.where}: ${what}: authentication required (${why})`));
         const extra = this.auth.useChallenge(header);
         if (authz) this.auth.invalidate(sc);
@@ -506,48 +554,60 @@ export class RegistryClient {
     });
   }
 
-  /** Read exactly up to `max` bytes from an iterator, keeping what is past it in `rest`. */
-  private static async take(it: AsyncIterator<Buffer>, st: { rest: Buffer | null; done: boolean }, max: number): Promise<Buffer> {
-    const parts: Buffer[] = [];
-    let n = 0;
-    while (n < max) {
-      let b: Buffer;
-      if (st.rest) { b = st.rest; st.rest = null; }
-      else {
-        if (st.done) break;
-        const r = await it.next();
-        if (r.done) { st.done = true; break; }
-        b = Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value as Uint8Array);
-      }
-      if (n + b.length > max) { st.rest = b.subarray(max - n); b = b.subarray(0, max - n); }
-      parts.push(b);
-      n += b.length;
-    }
-    return Buffer.concat(parts, n);
+  /**
+   * A request body of exactly `len` bytes pulled from the source `src` (pieces passed through,
+   * none held beyond the one in flight). With `last`, the source must end there. A source that
+   * ends early, runs past its size or fails (its own verification) errors the stream, so the
+   * request is aborted, and records the error in `src.error` for the caller to throw instead of
+   * the network error that follows.
+   */
+  private bodyFrom(what: string, src: Source, len: number, size: number, last: boolean): ReadableStream<Uint8Array> {
+    let left = len;
+    const fail = (c: ReadableStreamDefaultController<Uint8Array>, e: unknown) => { src.error ??= e; c.error(e); };
+    return new ReadableStream<Uint8Array>({
+      pull: async (c) => {
+        try {
+          if (left > 0) {
+            const b = await src.next(left);
+            if (!b) throw this.fail(what, `the source ended at byte ${src.at} of its ${size}`, "invalid");
+            left -= b.length;
+            c.enqueue(b);
+          }
+          if (left === 0) {
+            if (last && !(await src.ended())) throw this.fail(what, `the source gave more than its ${size} bytes`, "invalid");
+            c.close();
+          }
+        } catch (e) {
+          fail(c, e);
+        }
+      },
+      cancel: () => {},
+    });
   }
 
   private async uploadMonolithic(what: string, loc: string, desc: { digest: string; size: number }, open: (offset: number) => AsyncIterable<Buffer>): Promise<void> {
-    const it = open(0)[Symbol.asyncIterator]();
-    const st = { rest: null as Buffer | null, done: false };
-    let body: Buffer;
+    const src = new Source(open, 0);
     try {
-      body = await RegistryClient.take(it, st, desc.size + 1);
+      await this.finish(what, loc, desc.digest, src, desc.size, desc.size);
     } finally {
-      await it.return?.();
+      await src.close();
     }
-    if (body.length !== desc.size) throw this.fail(what, `the source gave ${body.length > desc.size ? "more than" : body.length} of its ${desc.size} bytes`, "invalid");
-    await this.finish(what, loc, desc.digest, body);
   }
 
-  /** The final PUT ?digest= (with `body` as its last bytes); lost sessions throw RestartUpload. */
-  private async finish(what: string, loc: string, digest: string, body: Buffer): Promise<void> {
+  /** The final PUT ?digest= carrying the source's next `len` bytes; lost sessions throw RestartUpload. */
+  private async finish(what: string, loc: string, digest: string, src: Source, len: number, size: number): Promise<void> {
     let res: Response;
     try {
-      ({ res } = await this.attempt(what, { method: "PUT", url: withQuery(loc, "digest", digest), headers: { "content-type": "application/octet-stream" }, body }));
+      ({ res } = await this.attempt(what, {
+        method: "PUT", url: withQuery(loc, "digest", digest), headers: { "content-type": "application/octet-stream" },
+        body: this.bodyFrom(what, src, len, size, true), contentLength: len,
+      }));
     } catch (e) {
+      if (src.error) throw src.error;
       if (e instanceof TransientError) throw new RestartUpload(e.message);
       throw e;
     }
+    if (src.error) throw src.error;
     if (res.status === 201 || res.status === 204 || res.status === 200) {
       await res.body?.cancel().catch(() => {});
       const claimed = res.headers.get("docker-content-digest");
@@ -564,24 +624,23 @@ export class RegistryClient {
     const chunk = Math.max(this.chunkSize, this.minChunk);
     let loc = startLoc;
     let offset = 0;
-    let it = open(0)[Symbol.asyncIterator]();
-    let st = { rest: null as Buffer | null, done: false };
+    let src = new Source(open, 0);
     let failures = 0;
     try {
       while (offset < desc.size) {
-        const body = await RegistryClient.take(it, st, Math.min(chunk, desc.size - offset));
-        if (body.length === 0) throw this.fail(what, `the source ended at byte ${offset} of ${desc.size}`, "invalid");
+        const len = Math.min(chunk, desc.size - offset);
         let problem: string | null = null;
         try {
           const { res, url } = await this.attempt(what, {
-            method: "PATCH", url: loc, body,
-            headers: { "content-type": "application/octet-stream", "content-range": `${offset}-${offset + body.length - 1}` },
+            method: "PATCH", url: loc, body: this.bodyFrom(what, src, len, desc.size, false), contentLength: len,
+            headers: { "content-type": "application/octet-stream", "content-range": `${offset}-${offset + len - 1}` },
           });
+          if (src.error) throw src.error;
           if (res.status === 202) {
             await res.body?.cancel().catch(() => {});
             const l = res.headers.get("location");
             if (l) loc = new URL(l, url).toString();
-            offset += body.length;
+            offset += len;
             failures = 0;
             continue;
           }
@@ -589,6 +648,7 @@ export class RegistryClient {
           if (res.status === 404) throw new RestartUpload(problem);
           if (res.status !== 416) throw this.fail(what, `chunk at ${offset}: ${problem}`);
         } catch (e) {
+          if (src.error) throw src.error;
           if (!(e instanceof TransientError)) throw e;
           problem = e.message;
         }
@@ -599,17 +659,14 @@ export class RegistryClient {
         const { at, location } = await this.uploadStatus(what, loc);
         loc = location;
         log.debug(`${this.where}: ${what}: chunk at ${offset} failed (${this.redact(problem ?? "")}); resuming at ${at}`);
-        await it.return?.();
+        await src.close();
         offset = at;
-        it = open(offset)[Symbol.asyncIterator]();
-        st = { rest: null, done: false };
+        src = new Source(open, offset);
       }
-      const rest = await RegistryClient.take(it, st, 1);
-      if (rest.length) throw this.fail(what, `the source gave more than its ${desc.size} bytes`, "invalid");
+      await this.finish(what, loc, desc.digest, src, 0, desc.size);
     } finally {
-      await it.return?.();
+      await src.close();
     }
-    await this.finish(what, loc, desc.digest, Buffer.alloc(0));
   }
 
   /** GET of an upload location: the next offset the registry expects (from `Range: 0-E`). */

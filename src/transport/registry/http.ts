@@ -40,12 +40,17 @@ export interface HttpSettings {
   redact: (s: string) => string;
 }
 
-/** One request; `body` is bytes (Content-Length is always set from it). */
+/**
+ * One request. `body` is bytes, or a stream of exactly `contentLength` bytes (read once: a
+ * request with a stream body cannot be sent again). Content-Length is always set.
+ */
 export interface HttpRequest {
   method: "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE";
   url: string;
   headers?: Record<string, string>;
-  body?: Uint8Array;
+  body?: Uint8Array | ReadableStream<Uint8Array>;
+  /** the length of a stream body */
+  contentLength?: number;
   /** follow 3xx (GET and HEAD only; default true for them) */
   followRedirects?: boolean;
 }
@@ -146,11 +151,14 @@ export async function send(req: HttpRequest, s: HttpSettings): Promise<{ res: Re
     if (hostOf(url) !== firstHost) {
       for (const k of Object.keys(headers)) if (k.toLowerCase() === "authorization") delete headers[k];
     }
-    if (req.body) headers["content-length"] = String(req.body.byteLength);
-    else if (req.method === "POST" || req.method === "PUT" || req.method === "PATCH") headers["content-length"] = "0";
+    const stream = req.body instanceof ReadableStream;
+    if (stream && hop > 0) throw new BociError("a redirect asked for a request body to be sent again");
+    const length = req.body === undefined ? 0 : stream ? req.contentLength : (req.body as Uint8Array).byteLength;
+    if (length === undefined) throw new TypeError("send: a stream body needs contentLength");
+    if (req.body !== undefined || req.method === "POST" || req.method === "PUT" || req.method === "PATCH") headers["content-length"] = String(length);
     const ac = new AbortController();
-    // A request with a body gets time to send it: the stall timer covers the wait for headers.
-    const budget = s.stallMs + (req.body ? Math.ceil(req.body.byteLength / 65536) * 1000 : 0);
+    // A request with a body gets time to send it (at 64 KiB/s): the stall timer covers the wait for headers.
+    const budget = s.stallMs + Math.ceil(length / 65536) * 1000;
     const timer = setTimeout(() => ac.abort(), budget);
     let res: Response;
     try {
@@ -158,6 +166,7 @@ export async function send(req: HttpRequest, s: HttpSettings): Promise<{ res: Re
         method: req.method,
         headers,
         body: req.body ?? (headers["content-length"] === "0" ? new Uint8Array(0) : undefined),
+        ...(stream ? { duplex: "half" } : {}),
         redirect: "manual",
         signal: ac.signal,
         tls: s.tls,
