@@ -21,6 +21,11 @@ export interface RegistryOptions {
   parent?: string;
   /** token lifetime for auth "token" (seconds) */
   tokenTtlSeconds?: number;
+  /**
+   * with `tls`: the registry requires a client certificate signed by the test CA; `certDir` then
+   * also holds `client.cert` and `client.key` (the containers certs.d names)
+   */
+  clientCert?: boolean;
 }
 
 export interface Registry {
@@ -37,6 +42,8 @@ export interface Registry {
   password?: string;
   /** the token server (auth "token"): its realm and the requests it saw */
   tokenServer?: TokenServer;
+  /** whether the registry requires the client certificate in `certDir` */
+  clientCert: boolean;
   /** the registry's storage root (`docker/registry/v2/...` under it) */
   storage: string;
   /** the registry's log so far (stderr and stdout) */
@@ -65,6 +72,12 @@ function run(cmd: string[], cwd: string): string {
   return p.stdout.toString();
 }
 
+/** Bun fetch TLS options trusting the test CA, with the certs.d client certificate when asked. */
+function tlsOf(caFile: string, clientDir?: string): { ca: string; cert?: string; key?: string } {
+  const ca = readFileSync(caFile, "utf8");
+  return clientDir ? { ca, cert: readFileSync(join(clientDir, "client.cert"), "utf8"), key: readFileSync(join(clientDir, "client.key"), "utf8") } : { ca };
+}
+
 /** A port free at this moment on 127.0.0.1 (the caller retries if someone takes it meanwhile). */
 export function freePort(): number {
   const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
@@ -74,7 +87,7 @@ export function freePort(): number {
 }
 
 /** CA, server certificate for 127.0.0.1 and the certs.d directory, under `dir`. */
-function makeTls(dir: string): { caFile: string; certFile: string; keyFile: string; certDir: string } {
+function makeTls(dir: string, clientCert: boolean): { caFile: string; certFile: string; keyFile: string; certDir: string } {
   const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
   run(["openssl", "req", "-x509", ...ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=boci test CA",
     "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"], dir);
@@ -84,6 +97,11 @@ function makeTls(dir: string): { caFile: string; certFile: string; keyFile: stri
   const certDir = join(dir, "certs.d");
   mkdirSync(certDir);
   copyFileSync(join(dir, "ca.crt"), join(certDir, "ca.crt"));
+  if (clientCert) {
+    run(["openssl", "req", ...ec, "-keyout", join(certDir, "client.key"), "-out", "client.csr", "-subj", "/CN=boci test client"], dir);
+    writeFileSync(join(dir, "client.ext"), "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n");
+    run(["openssl", "x509", "-req", "-in", "client.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", join(certDir, "client.cert"), "-days", "2", "-extfile", "client.ext"], dir);
+  }
   return { caFile: join(dir, "ca.crt"), certFile: join(dir, "server.crt"), keyFile: join(dir, "server.key"), certDir };
 }
 
@@ -101,7 +119,8 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
   mkdirSync(storage);
   let token: TokenServer | undefined;
   try {
-    const tls = opts.tls ? makeTls(dir) : undefined;
+    if (opts.clientCert && !opts.tls) throw new Error("registry harness: clientCert needs tls");
+    const tls = opts.tls ? makeTls(dir, opts.clientCert ?? false) : undefined;
     let user: string | undefined, password: string | undefined;
     let authYaml = "";
     if (auth === "htpasswd" || auth === "token") {
@@ -126,7 +145,8 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
         "version: 0.1",
         "log:\n  level: warn\n  accesslog:\n    disabled: true",
         `storage:\n  filesystem:\n    rootdirectory: ${storage}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false`,
-        `http:\n  addr: ${host}\n  secret: ${randomBytes(16).toString("hex")}` + (tls ? `\n  tls:\n    certificate: ${tls.certFile}\n    key: ${tls.keyFile}` : ""),
+        `http:\n  addr: ${host}\n  secret: ${randomBytes(16).toString("hex")}` + (tls ? `\n  tls:\n    certificate: ${tls.certFile}\n    key: ${tls.keyFile}` : "")
+          + (opts.clientCert ? `\n    clientcas:\n      - ${tls!.caFile}` : ""),
         authYaml.trimEnd(),
       ].filter(Boolean).join("\n") + "\n";
       writeFileSync(join(dir, "config.yml"), config);
@@ -141,7 +161,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
       let up = false;
       while (Date.now() < deadline && proc.exitCode === null) {
         try {
-          const r = await fetch(`${url}/v2/`, { tls: tls ? { ca: readFileSync(tls.caFile, "utf8") } : undefined, signal: AbortSignal.timeout(2000) });
+          const r = await fetch(`${url}/v2/`, { tls: tls ? tlsOf(tls.caFile, opts.clientCert ? tls.certDir : undefined) : undefined, signal: AbortSignal.timeout(2000) });
           await r.arrayBuffer();
           if (r.status === 200 || r.status === 401) { up = true; break; }
         } catch { /* not yet */ }
@@ -156,7 +176,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
       }
       let stopped = false;
       return {
-        host, url, user, password, storage, log,
+        host, url, user, password, storage, log, clientCert: opts.clientCert ?? false,
         caFile: tls?.caFile, certDir: tls?.certDir, tokenServer: token,
         async stop() {
           if (stopped) return;
@@ -197,7 +217,7 @@ export function storedBlobs(reg: Registry): Map<string, number> {
  * check what a push left, independent of boci's client. `path` starts with `/v2/`.
  */
 export async function registryFetch(reg: Registry, path: string, init: { method?: string; headers?: Record<string, string>; actions?: string } = {}): Promise<Response> {
-  const tls = reg.caFile ? { ca: readFileSync(reg.caFile, "utf8") } : undefined;
+  const tls = reg.caFile ? tlsOf(reg.caFile, reg.clientCert ? reg.certDir : undefined) : undefined;
   const headers: Record<string, string> = { ...(init.headers ?? {}) };
   if (reg.user !== undefined) {
     const basic = "Basic " + Buffer.from(`${reg.user}:${reg.password}`).toString("base64");

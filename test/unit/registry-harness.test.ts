@@ -77,6 +77,17 @@ describe("auth modes answer /v2/", () => {
     } finally { await reg.stop(); }
   });
 
+  t("TLS with a client certificate: refused without it, answered with the certs.d pair", async () => {
+    const reg = await startRegistry({ tls: true, clientCert: true });
+    try {
+      expect(existsSync(join(reg.certDir!, "client.cert")) && existsSync(join(reg.certDir!, "client.key"))).toBe(true);
+      await expect(fetch(`${reg.url}/v2/`, { tls: caOf(reg) })).rejects.toThrow();
+      const tls = { ...caOf(reg), cert: readFileSync(join(reg.certDir!, "client.cert"), "utf8"), key: readFileSync(join(reg.certDir!, "client.key"), "utf8") };
+      expect((await fetch(`${reg.url}/v2/`, { tls })).status).toBe(200);
+      expect((await registryFetch(reg, "/v2/")).status).toBe(200);
+    } finally { await reg.stop(); }
+  });
+
   for (const tls of [false, true]) {
     t(`token${tls ? " over TLS" : ""}: Bearer challenge, token server checks Basic and grants the scope asked for`, async () => {
       const reg = await startRegistry({ auth: "token", tls });
@@ -155,6 +166,15 @@ describe("skopeo pushes into each", () => {
       await skopeoCopy(["--dest-cert-dir", reg.certDir!, "--dest-creds", `${reg.user}:${reg.password}`, `oci:${img.l}:t`, `docker://${reg.host}/harness/app:t`]);
       await expectPushed(reg, "harness/app", "t", img);
       expect(reg.tokenServer!.requests.some((r) => r.who === "basic" && r.scopes.some((s) => s === "repository:harness/app:pull,push"))).toBe(true);
+    } finally { await reg.stop(); }
+  });
+
+  ts("TLS with a client certificate: --dest-cert-dir holding ca.crt, client.cert, client.key", async () => {
+    const reg = await startRegistry({ tls: true, clientCert: true });
+    try {
+      const img = image();
+      await skopeoCopy(["--dest-cert-dir", reg.certDir!, `oci:${img.l}:t`, `docker://${reg.host}/harness/app:t`]);
+      await expectPushed(reg, "harness/app", "t", img);
     } finally { await reg.stop(); }
   });
 
