@@ -65,6 +65,7 @@ interface Mode {
   name: string;
   auth: "none" | "htpasswd" | "token";
   tls: boolean;
+  clientCert?: boolean;
   /** the flags boci's and skopeo's copy take for a registry side (`src` or `dest`), and inspect's */
   flags(reg: Registry, side: "src" | "dest" | ""): string[];
 }
@@ -74,6 +75,7 @@ const modes: Mode[] = [
   { name: "htpasswd over TLS", auth: "htpasswd", tls: true, flags: (r, s) => [flag(s, "cert-dir"), r.certDir!, flag(s, "creds"), `${r.user}:${r.password}`] },
   { name: "token auth, plain HTTP", auth: "token", tls: false, flags: (r, s) => [`${flag(s, "tls-verify")}=false`, flag(s, "creds"), `${r.user}:${r.password}`] },
   { name: "token auth over TLS", auth: "token", tls: true, flags: (r, s) => [flag(s, "cert-dir"), r.certDir!, flag(s, "creds"), `${r.user}:${r.password}`] },
+  { name: "TLS with a client certificate (certs.d client.cert/client.key)", auth: "none", tls: true, clientCert: true, flags: (r, s) => [flag(s, "cert-dir"), r.certDir!] },
 ];
 
 async function bociCopy(args: string[]): Promise<RunResult> {
@@ -96,7 +98,7 @@ async function skopeoRaw(reg: Registry, m: Mode, ref: string): Promise<Buffer> {
 for (const m of modes) {
   describe(m.name, () => {
     let reg: Registry;
-    beforeAll(async () => { if (!why) reg = await startRegistry({ auth: m.auth, tls: m.tls }); });
+    beforeAll(async () => { if (!why) reg = await startRegistry({ auth: m.auth, tls: m.tls, clientCert: m.clientCert }); });
     afterAll(async () => { await reg?.stop(); });
 
     t("boci pushes, skopeo pulls: same manifest bytes, same tree", async () => {
@@ -189,3 +191,31 @@ for (const m of modes) {
     }
   });
 }
+
+describe("credentials from an auth file", () => {
+  let reg: Registry;
+  beforeAll(async () => { if (!why) reg = await startRegistry({ auth: "htpasswd", tls: true }); });
+  afterAll(async () => { await reg?.stop(); });
+
+  t("--authfile and $REGISTRY_AUTH_FILE (containers auth.json) serve boci and skopeo alike", async () => {
+    const { l, manifest } = source();
+    const authFile = join(scratch(), "auth.json");
+    await Bun.write(authFile, JSON.stringify({ auths: { [reg.host]: { auth: Buffer.from(`${reg.user}:${reg.password}`).toString("base64") } } }));
+    const ref = `docker://${reg.host}/interop/authfile:1`;
+    const pushed = await runAsync([BIN, "copy", "--json", "--dest-authfile", authFile, "--dest-cert-dir", reg.certDir!, `oci:${l}:t`, ref]);
+    expect(pushed.code).toBe(0);
+    expect(pushed.stdout + pushed.stderr).not.toContain(reg.password!);
+    const raw = await runAsync(["skopeo", "inspect", "--raw", "--authfile", authFile, "--cert-dir", reg.certDir!, ref]);
+    expect(raw.code).toBe(0);
+    expect(raw.stdout).toBe(blobBytes(l, manifest).toString());
+    const got = join(scratch(), "authfile-pulled");
+    const pulled = await runAsync([BIN, "copy", "--src-cert-dir", reg.certDir!, ref, `oci:${got}:t`], { env: { REGISTRY_AUTH_FILE: authFile } });
+    expect(pulled.code).toBe(0);
+    expect(checkLayout(got)).toEqual([]);
+    expect(index(got).manifests[0].digest).toBe(manifest.digest);
+    // without any credentials: refused, exit 1
+    const anon = await runAsync([BIN, "copy", "--src-no-creds", "--src-cert-dir", reg.certDir!, ref, `oci:${join(scratch(), "anon")}:t`]);
+    expect(anon.code).toBe(1);
+    expect(anon.stderr).toContain(reg.host);
+  });
+});
