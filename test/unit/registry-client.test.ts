@@ -7,7 +7,10 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { randomBytes, createHash } from "node:crypto";
-import { RegistryClient, nextLink } from "../../src/transport/registry/client";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { RegistryClient, apiHost, nextLink } from "../../src/transport/registry/client";
 import { parseChallenges } from "../../src/transport/registry/auth";
 import { retryAfterMs, stripTokens } from "../../src/transport/registry/http";
 import { BociError, InvalidError } from "../../src/errors";
@@ -499,7 +502,7 @@ describe("tags (fake registry)", () => {
 });
 
 describe("secrets never reach a log line or a message", () => {
-  test("debug logging of a Basic and a Bearer flow with failures and retries", async () => {
+  test("debug logging of a Bearer flow (Basic credentials on the token request) with errors echoing them and retries", async () => {
     const secretPw = "S3cret-Passw0rd-Value";
     const tok = "opaque-token-value-0123456789";
     let n = 0;
@@ -511,22 +514,26 @@ describe("secrets never reach a log line or a message", () => {
       if (n++ < 2) return new Response(`{"errors":[{"code":"UNKNOWN","message":"backend said Bearer ${tok} and ${secretPw}"}]}`, { status: 500 });
       return new Response(`{"errors":[{"code":"DENIED","message":"no for ${tok}"}]}`, { status: 403 });
     });
-    const { setLogLevel } = await import("../../src/util/log");
-    const written: string[] = [];
-    const orig = process.stderr.write.bind(process.stderr);
-    (process.stderr as { write: unknown }).write = (chunk: unknown, ...rest: unknown[]) => { written.push(String(chunk)); return (orig as (...a: unknown[]) => boolean)(chunk, ...rest); };
-    setLogLevel("debug");
-    let e: BociError;
+    // The flow runs in a child process at --log debug: everything it writes to stderr is seen.
+    const dir = mkdtempSync(join(tmpdir(), "boci-regclient-"));
     try {
-      e = await caught(new RegistryClient(f.host, "r", { ...fast, credentials: { username: "u", password: secretPw } }, ["pull"]).getManifest("t"));
+      const script = join(dir, "flow.ts");
+      writeFileSync(script, [
+        `import { setLogLevel } from ${JSON.stringify(join(import.meta.dir, "../../src/util/log"))};`,
+        `import { RegistryClient } from ${JSON.stringify(join(import.meta.dir, "../../src/transport/registry/client"))};`,
+        `setLogLevel("debug");`,
+        `const c = new RegistryClient(process.argv[2], "r", { tlsVerify: false, retries: 3, retryDelayMs: 5, credentials: { username: "u", password: process.env.PW } }, ["pull"]);`,
+        `try { await c.getManifest("t"); } catch (e) { console.error("ERROR " + e.message); }`,
+      ].join("\n"));
+      const p = Bun.spawn([process.execPath, script, f.host], { env: { ...process.env, PW: secretPw }, stdout: "pipe", stderr: "pipe" });
+      const [out, err] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+      const all = out + err;
+      expect(err).toContain("retry 2");
+      expect(err).toContain(`ERROR ${f.host}/r: get manifest t: denied`);
+      for (const s of [secretPw, tok, Buffer.from(`u:${secretPw}`).toString("base64")]) expect(all).not.toContain(s);
     } finally {
-      setLogLevel("warn");
-      (process.stderr as { write: unknown }).write = orig;
+      rmSync(dir, { recursive: true, force: true });
     }
-    expect(e.message).toContain("denied");
-    const all = written.join("") + "\n" + e.message;
-    expect(written.join("")).toContain("retry");
-    for (const s of [secretPw, tok, Buffer.from(`u:${secretPw}`).toString("base64")]) expect(all).not.toContain(s);
   });
 });
 
@@ -666,6 +673,8 @@ describe("helpers", () => {
     expect(retryAfterMs("soon")).toBeUndefined();
     expect(nextLink('</v2/r/tags/list?n=2&last=b>; rel="next"')).toBe("/v2/r/tags/list?n=2&last=b");
     expect(nextLink(null)).toBeNull();
+    expect(apiHost("docker.io")).toBe("registry-1.docker.io");
+    expect(apiHost("127.0.0.1:5000")).toBe("127.0.0.1:5000");
     expect(stripTokens("bad Bearer abc.def.ghi here")).toBe("bad Bearer <redacted> here");
     expect(stripTokens("jwt eyJhbGciOi.eyJzdWIiOi.sig")).toBe("jwt <redacted>");
     const d = "sha256:" + "a".repeat(64);

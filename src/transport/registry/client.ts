@@ -52,6 +52,15 @@ function chunkSizeFromEnv(): number {
   return Number.isInteger(v) && v > 0 ? v : DEFAULT_CHUNK_SIZE;
 }
 
+/**
+ * The host the API of `registry` is served from: Docker Hub's name (`docker.io`, as references
+ * are normalised) serves it at `registry-1.docker.io`, as containers/image and Docker know; any
+ * other registry at its own name. Credentials, certificates and messages keep the name as given.
+ */
+export function apiHost(registry: string): string {
+  return registry === "docker.io" || registry === "index.docker.io" ? "registry-1.docker.io" : registry;
+}
+
 function hashOf(alg: string, bytes: Uint8Array, where = ""): string {
   if (alg !== "sha256" && alg !== "sha512") throw new UnsupportedError(`${where ? where + ": " : ""}unsupported digest algorithm ${alg}`);
   const h = new Bun.CryptoHasher(alg);
@@ -228,7 +237,7 @@ export class RegistryClient {
   private async doPing(): Promise<string> {
     const h = this.settings();
     const plainHttp = this.plainHttp;
-    const httpsBase = `https://${this.registry}`;
+    const httpsBase = `https://${apiHost(this.registry)}`;
     const tryOnce = async (base: string): Promise<void> => {
       const { res } = await send({ method: "GET", url: `${base}/v2/` }, h);
       if (res.status === 200) { await res.body?.cancel().catch(() => {}); return; }
@@ -253,7 +262,7 @@ export class RegistryClient {
       if (e instanceof AuthError || (e instanceof BociError && e.code === "EREGISTRY")) throw e;
       log.debug(`${this.where}: https ping failed (${this.redact((e as Error).message)}); trying http`);
     }
-    const httpBase = `http://${this.registry}`;
+    const httpBase = `http://${apiHost(this.registry)}`;
     await this.retried("ping /v2/", () => tryOnce(httpBase));
     // tlsFor has warned (once, when this client asked it) about plain HTTP to a host that is not loopback.
     log.debug(`${this.where}: speaking plain http`);

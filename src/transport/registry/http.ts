@@ -96,6 +96,7 @@ export function backoffMs(attempt: number, baseMs: number, retryAfter?: number):
   return Math.max(exp + jitter, retryAfter ?? 0);
 }
 
+/** A promise resolved after `ms` milliseconds. */
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
