@@ -39,6 +39,8 @@ import { type BlobReader, type JsonKind, MAX_JSON_BLOB, checkDescriptor, verifyC
 import { takeLock, GC_LOCK, INDEX_LOCK, type HeldLock, type LockMode } from "./lock";
 import { release } from "../util/release";
 import { flock } from "../sys";
+import type * as PoolModule from "../worker/pool";
+import type { StreamHasher } from "../worker/pool";
 import {
   CREATE_FLAGS, type Owner, checkLayoutDir, chownNewFile, fileMatchesSha256, layoutOwner, lstatOrNull, notA, openLayoutFile,
   readLayoutFile,
@@ -400,38 +402,67 @@ export class Layout implements BlobReader {
       for (let attempt = 0; ; attempt++) {
         let have = fs.fstatSync(fd).size;
         if (have > desc.size) { fs.ftruncateSync(fd, 0); have = 0; }
-        const h = new Bun.CryptoHasher("sha256");
-        await hashFdPrefix(fd, have, h);
-        resumedFrom = have;
-        if (have > 0) opts.onBytes?.(have);
+        // Hashed inline: a worker would need every byte copied to it, which cost more than it
+        // saved on a loopback pull (the writes, not the hash, overlap the download).
+        const h = poolModule().inlineHasher();
+        let hashed = false;
         let pos = have;
         let extra = false;
-        if (pos < desc.size) {
-          const src = fetchFrom(pos);
-          const it = src[Symbol.asyncIterator]();
-          let finished = false;
-          try {
-            for (;;) {
-              const r = await it.next();
-              if (r.done) { finished = true; break; }
-              let chunk = r.value;
-              if (chunk.length === 0) continue;
-              const left = desc.size - pos;
-              if (left === 0) { extra = true; break; }
-              if (chunk.length > left) { extra = true; chunk = chunk.subarray(0, left); }
-              let off = 0;
-              while (off < chunk.length) off += await writeAtAsync(fd, chunk, off, chunk.length - off, pos + off);
-              h.update(chunk);
-              pos += chunk.length;
-              fetched += chunk.length;
-              opts.onBytes?.(chunk.length);
-              if (extra) break;
+        try {
+          await hashFdPrefix(fd, have, h);
+          resumedFrom = have;
+          if (have > 0) opts.onBytes?.(have);
+          if (pos < desc.size) {
+            // Writes go out in order on the thread pool while the next chunk is read and hashed;
+            // at most WRITE_AHEAD bytes wait, so memory stays bounded.
+            let writeErr: { e: unknown } | null = null;
+            let tail: Promise<void> = Promise.resolve();
+            let queued = 0;
+            const enqueue = (chunk: Uint8Array, at: number) => {
+              queued += chunk.length;
+              tail = tail.then(async () => {
+                try {
+                  if (writeErr) return;
+                  for (let off = 0; off < chunk.length;) off += await writeAtAsync(fd, chunk, off, chunk.length - off, at + off);
+                } catch (e) {
+                  writeErr ??= { e };
+                } finally {
+                  queued -= chunk.length;
+                }
+              });
+            };
+            const it = fetchFrom(pos)[Symbol.asyncIterator]();
+            let finished = false;
+            try {
+              for (;;) {
+                const r = await it.next();
+                if (r.done) { finished = true; break; }
+                let chunk = r.value;
+                if (chunk.length === 0) continue;
+                const left = desc.size - pos;
+                if (left === 0) { extra = true; break; }
+                if (chunk.length > left) { extra = true; chunk = chunk.subarray(0, left); }
+                enqueue(chunk, pos);
+                const wait = h.update(chunk);
+                if (wait) await wait;
+                pos += chunk.length;
+                fetched += chunk.length;
+                opts.onBytes?.(chunk.length);
+                if (queued > WRITE_AHEAD) await tail;
+                if (writeErr) throw (writeErr as { e: unknown }).e;
+                if (extra) break;
+              }
+            } finally {
+              if (!finished) await it.return?.();
+              await tail;
             }
-          } finally {
-            if (!finished) await it.return?.();
+            if (writeErr) throw (writeErr as { e: unknown }).e;
           }
+          hashed = true;
+        } finally {
+          if (!hashed) h.abort();
         }
-        const got = "sha256:" + h.digest("hex");
+        const got = "sha256:" + (await h.digest());
         try {
           verifyRead(digest, desc.size, got, pos, extra);
         } catch (e) {
@@ -626,19 +657,25 @@ function writeAsync(fd: number, b: Uint8Array, off: number, len: number): Promis
 }
 const fdatasyncAsync = promisify(fs.fdatasync);
 
+/** Bytes of a resumable download waiting to be written before the reader waits for them. */
+const WRITE_AHEAD = 16 << 20;
+// Lazy, as in source.ts (only the StreamHasher interface is used here).
+const poolModule = () => require("../worker/pool") as typeof PoolModule;
+
 /** One positioned write(2) on the thread pool; the bytes written. */
 function writeAtAsync(fd: number, b: Uint8Array, off: number, len: number, pos: number): Promise<number> {
   return new Promise((resolve, reject) => fs.write(fd, b, off, len, pos, (e, n) => (e ? reject(e) : resolve(n))));
 }
 
 /** Feed the first `n` bytes of `fd` to `h` (1 MiB reads); a file shorter than `n` is an error. */
-async function hashFdPrefix(fd: number, n: number, h: Bun.CryptoHasher): Promise<void> {
+async function hashFdPrefix(fd: number, n: number, h: StreamHasher): Promise<void> {
   const buf = Buffer.allocUnsafe(Math.min(n, 1 << 20));
   for (let pos = 0; pos < n;) {
     const want = Math.min(buf.length, n - pos);
     const got = await new Promise<number>((resolve, reject) => fs.read(fd, buf, 0, want, pos, (e, r) => (e ? reject(e) : resolve(r))));
     if (got === 0) throw new InvalidError(`partial download shrank while it was read`);
-    h.update(buf.subarray(0, got));
+    const wait = h.update(buf.subarray(0, got));
+    if (wait) await wait;
     pos += got;
   }
 }
