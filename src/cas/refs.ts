@@ -3,7 +3,7 @@
  * top-level index.json entry. Resolving a tag walks nested indexes down to manifests (the shared
  * walk of walk.ts); each hit is a DescriptorPath from the index.json entry to the manifest.
  */
-import { InvalidError, NotFoundError, UnsupportedError } from "../errors";
+import { InvalidError, NotFoundError, UnsupportedError, UsageError } from "../errors";
 import { type Descriptor, type ImageIndex, type Platform, AnnotationRefName, isDockerSchema1MediaType } from "../image";
 import type { BlobReader } from "./source";
 import { DescriptorWalk, type WalkChild } from "./walk";
@@ -72,10 +72,10 @@ export function hostPlatform(): Platform {
   return p;
 }
 
-/** Parse `os/arch[/variant]`. */
+/** Parse `os/arch[/variant]` (a flag's value: a bad one is a UsageError, exit 2). */
 export function parsePlatform(s: string): Platform {
   const parts = s.split("/");
-  if (parts.length < 2 || parts.length > 3 || parts.some((x) => !x)) throw new InvalidError(`invalid platform ${JSON.stringify(s)}: expected os/arch[/variant]`);
+  if (parts.length < 2 || parts.length > 3 || parts.some((x) => !x)) throw new UsageError(`invalid platform ${JSON.stringify(s)}: expected os/arch[/variant]`);
   const p: Platform = { os: parts[0]!, architecture: parts[1]! };
   if (parts[2]) p.variant = parts[2];
   return p;

@@ -135,9 +135,14 @@ export const rmCommand: CommandDef = {
   run(_args, opts) {
     const ref = parseImageRef(opts.get("image"));
     const layout = openLayout(ref.layout);
-    // umoci's DeleteReference writes index.json back whether or not the tag was there.
-    layout.updateIndex((ix) => ({ index: removeTag(ix, ref.tag).index, result: undefined }));
-    log.info(`removed tag: ${ref.tag}`);
+    // umoci's DeleteReference writes index.json back whether or not the tag was there (and exits
+    // 0 either way, as boci does); boci says so when there was nothing to remove.
+    const removed = layout.updateIndex((ix) => {
+      const r = removeTag(ix, ref.tag);
+      return { index: r.index, result: r.removed };
+    });
+    if (removed === 0) log.warn(`tag ${JSON.stringify(ref.tag)} not found in ${ref.layout}: nothing removed`);
+    else log.info(`removed tag: ${ref.tag}`);
   },
 };
 

@@ -272,12 +272,12 @@ export function normalizeArgv(argv: string[], commands: CommandDef[], globals: O
     if (subFlag) throw new UsageError(`${word}: unknown option ${subFlag.typed}`);
     if (sub === HELP_COMMAND || sub === HELP_ALIAS) return help([word, ...argv.slice(i + 1)]);
     command = findCommand(commands, `${word} ${sub}`);
-    if (!command) throw new UsageError(`unknown command ${JSON.stringify(`${word} ${sub}`)}; see 'boci ${word} --help'`);
+    if (!command) throw new UsageError(`unknown command ${JSON.stringify(`${word} ${sub}`)}${didYouMean(sub, commands.filter((c) => c.name.startsWith(word + " ") && !c.hidden).map((c) => c.name.slice(word.length + 1)), `${word} `)}; see 'boci ${word} --help'`);
     out.push(cacCommandName(`${word} ${sub}`));
     i++;
   } else {
     command = findCommand(commands, word);
-    if (!command) throw new UsageError(`unknown command ${JSON.stringify(word)}; see 'boci --help'`);
+    if (!command) throw new UsageError(`unknown command ${JSON.stringify(word)}${didYouMean(word, [...new Set(commands.filter((c) => !c.hidden).flatMap((c) => [c.name.split(" ")[0]!, ...(c.aliases ?? [])]))])}; see 'boci --help'`);
     out.push(word);
   }
 
@@ -293,7 +293,7 @@ export function normalizeArgv(argv: string[], commands: CommandDef[], globals: O
     // `CMD --help` (any value) asks for the command's help, as urfave's help flag does.
     if (f.name === "help" || f.name === "h") { out.push(`--${helpSpec.flag}=true`); continue; }
     const spec = specs.get(f.name);
-    if (!spec) throw new UsageError(`${command.name}: unknown option ${f.typed}`);
+    if (!spec) throw new UsageError(`${command.name}: unknown option ${f.typed}${didYouMean(f.name, [...specs.keys()].filter((k) => k.length > 1), "--")}`);
     i = take(f, spec, i) - 1;
   }
   return { argv: pos.end(), command };
@@ -312,4 +312,34 @@ export function helpTopic(words: string[], commands: CommandDef[]): HelpTopic {
   const c = findCommand(commands, w[0]!);
   if (!c) throw new UsageError(`no help topic for '${w[0]}'`);
   return { kind: "command", command: c };
+}
+
+/**
+ * ` (did you mean "X"?)` for the nearest of `names` to `typed` (edit distance at most 2, or a
+ * third of its length for long names), or "" when none is near.
+ */
+export function didYouMean(typed: string, names: string[], prefix = ""): string {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const n of names) {
+    const d = editDistance(typed, n);
+    if (d < bestD) { best = n; bestD = d; }
+  }
+  if (best === undefined || bestD > Math.max(2, Math.floor(typed.length / 3))) return "";
+  return ` (did you mean ${JSON.stringify(prefix + best)}?)`;
+}
+
+/** Levenshtein distance, adjacent transpositions counting one (optimal string alignment). */
+function editDistance(a: string, b: string): number {
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, d[i - 2]![j - 2]! + 1);
+      d[i]![j] = v;
+    }
+  }
+  return d[a.length]![b.length]!;
 }

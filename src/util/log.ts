@@ -1,5 +1,7 @@
 /**
- * The logger: consola writing everything to stderr (stdout is for command output).
+ * The logger: consola writing everything to stderr (stdout is for command output), one line per
+ * message in the shape of the error line main.ts prints: `boci: warning: …`, `boci: info: …`.
+ * Plain ASCII; the level word is coloured only on a terminal without NO_COLOR.
  * Levels follow umoci's --log: debug, info, warn (default), error, fatal.
  *
  * consola is loaded on the first message that is actually printed: loading it costs about
@@ -7,6 +9,7 @@
  */
 import type { ConsolaInstance } from "consola";
 import { escapeText } from "./escape";
+import { writeErr } from "./stdio";
 
 const levels: Record<string, number> = { fatal: 0, error: 0, warn: 1, info: 3, debug: 4 };
 
@@ -17,7 +20,20 @@ function consola(): ConsolaInstance {
   if (!instance) {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const { createConsola } = require("consola") as typeof import("consola");
-    instance = createConsola({ level, stdout: process.stderr, stderr: process.stderr });
+    const color = process.stderr.isTTY === true && !process.env.NO_COLOR && process.env.TERM !== "dumb";
+    const paint: Record<string, string> = { warn: "33", error: "31", fatal: "31", info: "36", debug: "90" };
+    const word: Record<string, string> = { warn: "warning", fatal: "error" };
+    instance = createConsola({
+      level,
+      reporters: [{
+        log(o) {
+          const w = word[o.type] ?? o.type;
+          const label = color && paint[o.type] ? `\x1b[${paint[o.type]}m${w}\x1b[0m` : w;
+          // (the message is one line: escapeText turned any newline in it into \n)
+          writeErr(`boci: ${label}: ${o.args.map(String).join(" ")}\n`);
+        },
+      }],
+    });
   }
   return instance;
 }

@@ -1,0 +1,54 @@
+/**
+ * How boci talks to a person (issue 16): one line per warning in the error line's shape,
+ * "did you mean" for a mistyped command or flag, a bad --platform as a usage error, `rm` of a
+ * missing tag said.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { rmSync } from "node:fs";
+import { join } from "node:path";
+import { boci, ok, scratch } from "../helpers/cli";
+
+const work = scratch();
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+const layout = join(work, "lay");
+
+describe("messages", () => {
+  test("a warning is one line: boci: warning: …, plain when stderr is not a terminal", () => {
+    ok(["init", "--layout", layout]);
+    ok(["new", "--image", `${layout}:base`]);
+    const r = ok(["raw", "runtime-config", "--image", `${layout}:base`, join(work, "config.json")]);
+    expect(r.stderr).toBe("boci: warning: no --rootfs given: user and group names cannot be resolved (using root:root where needed)\n");
+  });
+
+  test("rm of a tag that is not there says so, and still exits 0 as umoci does", () => {
+    const r = boci(["rm", "--image", `${layout}:nope`]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe(`boci: warning: tag "nope" not found in ${layout}: nothing removed\n`);
+    expect(boci(["rm", "--image", `${layout}:base`]).stderr).toBe("");
+  });
+
+  test("a mistyped command, subcommand or flag gets the nearest name; a far one gets none", () => {
+    const cases: Array<[string[], string]> = [
+      [["stt"], 'unknown command "stt" (did you mean "stat"?)'],
+      [["raw", "unpak", "x"], 'unknown command "raw unpak" (did you mean "raw unpack"?)'],
+      [["stat", "--imagee", "x"], 'stat: unknown option --imagee (did you mean "--image"?)'],
+      [["unpack", "--rootles", "x"], 'unpack: unknown option --rootles (did you mean "--rootless"?)'],
+    ];
+    for (const [args, msg] of cases) {
+      const r = boci(args);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(msg);
+      expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    }
+    const far = boci(["zzzzzz"]);
+    expect(far.code).toBe(2);
+    expect(far.stderr).not.toContain("did you mean");
+  });
+
+  test("a bad --platform is a usage error (exit 2)", () => {
+    ok(["new", "--image", `${layout}:p`]);
+    const r = boci(["unpack", "--platform", "bogus", "--image", `${layout}:p`, join(work, "b")]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('invalid platform "bogus"');
+  });
+});
