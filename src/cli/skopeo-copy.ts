@@ -86,7 +86,7 @@ function policyScopes(ref: ImageReference): string[] {
  * needs none; skopeo itself refuses to run then). The requirements of the most specific scope
  * of the source's transport apply, else the transport's "" scope, else `default`; each must
  * pass: `insecureAcceptAnything` passes, `reject` fails, a signature requirement fails (the
- * local transports carry no signatures). Throws NotFoundError or InvalidError for the file, a
+ * local transports carry no signatures, and boci reads none from a registry). Throws NotFoundError or InvalidError for the file, a
  * BociError (exit 1) for a rejection.
  */
 export function checkPolicy(g: SkopeoGlobal, src: ImageReference, srcText: string): void {
@@ -109,7 +109,7 @@ export function checkPolicy(g: SkopeoGlobal, src: ImageReference, srcText: strin
   for (const r of reqs) {
     if (r.type === "insecureAcceptAnything") continue;
     const why = r.type === "reject" ? "rejected by policy" : r.type === "signedBy" || r.type === "sigstoreSigned"
-      ? `policy requires a signature (${r.type}) and the image carries none` : `unknown policy requirement type ${JSON.stringify(r.type)}`;
+      ? `policy requires a signature (${r.type}) and boci verifies none` : `unknown policy requirement type ${JSON.stringify(r.type)}`;
     throw new BociError(`source image ${srcText} rejected: ${why} (${file})`, { code: "EPOLICY" });
   }
 }
@@ -203,7 +203,7 @@ export async function runSkopeoCopy(args: string[], flags: SkopeoFlags, g: Skope
   const quiet = flags.has("quiet");
   if (!quiet) {
     opts.onProgress = reporter(g.out, await documentKinds(src, opts));
-    // No signature is read or written (the local transports carry none); the lines keep skopeo's shape.
+    // No signature is read or written (boci copies none); the lines keep skopeo's shape.
     g.out("Getting image source signatures\n");
   }
   const digestFile = flags.get("digestfile");

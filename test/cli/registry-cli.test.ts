@@ -203,6 +203,13 @@ maybe("htpasswd Basic auth over TLS", () => {
     expect(ok(sk(["inspect", "--authfile", af, "--cert-dir", reg.certDir!, ref]), "inspect").stdout).toBe(want.stdout);
     const wantTags = ok(real(["list-tags", "--authfile", af, "--cert-dir", reg.certDir!, `docker://${reg.host}/r2/files`]), "real list-tags");
     expect(ok(sk(["list-tags", "--authfile", af, "--cert-dir", reg.certDir!, `docker://${reg.host}/r2/files`]), "list-tags").stdout).toBe(wantTags.stdout);
+    // --src-no-creds / --no-creds: anonymous even with an auth file that has credentials (refused by this registry).
+    fails(boci(["copy", "--authfile", af, "--src-no-creds", ...cd, ref, `oci:${newDir()}:x`]), 1, reg.host, [reg.password!]);
+    expect(sk(["inspect", "--authfile", af, "--no-creds", "--cert-dir", reg.certDir!, ref]).code).toBe(1);
+    // skopeo's --src-username/--src-password and --dest-creds through the symlink.
+    ok(sk(["copy", "--insecure-policy", "--src-username", reg.user!, "--src-password", reg.password!, "--src-cert-dir", reg.certDir!,
+      "--dest-creds", `${reg.user}:${reg.password}`, "--dest-cert-dir", reg.certDir!, ref, `docker://${reg.host}/r2/files:2`]), "skopeo copy registry to registry");
+    expect(ok(sk(["list-tags", "--creds", `${reg.user}:${reg.password}`, "--cert-dir", reg.certDir!, `docker://${reg.host}/r2/files`]), "list-tags").stdout).toContain('"2"');
     // A malformed auth file: one line naming it.
     writeFileSync(join(s, "af/bad.json"), `{"auths": {"${reg.host}": {"auth": "${reg.password}"`);
     fails(boci(["copy", "--authfile", join(s, "af/bad.json"), ...cd, ref, `oci:${newDir()}:x`]), 1, `auth file ${join(s, "af/bad.json")}: invalid JSON`, [reg.password!]);
