@@ -268,3 +268,45 @@ describe("push through faults", () => {
     expect(up).toBeGreaterThanOrEqual(img.big.size);
   });
 });
+
+describe("docker:// to docker:// on one registry (token auth)", () => {
+  let treg: Registry;
+  let tproxy: FaultProxy;
+  beforeAll(async () => {
+    if (why) return;
+    treg = await startRegistry({ auth: "token" });
+    tproxy = await startFaultProxy(treg.url);
+  });
+  afterAll(async () => {
+    await tproxy?.stop();
+    await treg?.stop();
+  });
+
+  t("every blob is mounted from the source repository (one token for both scopes), only the manifest is sent", async () => {
+    const img = image(10);
+    const creds = `${treg.user}:${treg.password}`;
+    await mustCopy([TLS, "--dest-creds", creds, `oci:${img.l}:t`, `docker://${tproxy.host}/mount/src:t`]);
+    const start = tproxy.log.length;
+    const tokens = treg.tokenServer!.requests.length;
+    // a 503 on the first mount is retried like any other request
+    tproxy.rules.push({ method: "POST", path: "mount=", action: { kind: "status", status: 503, retryAfter: 0 } });
+    await mustCopy(["--src-tls-verify=false", "--dest-tls-verify=false", "--src-creds", creds, "--dest-creds", creds,
+      `docker://${tproxy.host}/mount/src:t`, `docker://${tproxy.host}/mount/dst:t`]);
+    const log = tproxy.log.slice(start);
+    expect(tproxy.counts["status:503"]).toBe(1);
+    for (const d of [img.config, img.big, img.small]) {
+      expect(log.some((e) => e.method === "POST" && e.status === 201 && e.path.includes(`mount=${encodeURIComponent(d.digest)}`) && e.path.includes(`from=${encodeURIComponent("mount/src")}`))).toBe(true);
+    }
+    expect(log.filter((e) => e.method === "PATCH")).toHaveLength(0);
+    expect(log.reduce((a, e) => a + e.bytesUp, 0)).toBe(img.manifest.size);
+    // the big layer never crossed the wire
+    expect(log.filter((e) => e.path.includes(img.big.digest)).reduce((a, e) => a + e.bytesDown, 0)).toBe(0);
+    expect(treg.tokenServer!.requests.slice(tokens).some((r) => r.scopes.includes("repository:mount/src:pull") && r.scopes.includes("repository:mount/dst:pull,push"))).toBe(true);
+    const r = await registryFetch(treg, "/v2/mount/dst/manifests/t", { headers: { accept: img.manifest.mediaType } });
+    expect(r.status).toBe(200);
+    expect(Buffer.from(await r.arrayBuffer()).equals(blobBytes(img.l, img.manifest))).toBe(true);
+    const back = join(scratch(), "mounted");
+    await mustCopy(["--src-tls-verify=false", "--src-creds", creds, `docker://${treg.host}/mount/dst:t`, `oci:${back}:t`]);
+    expectPulled(back, img);
+  });
+});
