@@ -214,7 +214,7 @@ export class RegistryClient {
         try {
           return await fn(n);
         } catch (e) {
-          if (e instanceof BociError && e.code === "ETLS") throw this.fail(what, e.message, "general", e);
+          if (e instanceof BociError && e.code === "ETLS") throw this.fail(what, `${e.message} (see --cert-dir and --tls-verify)`, "general", e);
           if (!(e instanceof TransientError)) throw e;
           if (n >= h.retries) throw this.fail(what, `${this.redact(e.message)}${n ? ` (after ${n + 1} attempts)` : ""}`, "general", e);
           const d = backoffMs(n + 1, h.retryDelayMs, e.retryAfterMs);
@@ -255,13 +255,21 @@ export class RegistryClient {
       await this.retried("ping /v2/", () => tryOnce(httpsBase));
       return httpsBase;
     }
+    // Plain HTTP allowed: HTTPS first; HTTP only when HTTPS gets no HTTP answer at all.
+    let first: unknown;
     try {
       await tryOnce(httpsBase);
       return httpsBase;
     } catch (e) {
-      if (e instanceof AuthError || (e instanceof BociError && e.code === "EREGISTRY")) throw e;
-      log.debug(`${this.where}: https ping failed (${this.redact((e as Error).message)}); trying http`);
+      first = e;
     }
+    if (first instanceof TransientError && first.status !== undefined) {
+      // HTTPS answered (with a retryable status): keep to it
+      await this.retried("ping /v2/", (n) => (n === 0 ? Promise.reject(first) : tryOnce(httpsBase)));
+      return httpsBase;
+    }
+    if (!(first instanceof TransientError) && !(first instanceof BociError && first.code === "ETLS")) throw first;
+    log.debug(`${this.where}: https ping failed (${this.redact((first as Error).message)}); trying http`);
     const httpBase = `http://${apiHost(this.registry)}`;
     await this.retried("ping /v2/", () => tryOnce(httpBase));
     // tlsFor has warned (once, when this client asked it) about plain HTTP to a host that is not loopback.
