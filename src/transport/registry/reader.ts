@@ -97,7 +97,8 @@ export class RegistryReader implements BlobReader {
         if (!bytes) {
           checkDescriptor(d);
           if (d.size > MAX_JSON_BLOB) throw new InvalidError(`${kind} ${d.digest}: size ${d.size} exceeds the limit of ${MAX_JSON_BLOB} bytes for this kind of blob`);
-          bytes = embeddedData(d) ?? (kind === "config" ? await fetchBlob(api, d) : await fetchManifest(api, d));
+          // Only the fetch takes a slot: the walk below it must not wait while holding one.
+          bytes = embeddedData(d) ?? await pool.run(() => (kind === "config" ? fetchBlob(api, d) : fetchManifest(api, d)));
           held.set(d.digest, bytes);
         }
         if (kind === "config") return;
@@ -105,7 +106,7 @@ export class RegistryReader implements BlobReader {
           const ix = decodeJsonBlob<ImageIndex>(bytes, d, "index");
           await Promise.all(ix.manifests
             .filter((c) => isManifestMediaType(c.mediaType) || isIndexMediaType(c.mediaType))
-            .map((c) => pool.run(() => fetchJson(c, "manifest", depth + 1))));
+            .map((c) => fetchJson(c, "manifest", depth + 1)));
           return;
         }
         const m = decodeJsonBlob<Manifest>(bytes, d, "manifest");
