@@ -93,6 +93,10 @@ function usable(c: Credentials | null): c is Credentials {
   return c !== null && ((c.username !== "" && c.password !== "") || !!c.identityToken);
 }
 
+/** Warnings given once per process (a copy asks for two registries, each maybe more than once). */
+const warnedRuntimeDir = new Set<string>();
+const warnedHelpers = new Set<string>();
+
 function homeOf(env: CredentialEnv): string {
   return env.HOME || os.homedir();
 }
@@ -108,7 +112,7 @@ export function authFilePaths(opts: Pick<RegistryOptions, "authFile">, env: Cred
   if (primary) out.push({ path: primary, legacy: false });
   else if (env.XDG_RUNTIME_DIR) {
     if (fs.existsSync(env.XDG_RUNTIME_DIR)) out.push({ path: path.join(env.XDG_RUNTIME_DIR, "containers/auth.json"), legacy: false });
-    else log.warn(`$XDG_RUNTIME_DIR ${env.XDG_RUNTIME_DIR} does not exist: its containers/auth.json is not read`);
+    else if (!warnedRuntimeDir.has(env.XDG_RUNTIME_DIR) && warnedRuntimeDir.add(env.XDG_RUNTIME_DIR)) log.warn(`$XDG_RUNTIME_DIR ${env.XDG_RUNTIME_DIR} does not exist: its containers/auth.json is not read`);
   } else if (typeof process.getuid === "function") {
     out.push({ path: `/run/containers/${process.getuid()}/auth.json`, legacy: false });
   }
@@ -193,7 +197,7 @@ export async function credentialsFromHelper(helper: string, registry: string, en
   const program = `docker-credential-${helper}`;
   const found = Bun.which(program, { PATH: env.PATH ?? "" });
   if (!found) {
-    log.warn(`registry ${registry}: credential helper ${program} is not on PATH; going on without it`);
+    if (!warnedHelpers.has(program) && warnedHelpers.add(program)) log.warn(`registry ${registry}: credential helper ${program} is not on PATH; going on without it`);
     return null;
   }
   let proc;

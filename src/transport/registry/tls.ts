@@ -107,6 +107,9 @@ export function certDirFor(registry: string, opts: Pick<RegistryOptions, "certDi
   return undefined;
 }
 
+/** Hosts already warned about (once per process, however many clients ask). */
+const warned = new Set<string>();
+
 const LOOPBACK = /^(localhost|127(\.\d{1,3}){3}|\[::1\])(:\d+)?$/i;
 
 /** Whether a `HOST[:PORT]` is a loopback address. */
@@ -119,8 +122,8 @@ export function isLoopback(registry: string): boolean {
  * `opts.tlsVerify === false`, CAs and the client certificate from the certificate directory (see
  * the header), and whether plain HTTP is allowed (RegistryTls.plainHttp). A certificate
  * directory is read even with `tlsVerify: false` (a client certificate still counts). Plain
- * HTTP to a host that is not loopback gets a warning: credentials would cross the network in
- * the clear. Throws CertificateError for an unreadable or malformed file, or a client
+ * HTTP to a host that is not loopback gets a warning (once per host and process): credentials
+ * would cross the network in the clear. Throws CertificateError for an unreadable or malformed file, or a client
  * certificate without its key (and a key without its certificate). Synchronous; reads the
  * directory each call (the caller keeps the result for a session).
  */
@@ -154,7 +157,7 @@ export function tlsFor(registry: string, opts: RegistryOptions, ctx: TlsContext 
     if (cas.length) tls.ca = [...systemCertificates(ctx.env), ...cas];
   }
   const plainHttp = !verify;
-  if (plainHttp && !isLoopback(registry))
+  if (plainHttp && !isLoopback(registry) && !warned.has(registry) && warned.add(registry))
     log.warn(`registry ${registry}: --tls-verify=false: certificates are not checked and plain HTTP is allowed to a host that is not loopback`);
   return dir !== undefined ? { tls, plainHttp, certDir: dir } : { tls, plainHttp };
 }
