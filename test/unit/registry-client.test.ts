@@ -591,7 +591,8 @@ describe("manifest checks (fake registry)", () => {
 
 describe("chunked upload recovery (fake registry)", () => {
   /** An upload endpoint keeping the bytes; `failPatch(n, stored)` decides whether PATCH n fails (after storing `stored` of it). */
-  function uploads(failPatch: (n: number) => number | null, opts: { forgetSession?: boolean } = {}) {
+  function uploads(failPatch: (n: number) => number | null, opts: { forgetSession?: boolean; failPuts?: number } = {}) {
+    let failPuts = opts.failPuts ?? 0;
     const sessions = new Map<string, Buffer>();
     let patches = 0;
     let nextId = 0;
@@ -626,6 +627,7 @@ describe("chunked upload recovery (fake registry)", () => {
         return new Response(null, { status: 202, headers: { location: loc, range: `0-${have.length + body.length - 1}` } });
       }
       if (req.method === "PUT") {
+        if (failPuts-- > 0) return new Response("", { status: 502 });
         const all = Buffer.concat([have, body]);
         const d = url.searchParams.get("digest")!;
         if (sha(all) !== d) return new Response('{"errors":[{"code":"DIGEST_INVALID","message":"digest invalid"}]}', { status: 400 });
@@ -647,6 +649,20 @@ describe("chunked upload recovery (fake registry)", () => {
     expect(blobs.get(sha(data))!.equals(data)).toBe(true);
     expect(offsets).toEqual([0, 32 * 1024 + 1000]);
     for (const h of f.hits.filter((x) => x.method === "PATCH" || x.method === "PUT")) expect(h.headers["content-length"]).toBeDefined();
+  });
+
+  test("a monolithic PUT that fails is sent again in a new session, the source opened again", async () => {
+    const { f, blobs } = uploads(() => null, { failPuts: 1 });
+    const data = randomBytes(50_000);
+    const offsets: number[] = [];
+    const c = new RegistryClient(f.host, "r", fast, ["pull", "push"]);
+    expect(await c.putBlob({ digest: sha(data), size: data.length }, source(data, offsets))).toBe("uploaded");
+    expect(blobs.get(sha(data))!.equals(data)).toBe(true);
+    expect(offsets).toEqual([0, 0]);
+    expect(f.hits.filter((h) => h.method === "POST").length).toBe(2);
+    const puts = f.hits.filter((h) => h.method === "PUT");
+    expect(puts.map((h) => h.headers["content-length"])).toEqual([String(data.length), String(data.length)]);
+    expect(puts[0]!.path).toContain(`_state=abc%3D%3D&digest=${encodeURIComponent(sha(data))}`);
   });
 
   test("a lost session restarts the upload with a new one from 0", async () => {
