@@ -18,7 +18,7 @@ import { randomBytes } from "node:crypto";
 import { BIN, boci, ok, scratch } from "../helpers/cli";
 import { checkLayout } from "../helpers/check-layout";
 import { makeDockerArchive } from "../helpers/archive";
-import { MT, corruptBlob, dir, file, makeImage, makeIndex, makeTar, type Descriptor } from "../helpers/image";
+import { MT, corruptBlob, dir, file, makeImage, makeIndex, makeTar, setTag, sha256hex, writeBlob, type Descriptor } from "../helpers/image";
 import { type Registry, registryMissing, startRegistry } from "../helpers/registry";
 
 const REF = "org.opencontainers.image.ref.name";
@@ -243,6 +243,44 @@ maybe("boci copy with docker://", () => {
     sameImage(l, d, arm.manifest.digest);
     ok(["copy", "--platform", "linux/arm64", PLAIN_SRC, ref, `oci:${d}:arm`], { env: ENV });
     expect(index(d).manifests.find((m: Descriptor) => m.annotations?.[REF] === "arm").digest).toBe(arm.manifest.digest);
+    expect(checkLayout(d)).toEqual([]);
+  });
+
+  test("an index of an index round-trips with --all", () => {
+    const l = newLayout();
+    const amd = makeImage(l, "x", [layer1], { architecture: "amd64", noTag: true });
+    const inner = makeIndex(l, "inner", [{ ...amd.manifest, platform: { os: "linux", architecture: "amd64" } }]);
+    const outer = makeIndex(l, "outer", [inner, inner, inner, inner, inner].map((d, i) => ({ ...d, annotations: { n: String(i) } })));
+    const ref = `docker://${reg.host}/r4/nested:1`;
+    ok(["copy", "--all", PLAIN_DST, `oci:${l}:outer`, ref], { env: ENV });
+    const d = join(scratch(), "nested");
+    ok(["copy", "--all", PLAIN_SRC, ref, `oci:${d}:n`], { env: ENV });
+    expect(index(d).manifests[0].digest).toBe(outer.digest);
+    expect(blob(d, inner.digest).equals(blob(l, inner.digest))).toBe(true);
+    sameImage(l, d, amd.manifest.digest);
+    expect(checkLayout(d)).toEqual([]);
+  });
+
+  test("Docker-typed images are pushed with their bytes; --format oci converts; a pull into a layout gives OCI types", async () => {
+    const l = newLayout();
+    const gz = Bun.gzipSync(layer1);
+    const lb = writeBlob(l, Buffer.from(gz), "application/vnd.docker.image.rootfs.diff.tar.gzip");
+    const cfg = writeBlob(l, Buffer.from(JSON.stringify({ architecture: "amd64", os: "linux", config: {}, rootfs: { type: "layers", diff_ids: [`sha256:${sha256hex(layer1)}`] } })), "application/vnd.docker.container.image.v1+json");
+    const v2 = "application/vnd.docker.distribution.manifest.v2+json";
+    const m = writeBlob(l, Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: v2, config: cfg, layers: [lb] })), v2);
+    setTag(l, "d", m);
+    const ref = `docker://${reg.host}/r4/dockertypes`;
+    ok(["copy", PLAIN_DST, `oci:${l}:d`, `${ref}:as-is`], { env: ENV });
+    const got = await fetch(`${reg.url}/v2/r4/dockertypes/manifests/as-is`, { headers: { accept: v2 } });
+    expect(got.headers.get("content-type")).toBe(v2);
+    expect(Buffer.from(await got.arrayBuffer()).equals(blob(l, m.digest))).toBe(true);
+    ok(["copy", "--format", "oci", PLAIN_DST, `oci:${l}:d`, `${ref}:oci`], { env: ENV });
+    const o = await fetch(`${reg.url}/v2/r4/dockertypes/manifests/oci`, { headers: { accept: MT.manifest } });
+    expect(o.headers.get("content-type")).toBe(MT.manifest);
+    expect((await o.json() as { layers: Descriptor[] }).layers[0]!.digest).toBe(lb.digest);
+    const d = join(scratch(), "dt");
+    ok(["copy", PLAIN_SRC, `${ref}:as-is`, `oci:${d}:x`], { env: ENV });
+    expect(index(d).manifests[0].mediaType).toBe(MT.manifest);
     expect(checkLayout(d)).toEqual([]);
   });
 
