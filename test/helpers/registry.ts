@@ -63,6 +63,13 @@ export function have(tool: string): boolean {
   return Bun.spawnSync(["sh", "-c", `command -v ${tool}`], { stdout: "ignore", stderr: "ignore" }).exitCode === 0;
 }
 
+/**
+ * `setpriv --pdeathsig KILL` where util-linux has it: the registry dies with the test process even
+ * when that is killed with SIGKILL (the exit handler below covers every other ending).
+ */
+const deathSig = have("setpriv") && Bun.spawnSync(["setpriv", "--pdeathsig", "KILL", "true"], { stdout: "ignore", stderr: "ignore" }).exitCode === 0
+  ? ["setpriv", "--pdeathsig", "KILL", "--"] : [];
+
 const live = new Set<{ kill(sig?: number | NodeJS.Signals): void }>();
 process.on("exit", () => { for (const p of live) { try { p.kill("SIGKILL"); } catch { /* gone */ } } });
 
@@ -151,7 +158,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
       ].filter(Boolean).join("\n") + "\n";
       writeFileSync(join(dir, "config.yml"), config);
       const logFile = join(dir, `registry-${attempt}.log`);
-      const proc = Bun.spawn(["docker-registry", "serve", join(dir, "config.yml")], {
+      const proc = Bun.spawn([...deathSig, "docker-registry", "serve", join(dir, "config.yml")], {
         cwd: dir, stdin: "ignore", stdout: Bun.file(logFile), stderr: Bun.file(logFile),
       });
       live.add(proc);
