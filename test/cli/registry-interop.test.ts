@@ -173,7 +173,7 @@ for (const m of modes) {
     });
 
     if (m.auth !== "none") {
-      t("wrong credentials: exit 1, one line naming the registry, the password nowhere", async () => {
+      t("wrong credentials: exit 1, one line naming the registry; the password nowhere (--json, a terminal's progress, --log debug)", async () => {
         const { l } = source();
         const secret = "s3cret-" + Math.random().toString(36).slice(2);
         const bad = m.flags(reg, "dest").map((a) => (a === `${reg.user}:${reg.password}` ? `${reg.user}:${secret}` : a));
@@ -183,6 +183,19 @@ for (const m of modes) {
         expect(r.stderr).toContain(reg.host);
         expect(r.stdout + r.stderr).not.toContain(secret);
         expect(r.stdout + r.stderr).not.toContain(reg.password!);
+        // progress on a terminal (script(1) gives boci a pty): blobs named, the password not
+        if (have("script")) {
+          const q = (a: string) => `'${a.replace(/'/g, "'\\''")}'`;
+          const good = m.flags(reg, "dest");
+          const tty = await runAsync(["script", "-qec", [BIN, "copy", ...good, `oci:${l}:t`, `docker://${reg.host}/interop/tty:1`].map(q).join(" "), "/dev/null"]);
+          expect(tty.code).toBe(0);
+          expect(tty.stdout).toContain("blob");
+          expect(tty.stdout).not.toContain(reg.password!);
+          expect(tty.stdout).not.toContain(Buffer.from(`${reg.user}:${reg.password}`).toString("base64"));
+          const ttyBad = await runAsync(["script", "-qec", [BIN, "copy", ...bad, `oci:${l}:t`, `docker://${reg.host}/interop/tty:2`].map(q).join(" "), "/dev/null"]);
+          expect(ttyBad.stdout).toContain(reg.host);
+          expect(ttyBad.stdout).not.toContain(secret);
+        }
         const dbg = await runAsync([BIN, "--log", "debug", "copy", ...bad, `oci:${l}:t`, `docker://${reg.host}/interop/denied:1`]);
         expect(dbg.code).toBe(1);
         expect(dbg.stdout + dbg.stderr).not.toContain(secret);
