@@ -238,6 +238,13 @@ describe.skipIf(!!missing)("against docker-registry with auth", () => {
     expect(e.message).not.toContain(token.password!);
   });
 
+  test("token auth: a client for pull asked to push gets the scope the registry's challenge names", async () => {
+    const c = new RegistryClient(token.host, "tok/ro", { tlsVerify: false, credentials: { username: token.user!, password: token.password! }, retryDelayMs: 5 }, ["pull"]);
+    const data = randomBytes(100_000);
+    expect(await c.putBlob({ digest: sha(data), size: data.length }, source(data))).toBe("uploaded");
+    expect(token.tokenServer!.requests.some((r) => r.scopes.includes("repository:tok/ro:pull") && r.scopes.includes("repository:tok/ro:pull,push"))).toBe(true);
+  });
+
   test("token auth: concurrent requests share one ping and one token; an identity token uses the OAuth2 refresh form", async () => {
     const opts: RegistryOptions = { tlsVerify: false, credentials: { username: token.user!, password: token.password! }, retryDelayMs: 5 };
     const before = token.tokenServer!.requests.length;
@@ -351,6 +358,22 @@ describe("challenges and tokens (fake registry)", () => {
     expect(e.message).toContain(`${f.host}/team/app: get manifest e: authentication required`);
     expect(e.message).not.toContain("tok-");
     expect(e.message).not.toContain("pw-xyz");
+  });
+
+  test("a token that does not grant the scope (insufficient_scope): denied with credentials, authentication required without", async () => {
+    const f = fake((req, url) => {
+      if (url.pathname === "/token") return Response.json({ token: "tok-granting-nothing-123" });
+      const has = req.headers.get("authorization")?.startsWith("Bearer ");
+      if (url.pathname === "/v2/" && has) return new Response("{}");
+      return new Response('{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}', {
+        status: 401,
+        headers: { "www-authenticate": `Bearer realm="http://127.0.0.1:${url.port}/token",service="s",scope="repository:x:pull"${has ? ',error="insufficient_scope"' : ""}` },
+      });
+    });
+    const withCreds = await caught(new RegistryClient(f.host, "x", { ...fast, credentials: { username: "me", password: "pw-scope" } }, ["pull"]).getManifest("t"));
+    expect(withCreds.message).toBe(`${f.host}/x: get manifest t: denied (insufficient scope; 401 UNAUTHORIZED: authentication required)`);
+    const anon = await caught(new RegistryClient(f.host, "x", fast, ["pull"]).getManifest("t"));
+    expect(anon.message).toBe(`${f.host}/x: get manifest t: authentication required (401 UNAUTHORIZED: authentication required)`);
   });
 
   test("403 is denied; a token endpoint refusing the credentials is authentication required", async () => {

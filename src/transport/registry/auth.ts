@@ -118,6 +118,9 @@ export class Authenticator {
 
   constructor(private readonly ctx: AuthContext) {}
 
+  /** Whether credentials were found and are being sent (known once a challenge asked for them). */
+  hasCredentials = false;
+
   /** Whether a challenge asked for authentication. */
   get active(): boolean {
     return this.challenge !== null;
@@ -173,6 +176,7 @@ export class Authenticator {
     if (!this.creds) {
       this.creds = this.ctx.credentials().then((c) => {
         if (c) {
+          this.hasCredentials = true;
           this.ctx.addSecret(c.password);
           if (c.identityToken) this.ctx.addSecret(c.identityToken);
         }

@@ -17,7 +17,7 @@ import { BociError, InvalidError, NotFoundError, UnsupportedError } from "../../
 import { isDigest, splitDigest } from "../../image/digest";
 import { MediaType } from "../../image/media-types";
 import { log } from "../../util/log";
-import { AuthError, Authenticator } from "./auth";
+import { AuthError, Authenticator, parseChallenges } from "./auth";
 import { resolveCredentials } from "./credentials";
 import {
   backoffMs, DEFAULT_RETRIES, DEFAULT_RETRY_DELAY_MS, describeFailure, isRetryableStatus, readBody, readLimited,
@@ -195,8 +195,11 @@ export class RegistryClient {
     return this.http;
   }
 
+  /** scopes a 401 challenge asked for besides ours (kept for every later request) */
+  private readonly learned = new Set<string>();
+
   private get scopes(): string[] {
-    return [`repository:${this.repository}:${this.actions.join(",")}`];
+    return [`repository:${this.repository}:${this.actions.join(",")}`, ...this.learned];
   }
 
   private fail(what: string, why: string, cls: "general" | "notFound" | "invalid" = "general", cause?: unknown): BociError {
@@ -300,14 +303,23 @@ export class RegistryClient {
         const why = await describeFailure(res, h);
         if (req.body instanceof ReadableStream && sameHost && authTry === 0) {
           // the body is spent: the caller resumes (a new token is fetched on the next request)
-          this.auth.useChallenge(header);
+          const extra = this.auth.useChallenge(header);
           if (authz) this.auth.invalidate(sc);
+          if (extra) this.learned.add(extra);
           throw new TransientError(`authorization refused mid-upload (${why})`);
         }
-        if (authTry > 0 || !sameHost) throw new AuthError(this.redact(`${this.where}: ${what}: authentication required (${why})`));
+        if (authTry > 0 || !sameHost) {
+          // a token that authenticates but does not grant the scope: the registry's insufficient_scope
+          const scope = parseChallenges(header ?? "").some((c) => c.params.error === "insufficient_scope");
+          if (scope && authz && this.auth.hasCredentials) throw new AuthError(this.redact(`${this.where}: ${what}: denied (insufficient scope; ${why})`), { denied: true });
+          throw new AuthError(this.redact(`${this.where}: ${what}: authentication required (${why})`));
+        }
         const extra = this.auth.useChallenge(header);
         if (authz) this.auth.invalidate(sc);
-        if (extra && !sc.includes(extra)) sc = [...sc, extra];
+        if (extra && !sc.includes(extra)) {
+          sc = [...sc, extra];
+          this.learned.add(extra);
+        }
         continue;
       }
       if (res.status === 403) {
