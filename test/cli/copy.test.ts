@@ -303,7 +303,7 @@ describe("usage", () => {
     const cases: [string[], number, string][] = [
       [[l, `oci:${s}/x`], 2, "expected TRANSPORT:REFERENCE"],
       [[`oci:${l}:t`, "bogus:x"], 2, "unknown transport"],
-      [["docker://busybox", `oci:${s}/x`], 6, "unsupported transport"],
+      [["docker-daemon:busybox:latest", `oci:${s}/x`], 6, "unsupported transport"],
       [[`oci:${l}:t`, "dir:/tmp/x"], 6, "unsupported transport"],
       [[`oci:${l}:t`, `docker-archive:${s}/a.tar:@1`], 2, "not one to write"],
       [[`oci:${l}:t`, `oci:${s}/x:-bad`], 2, "invalid tag"],
