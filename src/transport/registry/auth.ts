@@ -121,11 +121,6 @@ export class Authenticator {
   /** Whether credentials were found and are being sent (known once a challenge asked for them). */
   hasCredentials = false;
 
-  /** Whether a challenge asked for authentication. */
-  get active(): boolean {
-    return this.challenge !== null;
-  }
-
   /**
    * Take the challenge of a 401 `WWW-Authenticate` header (Bearer preferred over Basic). A scope
    * the challenge names is returned so the caller can ask for it too. Throws AuthError when no

@@ -9,7 +9,8 @@
  * - Every message names the registry and repository (`HOST[:PORT]/REPO: what: why`) and goes
  *   through the client's redaction: no password, Basic value or token ever reaches it.
  * - Blobs stream: a download yields the body as it arrives (resumed by `Range` after a drop), an
- *   upload holds at most one chunk (8 MiB) in memory.
+ *   upload sends the source's pieces as they come (one PUT up to 8 MiB, else 8 MiB PATCH chunks,
+ *   each with its Content-Length; resumed from the registry's `Range` after a failed chunk).
  *
  * Spec: https://github.com/opencontainers/distribution-spec/blob/v1.1.0/spec.md
  */
@@ -514,15 +515,16 @@ export class RegistryClient {
   }
 
   /**
-   * Put a blob unless the registry has it: "exists" when HEAD finds it (of another size:
-   * InvalidError); with `mountFrom` (a
-   * repository on the same registry) a cross-repository mount first, "mounted" when the registry
-   * does it (a 202 goes on uploading in the session it opened); else "uploaded": one PUT for a
-   * blob up to the chunk size (8 MiB), PATCH chunks then the final PUT for larger ones.
-   * `open(offset)` must give the blob's bytes from `offset`; it is called again after a failed
-   * chunk, from the offset the registry reports having (GET of the upload location), and from 0
-   * when the session is lost (a new one is started). The bytes must number `desc.size`
-   * (InvalidError otherwise); the registry checks the digest.
+   * Put a blob unless the registry has it: "exists" when HEAD finds it (with another size:
+   * InvalidError). With `mountFrom` (another repository of the same registry) a cross-repository
+   * mount first: "mounted" when the registry does it (a 202 goes on uploading in the session it
+   * opened). Else "uploaded": one PUT for a blob up to the chunk size (8 MiB), PATCH chunks then
+   * the final PUT for larger ones; every body streams from the source with its Content-Length
+   * (nothing held in memory). `open(offset)` must give the blob's bytes from `offset`; it is
+   * called again after a failed chunk, from the offset the registry reports having (GET of the
+   * upload location), and from 0 when the session is lost (a new one is started). The bytes
+   * must number `desc.size` (InvalidError otherwise); an error the source throws (its own
+   * verification) fails the push as it is; the registry checks the digest.
    */
   async putBlob(desc: { digest: string; size: number }, open: (offset: number) => AsyncIterable<Buffer>, opts: { mountFrom?: string } = {}): Promise<"exists" | "mounted" | "uploaded"> {
     const have = await this.headBlob(desc.digest);
