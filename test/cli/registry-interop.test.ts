@@ -8,7 +8,7 @@
  * boci's output, its `--json`, or its errors. Skips, saying so, without the Debian packages.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
+import { readFileSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { BIN, have, isRoot, ok, scratch } from "../helpers/cli";
 import { checkLayout } from "../helpers/check-layout";
@@ -170,6 +170,40 @@ for (const m of modes) {
       await bociCopy([...m.flags(reg, "src"), "--platform", "linux/arm64/v8", ref2, `oci:${one}:arm`]);
       expect(index(one).manifests[0].digest).toBe(children[1].digest);
       expect(checkLayout(one)).toEqual([]);
+    });
+
+    t("behind a skopeo symlink: copy's lines, list-tags, inspect (--config, --raw) as Debian's skopeo prints them; boci ls lists the tags", async () => {
+      const { l } = source();
+      const link = join(scratch(), "skopeo");
+      symlinkSync(BIN, link);
+      const repo = `docker://${reg.host}/interop/symlink`;
+      const out: Record<string, string[]> = {};
+      for (const [who, exe] of [["boci", link], ["skopeo", "skopeo"]] as const) {
+        const run = async (args: string[]) => {
+          const r = await runAsync([exe, "--insecure-policy", ...args]);
+          if (r.code !== 0) throw new Error(`${who} ${args[0]} exited ${r.code}: ${r.stderr}`);
+          return r.stdout;
+        };
+        // each side pushes into a repository of its own, the same image under two tags
+        const ref = `${repo}-${who}`;
+        // the same lines; their order is left out: blobs move several at a time, and skopeo's
+        // "Copying config" line comes after every layer's while boci's comes when it starts it
+        const lines = [(await run(["copy", ...m.flags(reg, "dest"), `oci:${l}:t`, `${ref}:a`])).split("\n").sort().join("\n")];
+        await run(["copy", "-q", ...m.flags(reg, "dest"), `oci:${l}:t`, `${ref}:b`]);
+        const strip = (s: string) => s.replaceAll(`${ref}`, "REPO");
+        out[who] = [
+          ...lines,
+          strip(await run(["list-tags", ...m.flags(reg, ""), ref])),
+          strip(await run(["inspect", ...m.flags(reg, ""), `${ref}:a`])),
+          await run(["inspect", "--config", ...m.flags(reg, ""), `${ref}:b`]),
+          await run(["inspect", "--raw", ...m.flags(reg, ""), `${ref}:a`]),
+        ].map((s) => s.replaceAll(`${repo}-${who}`.slice("docker://".length), "REPO"));
+        expect(out[who].join("")).not.toContain(reg.password ?? "\0none");
+      }
+      expect(out.boci).toEqual(out.skopeo);
+      const ls = await runAsync([BIN, "ls", "--layout", `${repo}-boci`, ...m.flags(reg, "")]);
+      expect(ls.code).toBe(0);
+      expect(ls.stdout.trim().split("\n").sort()).toEqual(["a", "b"]);
     });
 
     if (m.auth !== "none") {
