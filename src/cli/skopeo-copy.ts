@@ -89,10 +89,18 @@ function policyScopes(ref: ImageReference): string[] {
  * local transports carry no signatures, and boci reads none from a registry). Throws NotFoundError or InvalidError for the file, a
  * BociError (exit 1) for a rejection.
  */
-export function checkPolicy(g: SkopeoGlobal, src: ImageReference, srcText: string): void {
+export function checkPolicy(g: SkopeoGlobal, src: ImageReference, srcText: string, findPolicy: () => string | undefined = defaultPolicyPath): void {
   if (g.insecurePolicy) return;
-  const file = g.policy ?? defaultPolicyPath();
-  if (file === undefined) { log.debug("no policy.json found: accepting the source as --insecure-policy would"); return; }
+  const file = g.policy ?? findPolicy();
+  if (file === undefined) {
+    // A local source (a layout, an archive) carries no signatures: with no policy file at all it
+    // is accepted, so a bare build chroot needs none. A registry's images are another matter:
+    // there, as skopeo, no policy is an error (security before convenience).
+    if (src.transport === "docker")
+      throw new BociError(`source image ${srcText}: no policy file (~/.config/containers/policy.json, /etc/containers/policy.json): give --policy FILE, or --insecure-policy to accept any image`, { code: "EPOLICY" });
+    log.debug("no policy.json found: accepting the local source as --insecure-policy would");
+    return;
+  }
   let policy: Policy;
   try {
     policy = JSON.parse(fs.readFileSync(file, "utf8")) as Policy;
