@@ -45,8 +45,8 @@ export const DOCS: Record<string, CommandDoc> = {
     examples: ["boci new --image image:base"],
   },
   ls: {
-    details: ["Lists the tags of a layout, one per line, in index order. `--layout` may also be an archive read in place (`oci-archive:FILE`, `docker-archive:FILE`)."],
-    examples: ["boci ls --layout image"],
+    details: ["Lists the tags of a layout, one per line, in index order. `--layout` may also be an archive read in place (`oci-archive:FILE`, `docker-archive:FILE`: its RepoTags) or a registry repository (`docker://HOST[:PORT]/REPO`: its tags; `--creds`, `--authfile`, `--tls-verify`, `--cert-dir` as for copy)."],
+    examples: ["boci ls --layout image", "boci ls --layout docker://registry.example.com/team/app"],
   },
   tag: {
     details: [`Gives the image another tag (the new tag replaces any image of that name). ${image} Nothing else changes.`],
@@ -105,13 +105,15 @@ export const DOCS: Record<string, CommandDoc> = {
   },
   copy: {
     details: [
-      "Copies an image between an OCI layout (`oci:DIR[:TAG]`), a tar of a layout (`oci-archive:FILE[:TAG]`) and a `docker save` tar (`docker-archive:FILE[:NAME:TAG]`, or `FILE:@N` to read the Nth image), in skopeo's reference syntax. Archives are read in place; every blob is checked against its digest on the way through.",
+      "Copies an image between an OCI layout (`oci:DIR[:TAG]`), a tar of a layout (`oci-archive:FILE[:TAG]`), a `docker save` tar (`docker-archive:FILE[:NAME:TAG]`, or `FILE:@N` to read the Nth image) and a registry repository (`docker://HOST[:PORT]/REPO[:TAG|@DIGEST]`), in skopeo's reference syntax. Archives are read in place; every blob is checked against its digest on the way through.",
+      "Registries: credentials from `--creds` (`--src-creds`/`--dest-creds`), `--authfile` or the usual auth files and credential helpers, never printed; TLS with the system CAs plus `--cert-dir`, `--tls-verify=false` for plain HTTP; retries with backoff (`--retry-times`); an interrupted pull resumes from what is already downloaded; a push sends only the blobs the registry lacks, the tag last.",
       "A layout destination gets its blobs first and its tag last; an archive is written to a temporary file and renamed into place: a failed or interrupted copy leaves no tag and no archive. Importing a docker-archive writes OCI media types and compresses its layers with `--compress` (default gzip); exporting one writes uncompressed layers with their diffIDs checked.",
     ],
     examples: [
       "boci copy oci-archive:base.tar:1.0 oci:layout:base",
       "boci copy oci:layout:latest docker-archive:out.tar:myimage:1.2 --additional-tag myimage:latest",
       "boci copy docker-archive:in.tar oci:layout:latest",
+      "boci copy oci:layout:1.0 docker://registry.example.com/team/app:1.0 --dest-creds user:token",
     ],
   },
 };
