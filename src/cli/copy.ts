@@ -142,13 +142,6 @@ export const copyCommand: CommandDef = {
   name: "copy",
   args: ["source", "destination"],
   description: "copy an image between oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG] and docker://HOST[:PORT]/REPO[:TAG|@DIGEST]",
-  examples: [
-    "boci copy oci-archive:base.tar:1.0 oci:layout:base",
-    "boci copy oci:layout:latest docker-archive:out.tar:myimage:1.2 --additional-tag myimage:latest",
-    "boci copy docker-archive:in.tar oci:layout:latest",
-    "boci copy oci:layout:1.0 docker://registry.example:5000/team/app:1.0 --dest-creds builder --dest-cert-dir ./certs",
-    "boci copy docker://127.0.0.1:5000/app:1.0 oci:layout:app --src-tls-verify=false",
-  ],
   options: [
     { flag: "additional-tag", value: "<name:tag>", repeat: true, desc: "another RepoTag for a docker-archive destination (repeatable)" },
     { flag: "compress", value: "<algo>", desc: "compression for layers that are (re)compressed: gzip, zstd or none (default gzip)" },

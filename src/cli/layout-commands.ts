@@ -68,7 +68,6 @@ export const lsCommand: CommandDef = {
   aliases: ["list"],
   args: [],
   description: "list the set of tags in an OCI layout (or an archive, or a registry repository)",
-  examples: ["boci ls --layout docker://registry.example:5000/team/app --creds reader"],
   options: [
     { ...layoutOpt, value: "<path>", desc: "path to an OCI image layout, or an archive read in place: 'oci-archive:file' or 'docker-archive:file' (its RepoTags), or a registry repository 'docker://HOST[:PORT]/REPO' (its tags)" },
     ...registryOptionSpecs(false),

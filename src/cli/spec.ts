@@ -48,8 +48,6 @@ export interface CommandDef {
   /** when set, fewer positionals (down to this many) are accepted too */
   minArgs?: number;
   description: string;
-  /** command lines shown under EXAMPLES in the command's help */
-  examples?: string[];
   hidden?: boolean;
   options: OptSpec[];
   run(args: string[], opts: Opts): Promise<void> | void;
