@@ -16,6 +16,7 @@ import { retryAfterMs, stripTokens } from "../../src/transport/registry/http";
 import { BociError, InvalidError } from "../../src/errors";
 import type { RegistryOptions } from "../../src/transport/registry/types";
 import { registryMissing, startRegistry, storedBlobs, type Registry } from "../helpers/registry";
+import { startFaultProxy, type FaultProxy } from "../helpers/fault-proxy";
 
 const ANON = { username: "", password: "" };
 const fast: RegistryOptions = { tlsVerify: false, credentials: ANON, retries: 3, retryDelayMs: 5 };
@@ -181,6 +182,68 @@ describe.skipIf(!!missing)("against docker-registry (plain http)", () => {
     const d = await c.putManifest("docker", m, "application/vnd.docker.distribution.manifest.v2+json");
     const got = await c.getManifest("docker");
     expect(got).toMatchObject({ digest: d, mediaType: "application/vnd.docker.distribution.manifest.v2+json" });
+  });
+});
+
+describe.skipIf(!!missing)("against docker-registry through a fault proxy", () => {
+  let reg: Registry;
+  let proxy: FaultProxy;
+  beforeAll(async () => {
+    reg = await startRegistry();
+    proxy = await startFaultProxy(reg.url);
+  });
+  afterAll(async () => { await proxy?.stop(); await reg?.stop(); });
+
+  test("a PATCH cut mid-body: distribution 2.8 forgets the session (GET 404), so a new one from 0; the blob complete", async () => {
+    proxy.rules.length = 0;
+    proxy.rules.push({ method: "PATCH", skip: 1, body: "request", action: { kind: "drop", afterBytes: 100_000 } });
+    const data = randomBytes(1_000_000);
+    const offsets: number[] = [];
+    const start = proxy.log.length;
+    const c = new RegistryClient(proxy.host, "fp/chunk", fast, ["pull", "push"], { chunkSize: 256 * 1024 });
+    expect(await c.putBlob({ digest: sha(data), size: data.length }, source(data, offsets))).toBe("uploaded");
+    expect(proxy.counts.drop).toBe(1);
+    const log = proxy.log.slice(start).map((l) => `${l.method} ${l.status}`);
+    // the cut PATCH, the status GET (404: session gone), then a new session
+    const cut = log.indexOf("PATCH 0");
+    expect(log.slice(cut, cut + 3)).toEqual(["PATCH 0", "GET 404", "HEAD 404"]);
+    expect(log.filter((l) => l.startsWith("POST")).length).toBe(2);
+    expect(offsets).toEqual([0, 0]);
+    expect(storedBlobs(reg).get(sha(data))).toBe(data.length);
+    expect((await collect(c.getBlob(sha(data), { size: data.length }))).equals(data)).toBe(true);
+  });
+
+  test("a monolithic PUT cut mid-body: a new session, the blob complete", async () => {
+    proxy.rules.length = 0;
+    proxy.rules.push({ method: "PUT", path: "/blobs/uploads/", body: "request", action: { kind: "drop", afterBytes: 10_000 } });
+    const data = randomBytes(200_000);
+    const offsets: number[] = [];
+    const c = new RegistryClient(proxy.host, "fp/mono", fast, ["pull", "push"]);
+    expect(await c.putBlob({ digest: sha(data), size: data.length }, source(data, offsets))).toBe("uploaded");
+    expect(offsets).toEqual([0, 0]);
+    expect(storedBlobs(reg).get(sha(data))).toBe(data.length);
+  });
+
+  test("a blob download cut twice and a 503 on the manifest: Range resumes, one retry", async () => {
+    proxy.rules.length = 0;
+    const data = randomBytes(3_000_000);
+    const c = new RegistryClient(proxy.host, "fp/pull", fast, ["pull", "push"]);
+    await c.putBlob({ digest: sha(data), size: data.length }, source(data));
+    const m = manifestFor(data, []);
+    await c.putManifest("t", m, ociType);
+    proxy.rules.push({ method: "GET", path: `/blobs/${sha(data)}`, times: 2, action: { kind: "drop", afterBytes: 1_000_000 } });
+    proxy.rules.push({ method: "GET", path: "/manifests/t", action: { kind: "status", status: 503, retryAfter: 0 } });
+    const start = proxy.log.length;
+    expect((await collect(c.getBlob(sha(data), { size: data.length }))).equals(data)).toBe(true);
+    const gets = proxy.log.slice(start).filter((l) => l.path.includes(sha(data)));
+    expect(gets.length).toBe(3);
+    expect(gets[0]!.range).toBeNull();
+    expect(gets[1]!.range).toMatch(/^bytes=[1-9]\d*-$/);
+    expect(gets[2]!.range).toMatch(/^bytes=[1-9]\d*-$/);
+    // (what the proxy sent before a cut may still have been in flight: not all of it reached the client)
+    expect(gets.reduce((n, g) => n + g.bytesDown, 0)).toBeLessThan(data.length + 600_000);
+    expect((await c.getManifest("t")).bytes.equals(m)).toBe(true);
+    expect(proxy.counts["status:503"]).toBe(1);
   });
 });
 
