@@ -18,14 +18,16 @@
  *
  * A `docker://` source is a RegistryReader (open.ts openReaderAsync): its manifests and configs
  * are fetched and verified at open, its blobs streamed (into a layout `concurrency` at a time,
- * default 4, each resumable from what an interrupted pull left in `.boci-tmp`).
+ * default 4, each resumable from what an interrupted pull left in `.boci-tmp`). With
+ * `referrers`, the manifests the source's `sha256-<hex>` tags list for what is copied come
+ * along (findReferrers; into `oci:` untagged, to `docker://` by digest plus that tag).
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { ClobberError, InvalidError, UnsupportedError, UsageError } from "../errors";
-import { type BlobReader, initLayout, manifestOf, Layout } from "../cas";
-import { type Descriptor, type ImageConfig, type ImageIndex, type Manifest, isIndexMediaType, isManifestMediaType, layerKind } from "../image";
+import { ClobberError, InvalidError, NotFoundError, UsageError } from "../errors";
+import { type BlobReader, GoIndex, decodeJsonBlob, encodeGoJson, initLayout, manifestOf, Layout, sha256Digest } from "../cas";
+import { type Descriptor, type ImageConfig, type ImageIndex, type Manifest, isIndexMediaType, isManifestMediaType, layerKind, MediaType } from "../image";
 import { randomName } from "../util/fs";
 import { removeOnInterrupt, removeTreeForce } from "../util/cleanup";
 import { familiarDockerName, formatReference, normalizeDockerName } from "./reference";
@@ -53,7 +55,8 @@ export async function copyImage(src: ImageReference, dst: ImageReference, opts: 
     reader.lockGc("sh", { optional: true });
     const top = opts.all ? resolveTop(reader, src) : manifestOf(resolveImage(reader, src, { platform: opts.platform }));
     const plan = makePlan(reader, top, opts.all === true);
-    const tally = new CopyTally(planBlobs(plan), opts.onProgress);
+    const referrers = opts.referrers && src.transport === "docker" ? await findReferrers(src, reader, plan, opts) : [];
+    const tally = new CopyTally(planBlobs(plan) + referrers.reduce((n, r) => n + r.items.reduce((m, i) => m + planBlobs(i.plan), 0), 0), opts.onProgress);
     const layoutOpts = {
       compress: opts.compress ?? "gzip",
       forceCompress: opts.forceCompress === true,
@@ -66,6 +69,8 @@ export async function copyImage(src: ImageReference, dst: ImageReference, opts: 
         const dest = prepareLayout(dst.path, { sharedBlobDir: opts.sharedBlobDir });
         try {
           dest.layout.lockGc("sh");
+          // Referrers first (listed untagged in index.json), so the tag is still the last thing set.
+          for (const r of referrers) for (const i of r.items) await copyIntoLayout(i.reader, i.plan, dest.layout, null, layoutOpts, tally);
           const manifest = await copyIntoLayout(reader, plan, dest.layout, tag, layoutOpts, tally);
           dest.keep();
           dest.layout.close();
@@ -111,6 +116,7 @@ export async function copyImage(src: ImageReference, dst: ImageReference, opts: 
         const mountFrom = src.transport === "docker" && src.registry === dst.registry ? src.repository : undefined;
         const pushOpts = { registry: opts.dstRegistry, mountFrom, format: opts.format };
         const tags = dst.digest ? [] : [dst.tag ?? "latest"];
+        if (referrers.length) await pushReferrers(referrers, dst, tally, pushOpts, opts);
         if (!needsReencode(plan, layoutOpts)) {
           const manifest = await pushImage(reader, plan, dst, tally, pushOpts);
           return { manifest, tags, blobsCopied: tally.blobsCopied, blobsSkipped: tally.blobsSkipped, bytes: tally.bytes };
@@ -148,8 +154,8 @@ function checkOptions(dst: ImageReference, opts: CopyOptions): string[] {
   const dest = formatReference(dst);
   if (opts.format === "v2s2" && dst.transport !== "docker-archive" && dst.transport !== "docker")
     throw new UsageError(`--format v2s2: ${dest} holds OCI manifests (v2s2 is for docker-archive and docker:// destinations)`);
-  if (opts.referrers)
-    throw new UnsupportedError(`--referrers: copying referrers is not supported yet (copy each referrer by its digest)`);
+  if (opts.referrers && dst.transport !== "oci" && dst.transport !== "docker")
+    throw new UsageError(`--referrers: only an oci: or docker:// destination keeps referrers (not ${dest})`);
   if (opts.format === "oci" && dst.transport === "docker-archive")
     throw new UsageError(`--format oci: ${dest} holds Docker schema-2 manifests (use --format v2s2 or none)`);
   if (opts.all && dst.transport === "docker-archive")
@@ -197,7 +203,9 @@ export function makePlan(reader: BlobReader, top: Descriptor, all: boolean): Pla
       const bytes = reader.readBlob(d);
       const manifest = reader.readJson<Manifest>(d, "manifest");
       const configBytes = reader.readBlob(manifest.config);
-      const config = reader.readJson<ImageConfig>(manifest.config, "config");
+      // An artifact's config (a signature's, an SBOM's) is moved as its bytes, not read as an image config.
+      const isImage = manifest.config.mediaType === MediaType.config || manifest.config.mediaType === MediaType.dockerConfig;
+      const config = isImage ? reader.readJson<ImageConfig>(manifest.config, "config") : ({} as ImageConfig);
       return { kind: "manifest", desc: d, bytes, manifest, configBytes, config };
     }
     if (isIndexMediaType(d.mediaType)) {
@@ -214,6 +222,92 @@ export function makePlan(reader: BlobReader, top: Descriptor, all: boolean): Pla
     return { kind: "blob", desc: d };
   };
   return plan(top, 0);
+}
+
+/** The referrers of one copied manifest: the subject's referrers index and each referrer's plan. */
+interface SubjectReferrers {
+  subject: string;
+  /** the source's `sha256-<hex>` fallback tag index, exact bytes */
+  index: { bytes: Buffer; mediaType: string; manifests: Descriptor[] };
+  items: { desc: Descriptor; reader: BlobReader; plan: Plan }[];
+}
+
+/** Every manifest and index digest a plan copies (the subjects referrers can name). */
+function planSubjects(p: Plan, out: string[] = []): string[] {
+  if (p.kind === "blob") return out;
+  out.push(p.desc.digest);
+  if (p.kind === "index") for (const c of p.children) planSubjects(c, out);
+  return out;
+}
+
+/**
+ * The referrers of what `plan` copies from a registry, through the distribution spec's
+ * referrers tag schema (`sha256-<hex>` names an index of the manifests whose `subject` is that
+ * digest): each referrer is opened by digest (a RegistryReader of its own, verified as any) and
+ * planned whole. One level: referrers of referrers are not followed. The referrers API
+ * (`GET /v2/<name>/referrers/<digest>`) is not asked (the client has no call for it; CNCF
+ * distribution 2.8 has no such endpoint).
+ */
+async function findReferrers(src: Extract<ImageReference, { transport: "docker" }>, reader: BlobReader, plan: Plan, opts: CopyOptions): Promise<SubjectReferrers[]> {
+  const { RegistryReader } = require("./registry/reader") as typeof import("./registry/reader");
+  const client = (reader as import("./registry/reader").RegistryReader).client;
+  const out: SubjectReferrers[] = [];
+  for (const subject of [...new Set(planSubjects(plan))]) {
+    let got: { bytes: Buffer; mediaType: string };
+    try {
+      got = await client.getManifest(`sha256-${subject.slice(subject.indexOf(":") + 1)}`);
+    } catch (e) {
+      if (e instanceof NotFoundError) continue;
+      throw e;
+    }
+    const mediaType = got.mediaType.split(";")[0]!.trim() || MediaType.index;
+    if (!isIndexMediaType(mediaType)) continue;
+    const ix = decodeJsonBlob<ImageIndex>(got.bytes, { mediaType, digest: sha256Digest(got.bytes), size: got.bytes.length }, "index");
+    const items: SubjectReferrers["items"] = [];
+    for (const d of ix.manifests) {
+      if (!isManifestMediaType(d.mediaType) && !isIndexMediaType(d.mediaType)) continue;
+      const r = await RegistryReader.open({ transport: "docker", registry: src.registry, repository: src.repository, digest: d.digest }, opts.srcRegistry ?? {}, client);
+      if (r.top.size !== d.size) throw new InvalidError(`${r.path}: referrer of ${subject} has size ${r.top.size}, its index says ${d.size}`);
+      items.push({ desc: d, reader: r, plan: makePlan(r, { ...r.top, mediaType: d.mediaType }, true) });
+    }
+    out.push({ subject, index: { bytes: got.bytes, mediaType, manifests: ix.manifests }, items });
+  }
+  return out;
+}
+
+/**
+ * Push referrers to a registry: each by digest (its bytes unchanged, so its `subject` still
+ * names the copied manifest), then the destination's `sha256-<hex>` tag: the source's index as
+ * it is when the destination has none, else the destination's entries plus the new ones.
+ */
+async function pushReferrers(
+  referrers: SubjectReferrers[], dst: Extract<ImageReference, { transport: "docker" }>, tally: CopyTally,
+  pushOpts: import("./registry/push").PushOptions, opts: CopyOptions,
+): Promise<void> {
+  const { pushImage } = require("./registry/push") as typeof import("./registry/push");
+  const { openRegistryClient } = require("./registry/reader") as typeof import("./registry/reader");
+  const client = openRegistryClient(dst, opts.dstRegistry ?? {}, ["pull", "push"]);
+  for (const r of referrers) {
+    for (const i of r.items)
+      await pushImage(i.reader, i.plan, { transport: "docker", registry: dst.registry, repository: dst.repository, digest: i.desc.digest }, tally, { ...pushOpts, format: undefined });
+    const tag = `sha256-${r.subject.slice(r.subject.indexOf(":") + 1)}`;
+    let existing: ImageIndex | null = null;
+    try {
+      const got = await client.getManifest(tag);
+      existing = JSON.parse(got.bytes.toString("utf8")) as ImageIndex;
+    } catch (e) {
+      if (!(e instanceof NotFoundError)) throw e;
+    }
+    if (!existing) {
+      await client.putManifest(tag, r.index.bytes, r.index.mediaType);
+      continue;
+    }
+    const have = new Set((existing.manifests ?? []).map((d) => d.digest));
+    const add = r.index.manifests.filter((d) => !have.has(d.digest));
+    if (!add.length) continue;
+    const merged = { schemaVersion: 2, mediaType: MediaType.index, manifests: [...(existing.manifests ?? []), ...add] };
+    await client.putManifest(tag, Buffer.from(encodeGoJson(merged, GoIndex)), MediaType.index);
+  }
 }
 
 /** Whether writing `plan` with `o` re-encodes a layer (layout-dest.ts copyManifest's rule). */

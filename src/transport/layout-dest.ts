@@ -192,11 +192,13 @@ export function prepareLayout(p: string, opts: PrepareLayoutOptions = {}): { lay
 /**
  * Write `plan` from `reader` into `layout` and tag it `tag` (the tag set last, under the index
  * lock). Returns the descriptor the tag names. The caller holds the layout's gc lock.
+ * With `tag` null the top descriptor is listed in index.json without a name (a referrer: the
+ * image layout lists those untagged), unless an entry with its digest is there already.
  * Throws InvalidError when a blob does not match its descriptor or a diffID, NotFoundError when
  * a source blob is missing; no tag is set then.
  */
 export async function copyIntoLayout(
-  reader: BlobReader, plan: Plan, layout: Layout, tag: string, opts: LayoutCopyOptions, tally: CopyTally,
+  reader: BlobReader, plan: Plan, layout: Layout, tag: string | null, opts: LayoutCopyOptions, tally: CopyTally,
 ): Promise<Descriptor> {
   const pool = new BlobPool(Math.max(1, opts.concurrency ?? 1));
   const top = await copyPlan(reader, plan, layout, opts, tally, pool);
@@ -204,6 +206,13 @@ export async function copyIntoLayout(
   // A signal that came while the blobs were written is acted on before the tag appears.
   await yieldToSignals();
   const entry: Descriptor = { mediaType: top.mediaType, digest: top.digest, size: top.size };
+  if (top.artifactType) entry.artifactType = top.artifactType;
+  if (tag === null) {
+    layout.updateIndex((ix) => (ix.manifests.some((d) => d.digest === entry.digest)
+      ? { result: undefined }
+      : { index: { ...ix, manifests: [...ix.manifests, entry] }, result: undefined }));
+    return entry;
+  }
   layout.updateIndex((ix) => ({ index: setTag(ix, tag, entry), result: undefined }));
   return entry;
 }

@@ -263,7 +263,7 @@ maybe("boci copy with docker://", () => {
 
   test("Docker-typed images are pushed with their bytes; --format oci converts; a pull into a layout gives OCI types", async () => {
     const l = newLayout();
-    const gz = Bun.gzipSync(layer1);
+    const gz = Bun.gzipSync(new Uint8Array(layer1));
     const lb = writeBlob(l, Buffer.from(gz), "application/vnd.docker.image.rootfs.diff.tar.gzip");
     const cfg = writeBlob(l, Buffer.from(JSON.stringify({ architecture: "amd64", os: "linux", config: {}, rootfs: { type: "layers", diff_ids: [`sha256:${sha256hex(layer1)}`] } })), "application/vnd.docker.container.image.v1+json");
     const v2 = "application/vnd.docker.distribution.manifest.v2+json";
@@ -414,13 +414,70 @@ maybe("boci copy with docker://", () => {
     expect(existsSync(d)).toBe(false);
   });
 
-  test("--referrers is refused with one line", () => {
+  /** Upload a blob monolithically (plain HTTP, no auth: the test registry). */
+  async function upload(repo: string, data: Buffer): Promise<Descriptor> {
+    const digest = `sha256:${sha256hex(data)}`;
+    const post = await fetch(`${reg.url}/v2/${repo}/blobs/uploads/`, { method: "POST" });
+    const loc = new URL(post.headers.get("location")!, reg.url);
+    loc.searchParams.set("digest", digest);
+    const put = await fetch(loc, { method: "PUT", body: new Uint8Array(data), headers: { "content-type": "application/octet-stream" } });
+    expect(put.status).toBe(201);
+    return { mediaType: "application/octet-stream", digest, size: data.length };
+  }
+  async function putManifest(repo: string, ref: string, bytes: Buffer, mediaType: string): Promise<Descriptor> {
+    const res = await fetch(`${reg.url}/v2/${repo}/manifests/${ref}`, { method: "PUT", body: new Uint8Array(bytes), headers: { "content-type": mediaType } });
+    expect(res.status).toBe(201);
+    return { mediaType, digest: `sha256:${sha256hex(bytes)}`, size: bytes.length };
+  }
+
+  test("--referrers brings a signature (the sha256-<hex> tag schema) into a layout and to another repository", async () => {
     const l = newLayout();
-    makeImage(l, "t", [layer1]);
-    const r = boci(["copy", "--referrers", PLAIN_DST, `oci:${l}:t`, `docker://${reg.host}/r4/ref:1`]);
-    if (r.stderr.includes("unknown option") || r.stderr.includes("unknown flag")) { console.warn("--referrers not a flag of boci copy yet: skipped"); return; }
-    expect(r.code).toBe(6);
-    expect(r.stderr).toContain("--referrers");
+    const img = makeImage(l, "t", [layer1]);
+    const repo = "r4/withrefs";
+    ok(["copy", PLAIN_DST, `oci:${l}:t`, `docker://${reg.host}/${repo}:1`], { env: ENV });
+    const empty = await upload(repo, Buffer.from("{}"));
+    const sig = await upload(repo, Buffer.from("a signature, in the test's own format\n"));
+    const artifactType = "application/vnd.example.signature.v1";
+    const art = Buffer.from(JSON.stringify({
+      schemaVersion: 2, mediaType: MT.manifest, artifactType,
+      config: { ...empty, mediaType: "application/vnd.oci.empty.v1+json" },
+      layers: [{ ...sig, mediaType: "application/vnd.example.signature.v1+blob" }],
+      subject: img.manifest,
+    }));
+    const artDesc = await putManifest(repo, `sha256:${sha256hex(art)}`, art, MT.manifest);
+    const fallback = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MT.index, manifests: [{ ...artDesc, artifactType }] }));
+    await putManifest(repo, `sha256-${img.manifest.digest.slice(7)}`, fallback, MT.index);
+
+    const d = join(scratch(), "refs");
+    const r = await bociAsync(["copy", "--referrers", PLAIN_SRC, `docker://${reg.host}/${repo}:1`, `oci:${d}:x`]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const entries = index(d).manifests as Descriptor[];
+    expect(entries.map((e) => e.digest).sort()).toEqual([img.manifest.digest, artDesc.digest].sort());
+    expect(entries.find((e) => e.digest === artDesc.digest)!.annotations?.[REF]).toBeUndefined();
+    expect(tags(d).filter(Boolean)).toEqual(["x"]);
+    expect(blob(d, artDesc.digest).equals(art)).toBe(true);
+    expect(blob(d, sig.digest).toString()).toContain("a signature");
+    // The layout checker reads every index.json entry as an image: the artifact's own entries are
+    // its complaints about an artifact config ({}), everything else must be clean.
+    expect(checkLayout(d).filter((x) => !x.startsWith(empty.digest) && !x.startsWith(artDesc.digest))).toEqual([]);
+
+    const r2 = await bociAsync(["copy", "--referrers", PLAIN_SRC, PLAIN_DST, `docker://${reg.host}/${repo}:1`, `docker://${reg.host}/r4/refcopy:1`]);
+    expect(r2.stderr).toBe("");
+    expect(r2.code).toBe(0);
+    const fb = await fetch(`${reg.url}/v2/r4/refcopy/manifests/sha256-${img.manifest.digest.slice(7)}`, { headers: { accept: MT.index } });
+    expect(fb.status).toBe(200);
+    expect(Buffer.from(await fb.arrayBuffer()).equals(fallback)).toBe(true);
+    const am = await fetch(`${reg.url}/v2/r4/refcopy/manifests/${artDesc.digest}`, { headers: { accept: MT.manifest } });
+    expect(Buffer.from(await am.arrayBuffer()).equals(art)).toBe(true);
+
+    // Without --referrers nothing comes along; an archive destination refuses the flag.
+    const d3 = join(scratch(), "norefs");
+    expect((await bociAsync(["copy", PLAIN_SRC, `docker://${reg.host}/${repo}:1`, `oci:${d3}:x`])).code).toBe(0);
+    expect(index(d3).manifests).toHaveLength(1);
+    const r4 = await bociAsync(["copy", "--referrers", PLAIN_SRC, `docker://${reg.host}/${repo}:1`, `docker-archive:${join(scratch(), "a.tar")}`]);
+    expect(r4.code).toBe(2);
+    expect(r4.stderr).toContain("--referrers");
   });
 });
 

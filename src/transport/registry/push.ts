@@ -68,8 +68,17 @@ export async function pushImage(reader: BlobReader, plan: Plan, dst: DockerRefer
       await task;
     };
 
+    // A manifest an index names twice is pushed once: concurrent PUTs of one manifest can make
+    // a registry's storage (distribution's filesystem driver) read back a half-written file.
+    const pushed = new Map<string, Promise<{ desc: Descriptor; bytes: Buffer }>>();
     /** Push what is under `p` and `p` itself unless it is the top (pushed by the caller). */
-    const push = async (p: Plan, isTop: boolean): Promise<{ desc: Descriptor; bytes: Buffer }> => {
+    const push = (p: Plan, isTop: boolean): Promise<{ desc: Descriptor; bytes: Buffer }> => {
+      if (isTop || p.kind === "blob") return pushNode(p, isTop);
+      let once = pushed.get(p.desc.digest);
+      if (!once) { once = pushNode(p, false); pushed.set(p.desc.digest, once); }
+      return once;
+    };
+    const pushNode = async (p: Plan, isTop: boolean): Promise<{ desc: Descriptor; bytes: Buffer }> => {
       if (p.kind === "blob") {
         await pushBlob(p.desc);
         return { desc: p.desc, bytes: Buffer.alloc(0) };
