@@ -223,7 +223,7 @@ export function storedBlobs(reg: Registry): Map<string, number> {
  * (Basic, or a token for the path's repository from the token server) and its CA: for tests to
  * check what a push left, independent of boci's client. `path` starts with `/v2/`.
  */
-export async function registryFetch(reg: Registry, path: string, init: { method?: string; headers?: Record<string, string>; actions?: string } = {}): Promise<Response> {
+export async function registryFetch(reg: Registry, path: string, init: { method?: string; headers?: Record<string, string>; actions?: string; body?: Uint8Array } = {}): Promise<Response> {
   const tls = reg.caFile ? tlsOf(reg.caFile, reg.clientCert ? reg.certDir : undefined) : undefined;
   const headers: Record<string, string> = { ...(init.headers ?? {}) };
   if (reg.user !== undefined) {
@@ -237,7 +237,28 @@ export async function registryFetch(reg: Registry, path: string, init: { method?
       headers.authorization = "Bearer " + ((await tr.json()) as { token: string }).token;
     } else headers.authorization = basic;
   }
-  return fetch(reg.url + path, { method: init.method ?? "GET", headers, tls });
+  return fetch(path.startsWith("http") ? path : reg.url + path, { method: init.method ?? "GET", headers, tls, body: init.body });
+}
+
+/** Upload one blob into `repo` (monolithic POST + PUT), as any client would; returns its digest. */
+export async function pushBlob(reg: Registry, repo: string, bytes: Uint8Array): Promise<string> {
+  const digest = "sha256:" + new Bun.CryptoHasher("sha256").update(bytes).digest("hex");
+  const post = await registryFetch(reg, `/v2/${repo}/blobs/uploads/`, { method: "POST", actions: "pull,push" });
+  await post.arrayBuffer();
+  if (post.status !== 202) throw new Error(`registry harness: upload start answered ${post.status}`);
+  const loc = new URL(post.headers.get("location")!, reg.url);
+  loc.searchParams.set("digest", digest);
+  const put = await registryFetch(reg, loc.href.replace(reg.url, ""), { method: "PUT", actions: "pull,push", body: bytes, headers: { "content-type": "application/octet-stream" } });
+  await put.arrayBuffer();
+  if (put.status !== 201) throw new Error(`registry harness: blob upload answered ${put.status}`);
+  return digest;
+}
+
+/** Put a manifest's exact bytes under `ref` (a tag or its digest) in `repo`. */
+export async function pushManifest(reg: Registry, repo: string, ref: string, bytes: Uint8Array, mediaType: string): Promise<void> {
+  const r = await registryFetch(reg, `/v2/${repo}/manifests/${ref}`, { method: "PUT", actions: "pull,push", body: bytes, headers: { "content-type": mediaType } });
+  const text = await r.text();
+  if (r.status !== 201) throw new Error(`registry harness: manifest put answered ${r.status}: ${text.slice(0, 200)}`);
 }
 
 export interface RunResult { code: number; stdout: string; stderr: string }
