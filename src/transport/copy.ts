@@ -25,7 +25,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { ClobberError, InvalidError, NotFoundError, UsageError } from "../errors";
+import { ClobberError, InvalidError, NotFoundError, UnsupportedError, UsageError } from "../errors";
 import { type BlobReader, GoIndex, decodeJsonBlob, encodeGoJson, initLayout, manifestOf, Layout, sha256Digest } from "../cas";
 import { type Descriptor, type ImageConfig, type ImageIndex, type Manifest, isIndexMediaType, isManifestMediaType, layerKind, MediaType } from "../image";
 import { randomName } from "../util/fs";
@@ -324,6 +324,9 @@ function needsReencode(plan: Plan, o: { compress: string; forceCompress: boolean
 
 /** One planned image as an archive writer takes it; each layer's stream reports progress. */
 function imageToWrite(reader: BlobReader, p: Extract<Plan, { kind: "manifest" }>, tally: CopyTally): ImageToWrite {
+  const cfgType = p.manifest.config.mediaType;
+  if (cfgType !== MediaType.config && cfgType !== MediaType.dockerConfig)
+    throw new UnsupportedError(`manifest ${p.desc.digest}: an artifact (config ${cfgType}) has no docker-archive form`);
   const diffIDs = p.config.rootfs?.diff_ids ?? [];
   if (diffIDs.length !== p.manifest.layers.length)
     throw new InvalidError(`manifest ${p.desc.digest}: ${p.manifest.layers.length} layers but ${diffIDs.length} diff_ids in the config`);
