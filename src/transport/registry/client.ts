@@ -291,7 +291,7 @@ export class RegistryClient {
     const base = await this.ping();
     const h = this.settings();
     const url = req.url ?? `${base}${req.path}`;
-    const sameHost = new URL(url).host === new URL(base).host;
+    const sameHost = new URL(url).origin === new URL(base).origin;
     let sc = scopes;
     for (let authTry = 0; ; authTry++) {
       const headers: Record<string, string> = { ...req.headers };

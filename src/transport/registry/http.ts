@@ -1,6 +1,6 @@
 /**
  * The HTTP layer of the registry client: one request through Bun's fetch with redirects followed
- * by hand (Authorization dropped when the host changes), a stall timer, retries with exponential
+ * by hand (Authorization dropped when the scheme or host changes), a stall timer, retries with exponential
  * backoff and jitter (connection errors, 5xx, 408, 429; `Retry-After` honoured), bounded body
  * reads, and the one-line description of a failed response (the distribution spec's
  * `{"errors":[{code,message}]}` body).
@@ -101,8 +101,9 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-function hostOf(url: string): string {
-  return new URL(url).host;
+/** scheme and host: Authorization goes with neither a change of host nor a downgrade to http */
+function originOf(url: string): string {
+  return new URL(url).origin;
 }
 
 /** A short description of a fetch failure (Bun's codes: ECONNREFUSED, ECONNRESET, EPROTO, …), redacted. */
@@ -137,7 +138,7 @@ export function isTlsFailure(e: unknown): boolean {
 
 /**
  * One request (no retry): redirects of GET and HEAD followed by hand, at most 10, Authorization
- * kept only while the host stays the one first asked; a stall of `stallMs` before the response
+ * kept only while the scheme and host stay those first asked; a stall of `stallMs` before the response
  * headers aborts it. Throws TransientError for connection failures and stalls, a plain BociError
  * (code ETLS, not retried) for a certificate or handshake failure; any HTTP status is returned
  * as a Response.
@@ -145,11 +146,11 @@ export function isTlsFailure(e: unknown): boolean {
  */
 export async function send(req: HttpRequest, s: HttpSettings): Promise<{ res: Response; url: string }> {
   let url = req.url;
-  const firstHost = hostOf(url);
+  const firstOrigin = originOf(url);
   const follow = req.followRedirects ?? (req.method === "GET" || req.method === "HEAD");
   for (let hop = 0; ; hop++) {
     const headers: Record<string, string> = { "user-agent": "boci", ...req.headers };
-    if (hostOf(url) !== firstHost) {
+    if (originOf(url) !== firstOrigin) {
       for (const k of Object.keys(headers)) if (k.toLowerCase() === "authorization") delete headers[k];
     }
     const stream = req.body instanceof ReadableStream;
@@ -181,7 +182,7 @@ export async function send(req: HttpRequest, s: HttpSettings): Promise<{ res: Re
     clearTimeout(timer);
     const loc = res.headers.get("location");
     if (follow && res.status >= 300 && res.status < 400 && res.status !== 304 && loc) {
-      if (hop >= MAX_REDIRECTS) throw new BociError(`too many redirects from ${s.redact(new URL(req.url).pathname)}`);
+      if (hop >= MAX_REDIRECTS) { const u = new URL(req.url); throw new BociError(`${u.host}${u.pathname}: more than ${MAX_REDIRECTS} redirects`); }
       await res.body?.cancel().catch(() => {});
       url = new URL(loc, url).toString();
       continue;
