@@ -14,7 +14,7 @@ import { BIN, have, isRoot, ok, scratch } from "../helpers/cli";
 import { checkLayout } from "../helpers/check-layout";
 import { treeOf } from "../helpers/archive";
 import { dir, file, makeImage, makeIndex, makeTar, symlink, type Descriptor } from "../helpers/image";
-import { registryMissing, runAsync, startRegistry, type Registry, type RunResult } from "../helpers/registry";
+import { pushBlob, pushManifest, registryFetch, registryMissing, runAsync, startRegistry, type Registry, type RunResult } from "../helpers/registry";
 
 const why = registryMissing() ?? (have("skopeo") && have("umoci") ? null : "needs skopeo and umoci (Debian packages skopeo, umoci)");
 if (why) console.warn(`registry-interop: skipped: ${why}`);
@@ -204,6 +204,52 @@ for (const m of modes) {
       const ls = await runAsync([BIN, "ls", "--layout", `${repo}-boci`, ...m.flags(reg, "")]);
       expect(ls.code).toBe(0);
       expect(ls.stdout.trim().split("\n").sort()).toEqual(["a", "b"]);
+    });
+
+    t("--referrers: an artifact whose subject is the image (the sha256-<hex> tag schema) comes along to oci: and to docker://", async () => {
+      const { l, manifest } = source();
+      const repo = "interop/with-referrers";
+      await bociCopy([...m.flags(reg, "dest"), `oci:${l}:t`, `docker://${reg.host}/${repo}:t`]);
+      // an SBOM-like artifact naming the image as its subject, and the fallback tag's index
+      const empty = Buffer.from("{}");
+      const sbom = Buffer.from(JSON.stringify({ spdxVersion: "SPDX-2.3", name: "registry-interop" }));
+      const emptyDigest = await pushBlob(reg, repo, empty);
+      const sbomDigest = await pushBlob(reg, repo, sbom);
+      const artifact = Buffer.from(JSON.stringify({
+        schemaVersion: 2, mediaType: "application/vnd.oci.image.manifest.v1+json", artifactType: "application/spdx+json",
+        config: { mediaType: "application/vnd.oci.empty.v1+json", digest: emptyDigest, size: 2 },
+        layers: [{ mediaType: "application/spdx+json", digest: sbomDigest, size: sbom.length }],
+        subject: { mediaType: manifest.mediaType, digest: manifest.digest, size: manifest.size },
+      }));
+      const artifactDigest = "sha256:" + new Bun.CryptoHasher("sha256").update(artifact).digest("hex");
+      await pushManifest(reg, repo, artifactDigest, artifact, "application/vnd.oci.image.manifest.v1+json");
+      const fallbackTag = `sha256-${manifest.digest.slice(7)}`;
+      const referrersIndex = Buffer.from(JSON.stringify({
+        schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json",
+        manifests: [{ mediaType: "application/vnd.oci.image.manifest.v1+json", digest: artifactDigest, size: artifact.length, artifactType: "application/spdx+json" }],
+      }));
+      await pushManifest(reg, repo, fallbackTag, referrersIndex, "application/vnd.oci.image.index.v1+json");
+
+      const got = join(scratch(), "with-referrers");
+      await bociCopy([...m.flags(reg, "src"), "--referrers", `docker://${reg.host}/${repo}:t`, `oci:${got}:t`]);
+      // checkLayout reads every manifest's config as an image config: the artifact's empty
+      // config ("{}") is not one, and has no diff_ids; those lines aside, the layout is whole
+      expect(checkLayout(got).filter((p) => !p.startsWith(emptyDigest) && !p.startsWith(artifactDigest))).toEqual([]);
+      expect(blobBytes(got, { digest: artifactDigest } as Descriptor).equals(artifact)).toBe(true);
+      expect(blobBytes(got, { digest: sbomDigest } as Descriptor).equals(sbom)).toBe(true);
+
+      const other = "interop/referrers-copy";
+      await bociCopy([...m.flags(reg, "src"), ...m.flags(reg, "dest"), "--referrers", `docker://${reg.host}/${repo}:t`, `docker://${reg.host}/${other}:t`]);
+      const a = await registryFetch(reg, `/v2/${other}/manifests/${artifactDigest}`, { headers: { accept: "application/vnd.oci.image.manifest.v1+json" } });
+      expect(a.status).toBe(200);
+      expect(Buffer.from(await a.arrayBuffer()).equals(artifact)).toBe(true);
+      const ix = await registryFetch(reg, `/v2/${other}/manifests/${fallbackTag}`, { headers: { accept: "application/vnd.oci.image.index.v1+json" } });
+      expect(ix.status).toBe(200);
+      expect(((await ix.json()) as { manifests: Descriptor[] }).manifests.map((d) => d.digest)).toEqual([artifactDigest]);
+      // without --referrers, nothing but the image
+      const plain = join(scratch(), "no-referrers");
+      await bociCopy([...m.flags(reg, "src"), `docker://${reg.host}/${repo}:t`, `oci:${plain}:t`]);
+      expect(Bun.file(join(plain, "blobs/sha256", artifactDigest.slice(7))).size).toBe(0);
     });
 
     if (m.auth !== "none") {
