@@ -44,17 +44,6 @@ function platformFrom(v: string | undefined): Platform | undefined {
   }
 }
 
-const TRUE_WORDS = new Set(["1", "t", "T", "TRUE", "true", "True"]);
-const FALSE_WORDS = new Set(["0", "f", "F", "FALSE", "false", "False"]);
-
-/** A `--flag=BOOL` value as Go's strconv.ParseBool reads it; undefined when the flag is absent. */
-export function parseBoolFlag(flag: string, v: string | undefined): boolean | undefined {
-  if (v === undefined) return undefined;
-  if (TRUE_WORDS.has(v)) return true;
-  if (FALSE_WORDS.has(v)) return false;
-  throw new UsageError(`invalid --${flag} ${JSON.stringify(v)}: true or false`);
-}
-
 /** A `--retry-times N` value: a non-negative integer (at most 100). */
 export function parseRetryTimes(flag: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
@@ -67,7 +56,7 @@ export function registryOptionSpecs(sides: boolean): OptSpec[] {
   const both: OptSpec[] = [
     { flag: "creds", value: "<user[:password]>", desc: sides ? "credentials for both registries (docker://); the --src-/--dest- forms override it per side" : "credentials for the registry" },
     { flag: "authfile", value: "<file>", desc: "auth file to read first (default $REGISTRY_AUTH_FILE, then ${XDG_RUNTIME_DIR}/containers/auth.json, ~/.config/containers/auth.json, ~/.docker/config.json)" },
-    { flag: "tls-verify", value: "<bool>", desc: "--tls-verify=false: no certificate check and plain HTTP allowed (default true)" },
+    { flag: "tls-verify", desc: "--tls-verify=false: no certificate check and plain HTTP allowed (default true)" },
     { flag: "cert-dir", value: "<dir>", desc: "certificates for the registry: *.crt CAs, a *.cert with its *.key as client certificate (default certs.d/HOST[:PORT])" },
   ];
   const out: OptSpec[] = [...both];
@@ -77,7 +66,7 @@ export function registryOptionSpecs(sides: boolean): OptSpec[] {
         { flag: `${side}-creds`, value: "<user[:password]>", desc: `credentials for the ${what} registry` },
         { flag: `${side}-no-creds`, desc: `access the ${what} registry anonymously (no auth file read)` },
         { flag: `${side}-authfile`, value: "<file>", desc: `auth file for the ${what} registry` },
-        { flag: `${side}-tls-verify`, value: "<bool>", desc: `--tls-verify for the ${what} registry` },
+        { flag: `${side}-tls-verify`, desc: `--tls-verify for the ${what} registry (--${side}-tls-verify=false)` },
         { flag: `${side}-cert-dir`, value: "<dir>", desc: `--cert-dir for the ${what} registry` },
       );
     }
@@ -107,7 +96,7 @@ export function registryOptionsFrom(opts: Opts, side: "src" | "dest" | ""): Regi
   else if (creds !== undefined) r.credentials = credentialsModule().parseCredsFlag(creds, flagOf("creds"));
   const authFile = pick("authfile");
   if (authFile !== undefined && authFile !== "") r.authFile = authFile;
-  const tlsVerify = parseBoolFlag(flagOf("tls-verify"), pick("tls-verify"));
+  const tlsVerify = (side ? opts.boolValue(`${side}-tls-verify`) : undefined) ?? opts.boolValue("tls-verify");
   if (tlsVerify !== undefined) r.tlsVerify = tlsVerify;
   const certDir = pick("cert-dir");
   if (certDir !== undefined && certDir !== "") r.certDir = certDir;

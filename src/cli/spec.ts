@@ -55,7 +55,7 @@ export interface CommandDef {
 
 /** Parsed option values with typed accessors. */
 export class Opts {
-  constructor(private readonly values: Map<string, string[]>, private readonly given: Set<string>) {}
+  constructor(private readonly values: Map<string, string[]>, private readonly given: Set<string>, private readonly bools: Map<string, boolean> = new Map()) {}
   /** all values of a repeatable value flag, in order */
   all(flag: string): string[] {
     return [...(this.values.get(flag) ?? [])];
@@ -68,6 +68,10 @@ export class Opts {
   /** a boolean flag: true when given (and not given as =false) */
   bool(flag: string): boolean {
     return this.given.has(flag);
+  }
+  /** a boolean flag's value when it was given (`--x`, `--x=true`: true; `--x=false`: false), else undefined */
+  boolValue(flag: string): boolean | undefined {
+    return this.bools.get(flag);
   }
   /** whether the flag appeared on the command line */
   has(flag: string): boolean {
@@ -122,6 +126,7 @@ export function cacOption(spec: OptSpec): string {
 export function optsFromCac(parsed: Record<string, unknown>, specs: OptSpec[]): Opts {
   const values = new Map<string, string[]>();
   const given = new Set<string>();
+  const bools = new Map<string, boolean>();
   for (const spec of specs) {
     const v = parsed[cacKey(spec)];
     if (v === undefined) continue;
@@ -132,11 +137,12 @@ export function optsFromCac(parsed: Record<string, unknown>, specs: OptSpec[]): 
         return x.slice(1);
       }));
       given.add(spec.flag);
-    } else if (lastBool(list) === !spec.flag.startsWith("no-")) {
-      given.add(spec.flag);
+    } else {
+      if (!spec.flag.startsWith("no-")) bools.set(spec.flag, lastBool(list));
+      if (lastBool(list) === !spec.flag.startsWith("no-")) given.add(spec.flag);
     }
   }
-  return new Opts(values, given);
+  return new Opts(values, given, bools);
 }
 
 /**

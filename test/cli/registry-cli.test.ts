@@ -94,7 +94,7 @@ maybe("plain HTTP registry", () => {
     // In the registry's order (distribution's: not always lexical).
     const lines = (r: RunResult) => r.stdout.split("\n").filter(Boolean).sort();
     expect(lines(ok(boci(["ls", "--layout", `docker://${reg.host}/r2/plain`, "--tls-verify=false"]), "ls"))).toEqual(["1", "2"]);
-    expect(lines(ok(boci(["ls", "--tls-verify", "false", "--layout", `docker://${reg.host}/r2/plain:ignored`]), "ls"))).toEqual(["1", "2"]);
+    expect(lines(ok(boci(["ls", "--tls-verify=false", "--layout", `docker://${reg.host}/r2/plain:ignored`]), "ls"))).toEqual(["1", "2"]);
   });
 
   test("without --tls-verify=false: HTTPS only, one line", () => {
