@@ -6,7 +6,9 @@
  * of boci mid-pull and mid-push followed by a rerun. Every run ends with a complete, valid image
  * (test/helpers/check-layout.ts on the pulled layout; the registry's storage and manifest for a
  * push), a failed run leaves no tag, and the rerun of a pull asks only for the bytes it lacks
- * (counted through the proxy). Skips, saying so, without docker-registry.
+ * (counted through the proxy). Behind token auth: a 401 mid-pull (an expired token) gets a new
+ * token; docker:// to docker:// on one registry mounts every blob. Skips, saying so, without
+ * docker-registry.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
@@ -269,7 +271,7 @@ describe("push through faults", () => {
   });
 });
 
-describe("docker:// to docker:// on one registry (token auth)", () => {
+describe("token auth through the proxy", () => {
   let treg: Registry;
   let tproxy: FaultProxy;
   beforeAll(async () => {
@@ -280,6 +282,23 @@ describe("docker:// to docker:// on one registry (token auth)", () => {
   afterAll(async () => {
     await tproxy?.stop();
     await treg?.stop();
+  });
+
+  t("a token refused mid-pull (401 with a fresh Bearer challenge, as on expiry): a new token, the pull ends whole", async () => {
+    const img = image(11);
+    const creds = `${treg.user}:${treg.password}`;
+    await mustCopy([TLS, "--dest-creds", creds, `oci:${img.l}:t`, `docker://${treg.host}/expiry/app:t`]);
+    const ts = treg.tokenServer!;
+    const challenge = `Bearer realm="${ts.realm}",service="${ts.service}",scope="repository:expiry/app:pull"`;
+    tproxy.rules.push({ method: "GET", path: img.big.digest, action: { kind: "status", status: 401, headers: { "WWW-Authenticate": challenge } } });
+    const tokens = ts.requests.length;
+    const dst = join(scratch(), "dst");
+    await mustCopy([TLS, "--src-creds", creds, `docker://${tproxy.host}/expiry/app:t`, `oci:${dst}:t`]);
+    expectPulled(dst, img);
+    expect(tproxy.counts["status:401"]).toBe(1);
+    // the first token, then one more after the 401
+    expect(ts.requests.length - tokens).toBeGreaterThanOrEqual(2);
+    expect(ts.requests.slice(tokens).every((r) => r.who === "basic")).toBe(true);
   });
 
   t("every blob is mounted from the source repository (one token for both scopes), only the manifest is sent", async () => {

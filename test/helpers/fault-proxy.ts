@@ -18,8 +18,11 @@ import type { Socket } from "node:net";
 export type FaultAction =
   /** cut the connection once this many bytes of the body went through */
   | { kind: "drop"; afterBytes: number }
-  /** answer this status (body: a distribution error) without forwarding; 429/503 may carry Retry-After (seconds) */
-  | { kind: "status"; status: number; retryAfter?: number }
+  /**
+   * answer this status (body: a distribution error) without forwarding; 429/503 may carry
+   * Retry-After (seconds); `headers` are added (a 401's `WWW-Authenticate`, to play an expired token)
+   */
+  | { kind: "status"; status: number; retryAfter?: number; headers?: Record<string, string> }
   /** pause the body for `ms` once this many bytes went through, then go on */
   | { kind: "stall"; afterBytes: number; ms: number };
 
@@ -150,10 +153,11 @@ export async function startFaultProxy(upstream: string, rules: FaultRule[] = [])
       count(`status:${action.status}`);
       req.on("data", (c: Buffer) => { entry.bytesUp += c.length; });
       req.on("end", () => {
-        const code = action.status === 429 ? "TOOMANYREQUESTS" : "UNKNOWN";
+        const code = action.status === 429 ? "TOOMANYREQUESTS" : action.status === 401 ? "UNAUTHORIZED" : "UNKNOWN";
         const body = JSON.stringify({ errors: [{ code, message: `fault proxy: ${action.status}`, detail: null }] });
         const headers: Record<string, string> = { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)) };
         if (action.retryAfter !== undefined) headers["retry-after"] = String(action.retryAfter);
+        for (const [k, v] of Object.entries(action.headers ?? {})) headers[k.toLowerCase()] = v;
         entry.status = action.status;
         res.writeHead(action.status, headers);
         res.end(body);
