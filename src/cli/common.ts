@@ -1,5 +1,5 @@
 /** Shared flag groups and parsing helpers for the commands (umoci's ux* decorators). */
-import { UsageError } from "../errors";
+import { UnsupportedError, UsageError } from "../errors";
 import { Layout, type BlobReader, type JsonKind, refName } from "../cas";
 import { type Descriptor, type History, type ImageIndex, AnnotationRefName, MediaType } from "../image";
 import type * as ReferenceModule from "../transport/reference";
@@ -133,6 +133,8 @@ export function openArchiveStore(s: string): BlobReader {
  */
 export function openImageReader(s: string | undefined, flag = "image"): { reader: BlobReader; tag: string } {
   if (s !== undefined && isArchiveImage(s)) return openArchiveImage(s);
+  // A registry is read by copy (with its credentials, TLS and retry flags), not in place here.
+  if (s?.startsWith("docker://")) throw new UnsupportedError(`--${flag} ${s}: a registry image is not read in place; copy it into a layout first (boci copy ${s} oci:DIR:TAG)`);
   const ref = parseImageRef(s, flag);
   return { reader: openLayout(ref.layout), tag: ref.tag };
 }

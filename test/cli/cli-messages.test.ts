@@ -45,6 +45,12 @@ describe("messages", () => {
     expect(far.stderr).not.toContain("did you mean");
   });
 
+  test("--image docker://… of a read-only command says to copy it first (exit 6, nothing contacted)", () => {
+    const r = boci(["stat", "--image", "docker://127.0.0.1:9/a/b:1"]);
+    expect(r.code).toBe(6);
+    expect(r.stderr).toContain("boci copy docker://127.0.0.1:9/a/b:1 oci:DIR:TAG");
+  });
+
   test("a bad --platform is a usage error (exit 2)", () => {
     ok(["new", "--image", `${layout}:p`]);
     const r = boci(["unpack", "--platform", "bogus", "--image", `${layout}:p`, join(work, "b")]);

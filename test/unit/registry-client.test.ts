@@ -82,7 +82,7 @@ describe.skipIf(!!missing)("against docker-registry (plain http)", () => {
     expect(e.message).toContain(`${reg.host}/mono/a`);
   });
 
-  test("chunked blob (PATCH chunks then PUT), small chunk size and the default 8 MiB", async () => {
+  test("chunked blob (PATCH chunks then PUT), a small chunk size and 8 MiB", async () => {
     const small = new RegistryClient(reg.host, "chunk/a", fast, ["pull", "push"], { chunkSize: 256 * 1024 });
     const data = randomBytes(1_000_000);
     const d = { digest: sha(data), size: data.length };

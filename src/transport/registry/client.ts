@@ -29,8 +29,14 @@ import type { RegistryOptions } from "./types";
 
 /** The largest manifest accepted (the distribution spec's 4 MiB). */
 export const MAX_MANIFEST_BYTES = 4 << 20;
-/** Blobs up to this size go in one PUT; larger ones in PATCH chunks of this size. */
-export const DEFAULT_CHUNK_SIZE = 8 << 20;
+/**
+ * Blobs up to this size go in one PUT; larger ones in PATCH chunks of this size. Large: every
+ * body streams from its source (no chunk is held in memory), each request costs a round trip and
+ * a registry-side commit, and distribution 2.8 cannot resume a cut PATCH anyway (the session is
+ * gone), so small chunks only cost time (a 256 MiB layer to a loopback registry: 8 MiB chunks
+ * 4.9-7.5 s, one streamed PUT 2.1 s; skopeo streams one PATCH, 1.9-3.8 s).
+ */
+export const DEFAULT_CHUNK_SIZE = 512 << 20;
 
 /** The manifest types asked for (Accept) and understood. */
 export const MANIFEST_MEDIA_TYPES = [
