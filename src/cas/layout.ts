@@ -84,7 +84,10 @@ export function initLayout(p: string, opts: InitOptions = {}): void {
     fs.writeFileSync(path.join(tmp, "index.json"), encodeGoJson({ schemaVersion: 2, mediaType: MediaType.index, manifests: [] }, GoIndex));
     fs.renameSync(tmp, p);
   } catch (e) {
-    fs.rmSync(tmp, { recursive: true, force: true });
+    // (a parent we may not write leaves nothing to remove, and that failure must not hide the first)
+    try { fs.rmSync(tmp, { recursive: true, force: true }); } catch { /* nothing was made */ }
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "EACCES" || code === "EPERM" || code === "EROFS") throw cannotWrite(parent, e);
     throw addContext(`init layout ${p}`, e);
   }
   fsyncDir(parent);

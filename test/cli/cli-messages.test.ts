@@ -4,9 +4,9 @@
  * missing tag said.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { rmSync } from "node:fs";
+import { chmodSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { boci, ok, scratch } from "../helpers/cli";
+import { BIN, boci, have, isRoot, ok, scratch } from "../helpers/cli";
 
 const work = scratch();
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -56,5 +56,17 @@ describe("messages", () => {
     const r = boci(["unpack", "--platform", "bogus", "--image", `${layout}:p`, join(work, "b")]);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('invalid platform "bogus"');
+  });
+
+  test.skipIf(!isRoot || !have("setpriv"))("init where the user may not write: exit 1, cannot write PARENT (needs root for setpriv)", () => {
+    const ro = join(work, "ro");
+    mkdirSync(ro);
+    chmodSync(work, 0o755);
+    chmodSync(ro, 0o555);
+    try {
+      const r = Bun.spawnSync(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", BIN, "init", "--layout", join(ro, "sub")], { stdout: "pipe", stderr: "pipe" });
+      expect(r.exitCode).toBe(1);
+      expect(r.stderr.toString()).toBe(`boci: cannot write ${ro}: permission denied\n`);
+    } finally { chmodSync(ro, 0o755); }
   });
 });
