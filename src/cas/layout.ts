@@ -95,6 +95,8 @@ export function initLayout(p: string, opts: InitOptions = {}): void {
 
 export class Layout implements BlobReader {
   readonly path: string;
+  /** The blobs this handle stored that were not there before, and their bytes (for --json). */
+  readonly written = { blobs: 0, bytes: 0 };
   private gcLock: HeldLock | null = null;
   private readonly onWait?: (msg: string) => void;
   private ownerCache: Owner | null | undefined;
@@ -261,6 +263,8 @@ export class Layout implements BlobReader {
         if ((e as NodeJS.ErrnoException).code === "EXDEV") throw crossDevice(tmp, dest, e);
         throw e;
       }
+      this.written.blobs++;
+      this.written.bytes += size;
     } catch (e) {
       fs.rmSync(tmp, { force: true });
       throw addContext(`store blob ${digest}`, e);

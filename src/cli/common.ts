@@ -5,6 +5,7 @@ import { type Descriptor, type History, type ImageIndex, AnnotationRefName, Medi
 import type * as ReferenceModule from "../transport/reference";
 import type * as OpenModule from "../transport/open";
 import { log } from "../util/log";
+import { writeOut } from "../util/stdio";
 import { parseUserTime } from "../util/time";
 import type { OptSpec, Opts } from "./spec";
 
@@ -137,6 +138,19 @@ export function openImageReader(s: string | undefined, flag = "image"): { reader
   if (s?.startsWith("docker://")) throw new UnsupportedError(`--${flag} ${s}: a registry image is not read in place; copy it into a layout first (boci copy ${s} oci:DIR:TAG)`);
   const ref = parseImageRef(s, flag);
   return { reader: openLayout(ref.layout), tag: ref.tag };
+}
+
+/** `--json` of the commands that write an image. */
+export const jsonOpt: OptSpec = { flag: "json", desc: "print the result as one JSON object: the new manifest descriptor, the tag, the layers added, the blobs and bytes written" };
+
+/**
+ * With `--json`, print what a command that wrote an image did, as one JSON object on stdout:
+ * `{manifest, tag, layersAdded, blobsWritten, bytesWritten}` (umoci prints nothing, as boci
+ * does without the flag).
+ */
+export function printWriteResult(opts: Opts, layout: Layout, r: { manifest: Descriptor; tag: string; layersAdded?: Descriptor[] }): void {
+  if (!opts.bool("json")) return;
+  writeOut(JSON.stringify({ manifest: r.manifest, tag: r.tag, layersAdded: r.layersAdded ?? [], blobsWritten: layout.written.blobs, bytesWritten: layout.written.bytes }) + "\n");
 }
 
 export const imageOpt: OptSpec = { flag: "image", value: "<image>[:<tag>]", desc: "OCI image URI of the form 'path[:tag]'" };

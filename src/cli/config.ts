@@ -7,7 +7,7 @@ import { log } from "../util/log";
 import { yieldToSignals } from "../util/cleanup";
 import { nowTimestamp, parseUserTime } from "../util/time";
 import type { CommandDef, OptSpec } from "./spec";
-import { imageOpt, tagOpt, historyOpts, parseImageRef, openLayout, historyFromOpts, checkTag } from "./common";
+import { imageOpt, tagOpt, historyOpts, parseImageRef, openLayout, historyFromOpts, checkTag, jsonOpt, printWriteResult } from "./common";
 
 const configOpts: OptSpec[] = [
   { flag: "config.user", value: "<user>", desc: "set the user (name or uid, with optional :group)" },
@@ -40,7 +40,7 @@ export const configCommand: CommandDef = {
   name: "config",
   args: [],
   description: "modify the configuration of an OCI image",
-  options: [imageOpt, tagOpt, ...configOpts, ...historyOpts],
+  options: [imageOpt, tagOpt, ...configOpts, ...historyOpts, jsonOpt],
   async run(_args, opts) {
     const ref = parseImageRef(opts.get("image"));
     const tag = opts.get("tag") !== undefined ? checkTag(opts.get("tag")!, "--tag") : ref.tag;
@@ -116,6 +116,7 @@ export const configCommand: CommandDef = {
       await yieldToSignals();
       const desc = m.commit(tag);
       log.info(`new image manifest created: ${desc.manifest.digest}`);
+      printWriteResult(opts, layout, { manifest: desc.manifest, tag });
     } finally { layout.close(); }
   },
 };

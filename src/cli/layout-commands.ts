@@ -15,7 +15,7 @@ import { MediaType, normalizeConfig, normalizeManifest, type ImageConfig, type M
 import { log } from "../util/log";
 import { nowTimestamp } from "../util/time";
 import type { CommandDef } from "./spec";
-import { imageOpt, layoutOpt, parseImageRef, parseLayoutFlag, openLayout, checkTag, isArchiveImage, openArchiveStore } from "./common";
+import { imageOpt, layoutOpt, parseImageRef, parseLayoutFlag, openLayout, checkTag, isArchiveImage, openArchiveStore, jsonOpt, printWriteResult } from "./common";
 import { writeOut } from "../util/stdio";
 import { escapeText } from "../util/escape";
 
@@ -37,7 +37,7 @@ export const newCommand: CommandDef = {
   name: "new",
   args: [],
   description: "create a blank tagged OCI image",
-  options: [imageOpt],
+  options: [imageOpt, jsonOpt],
   run(_args, opts) {
     const ref = parseImageRef(opts.get("image"));
     const layout = openLayout(ref.layout);
@@ -58,6 +58,7 @@ export const newCommand: CommandDef = {
       layout.syncBlobs();
       log.info(`new image manifest created: ${desc.digest}`);
       layout.updateIndex((ix) => ({ index: setTag(ix, ref.tag, desc), result: undefined }));
+      printWriteResult(opts, layout, { manifest: desc, tag: ref.tag });
       log.info(`created new tag for image manifest: ${ref.tag}`);
     } finally { layout.close(); }
   },
@@ -71,6 +72,7 @@ export const lsCommand: CommandDef = {
   options: [
     { ...layoutOpt, value: "<path>", desc: "path to an OCI image layout, or an archive read in place: 'oci-archive:file' or 'docker-archive:file' (its RepoTags), or a registry repository 'docker://HOST[:PORT]/REPO' (its tags)" },
     ...registryOptionSpecs(false),
+    { flag: "json", desc: "print the tags as one JSON array of strings" },
   ],
   async run(_args, opts) {
     const given = opts.get("layout");
@@ -82,6 +84,7 @@ export const lsCommand: CommandDef = {
       const layout = given !== undefined && isArchiveImage(given) ? openArchiveStore(given) : openLayout(parseLayoutFlag(given));
       try { tags = listTags(layout.readIndex()); } finally { layout.close(); }
     }
+    if (opts.bool("json")) { out(JSON.stringify(tags) + "\n"); return; }
     // umoci 0.6 prints each name as it is (fmt.Println), and so do we while it is printable;
     // a name with a control or other unprintable character (image data on its way to a
     // terminal) is Go-quoted instead.
@@ -106,20 +109,22 @@ export const tagCommand: CommandDef = {
   name: "tag",
   args: ["new-tag"],
   description: "create a new tag in an OCI image",
-  options: [imageOpt],
+  options: [imageOpt, { flag: "json", desc: "print the result as one JSON object: the descriptor the new tag names and the tag" }],
   run(args, opts) {
     const ref = parseImageRef(opts.get("image"));
     const newTag = checkTag(args[0]!, "new tag");
     const layout = openLayout(ref.layout);
     layout.lockGc("sh");
     try {
-      layout.updateIndex((ix) => {
+      const tagged = layout.updateIndex((ix) => {
         const src = ix.manifests.filter((d) => refName(d) === ref.tag);
         if (src.length === 0) throw new NotFoundError(`tag ${JSON.stringify(ref.tag)} not found`);
         // Several entries with one name: resolve to the one image the source tag means.
         const root = src.length === 1 ? src[0]! : resolveTag(layout, ix, ref.tag).walk[0]!;
-        return { index: setTag(ix, newTag, root), result: undefined };
+        return { index: setTag(ix, newTag, root), result: root };
       });
+      const { annotations: _a, ...manifest } = tagged;
+      printWriteResult(opts, layout, { manifest, tag: newTag });
       log.info(`created new tag: ${JSON.stringify(newTag)} -> ${JSON.stringify(ref.tag)}`);
     } finally { layout.close(); }
   },

@@ -15,7 +15,7 @@ import { cleanEntryPath } from "../rootfs/path";
 import { log } from "../util/log";
 import { nowTimestamp, sourceDateEpoch } from "../util/time";
 import type { CommandDef, Opts } from "./spec";
-import { imageOpt, tagOpt, compressOpt, historyOpts, mapOpts, parseImageRef, openLayout, historyFromOpts, checkTag } from "./common";
+import { imageOpt, tagOpt, compressOpt, historyOpts, mapOpts, parseImageRef, openLayout, historyFromOpts, checkTag, jsonOpt, printWriteResult } from "./common";
 import { mapOptionsFrom } from "./unpack";
 import { writeOut } from "../util/stdio";
 import { yieldToSignals } from "../util/cleanup";
@@ -46,7 +46,7 @@ export const repackCommand: CommandDef = {
     { flag: "no-mask-volumes", desc: "do not leave the image's volumes out of the layer" },
     { flag: "refresh-bundle", desc: "point the bundle at the new image, so the next repack is relative to it" },
     { flag: "no-progress", desc: "do not show progress on a terminal" },
-    ...historyOpts,
+    ...historyOpts, jsonOpt,
   ],
   async run(args, opts) {
     const ref = parseImageRef(opts.get("image"));
@@ -65,6 +65,7 @@ export const repackCommand: CommandDef = {
         progress: !opts.bool("no-progress"), onWarning: warn, now,
       });
       log.info(r.layer ? `new layer ${r.layer.digest} (${r.changes} changed paths); manifest ${r.manifest.digest}` : `no changes; manifest ${r.manifest.digest}`);
+      printWriteResult(opts, layout, { manifest: r.manifest, tag: ref.tag, layersAdded: r.layer ? [r.layer] : [] });
     } finally { layout.close(); }
   },
 };
@@ -94,7 +95,7 @@ export const insertCommand: CommandDef = {
     imageOpt, tagOpt, compressOpt, ...mapOpts,
     { flag: "opaque", desc: "make TARGET opaque: hide everything lower layers had under it" },
     { flag: "whiteout", desc: "insert a whiteout for TARGET instead of content (takes only TARGET)" },
-    ...historyOpts,
+    ...historyOpts, jsonOpt,
   ],
   run: (args, opts) => runInsert(args, opts),
 };
@@ -155,6 +156,7 @@ export async function runInsert(positional: string[], opts: Opts): Promise<void>
     await yieldToSignals();
     const r = m.commit(tag);
     log.info(`inserted layer ${stored.descriptor.digest}; manifest ${r.manifest.digest}`);
+    printWriteResult(opts, layout, { manifest: r.manifest, tag, layersAdded: [stored.descriptor] });
   } finally { layout.close(); }
 }
 
@@ -162,7 +164,7 @@ export const addLayerCommand: CommandDef = {
   name: "raw add-layer",
   args: ["layer.tar"],
   description: "append an uncompressed tar as a new layer",
-  options: [imageOpt, tagOpt, compressOpt, ...historyOpts],
+  options: [imageOpt, tagOpt, compressOpt, ...historyOpts, jsonOpt],
   async run(args, opts) {
     const ref = parseImageRef(opts.get("image"));
     const tag = targetTag(opts, ref.tag);
@@ -185,6 +187,7 @@ export const addLayerCommand: CommandDef = {
       await yieldToSignals();
       const r = m.commit(tag);
       log.info(`added layer ${stored.descriptor.digest}; manifest ${r.manifest.digest}`);
+      printWriteResult(opts, layout, { manifest: r.manifest, tag, layersAdded: [stored.descriptor] });
     } finally { layout.close(); }
   },
 };

@@ -70,3 +70,38 @@ describe("messages", () => {
     } finally { chmodSync(ro, 0o755); }
   });
 });
+
+describe("--json of the commands that write an image", () => {
+  test("new, config, insert, raw add-layer, repack, tag print one object; ls a JSON array; nothing without --json", () => {
+    const l = join(work, "json");
+    ok(["init", "--layout", l]);
+    const parse = (args: string[]) => {
+      const r = ok(args);
+      expect(r.stdout.trim().split("\n")).toHaveLength(1);
+      return JSON.parse(r.stdout) as { manifest: { digest: string; mediaType: string; size: number }; tag: string; layersAdded: Array<{ digest: string }>; blobsWritten: number; bytesWritten: number };
+    };
+    const n = parse(["new", "--image", `${l}:a`, "--json"]);
+    expect(n.tag).toBe("a");
+    expect(n.manifest.mediaType).toBe("application/vnd.oci.image.manifest.v1+json");
+    expect(n.blobsWritten).toBe(2);
+    expect(n.layersAdded).toEqual([]);
+    expect(ok(["config", "--image", `${l}:a`, "--config.cmd", "sh"]).stdout).toBe("");
+    const c = parse(["config", "--image", `${l}:a`, "--config.env", "A=1", "--tag", "b", "--json"]);
+    expect(c.tag).toBe("b");
+    expect(c.blobsWritten).toBe(2);
+    const f = join(work, "file.txt");
+    require("node:fs").writeFileSync(f, "hello\n");
+    const i = parse(["insert", "--image", `${l}:b`, f, "/etc/hello", "--json"]);
+    expect(i.layersAdded).toHaveLength(1);
+    expect(i.blobsWritten).toBe(3);
+    expect(i.bytesWritten).toBeGreaterThan(0);
+    const t = parse(["tag", "--image", `${l}:b`, "c", "--json"]);
+    expect(t).toMatchObject({ tag: "c", manifest: { digest: i.manifest.digest } });
+    // the same insert again: the layer and config exist, the manifest is new (history time)
+    const bundle = join(work, "jb");
+    ok(["unpack", "--image", `${l}:c`, bundle]);
+    const r = parse(["repack", "--image", `${l}:d`, "--no-history", bundle, "--json"]);
+    expect(r.layersAdded).toEqual([]);
+    expect(JSON.parse(ok(["ls", "--layout", l, "--json"]).stdout)).toEqual(["a", "b", "c", "d"]);
+  });
+});
