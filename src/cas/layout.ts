@@ -38,6 +38,7 @@ import { removeOnInterrupt } from "../util/cleanup";
 import { type BlobReader, type JsonKind, MAX_JSON_BLOB, checkDescriptor, verifyChunks, verifyRead, decodeIndexFile, decodeJsonBlob, embeddedData, readVerified, streamVerified } from "./source";
 import { takeLock, GC_LOCK, INDEX_LOCK, type HeldLock, type LockMode } from "./lock";
 import { release } from "../util/release";
+import { GcBudget } from "../util/heap";
 import { flock } from "../sys";
 import type * as PoolModule from "../worker/pool";
 import type { StreamHasher } from "../worker/pool";
@@ -425,6 +426,8 @@ export class Layout implements BlobReader {
             let writeErr: { e: unknown } | null = null;
             let tail: Promise<void> = Promise.resolve();
             let queued = 0;
+            // A fetched body's chunks are freed only by the collector (util/heap.ts).
+            const gc = new GcBudget();
             const enqueue = (chunk: Uint8Array, at: number) => {
               queued += chunk.length;
               tail = tail.then(async () => {
@@ -435,6 +438,7 @@ export class Layout implements BlobReader {
                   writeErr ??= { e };
                 } finally {
                   queued -= chunk.length;
+                  gc.add(chunk.length);
                 }
               });
             };

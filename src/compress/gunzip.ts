@@ -11,7 +11,7 @@ import { Transform, type TransformCallback } from "node:stream";
 import * as zlib from "node:zlib";
 import { InvalidError } from "../errors";
 import { markReleasable, release } from "../util/release";
-import { GcBudget } from "./gc-budget";
+import { GcBudget } from "../util/heap";
 import { RawInflater } from "./inflate";
 
 const EMPTY = Buffer.alloc(0);

@@ -6,7 +6,7 @@ import { PassThrough, Transform, type TransformCallback } from "node:stream";
 import * as zlib from "node:zlib";
 import { InvalidError, UnsupportedError } from "../errors";
 import { MAX_WAITING_OUTPUT, MultiGunzip, OUTPUT_CHUNK } from "./gunzip";
-import { GcBudget } from "./gc-budget";
+import { GcBudget } from "../util/heap";
 import { ZstdFrameTracker } from "./zstd-frames";
 import { release } from "../util/release";
 
@@ -66,14 +66,14 @@ export interface DecompressOptions {
    * chunk then owns its whole buffer and is marked releasable, and the decoder forces no
    * collections for its output. "none": the input chunks go on as they are (freeable if their
    * producer marked them) and are not counted for collection. zstd output is never marked
-   * (node:zlib's chunks share buffers) and stays counted (gc-budget.ts).
+   * (node:zlib's chunks share buffers) and stays counted (util/heap.ts GcBudget).
    */
   releasable?: boolean;
 }
 
 /**
  * A pass-through that enforces maxOutputBytes and, unless the reader frees what it is done with
- * (`gc` null), counts what goes through as left to the collector (gc-budget.ts).
+ * (`gc` null), counts what goes through as left to the collector (util/heap.ts GcBudget).
  */
 class Limit extends Transform {
   private n = 0;
