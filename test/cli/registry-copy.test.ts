@@ -460,7 +460,7 @@ maybe("boci copy with docker://", () => {
     expect(blob(d, sig.digest).toString()).toContain("a signature");
     // The layout checker reads every index.json entry as an image: the artifact's own entries are
     // its complaints about an artifact config ({}), everything else must be clean.
-    expect(checkLayout(d).filter((x) => !x.startsWith(empty.digest) && !x.startsWith(artDesc.digest))).toEqual([]);
+    expect(checkLayout(d)).toEqual([]);
 
     const r2 = await bociAsync(["copy", "--referrers", PLAIN_SRC, PLAIN_DST, `docker://${reg.host}/${repo}:1`, `docker://${reg.host}/r4/refcopy:1`]);
     expect(r2.stderr).toBe("");

@@ -47,7 +47,9 @@ export function checkLayout(dir: string): string[] {
       const m = JSON.parse(b.toString());
       problems.push(...validateManifest(m, d.digest));
       const cb = blob(m.config, "config");
-      if (cb) {
+      // An artifact's config (the empty descriptor, or its own type) is not an image config.
+      const imageConfig = m.config?.mediaType === "application/vnd.oci.image.config.v1+json" || m.config?.mediaType === "application/vnd.docker.container.image.v1+json";
+      if (cb && imageConfig) {
         const c = JSON.parse(cb.toString());
         problems.push(...validateConfig(c, m.config.digest));
         if ((c.rootfs?.diff_ids ?? []).length !== m.layers.length) problems.push(`${d.digest}: ${m.layers.length} layers but ${(c.rootfs?.diff_ids ?? []).length} diff_ids`);
