@@ -13,6 +13,7 @@ const CATEGORY: Record<string, string> = {
   config: "image", unpack: "image", repack: "image", new: "image", tag: "image", rm: "image", stat: "image", insert: "image",
   "raw unpack": "image", "raw runtime-config": "image", "raw add-layer": "image",
   gc: "layout", init: "layout", ls: "layout", validate: "layout", copy: "layout",
+  man: "documentation", completion: "documentation",
 };
 
 const HELP_FLAG = "--help, -h\tshow help";

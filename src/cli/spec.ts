@@ -320,7 +320,7 @@ export function helpTopic(words: string[], commands: CommandDef[]): HelpTopic {
 
 /**
  * ` (did you mean "X"?)` for the nearest of `names` to `typed` (edit distance at most 2, or a
- * third of its length for long names), or "" when none is near.
+ * quarter of its length for long names), or "" when none is near.
  */
 export function didYouMean(typed: string, names: string[], prefix = ""): string {
   let best: string | undefined;
@@ -329,7 +329,7 @@ export function didYouMean(typed: string, names: string[], prefix = ""): string 
     const d = editDistance(typed, n);
     if (d < bestD) { best = n; bestD = d; }
   }
-  if (best === undefined || bestD > Math.max(2, Math.floor(typed.length / 3))) return "";
+  if (best === undefined || bestD > Math.max(2, Math.floor(typed.length / 4))) return "";
   return ` (did you mean ${JSON.stringify(prefix + best)}?)`;
 }
 
