@@ -65,7 +65,7 @@ export function loadImage(layout: BlobReader, p: DescriptorPath): LoadedImage {
   if (config.rootfs.diff_ids.length !== manifest.layers.length)
     throw new InvalidError(`image has ${manifest.layers.length} layers but ${config.rootfs.diff_ids.length} diff_ids`);
   for (const [i, l] of manifest.layers.entries())
-    if (!layerKind(l.mediaType)) throw new UnsupportedError(`layer ${i}: unsupported media type ${l.mediaType}`);
+    if (!layerKind(l.mediaType)) throw new UnsupportedError(`layer ${i + 1}: unsupported media type ${l.mediaType}`);
   return { path: p, manifestDesc, manifest, config };
 }
 
@@ -96,7 +96,7 @@ export async function unpackLayers(
       const want = img.config.rootfs.diff_ids[i]!;
       try {
         const diffID = await applyLayerBlob(layout, layer, applier, {
-          onWarning: (m) => opts.onWarning?.(`layer ${i}: ${m}`),
+          onWarning: (m) => opts.onWarning?.(`layer ${i + 1}: ${m}`),
           maxBytes: opts.maxLayerBytes ?? layerByteLimit(layer.size),
           onBytes: (n) => {
             doneBytes += n;
@@ -108,7 +108,7 @@ export async function unpackLayers(
         });
         if (diffID !== want) throw new InvalidError(`diffid mismatch: layer ${layer.digest} unpacks to ${diffID}, config says ${want}`);
       } catch (e) {
-        throw addContext(`unpack layer ${i}`, e);
+        throw addContext(`unpack layer ${i + 1}`, e);
       }
     }
     await applier.finish();

@@ -52,6 +52,8 @@ export interface GcResult {
   removedBlobs: string[];
   /** Temporary files and directories removed, relative to the layout root. */
   removedTemp: string[];
+  /** Bytes of the unreachable blobs removed (or that would be, with dryRun). */
+  bytesFreed: number;
   /** Reachable blob files kept. */
   kept: number;
   /** Names left alone because they are not regular files or directories. */
@@ -78,7 +80,7 @@ export function gc(layout: Layout, opts: GcOptions = {}): GcResult {
       opts.onWarn?.(`gc: left ${rel} alone: it is ${fileTypeName(st)}`);
     };
 
-    const blobs: Array<{ digest: string; file: string }> = [];
+    const blobs: Array<{ digest: string; file: string; size: number }> = [];
     let kept = 0;
     for (const alg of algDirs) {
       for (const name of readdirSorted(path.join(root, "blobs", alg))) {
@@ -89,7 +91,7 @@ export function gc(layout: Layout, opts: GcOptions = {}): GcResult {
         if (!st) continue;
         if (!st.isFile()) { skip(`blobs/${alg}/${name}`, st); continue; }
         if (walk.reachable.has(digest)) { kept++; continue; }
-        blobs.push({ digest, file });
+        blobs.push({ digest, file, size: st.size });
       }
     }
 
@@ -114,13 +116,14 @@ export function gc(layout: Layout, opts: GcOptions = {}): GcResult {
       else skip(n, st);
     }
 
-    const result: GcResult = { dryRun: opts.dryRun ?? false, removedBlobs: [], removedTemp: [], kept, skipped };
+    const result: GcResult = { dryRun: opts.dryRun ?? false, removedBlobs: [], removedTemp: [], bytesFreed: 0, kept, skipped };
     for (const b of blobs) {
       if (!opts.dryRun) {
         try { fs.unlinkSync(b.file); } catch (e) { if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e; }
         opts.onRemove?.(`removed unreachable blob ${b.digest}`);
       }
       result.removedBlobs.push(b.digest);
+      result.bytesFreed += b.size;
     }
     for (const t of temps) {
       if (!opts.dryRun) {
@@ -160,7 +163,7 @@ export function markReachable(layout: Layout, ix: ImageIndex): DescriptorWalk {
       } else if (n.kind === "manifest") {
         const m = layout.readJson<Manifest>(d, "manifest");
         const kids: WalkChild[] = [{ desc: m.config, where: `config of manifest ${d.digest}`, kind: "blob" }];
-        m.layers.forEach((l, i) => kids.push({ desc: l, where: `layer ${i} of manifest ${d.digest}`, kind: "blob" }));
+        m.layers.forEach((l, i) => kids.push({ desc: l, where: `layer ${i + 1} of manifest ${d.digest}`, kind: "blob" }));
         if (m.subject) kids.push({ desc: m.subject, where: `subject of manifest ${d.digest}`, kind: kindOf(m.subject) });
         walk.expand(n, kids);
       } else {

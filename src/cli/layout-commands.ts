@@ -157,7 +157,7 @@ export const gcCommand: CommandDef = {
   options: [
     layoutOpt,
     { flag: "dry-run", desc: "list what would be removed, and remove nothing" },
-    { flag: "json", desc: "print what was (or would be) removed as JSON: {dryRun, removedBlobs, removedTemp, kept, skipped}" },
+    { flag: "json", desc: "print what was (or would be) removed as JSON: {dryRun, removedBlobs, removedTemp, bytesFreed, kept, skipped}" },
   ],
   run(_args, opts) {
     const layout = openLayout(parseLayoutFlag(opts.get("layout")));
@@ -168,7 +168,7 @@ export const gcCommand: CommandDef = {
       // umoci 0.6 logs gc only at debug level ("garbage collecting blob", "garbage collected N blobs").
       const r = gc(layout, { dryRun, onRemove: (m) => log.debug(m), onWarn: (m) => log.warn(m) });
       if (json) {
-        out(JSON.stringify({ dryRun: r.dryRun, removedBlobs: r.removedBlobs, removedTemp: r.removedTemp, kept: r.kept, skipped: r.skipped }) + "\n");
+        out(JSON.stringify({ dryRun: r.dryRun, removedBlobs: r.removedBlobs, removedTemp: r.removedTemp, bytesFreed: r.bytesFreed, kept: r.kept, skipped: r.skipped }) + "\n");
       } else if (dryRun) {
         out(r.removedBlobs.map((d) => `would remove blob ${d}\n`).join("") +
           r.removedTemp.map((t) => `would remove temporary file ${/^[\x21-\x7e]+$/.test(t) ? t : JSON.stringify(t)}\n`).join(""));

@@ -72,7 +72,7 @@ export function dockerLayerMediaType(mt: string): string {
 }
 
 function layerName(i: number, d: Descriptor): string {
-  return `layer ${i} (${d.digest})`;
+  return `layer ${i + 1} (${d.digest})`;
 }
 
 function copyUrls(d: Descriptor): { urls?: string[] } {

@@ -206,7 +206,7 @@ function buildView(fd: number, index: TarIndex, what: string): { list: DockerArc
     const layers = it.Layers.map((p, n) => {
       const diffID = parseDigest(diffIDs[n]);
       sha256Hex(diffID);
-      const lm = memberFor(index, p, `image ${i} layer ${n}`);
+      const lm = memberFor(index, p, `image ${i} layer ${n + 1}`);
       const known = layerDescs.get(lm.offset);
       if (known) {
         if (known.diffID !== undefined && known.diffID !== diffID) throw new InvalidError(`${at}: layer member ${q(p)} stands for two diffIDs (${known.diffID} and ${diffID})`);
@@ -222,7 +222,7 @@ function buildView(fd: number, index: TarIndex, what: string): { list: DockerArc
       } else if (c === "gzip" || c === "zstd") {
         desc = { mediaType: c === "gzip" ? MediaType.layerGzip : MediaType.layerZstd, digest: hashMember(fd, lm), size: lm.size };
         layerDescs.set(lm.offset, { desc });
-      } else throw new InvalidError(`${at}: layer ${n} ${q(p)} is not a tar archive (nor gzip or zstd)`);
+      } else throw new InvalidError(`${at}: layer ${n + 1} ${q(p)} is not a tar archive (nor gzip or zstd)`);
       blobs.set(desc.digest, { member: lm, size: lm.size });
       return { ...desc };
     });
@@ -295,7 +295,7 @@ export async function writeDockerArchive(file: string, img: ImageToWrite, repoTa
   const diffIDs = img.config.rootfs?.diff_ids ?? [];
   if (diffIDs.length !== img.layers.length) throw new InvalidError(`${what}: config has ${diffIDs.length} diff_ids but the image has ${img.layers.length} layers`);
   for (const [n, l] of img.layers.entries()) {
-    if (l.diffID !== diffIDs[n]) throw new InvalidError(`${what}: layer ${n}: diffID ${l.diffID} is not the config's ${diffIDs[n]}`);
+    if (l.diffID !== diffIDs[n]) throw new InvalidError(`${what}: layer ${n + 1}: diffID ${l.diffID} is not the config's ${diffIDs[n]}`);
     sha256Hex(parseDigest(l.diffID));
     layerCompression(l.desc.mediaType);
   }
@@ -314,10 +314,10 @@ export async function writeDockerArchive(file: string, img: ImageToWrite, repoTa
       try {
         await out.addUnsized(name, pump(l.open(), dec), (c) => h.update(c));
       } catch (e) {
-        throw addContext(`layer ${n} ${l.desc.digest}`, e);
+        throw addContext(`layer ${n + 1} ${l.desc.digest}`, e);
       }
       const d = "sha256:" + h.digest("hex");
-      if (d !== l.diffID) throw new InvalidError(`layer ${n} ${l.desc.digest}: uncompressed content hashes to ${d}, not its diffID ${l.diffID}`);
+      if (d !== l.diffID) throw new InvalidError(`layer ${n + 1} ${l.desc.digest}: uncompressed content hashes to ${d}, not its diffID ${l.diffID}`);
     }
     await out.addBytes(`${configHex}.json`, img.configBytes);
     const item = [{ Config: `${configHex}.json`, RepoTags: [...repoTags], Layers: layerPaths }];

@@ -251,7 +251,7 @@ async function copyManifest(
       return l;
     }
     const diffID = diffIDs[i];
-    if (diffID === undefined) throw new InvalidError(`manifest ${p.desc.digest}: layer ${i} has no diff_id in the config`);
+    if (diffID === undefined) throw new InvalidError(`manifest ${p.desc.digest}: layer ${i + 1} has no diff_id in the config`);
     changed = true;
     return pool.run(() => reencodeLayer(reader, l, kind!, diffID, i, layout, opts.compress, tally));
   });
@@ -323,8 +323,8 @@ async function reencodeLayer(
   const dec = createDecompressor(kind.compression);
   src.on("error", (e) => dec.destroy(e));
   src.pipe(dec);
-  const stored = await addContextAsync(`copy layer ${i} ${l.digest}`, () => storeLayer(layout, dec, compression));
-  if (stored.diffID !== diffID) throw new InvalidError(`copy layer ${i} ${l.digest}: its uncompressed digest is ${stored.diffID}, the config's diff_id says ${diffID}`);
+  const stored = await addContextAsync(`copy layer ${i + 1} ${l.digest}`, () => storeLayer(layout, dec, compression));
+  if (stored.diffID !== diffID) throw new InvalidError(`copy layer ${i + 1} ${l.digest}: its uncompressed digest is ${stored.diffID}, the config's diff_id says ${diffID}`);
   const mediaType = (kind.nondistributable ? MediaType.layerNondist : MediaType.layer) + (compression === "none" ? "" : `+${compression}`);
   const d: Descriptor = { mediaType, digest: stored.descriptor.digest, size: stored.descriptor.size };
   if (l.urls) d.urls = l.urls;

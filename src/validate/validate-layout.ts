@@ -538,7 +538,7 @@ class Validator {
       }
     }
     for (const [i, l] of layers.entries()) {
-      const lwhere = `layer ${i} of manifest ${d.digest}`;
+      const lwhere = `layer ${i + 1} of manifest ${d.digest}`;
       if (artifact) { await this.visitOpaque(l, lwhere); continue; }
       if (!l || typeof l !== "object") continue;
       if (typeof l.mediaType === "string" && !layerKind(l.mediaType)) {

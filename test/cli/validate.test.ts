@@ -170,7 +170,7 @@ describe("validate: clean layouts", () => {
     corrupt(l, bad.layer);
     const r = validate(["--image", `${l}:multi`]);
     expect(r.code).toBe(4);
-    expect(r.stdout).toContain(`${bad.layer.digest} (layer 0 of manifest ${arm.digest}): digest mismatch`);
+    expect(r.stdout).toContain(`${bad.layer.digest} (layer 1 of manifest ${arm.digest}): digest mismatch`);
     expect(r.stdout).toContain(`manifests[1] of index ${ix.digest}`);
   });
 });
@@ -192,7 +192,7 @@ describe("validate: single problems", () => {
     expect(r.code).toBe(4);
     expect(r.stderr).toBe("boci: 1 problem found\n");
     expect(r.lines.length).toBe(1);
-    expect(r.lines[0]).toMatch(new RegExp(`^${layers[1]!.digest} \\(layer 1 of manifest sha256:[0-9a-f]{64}\\): digest mismatch: blob content hashes to sha256:[0-9a-f]{64}$`));
+    expect(r.lines[0]).toMatch(new RegExp(`^${layers[1]!.digest} \\(layer 2 of manifest sha256:[0-9a-f]{64}\\): digest mismatch: blob content hashes to sha256:[0-9a-f]{64}$`));
   });
 
   test("a missing blob", () => {
@@ -200,7 +200,7 @@ describe("validate: single problems", () => {
     rmSync(blobPath(l, layers[0]!.digest));
     const r = validate(["--layout", l]);
     expect(r.code).toBe(4);
-    expect(r.lines).toEqual([`${layers[0]!.digest} (layer 0 of manifest ${entry(l, "t").digest}): blob missing`]);
+    expect(r.lines).toEqual([`${layers[0]!.digest} (layer 1 of manifest ${entry(l, "t").digest}): blob missing`]);
   });
 
   test("a missing config", () => {
@@ -217,7 +217,7 @@ describe("validate: single problems", () => {
     editManifest(l, "t", (m) => { m.layers[0].size += 1; });
     const r = validate(["--layout", l]);
     expect(r.code).toBe(4);
-    expect(r.lines).toEqual([`${layers[0]!.digest} (layer 0 of manifest ${entry(l, "t").digest}): size mismatch: descriptor says ${layers[0]!.size + 1} bytes, blob has ${layers[0]!.size}`]);
+    expect(r.lines).toEqual([`${layers[0]!.digest} (layer 1 of manifest ${entry(l, "t").digest}): size mismatch: descriptor says ${layers[0]!.size + 1} bytes, blob has ${layers[0]!.size}`]);
   });
 
   test("a wrong diff_id", () => {
@@ -226,7 +226,7 @@ describe("validate: single problems", () => {
     editConfig(l, "t", (c) => { c.rootfs.diff_ids[0] = wrong; });
     const r = validate(["--layout", l]);
     expect(r.code).toBe(4);
-    expect(r.lines).toEqual([`${layers[0]!.digest} (layer 0 of manifest ${entry(l, "t").digest}): diffid mismatch: got ${diffIDs[0]}, want ${wrong}`]);
+    expect(r.lines).toEqual([`${layers[0]!.digest} (layer 1 of manifest ${entry(l, "t").digest}): diffid mismatch: got ${diffIDs[0]}, want ${wrong}`]);
   });
 
   test("layer count differs from diff_ids count", () => {
@@ -280,7 +280,7 @@ describe("validate: single problems", () => {
     const r = validate(["--layout", l]);
     expect(r.code).toBe(4);
     expect(r.lines.length).toBe(1);
-    expect(r.lines[0]).toStartWith(`${layer.digest} (layer 0 of manifest ${entry(l, "t").digest}): layer content (gzip tar) is unreadable`);
+    expect(r.lines[0]).toStartWith(`${layer.digest} (layer 1 of manifest ${entry(l, "t").digest}): layer content (gzip tar) is unreadable`);
     expect(r.lines[0]).toContain("truncated");
   });
 
@@ -293,7 +293,7 @@ describe("validate: single problems", () => {
     const r = validate(["--layout", l]);
     expect(r.code).toBe(4);
     expect(r.lines.length).toBe(1);
-    expect(r.lines[0]).toStartWith(`${layer.digest} (layer 0 of manifest ${entry(l, "t").digest}): layer content (gzip tar) is unreadable after 0 entries`);
+    expect(r.lines[0]).toStartWith(`${layer.digest} (layer 1 of manifest ${entry(l, "t").digest}): layer content (gzip tar) is unreadable after 0 entries`);
   });
 
   test("hostile tar names are reported, and checking goes on (diffID still verified)", () => {
@@ -304,14 +304,14 @@ describe("validate: single problems", () => {
     corrupt(l, good.layer);
     const r = validate(["--layout", l]);
     expect(r.code).toBe(4);
-    const at = `${layer.digest} (layer 0 of manifest ${entry(l, "t").digest})`;
+    const at = `${layer.digest} (layer 1 of manifest ${entry(l, "t").digest})`;
     expect(r.lines).toContain(`${at}: entry "../escape" escapes the root with ".."`);
     expect(r.lines).toContain(`${at}: entry "/abs" is an absolute path`);
     expect(r.lines).toContain(`${at}: entry "a/.wh." is a bare whiteout ".wh."`);
     expect(r.lines).toContain(`${at}: entry "a/../../up" escapes the root with ".."`);
     expect(r.stdout).not.toContain("a/../fine");
     expect(r.stdout).not.toContain("diffid");
-    expect(r.stdout).toContain(`${good.layer.digest} (layer 1 of`); // the next layer is still checked
+    expect(r.stdout).toContain(`${good.layer.digest} (layer 2 of`); // the next layer is still checked
     expect(r.stderr).toBe("boci: 5 problems found\n");
   });
 

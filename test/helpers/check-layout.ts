@@ -55,7 +55,7 @@ export function checkLayout(dir: string): string[] {
         if ((c.rootfs?.diff_ids ?? []).length !== m.layers.length) problems.push(`${d.digest}: ${m.layers.length} layers but ${(c.rootfs?.diff_ids ?? []).length} diff_ids`);
       }
       walk.expand(n, [
-        ...m.layers.map((l: Descriptor, i: number) => ({ desc: l, where: `layer ${i} of ${d.digest}`, kind: "blob" as const })),
+        ...m.layers.map((l: Descriptor, i: number) => ({ desc: l, where: `layer ${i + 1} of ${d.digest}`, kind: "blob" as const })),
         ...(m.subject ? [{ desc: m.subject, where: `subject of ${d.digest}` }] : []),
       ]);
     }

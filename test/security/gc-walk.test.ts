@@ -7,7 +7,7 @@
  * Every test keeps a sentinel directory beside the layout and checks it by lstat snapshot.
  */
 import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BIN, ok, scratch, type RunResult } from "../helpers/cli";
 import { checkLayout } from "../helpers/check-layout";
@@ -87,7 +87,7 @@ describe("gc removes nothing unless the walk is complete", () => {
     expectRefusal(e, 3, new RegExp(`${e.b.config.digest} \\(config of manifest ${e.b.manifest.digest}\\): blob missing`));
     const f = env();
     unlinkSync(blobPath(f.L, f.a.layers[1]!.digest));
-    expectRefusal(f, 3, new RegExp(`${f.a.layers[1]!.digest} \\(layer 1 of manifest ${f.a.manifest.digest}\\): blob missing`));
+    expectRefusal(f, 3, new RegExp(`${f.a.layers[1]!.digest} \\(layer 2 of manifest ${f.a.manifest.digest}\\): blob missing`));
   });
 
   test("a corrupt manifest, a directory or a FIFO in a manifest's place: exit 4, nothing removed", () => {
@@ -121,12 +121,13 @@ describe("gc removes nothing unless the walk is complete", () => {
     const dry = run(["gc", "--dry-run", "--layout", e.L]);
     expect(dry.code).toBe(0);
     expect(dry.stdout).toBe(`would remove blob ${e.junk}\n`);
+    const junkSize = statSync(blobPath(e.L, e.junk)).size;
     const dj = run(["gc", "--dry-run", "--json", "--layout", e.L]);
-    expect(JSON.parse(dj.stdout)).toEqual({ dryRun: true, removedBlobs: [e.junk], removedTemp: [], kept: before.blobs.length - 1, skipped: [] });
+    expect(JSON.parse(dj.stdout)).toEqual({ dryRun: true, removedBlobs: [e.junk], removedTemp: [], bytesFreed: junkSize, kept: before.blobs.length - 1, skipped: [] });
     expect(snapLayout(e.L)).toEqual(before);
     const r = run(["gc", "--json", "--layout", e.L]);
     expect(r.code).toBe(0);
-    expect(JSON.parse(r.stdout)).toEqual({ dryRun: false, removedBlobs: [e.junk], removedTemp: [], kept: before.blobs.length - 1, skipped: [] });
+    expect(JSON.parse(r.stdout)).toEqual({ dryRun: false, removedBlobs: [e.junk], removedTemp: [], bytesFreed: junkSize, kept: before.blobs.length - 1, skipped: [] });
     expect(snapLayout(e.L).blobs).toEqual(before.blobs.filter((b) => b !== e.junk.replace(":", "/")));
     expect(validateJson(e.L).report).toMatchObject({ valid: true, complete: true });
     e.same();

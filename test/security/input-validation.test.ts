@@ -240,7 +240,7 @@ describe("a full disk says what was being written and what was undone", () => {
     const img = image(L, bigTar);
     const bundle = join(mnt, "bundle");
     const r = boci(unpackArgs(img, bundle));
-    expectOneLine(r, 1, new RegExp(`unpack layer 0: apply "big": no space left on device writing ${bundle}; the rootfs was removed`));
+    expectOneLine(r, 1, new RegExp(`unpack layer 1: apply "big": no space left on device writing ${bundle}; the rootfs was removed`));
     expect(existsSync(join(bundle, "rootfs"))).toBe(false);
     expect(readJson(join(L, "index.json")).manifests).toHaveLength(1);
     sh(`rm -rf '${bundle}'`);

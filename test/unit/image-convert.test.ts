@@ -135,7 +135,7 @@ describe("manifests", () => {
       layers: [{ mediaType: MediaType.layerGzip, digest: d("1"), size: 3 }, { mediaType: MediaType.layerZstd, digest: d("2"), size: 4 }] };
     const e = catchErr(() => toDockerManifest(m));
     expect(e).toBeInstanceOf(UnsupportedError);
-    expect(e.message).toContain("layer 1");
+    expect(e.message).toContain("layer 2");
     expect(e.message).toContain(d("2"));
     expect(e.message).toContain("zstd");
     expect(e.message).not.toContain("\n");
@@ -147,7 +147,7 @@ describe("manifests", () => {
     const badLayer = dockerManifest([MediaType.dockerLayerGzip, "application/vnd.docker.plugin.v1+json"]);
     const e = catchErr(() => toOciManifest(badLayer));
     expect(e).toBeInstanceOf(UnsupportedError);
-    expect(e.message).toContain("layer 1");
+    expect(e.message).toContain("layer 2");
     const badConfig = { ...dockerManifest([]), config: { mediaType: "application/vnd.cncf.helm.config.v1+json", digest: d("c"), size: 2 } };
     expect(() => toOciManifest(badConfig)).toThrow(UnsupportedError);
     for (const mediaType of [MediaType.dockerSchema1, MediaType.dockerSchema1Signed, MediaType.index]) {

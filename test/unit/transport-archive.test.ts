@@ -418,8 +418,8 @@ describe("docker-archive reader", () => {
     const cases: [unknown, RegExp, TarEntrySpec[]?][] = [
       [[{ Config: "../x", RepoTags: [], Layers: [lay] }], /config "\.\.\/x" is outside the archive/],
       [[{ Config: "/etc/passwd", RepoTags: [], Layers: [lay] }], /config "\/etc\/passwd" is outside the archive/],
-      [[{ Config: cfg, RepoTags: [], Layers: ["../../etc/shadow"] }], /layer 0 "\.\.\/\.\.\/etc\/shadow" is outside the archive/],
-      [[{ Config: cfg, RepoTags: [], Layers: ["nothere.tar"] }], /layer 0 "nothere.tar" is not in the archive/],
+      [[{ Config: cfg, RepoTags: [], Layers: ["../../etc/shadow"] }], /layer 1 "\.\.\/\.\.\/etc\/shadow" is outside the archive/],
+      [[{ Config: cfg, RepoTags: [], Layers: ["nothere.tar"] }], /layer 1 "nothere.tar" is not in the archive/],
       [[{ Config: "missing.json", RepoTags: [], Layers: [lay] }], /config "missing.json" is not in the archive/],
       [[{ Config: cfg, RepoTags: [], Layers: [] }], /config has 1 diff_ids but manifest.json lists 0 layers/],
       [[{ Config: cfg, RepoTags: [], Layers: [lay, lay] }], /config has 1 diff_ids but manifest.json lists 2 layers/],
@@ -533,14 +533,14 @@ describe("docker-archive writer", () => {
     const wrong = makeImage(L, "w", raw, { diffIds: [`sha256:${sha256hex(raw[0]!)}`, `sha256:${"1".repeat(64)}`] });
     const layout = Layout.open(L);
     try {
-      expect(await failure(() => writeDockerArchive(join(d, "a.tar"), imageToWrite(layout, wrong.manifest), ["x:1"]))).toMatch(/layer 1 .*hashes to sha256:[0-9a-f]{64}, not its diffID sha256:1111/);
+      expect(await failure(() => writeDockerArchive(join(d, "a.tar"), imageToWrite(layout, wrong.manifest), ["x:1"]))).toMatch(/layer 2 .*hashes to sha256:[0-9a-f]{64}, not its diffID sha256:1111/);
       expect(ls(d)).toEqual([]);
       const good = makeImage(L, "g", raw);
       const blob = join(L, "blobs", ...good.layers[0]!.digest.split(":"));
       const b = fs.readFileSync(blob);
       const img = imageToWrite(layout, good.manifest);
       fs.writeFileSync(blob, b.subarray(0, b.length - 5));
-      expect(await failure(() => writeDockerArchive(join(d, "a.tar"), img, ["x:1"]))).toMatch(/layer 0 .*(size mismatch|digest mismatch)/);
+      expect(await failure(() => writeDockerArchive(join(d, "a.tar"), img, ["x:1"]))).toMatch(/layer 1 .*(size mismatch|digest mismatch)/);
       expect(ls(d)).toEqual([]);
       fs.writeFileSync(blob, b);
       await failure(() => writeDockerArchive(join(d, "a.tar"), img, ["notag"]), BociError);
