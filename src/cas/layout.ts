@@ -35,7 +35,7 @@ import {
 import { parseJsonStrict } from "../util/json";
 import { fsyncDir, randomName } from "../util/fs";
 import { removeOnInterrupt } from "../util/cleanup";
-import { type BlobReader, type JsonKind, MAX_JSON_BLOB, checkDescriptor, verifyChunks, verifyRead, decodeIndexFile, decodeJsonBlob, embeddedData, readVerified, streamVerified } from "./source";
+import { type BlobReader, type JsonKind, MAX_JSON_BLOB, checkDescriptor, checkSmallBlob, verifyChunks, verifyRead, decodeIndexFile, decodeJsonBlob, embeddedData, readVerified, streamVerified } from "./source";
 import { takeLock, GC_LOCK, INDEX_LOCK, type HeldLock, type LockMode } from "./lock";
 import { release } from "../util/release";
 import { GcBudget } from "../util/heap";
@@ -564,8 +564,7 @@ export class Layout implements BlobReader {
    * GetVerifiedBlob does).
    */
   readBlob(desc: Pick<Descriptor, "digest" | "size" | "data">, maxSize = MAX_JSON_BLOB): Buffer {
-    const digest = checkDescriptor(desc);
-    if (desc.size > maxSize) throw new InvalidError(`blob ${digest}: size ${desc.size} exceeds the limit of ${maxSize} bytes for this kind of blob`);
+    const digest = checkSmallBlob(desc, maxSize);
     const embedded = embeddedData(desc);
     if (embedded) return embedded;
     const opened = this.inBlobRoot(() => openLayoutFile(this.blobRoot, this.blobKey(digest)));

@@ -76,6 +76,16 @@ export function checkDescriptor(desc: Pick<Descriptor, "digest" | "size">): stri
   return digest;
 }
 
+/**
+ * The checks a whole-blob read starts with (every reader's readBlob, readVerified): a sha256
+ * digest, a sane size, and at most `maxSize` bytes (InvalidError). Returns the digest.
+ */
+export function checkSmallBlob(desc: Pick<Descriptor, "digest" | "size">, maxSize: number): string {
+  const digest = checkDescriptor(desc);
+  if (desc.size > maxSize) throw new InvalidError(`blob ${digest}: size ${desc.size} exceeds the limit of ${maxSize} bytes for this kind of blob`);
+  return digest;
+}
+
 /** Embedded descriptor data, verified (digest, then length) as umoci's GetVerifiedBlob does. */
 export function embeddedData(desc: Pick<Descriptor, "digest" | "size" | "data">): Buffer | undefined {
   if (typeof desc.data !== "string") return undefined;
@@ -203,9 +213,7 @@ export function isRangeReader(r: unknown): r is RangeReader {
 export function readVerified(
   fd: number, desc: Pick<Descriptor, "digest" | "size">, opts: { start?: number | null; limit?: number; maxSize?: number } = {},
 ): Buffer {
-  const digest = checkDescriptor(desc);
-  const maxSize = opts.maxSize ?? MAX_JSON_BLOB;
-  if (desc.size > maxSize) throw new InvalidError(`blob ${digest}: size ${desc.size} exceeds the limit of ${maxSize} bytes for this kind of blob`);
+  const digest = checkSmallBlob(desc, opts.maxSize ?? MAX_JSON_BLOB);
   // Up to size + 1 bytes: the one more is the verified reader's probe.
   let pos = opts.start ?? null;
   const end = opts.limit ?? Infinity;

@@ -20,7 +20,7 @@ import { Transform } from "node:stream";
 import { InvalidError, NotFoundError, UsageError, addContext } from "../errors";
 import { type Descriptor, type ImageConfig, type ImageIndex, type Manifest, AnnotationRefName, MediaType, parseDigest, sha256Hex } from "../image";
 import {
-  MAX_JSON_BLOB, checkDescriptor, decodeJsonBlob, embeddedData, readVerified,
+  MAX_JSON_BLOB, checkDescriptor, checkSmallBlob, decodeJsonBlob, embeddedData, readVerified,
   sha256Digest, streamVerified, verifyRead,
 } from "../cas/source";
 import { GoManifest, encodeGoJson } from "../cas/go-json";
@@ -105,8 +105,7 @@ export class DockerArchiveReader extends ArchiveReader {
 
   readBlob(desc: Pick<Descriptor, "digest" | "size" | "data">, maxSize = MAX_JSON_BLOB): Buffer {
     this.check();
-    const digest = checkDescriptor(desc);
-    if (desc.size > maxSize) throw new InvalidError(`blob ${digest}: size ${desc.size} exceeds the limit of ${maxSize} bytes for this kind of blob`);
+    const digest = checkSmallBlob(desc, maxSize);
     const embedded = embeddedData(desc);
     if (embedded) return embedded;
     const mem = this.manifests.get(digest);

@@ -13,7 +13,7 @@ import * as path from "node:path";
 import { InvalidError, NotFoundError, UnsupportedError, addContext } from "../errors";
 import { type Descriptor, type ImageIndex, parseDigest } from "../image";
 import {
-  MAX_JSON_BLOB, checkDescriptor, decodeIndexFile, embeddedData,
+  MAX_JSON_BLOB, checkDescriptor, checkSmallBlob, decodeIndexFile, embeddedData,
   readVerified, streamVerified,
 } from "../cas/source";
 import { Layout } from "../cas/layout";
@@ -93,8 +93,7 @@ export class OciArchiveReader extends ArchiveReader {
   /** A whole small blob, verified; embedded `data` honoured as Layout.readBlob does. */
   readBlob(desc: Pick<Descriptor, "digest" | "size" | "data">, maxSize = MAX_JSON_BLOB): Buffer {
     this.check();
-    const digest = checkDescriptor(desc);
-    if (desc.size > maxSize) throw new InvalidError(`blob ${digest}: size ${desc.size} exceeds the limit of ${maxSize} bytes for this kind of blob`);
+    const digest = checkSmallBlob(desc, maxSize);
     const embedded = embeddedData(desc);
     if (embedded) return embedded;
     const m = this.need(digest);

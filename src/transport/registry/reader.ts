@@ -17,7 +17,7 @@
  */
 import { InvalidError, NotFoundError, UnsupportedError, addContext } from "../../errors";
 import {
-  type BlobReader, type JsonKind, MAX_JSON_BLOB, decodeJsonBlob, embeddedData, sha256Digest, verifyChunks, verifyRead, checkDescriptor,
+  type BlobReader, type JsonKind, MAX_JSON_BLOB, decodeJsonBlob, embeddedData, sha256Digest, verifyChunks, verifyRead, checkDescriptor, checkSmallBlob,
 } from "../../cas/source";
 import {
   type Descriptor, type ImageIndex, type Manifest, AnnotationRefName, MediaType, isIndexMediaType, isManifestMediaType,
@@ -137,8 +137,7 @@ export class RegistryReader implements BlobReader {
    * else (a layer) is NotFoundError: stream it with getBlob.
    */
   readBlob(desc: Pick<Descriptor, "digest" | "size" | "data">, maxSize = MAX_JSON_BLOB): Buffer {
-    const digest = checkDescriptor(desc);
-    if (desc.size > maxSize) throw new InvalidError(`blob ${digest}: size ${desc.size} exceeds the limit of ${maxSize} bytes for this kind of blob`);
+    const digest = checkSmallBlob(desc, maxSize);
     const embedded = embeddedData(desc);
     if (embedded) return embedded;
     const b = this.held.get(digest);
