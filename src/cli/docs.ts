@@ -18,6 +18,11 @@ export const ENVIRONMENT: Array<{ name: string; desc: string; commands?: string[
   { name: "BOCI_MAX_LAYER_BYTES", desc: "the largest uncompressed size of one layer (default 2048 times its compressed size plus 1 GiB)", commands: ["unpack", "raw unpack", "validate"] },
   { name: "BOCI_NO_OPENAT2", desc: "1 resolves rootfs paths in userspace instead of with openat2(RESOLVE_IN_ROOT)", commands: ["unpack", "raw unpack"] },
   { name: "TMPDIR", desc: "where temporary files go when a command needs some outside the layout", commands: ["copy"] },
+  { name: "REGISTRY_AUTH_FILE", desc: "the auth file read first for docker:// credentials when --authfile is not given", commands: ["copy", "ls"] },
+  { name: "XDG_RUNTIME_DIR", desc: "credentials are read from its containers/auth.json (after $REGISTRY_AUTH_FILE)", commands: ["copy", "ls"] },
+  { name: "DOCKER_CONFIG", desc: "the directory of Docker's config.json (default ~/.docker), read last for credentials and credential helpers", commands: ["copy", "ls"] },
+  { name: "BOCI_REGISTRY_STALL_MS", desc: "milliseconds without a byte from a registry before the request is retried (default 60000)", commands: ["copy"] },
+  { name: "NO_COLOR", desc: "any value keeps warnings and errors plain (colour is used only on a terminal otherwise)" },
 ];
 
 /** Exit codes (errors.ts ExitCode), for boci(1) and every page. */
@@ -29,6 +34,8 @@ export const EXIT_CODES: Array<[number, string]> = [
   [4, "invalid or corrupt image: digest or size mismatch, bad JSON, media-type confusion, hostile tar or archive"],
   [5, "would clobber an existing file or directory"],
   [6, "unsupported: media type, digest algorithm, OS, transport"],
+  [130, "interrupted by SIGINT: what the command was writing is removed, tags are unchanged"],
+  [143, "terminated by SIGTERM: as for SIGINT"],
 ];
 
 const image = "`--image PATH[:TAG]` names an image in an OCI layout; the tag defaults to `latest`.";

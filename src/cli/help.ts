@@ -59,7 +59,20 @@ COMMANDS:${listing(entries)}
 
 GLOBAL OPTIONS:
 ${globals.map((o) => `   ${optionLine(o)}`).join("\n")}
-`);
+${exitCodes()}`);
+}
+
+/** The EXIT CODES section every help page ends with (the table in docs.ts, errors.ts ExitCode). */
+function exitCodes(): string {
+  const { EXIT_CODES } = require("./docs") as typeof DocsModule;
+  return `\nEXIT CODES:\n${EXIT_CODES.map(([n, what]) => `   ${n}\t${what}`).join("\n")}\n`;
+}
+
+/** The ENVIRONMENT section of a command's page: the variables it reads, or nothing. */
+function environment(name: string): string {
+  const { ENVIRONMENT } = require("./docs") as typeof DocsModule;
+  const vars = ENVIRONMENT.filter((v) => !v.commands || v.commands.includes(name));
+  return vars.length ? `\nENVIRONMENT:\n${vars.map((v) => `   ${v.name}\t${v.desc}`).join("\n")}\n` : "";
 }
 
 export function groupHelp(group: string, commands: CommandDef[]): string {
@@ -96,7 +109,7 @@ USAGE:
 
 OPTIONS:
 ${opts.map((l) => `   ${l}`).join("\n")}
-${examples}`);
+${examples}${environment(c.name)}${exitCodes()}`);
 }
 
 /** Words of `text` in lines of at most `width` characters (a longer word stands alone). */

@@ -51,7 +51,7 @@ export function commandPage(c: CommandDef, globals: OptSpec[]): string {
   s += `.PP\nGlobal options (before the command): ${globals.map((g) => `\\fB\\-\\-${g.flag}\\fR`).join(", ")}; see \\fBboci\\fR(1).\n`;
   if (doc?.examples?.length) s += `.SH EXAMPLES\n${doc.examples.map((e) => `.PP\n.nf\n${roff(e)}\n.fi`).join("\n")}\n`;
   s += exitSection();
-  s += envSection(ENVIRONMENT.filter((v) => v.commands?.includes(c.name)));
+  s += envSection(ENVIRONMENT.filter((v) => !v.commands || v.commands.includes(c.name)));
   s += `.SH SEE ALSO\n\\fBboci\\fR(1)\n`;
   return s;
 }

@@ -105,3 +105,22 @@ describe("--json of the commands that write an image", () => {
     expect(JSON.parse(ok(["ls", "--layout", l, "--json"]).stdout)).toEqual(["a", "b", "c", "d"]);
   });
 });
+
+describe("exit codes and environment in --help", () => {
+  test("boci --help and every command's --help end with the exit code table; a command's page lists the variables it reads", () => {
+    const codes = ["0", "1", "2", "3", "4", "5", "6", "130", "143"];
+    const section = (text: string) => text.slice(text.indexOf("\nEXIT CODES:\n"));
+    for (const args of [["--help"], ["stat", "--help"], ["raw", "unpack", "--help"], ["copy", "--help"]]) {
+      const text = ok(args).stdout;
+      expect(text).toContain("\nEXIT CODES:\n");
+      const rows = section(text).split("\n").slice(2).map((l) => l.trim().split(/\s+/)[0]).filter(Boolean);
+      expect(rows).toEqual(codes);
+    }
+    const unpack = ok(["unpack", "--help"]).stdout;
+    const env = unpack.slice(unpack.indexOf("\nENVIRONMENT:\n"), unpack.indexOf("\nEXIT CODES:\n"));
+    for (const v of ["BOCI_WORKERS", "BOCI_MAX_LAYER_BYTES", "NO_COLOR"]) expect(env).toContain(v);
+    expect(env).not.toContain("SOURCE_DATE_EPOCH");
+    expect(ok(["config", "--help"]).stdout).toContain("SOURCE_DATE_EPOCH");
+    expect(ok(["copy", "--help"]).stdout).toContain("REGISTRY_AUTH_FILE");
+  });
+});
