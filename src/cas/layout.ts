@@ -27,7 +27,6 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { promisify } from "node:util";
 import { BociError, ClobberError, InvalidError, NotFoundError, UnsupportedError, addContext, cannotWrite } from "../errors";
 import {
   type Descriptor, type ImageIndex, type Digest, MediaType, parseDigest, sha256Hex,
@@ -665,7 +664,10 @@ function writeAll(fd: number, data: Uint8Array): void {
 function writeAsync(fd: number, b: Uint8Array, off: number, len: number): Promise<number> {
   return new Promise((resolve, reject) => fs.write(fd, b, off, len, null, (e, n) => (e ? reject(e) : resolve(n))));
 }
-const fdatasyncAsync = promisify(fs.fdatasync);
+// (not util.promisify: loading node:util costs start-up RSS for every command)
+function fdatasyncAsync(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fs.fdatasync(fd, (e) => (e ? reject(e) : resolve())));
+}
 
 /** Bytes of a resumable download waiting to be written before the reader waits for them. */
 const WRITE_AHEAD = 16 << 20;

@@ -4,7 +4,15 @@
  * `cname`), so any byte sequence Linux allows is a name here. Errors are SysError (errno code,
  * syscall, and the name as text). Everything is synchronous.
  */
-import { toBuffer, type Pointer } from "bun:ffi";
+import type { Pointer } from "bun:ffi";
+import type * as Ffi from "bun:ffi";
+
+// bun:ffi is loaded on first use (start-up RSS of commands that never read a directory here).
+let ffiToBuffer: typeof Ffi.toBuffer | undefined;
+function toBuffer(p: Pointer, off: number, len: number): Buffer {
+  ffiToBuffer ??= (require("bun:ffi") as typeof Ffi).toBuffer;
+  return ffiToBuffer(p, off, len);
+}
 import { SysError, libcSymbols } from "./index";
 
 export const AT_SYMLINK_NOFOLLOW = 0x100;

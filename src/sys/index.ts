@@ -4,7 +4,8 @@
  * `errno` (positive number), `syscall` and `path`, message "lsetxattr PATH NAME: operation not
  * supported". Everything here is synchronous and blocks the calling thread.
  */
-import { dlopen, FFIType as T, read, type Pointer } from "bun:ffi";
+import type { Pointer } from "bun:ffi";
+import type * as Ffi from "bun:ffi";
 import { constants as osConstants } from "node:os";
 import { closeSync } from "node:fs";
 
@@ -29,7 +30,9 @@ const SYS_OPENAT2 = 437;
 function libc(): Lib {
   if (lib) return lib;
   if (process.platform !== "linux") throw Object.assign(new Error(`libc bindings need linux, not ${process.platform}`), { code: "ENOSYS" });
-  // dlopen happens on first use so commands that never need libc pay nothing for it.
+  // dlopen happens on first use so commands that never need libc pay nothing for it (not even
+  // for loading bun:ffi: about 1 MiB of start-up RSS).
+  const { dlopen, FFIType: T, read } = require("bun:ffi") as typeof Ffi;
   const { symbols } = dlopen("libc.so.6", {
     lgetxattr: { args: [T.ptr, T.ptr, T.ptr, T.u64], returns: T.i64_fast },
     lsetxattr: { args: [T.ptr, T.ptr, T.ptr, T.u64, T.i32], returns: T.i32 },

@@ -3,7 +3,7 @@
  * Bun build its stream machinery, which costs more start-up time than a short command takes.
  */
 import { writeSync } from "node:fs";
-import { isatty } from "node:tty";
+import type * as Tty from "node:tty";
 
 function writeAll(fd: number, s: string | Uint8Array): void {
   const buf = typeof s === "string" ? Buffer.from(s) : s;
@@ -24,4 +24,5 @@ export function writeOut(s: string): void { writeAll(1, s); }
 /** Bytes as they are (stat's hex dump writes Latin-1 bytes raw, as umoci does). */
 export function writeOutBytes(b: Uint8Array): void { writeAll(1, b); }
 export function writeErr(s: string): void { writeAll(2, s); }
-export function stderrIsTTY(): boolean { return isatty(2); }
+// node:tty loaded only when asked (start-up RSS)
+export function stderrIsTTY(): boolean { return (require("node:tty") as typeof Tty).isatty(2); }
