@@ -20,6 +20,14 @@
  *  - at the top: regular `.tmp-index.json-*` files, and umoci's `.umoci-*` directories when
  *    nobody holds their flock.
  *
+ * Referrers (image-spec 1.1 `subject`; referrers.ts) are index.json entries, so they are roots
+ * and kept, with their blobs, as every entry is (umoci keeps every entry too). Their subject is a
+ * strong edge: a referrer keeps the image it names, so after `rm` of that image's tag both stay
+ * (nothing a user stored is deleted silently, and no referrer is left dangling); each such
+ * untagged referrer is named in a warning and in `orphanReferrers`. A subject that is absent
+ * from the layout is legal (a referrer may be stored before its subject): it is skipped, warned
+ * about, and never makes gc refuse; a subject that is there but corrupt does, as any blob.
+ *
  * Why a temporary file gc removes cannot belong to a live writer: every command that writes
  * blobs holds the gc lock shared from its first blob until index.json names them, and an
  * index.json update writes its temporary file under the index lock; gc holds the gc lock
@@ -34,6 +42,7 @@ import { takeLock, INDEX_LOCK } from "./lock";
 import { type Layout, TMP_DIR } from "./layout";
 import { checkLayoutDir, fileTypeName, lstatOrNull, notA } from "./layout-fs";
 import { refName } from "./refs";
+import { isSubjectAbsent } from "./referrers";
 import { DescriptorWalk, type WalkChild, type WalkProblem, kindOf } from "./walk";
 import { flock } from "../sys";
 
@@ -58,6 +67,11 @@ export interface GcResult {
   kept: number;
   /** Names left alone because they are not regular files or directories. */
   skipped: string[];
+  /**
+   * Untagged referrers kept although what they refer to is reachable only through referrers
+   * (its tag was removed), or is absent: kept with everything they name. In index.json order.
+   */
+  orphanReferrers: Array<{ digest: string; subject: string; where: string; subjectAbsent: boolean }>;
 }
 
 /** Digest algorithms whose encoding is known, so a name can be checked before a removal. */
@@ -71,8 +85,19 @@ export function gc(layout: Layout, opts: GcOptions = {}): GcResult {
     const algDirs = refuseHostile(() => blobDirs(root));
     const tmpOk = refuseHostile(() => checkLayoutDir(root, TMP_DIR));
     const ix = layout.readIndex();
-    const walk = markReachable(layout, ix);
+    const graph: ReachGraph = { nodes: new Map(), absentSubjects: [] };
+    const walk = markReachable(layout, ix, graph);
     if (!walk.complete) throw refusal(walk.problems[0]!);
+    const orphanReferrers = findOrphanReferrers(ix, graph);
+    const orphaned = new Set(orphanReferrers.map((o) => o.digest));
+    for (const o of orphanReferrers) {
+      opts.onWarn?.(o.subjectAbsent
+        ? `gc: kept referrer ${o.digest} (${o.where}): its subject ${o.subject} is not in the layout`
+        : `gc: kept referrer ${o.digest} (${o.where}) and its subject ${o.subject}, which no tag reaches any more`);
+    }
+    for (const a of graph.absentSubjects) {
+      if (!orphaned.has(a.referrer)) opts.onWarn?.(`gc: subject ${a.subject} of ${a.where} is not in the layout (left as it is)`);
+    }
 
     const skipped: string[] = [];
     const skip = (rel: string, st: fs.Stats) => {
@@ -116,7 +141,7 @@ export function gc(layout: Layout, opts: GcOptions = {}): GcResult {
       else skip(n, st);
     }
 
-    const result: GcResult = { dryRun: opts.dryRun ?? false, removedBlobs: [], removedTemp: [], bytesFreed: 0, kept, skipped };
+    const result: GcResult = { dryRun: opts.dryRun ?? false, removedBlobs: [], removedTemp: [], bytesFreed: 0, kept, skipped, orphanReferrers };
     for (const b of blobs) {
       if (!opts.dryRun) {
         try { fs.unlinkSync(b.file); } catch (e) { if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e; }
@@ -142,29 +167,51 @@ export function gc(layout: Layout, opts: GcOptions = {}): GcResult {
 }
 
 /**
+ * What markReachable learnt about indexes and manifests, for the referrer rules: each one's
+ * children that are indexes or manifests and its subject (when present in the layout), and the
+ * subjects that are absent (skipped, not followed).
+ */
+export interface ReachGraph {
+  nodes: Map<string, { kids: string[]; subject?: string }>;
+  absentSubjects: Array<{ referrer: string; subject: string; where: string }>;
+}
+
+/**
  * Walk from every index.json entry with gc's reader: indexes and manifests are read and
  * verified (Layout.readJson), other blobs must be present. Stops at the first problem (gc then
- * deletes nothing), so `complete` is the verdict and `problems[0]` the reason.
+ * deletes nothing), so `complete` is the verdict and `problems[0]` the reason. A subject absent
+ * from the layout is not followed (image-spec: it may be), and noted in `graph`.
  */
-export function markReachable(layout: Layout, ix: ImageIndex): DescriptorWalk {
+export function markReachable(layout: Layout, ix: ImageIndex, graph?: ReachGraph): DescriptorWalk {
   const roots: WalkChild[] = ix.manifests.map((d, i) => {
     const tag = refName(d);
     return { desc: d, where: `index.json manifests[${i}]${tag !== undefined ? ` ${JSON.stringify(tag)}` : ""}` };
   });
   const walk = new DescriptorWalk(roots);
+  const subjectKid = (owner: Descriptor, subject: Descriptor, what: string, where: string): WalkChild[] => {
+    const node = graph?.nodes.get(owner.digest);
+    if (isSubjectAbsent(layout, subject)) {
+      graph?.absentSubjects.push({ referrer: owner.digest, subject: subject.digest, where: `${what} ${owner.digest} (${where})` });
+      return [];
+    }
+    if (node) node.subject = subject.digest;
+    return [{ desc: subject, where: `subject of ${what} ${owner.digest}`, kind: kindOf(subject) }];
+  };
   for (let n = walk.next(); n; n = walk.next()) {
     const d = n.desc;
     try {
       if (n.kind === "index") {
         const child = layout.readJson<ImageIndex>(d, "index");
         const kids: WalkChild[] = (child.manifests ?? []).map((c, i) => ({ desc: c, where: `manifests[${i}] of index ${d.digest}` }));
-        if (child.subject) kids.push({ desc: child.subject, where: `subject of index ${d.digest}` });
+        graph?.nodes.set(d.digest, { kids: kids.filter((k) => kindOf(k.desc) !== "blob").map((k) => k.desc.digest) });
+        if (child.subject) kids.push(...subjectKid(d, child.subject, "index", n.where));
         walk.expand(n, kids);
       } else if (n.kind === "manifest") {
         const m = layout.readJson<Manifest>(d, "manifest");
         const kids: WalkChild[] = [{ desc: m.config, where: `config of manifest ${d.digest}`, kind: "blob" }];
         m.layers.forEach((l, i) => kids.push({ desc: l, where: `layer ${i + 1} of manifest ${d.digest}`, kind: "blob" }));
-        if (m.subject) kids.push({ desc: m.subject, where: `subject of manifest ${d.digest}`, kind: kindOf(m.subject) });
+        graph?.nodes.set(d.digest, { kids: [] });
+        if (m.subject) kids.push(...subjectKid(d, m.subject, "manifest", n.where));
         walk.expand(n, kids);
       } else {
         checkPresent(layout, d);
@@ -176,6 +223,53 @@ export function markReachable(layout: Layout, ix: ImageIndex): DescriptorWalk {
     }
   }
   return walk;
+}
+
+/**
+ * The untagged referrer entries of index.json that nothing but referrers keeps: an entry is
+ * anchored when it is tagged or is not a referrer, everything it reaches (children, subjects) is
+ * anchored with it, and a referrer whose subject is anchored is anchored in turn (a referrer of
+ * a referrer too). The rest are the orphans gc keeps and warns about.
+ */
+export function findOrphanReferrers(ix: ImageIndex, graph: ReachGraph): GcResult["orphanReferrers"] {
+  const anchored = new Set<string>();
+  const absent = new Map(graph.absentSubjects.map((a) => [a.referrer, a.subject]));
+  const subjectOf = (digest: string): string | undefined => graph.nodes.get(digest)?.subject ?? absent.get(digest);
+  const anchor = (start: string): void => {
+    const todo = [start];
+    while (todo.length) {
+      const x = todo.pop()!;
+      if (anchored.has(x)) continue;
+      anchored.add(x);
+      const node = graph.nodes.get(x);
+      if (!node) continue;
+      todo.push(...node.kids);
+      if (node.subject) todo.push(node.subject);
+    }
+  };
+  const referrers: Array<{ d: Descriptor; i: number; subject: string }> = [];
+  ix.manifests.forEach((d, i) => {
+    const subject = subjectOf(d.digest);
+    if (subject === undefined || refName(d) !== undefined) anchor(d.digest);
+    else referrers.push({ d, i, subject });
+  });
+  // A referrer's subject may itself be a referrer anchored only in a later round.
+  for (let changed = true; changed;) {
+    changed = false;
+    for (const r of referrers) {
+      if (anchored.has(r.d.digest) || !anchored.has(r.subject)) continue;
+      anchor(r.d.digest);
+      changed = true;
+    }
+  }
+  const out: GcResult["orphanReferrers"] = [];
+  const seen = new Set<string>();
+  for (const r of referrers) {
+    if (anchored.has(r.d.digest) || seen.has(r.d.digest)) continue;
+    seen.add(r.d.digest);
+    out.push({ digest: r.d.digest, subject: r.subject, where: `index.json manifests[${r.i}]`, subjectAbsent: absent.has(r.d.digest) });
+  }
+  return out;
 }
 
 /** A leaf must be a regular file in the layout, unless it is embedded or stored elsewhere (urls). */

@@ -6,10 +6,25 @@
  * its subject — found by reading those entries, each verified as any read.
  *
  * Because they are index.json entries, gc keeps them (its roots are every entry) and copy,
- * validate and the test checker reach them by the one descriptor walk (walk.ts).
+ * validate and the test checker reach them by the one descriptor walk (walk.ts). A subject need
+ * not be in the layout (image-spec: a referrer may be stored before its subject): gc and
+ * validate skip an absent one (isSubjectAbsent) instead of failing the walk.
  */
-import { type Descriptor, type ImageIndex, type Manifest, isIndexMediaType, isManifestMediaType } from "../image";
+import * as path from "node:path";
+import { type Descriptor, type ImageIndex, type Manifest, MediaType, isDigest, isIndexMediaType, isManifestMediaType } from "../image";
+import type { Layout } from "./layout";
+import { lstatOrNull } from "./layout-fs";
 import type { BlobReader } from "./source";
+
+/** The empty JSON blob `{}` (image-spec 1.1 manifest.md "Guidance for an Empty Descriptor"). */
+export const EMPTY_JSON = Buffer.from("{}");
+/** Its descriptor, with the bytes embedded as image-spec's DescriptorEmptyJSON (and oras) writes it. */
+export const EMPTY_DESCRIPTOR: Readonly<Descriptor> = Object.freeze({
+  mediaType: MediaType.empty,
+  digest: "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+  size: 2,
+  data: "e30=",
+});
 
 /** One referrer as the distribution spec's referrers API lists it. */
 export interface Referrer {
@@ -61,4 +76,23 @@ export function referrerOf(reader: BlobReader, d: Descriptor): { subject: string
   if (artifactType !== undefined) desc.artifactType = artifactType;
   if (annotations && Object.keys(annotations).length) desc.annotations = { ...annotations };
   return { subject: subject.digest, desc };
+}
+
+/**
+ * The referrers as the distribution spec's `GET /v2/<name>/referrers/<digest>` answers: an image
+ * index whose manifests are the referrer descriptors (artifactType, annotations).
+ */
+export function referrersIndex(list: Referrer[]): ImageIndex {
+  return { schemaVersion: 2, mediaType: MediaType.index, manifests: list.map((r) => r.desc) };
+}
+
+/**
+ * Whether `subject` names nothing in the layout: no file of that name under blobs (nothing at
+ * all, by lstat) and no embedded data. A name that is there but is not a regular file is not
+ * absent (reading it then fails as any hostile blob does); a malformed digest is not either.
+ */
+export function isSubjectAbsent(layout: Layout, subject: Descriptor): boolean {
+  if (typeof subject.data === "string" || !isDigest(subject.digest)) return false;
+  if (layout.hasBlob(subject.digest)) return false;
+  return !lstatOrNull(path.join(layout.path, layout.blobRel(subject.digest)));
 }

@@ -25,7 +25,8 @@
  * says whether the walk is `complete` (every reachable index and manifest read and valid, every
  * other reachable blob present). gc removes nothing unless it is.
  *
- * Warnings (reported, but the layout is still valid): duplicate tag names, unverifiable digest
+ * Warnings (reported, but the layout is still valid): a `subject` absent from the layout (the
+ * image-spec allows it; gc skips it), duplicate tag names, unverifiable digest
  * algorithms, absent blobs that carry `urls`, trailing data after a gzip stream, a layer whose
  * compression differs from its media type, index platform vs config platform, history entries
  * that do not pair with the layers, stale temporary files (in `.boci-tmp/`, `.tmp-index.json-*`;
@@ -497,7 +498,7 @@ class Validator {
       for (const [i, c] of (ix.manifests as Descriptor[]).entries())
         if (c && typeof c === "object") kids.push({ desc: c, where: `manifests[${i}] of index ${d.digest}` });
     }
-    if (ix.subject && typeof ix.subject === "object") kids.push({ desc: ix.subject as Descriptor, where: `subject of index ${d.digest}` });
+    kids.push(...this.subjectChild(n, ix.subject, "index"));
     this.walk.expand(n, kids);
   }
 
@@ -510,7 +511,7 @@ class Validator {
     if (!m) return;
     this.checked.manifests++;
     // A subject is followed as gc follows it (to keep a referrer's subject alive).
-    if (m.subject && typeof m.subject === "object") this.walk.expand(n, [{ desc: m.subject as Descriptor, where: `subject of manifest ${d.digest}` }]);
+    this.walk.expand(n, this.subjectChild(n, m.subject, "manifest"));
     const at = `${d.digest} (${where})`;
     const configDesc = m.config as Descriptor | undefined;
     const layers = Array.isArray(m.layers) ? (m.layers as Descriptor[]) : [];
@@ -549,6 +550,28 @@ class Validator {
       const want = diffIDs && i < diffIDs.length && isDigest(diffIDs[i]) ? (diffIDs[i] as string) : null;
       await this.visitLayer(l, lwhere, want);
     }
+  }
+
+  /**
+   * The subject to follow, as gc does; none when it is absent from the layout, which is a
+   * warning, not a problem: image-spec 1.1 lets a referrer be stored before (or without) its
+   * subject, and gc neither follows nor refuses for it. A subject that is there but unreadable
+   * or corrupt is followed, and reported as any blob.
+   */
+  private subjectChild(n: WalkNode, subject: unknown, what: "manifest" | "index"): WalkChild[] {
+    if (!subject || typeof subject !== "object") return [];
+    const s = subject as Descriptor;
+    // A malformed one was reported by the object's validator; checkPresence refuses to follow it.
+    if (!validateDescriptor(s, "subject").length && typeof s.data !== "string") {
+      const [alg, enc] = splitDigest(s.digest);
+      let absent = false;
+      try { absent = this.algDirOk(alg) && !lstatOrNull(path.join(this.root, "blobs", alg, enc)); } catch { absent = false; }
+      if (absent) {
+        this.warn(`subject ${s.digest} of ${what} ${n.desc.digest} (${n.where})`, "not found in the layout (a referrer may be stored before its subject; gc keeps the referrer)");
+        return [];
+      }
+    }
+    return [{ desc: s, where: `subject of ${what} ${n.desc.digest}` }];
   }
 
   private checkPlatform(at: string, platform: Descriptor["platform"], c: Record<string, unknown>): void {
