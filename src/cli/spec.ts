@@ -80,7 +80,7 @@ export class Opts {
 }
 
 /** Command groups: a word that only introduces subcommands (`raw unpack`). */
-export const GROUPS: Record<string, string> = { raw: "advanced internal image tooling" };
+export const GROUPS: Record<string, string> = { raw: "advanced internal image tooling", index: "build and list multi-platform image indexes" };
 
 export type HelpTopic = { kind: "app" } | { kind: "group"; group: string } | { kind: "command"; command: CommandDef };
 
