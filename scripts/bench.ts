@@ -8,7 +8,8 @@
  * Options:
  *   --quick          smaller fixtures (5,000 small files, 20,000 many files, 128 MiB of big files, ...)
  *   --only A,B       only these fixtures: small, many, big, distro, layered; `registry`: the
- *                    registry push/pull rows (boci against skopeo, the big fixture; scripts/bench/registry.ts)
+ *                    registry push/pull rows (boci against skopeo, the big fixture; scripts/bench/registry.ts);
+ *                    `startup`: short commands against umoci and a compiled hello world (scripts/bench/startup.ts)
  *   --ops A,B        only these operations (by key): unpack, unpack-rootless, repack, repack-1pct,
  *                    repack-add, stat, config, gc, insert, floor
  *   --runs N         runs per operation and tool (default: 5 for fast operations, 3 for slow ones)
@@ -47,19 +48,20 @@ import { HAVE_TIME, Recorder, type Tool } from "./bench/measure";
 import { GUNZIP_SCRIPT, OP_KEYS, benchFixture, benchSharedFloor, type BenchConfig, type OpKey, type Shared } from "./bench/ops";
 import { report } from "./bench/report";
 import { benchRegistry, registryReport, type RegistryBench } from "./bench/registry";
+import { benchStartup, startupReport, type StartupBench } from "./bench/startup";
 
 interface Options {
-  quick: boolean; only: FixtureName[]; registry: boolean; ops: OpKey[]; runs: number | null; seed: number; boci: string; noUmoci: boolean; clean: boolean;
+  quick: boolean; only: FixtureName[]; registry: boolean; startup: boolean; ops: OpKey[]; runs: number | null; seed: number; boci: string; noUmoci: boolean; clean: boolean;
 }
 
 function usage(msg?: string): never {
   if (msg) console.error(`bench: ${msg}`);
-  console.error(`usage: bun scripts/bench.ts [--quick] [--only ${FIXTURE_NAMES.join(",")},registry] [--ops KEYS] [--runs N] [--seed N] [--boci PATH] [--no-umoci] [--clean]`);
+  console.error(`usage: bun scripts/bench.ts [--quick] [--only ${FIXTURE_NAMES.join(",")},registry,startup] [--ops KEYS] [--runs N] [--seed N] [--boci PATH] [--no-umoci] [--clean]`);
   process.exit(2);
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { quick: false, only: [...FIXTURE_NAMES], registry: true, ops: [...OP_KEYS], runs: null, seed: 1, boci: BOCI_BUILT, noUmoci: false, clean: false };
+  const o: Options = { quick: false, only: [...FIXTURE_NAMES], registry: true, startup: true, ops: [...OP_KEYS], runs: null, seed: 1, boci: BOCI_BUILT, noUmoci: false, clean: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const [flag, inline] = a.includes("=") ? [a.slice(0, a.indexOf("=")), a.slice(a.indexOf("=") + 1)] : [a, undefined];
@@ -77,8 +79,10 @@ function parseArgs(argv: string[]): Options {
       case "--only": {
         const names = value().split(",").map((s) => s.trim()).filter(Boolean);
         o.registry = names.includes("registry");
-        for (const n of names) if (n !== "registry" && !(FIXTURE_NAMES as readonly string[]).includes(n)) usage(`unknown fixture ${JSON.stringify(n)} (one of ${FIXTURE_NAMES.join(", ")}, registry)`);
-        o.only = names.filter((n) => n !== "registry") as FixtureName[];
+        o.startup = names.includes("startup");
+        const groups = ["registry", "startup"];
+        for (const n of names) if (!groups.includes(n) && !(FIXTURE_NAMES as readonly string[]).includes(n)) usage(`unknown fixture ${JSON.stringify(n)} (one of ${FIXTURE_NAMES.join(", ")}, ${groups.join(", ")})`);
+        o.only = names.filter((n) => !groups.includes(n)) as FixtureName[];
         break;
       }
       case "--ops": {
@@ -150,11 +154,13 @@ async function main(): Promise<void> {
       if (!fixtures.includes(big)) fixtures.push(big);
       registry = await benchRegistry(big, cfg.slowRuns);
     }
+    let startup: StartupBench | undefined;
+    if (opts.startup) startup = benchStartup(opts.runs ?? 20, tools.includes("umoci"));
     const md = report(rec, fixtures, {
       command: `bun scripts/bench.ts${process.argv.length > 2 ? " " + process.argv.slice(2).join(" ") : ""}`,
       started, seconds: (performance.now() - t0) / 1000, seed: opts.seed, quick: opts.quick, runs: opts.runs,
       bociVersion, bociSource, umociVersion,
-    }, registry && registryReport(registry));
+    }, [...(startup ? startupReport(startup) : []), ...(registry ? registryReport(registry) : [])]);
     mkdirSync(join(ROOT, "bench"), { recursive: true });
     writeFileSync(join(ROOT, "bench", "results.md"), md + "\n");
     console.log(md);

@@ -63,7 +63,7 @@ function machine(rec: Recorder, info: ReportInfo): string[] {
 }
 
 /** `registry`: the lines of the registry section (scripts/bench/registry.ts registryReport), when it ran. */
-export function report(rec: Recorder, fixtures: FixtureInfo[], info: ReportInfo, registry?: string[]): string {
+export function report(rec: Recorder, fixtures: FixtureInfo[], info: ReportInfo, sections: string[] = []): string {
   const { rows, floorRows } = rec;
   const out: string[] = [];
   out.push("# boci benchmark results", "");
@@ -90,7 +90,7 @@ export function report(rec: Recorder, fixtures: FixtureInfo[], info: ReportInfo,
     for (const r of rows) out.push(`| ${r.fixture} | ${r.op} | ${[...(r.checks.boci ?? [])].join("; ") || "—"} | ${[...(r.checks.umoci ?? [])].join("; ") || "—"} |`);
     out.push("");
   }
-  if (registry) out.push(...registry);
+  out.push(...sections);
   for (const f of floorRows) if (f.series.failures) errors.push(`- floor ${f.fixture} / ${f.op}: ${f.series.lastError.replace(/\s+/g, " ").slice(0, 300)}`);
   if (errors.length) out.push("Failures:", "", ...errors, "");
   if (floorRows.length) {
