@@ -40,6 +40,8 @@ export interface RepackOptions {
   compress: CompressChoice;
   /** null: --no-history */
   history: History | null;
+  /** added to the new layer's descriptor (--layer.annotation) */
+  layerAnnotations?: Record<string, string>;
   clampMtime: number | null;
   progress?: boolean;
   onWarning?: (msg: string) => void;
@@ -226,7 +228,7 @@ export async function repackBundle(layout: Layout, bundleArg: string, opts: Repa
       const compression = resolveCompression(opts.compress, m.manifest.layers);
       const [stored] = await Promise.all([storeLayer(layout, tar.readable, compression), producer]);
       layer = stored.descriptor;
-      m.addLayer(stored.descriptor, stored.diffID, history);
+      m.addLayer(stored.descriptor, stored.diffID, history, opts.layerAnnotations);
     }
     await yieldToSignals();
     const result = m.commit(opts.tag);

@@ -86,6 +86,11 @@ export function formatPlatform(p: Platform | undefined): string {
   return [p.os, p.architecture, p.variant].filter(Boolean).join("/");
 }
 
+/** Whether a manifest offered for `got` serves a request for `want` (a variant only one names matches). */
+export function platformMatches(want: Platform, got: Platform | undefined): boolean {
+  return matches(want, got, false);
+}
+
 function matches(want: Platform, got: Platform | undefined, strictVariant: boolean): boolean {
   if (!got) return false;
   if (got.os !== want.os || got.architecture !== want.architecture) return false;
@@ -94,11 +99,21 @@ function matches(want: Platform, got: Platform | undefined, strictVariant: boole
   return true;
 }
 
+export interface ResolveOptions {
+  /** the platform to choose from a multi-platform index (default: the host's) */
+  platform?: Platform;
+  /**
+   * The caller writes the manifest back into its index: without `platform`, even the only
+   * manifest of an index must be the host's (a write never picks another platform silently).
+   */
+  forWrite?: boolean;
+}
+
 /**
  * Resolve a tag to exactly one manifest. Several hits (a multi-platform index) are narrowed by
  * `platform` (default: the host's); none matching lists the platforms on offer.
  */
-export function resolveTag(layout: BlobReader, ix: ImageIndex, tag: string, opts: { platform?: Platform } = {}): DescriptorPath {
+export function resolveTag(layout: BlobReader, ix: ImageIndex, tag: string, opts: ResolveOptions = {}): DescriptorPath {
   const paths = walkTag(layout, ix, tag);
   if (paths.length === 0) {
     // A tag that is there but names no image says so (not "not found").
@@ -108,18 +123,20 @@ export function resolveTag(layout: BlobReader, ix: ImageIndex, tag: string, opts
     if (named.length) throw new NotFoundError(`tag ${JSON.stringify(tag)} names no image (media type ${named[0]!.mediaType})`);
     throw new NotFoundError(`tag ${JSON.stringify(tag)} not found`);
   }
-  if (paths.length === 1 && !opts.platform) return paths[0]!;
-  if (paths.length === 1 && opts.platform) {
+  const checkOne = !!opts.platform || (opts.forWrite === true && paths[0]!.walk.length > 1);
+  if (paths.length === 1 && !checkOne) return paths[0]!;
+  if (paths.length === 1) {
+    const want = opts.platform ?? hostPlatform();
     const p = platformOf(paths[0]!);
-    if (!p || matches(opts.platform, p, false)) return paths[0]!;
-    throw new NotFoundError(`tag ${JSON.stringify(tag)}: no manifest for platform ${formatPlatform(opts.platform)} (available: ${formatPlatform(p)})`);
+    if (!p || matches(want, p, false)) return paths[0]!;
+    throw new NotFoundError(`tag ${JSON.stringify(tag)}: no manifest for platform ${formatPlatform(want)} (available: ${formatPlatform(p)})${opts.platform ? "" : "; choose one with --platform"}`);
   }
   const want = opts.platform ?? hostPlatform();
   let hits = paths.filter((p) => matches(want, platformOf(p), true));
   if (hits.length === 0) hits = paths.filter((p) => matches(want, platformOf(p), false));
   if (hits.length === 1) return hits[0]!;
   const avail = paths.map((p) => formatPlatform(platformOf(p))).join(", ");
-  if (hits.length === 0) throw new NotFoundError(`tag ${JSON.stringify(tag)}: no manifest for platform ${formatPlatform(want)} (available: ${avail}); choose one with --platform`);
+  if (hits.length === 0) throw new NotFoundError(`tag ${JSON.stringify(tag)}: no manifest for platform ${formatPlatform(want)} (available: ${avail})${opts.platform ? "" : "; choose one with --platform"}`);
   throw new InvalidError(`tag ${JSON.stringify(tag)} is ambiguous: ${hits.length} manifests match platform ${formatPlatform(want)}`);
 }
 

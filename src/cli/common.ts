@@ -1,7 +1,7 @@
 /** Shared flag groups and parsing helpers for the commands (umoci's ux* decorators). */
 import { UnsupportedError, UsageError } from "../errors";
-import { Layout, type BlobReader, type JsonKind, refName } from "../cas";
-import { type Descriptor, type History, type ImageIndex, AnnotationRefName, MediaType } from "../image";
+import { Layout, type BlobReader, type JsonKind, refName, parsePlatform } from "../cas";
+import { type Descriptor, type History, type ImageIndex, type Platform, AnnotationRefName, MediaType } from "../image";
 import type * as ReferenceModule from "../transport/reference";
 import type * as OpenModule from "../transport/open";
 import { log } from "../util/log";
@@ -194,4 +194,40 @@ export function historyFromOpts(opts: Opts, defaults: History): History | null {
   if (author !== undefined) h.author = author;
   if (comment !== undefined) h.comment = comment;
   return h;
+}
+
+/**
+ * `--platform os/arch[/variant]` of a command that reads an image: which manifest of a
+ * multi-platform index it reads (resolveTag's matching: the host's by default).
+ */
+export const readPlatformOpt: OptSpec = { flag: "platform", value: "<os/arch[/variant]>", desc: "choose the manifest for this platform from a multi-platform index (default: the host's)" };
+/**
+ * `--platform` of a command that writes an image: the one manifest of a multi-platform index it
+ * replaces (every other entry, and the index's annotations, are kept).
+ */
+export const writePlatformOpt: OptSpec = { flag: "platform", value: "<os/arch[/variant]>", desc: "change this platform's manifest of a multi-platform index, and only it (default: the host's)" };
+
+/** The platform `--platform` names, or undefined without it; a malformed one is a UsageError (exit 2). */
+export function platformFromOpts(opts: Opts): Platform | undefined {
+  const v = opts.get("platform");
+  return v === undefined ? undefined : parsePlatform(v);
+}
+
+/** `--layer.annotation` of the commands that add a layer (repack, insert, raw add-layer). */
+export const layerAnnotationOpt: OptSpec = { flag: "layer.annotation", value: "<key=value>", repeat: true, desc: "set an annotation on the new layer's descriptor (repeatable)" };
+
+/**
+ * The annotations `--layer.annotation K=V` asks for (a later K wins), or undefined when none is
+ * given; one without `=` or with an empty key is a UsageError (exit 2).
+ */
+export function layerAnnotationsFromOpts(opts: Opts): Record<string, string> | undefined {
+  const given = opts.all("layer.annotation");
+  if (!given.length) return undefined;
+  const out: Record<string, string> = {};
+  for (const a of given) {
+    const i = a.indexOf("=");
+    if (i <= 0) throw new UsageError(`invalid --layer.annotation ${JSON.stringify(a)}: expected key=value`);
+    out[a.slice(0, i)] = a.slice(i + 1);
+  }
+  return out;
 }

@@ -7,7 +7,7 @@ import { log } from "../util/log";
 import { yieldToSignals } from "../util/cleanup";
 import { nowTimestamp, parseUserTime } from "../util/time";
 import type { CommandDef, OptSpec } from "./spec";
-import { imageOpt, tagOpt, historyOpts, parseImageRef, openLayout, historyFromOpts, checkTag, jsonOpt, printWriteResult } from "./common";
+import { imageOpt, tagOpt, historyOpts, parseImageRef, openLayout, historyFromOpts, checkTag, jsonOpt, printWriteResult, writePlatformOpt, platformFromOpts } from "./common";
 
 const configOpts: OptSpec[] = [
   { flag: "config.user", value: "<user>", desc: "set the user (name or uid, with optional :group)" },
@@ -40,7 +40,7 @@ export const configCommand: CommandDef = {
   name: "config",
   args: [],
   description: "modify the configuration of an OCI image",
-  options: [imageOpt, tagOpt, ...configOpts, ...historyOpts, jsonOpt],
+  options: [imageOpt, tagOpt, writePlatformOpt, ...configOpts, ...historyOpts, jsonOpt],
   async run(_args, opts) {
     const ref = parseImageRef(opts.get("image"));
     const tag = opts.get("tag") !== undefined ? checkTag(opts.get("tag")!, "--tag") : ref.tag;
@@ -52,11 +52,12 @@ export const configCommand: CommandDef = {
     const created = opts.get("created");
     const createdTime = created !== undefined ? parseUserTime("created", created) : undefined;
     const historyReq = historyFromOpts(opts, {});
+    const platform = platformFromOpts(opts);
 
     const layout = openLayout(ref.layout);
     layout.lockGc("sh");
     try {
-      const m = new Mutator(layout, resolveTag(layout, layout.readIndex(), ref.tag));
+      const m = new Mutator(layout, resolveTag(layout, layout.readIndex(), ref.tag, { platform, forWrite: true }));
       const cfg = m.config;
       const body: ImageConfigBody = { ...(cfg.config ?? {}) };
       const annotations: Record<string, string> = { ...(m.manifest.annotations ?? {}) };

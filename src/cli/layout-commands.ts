@@ -10,12 +10,12 @@ import type { RegistryOptions } from "../transport/registry/types";
 import type * as ReferenceModule from "../transport/reference";
 import type * as ClientModule from "../transport/registry/client";
 import { registryOptionSpecs, registryOptionsFrom } from "./copy";
-import { initLayout, listTags, resolveTag, setTag, removeTag, refName, gc, hostPlatform } from "../cas";
+import { initLayout, listTags, resolveTag, manifestOf, setTag, removeTag, refName, gc, hostPlatform } from "../cas";
 import { MediaType, normalizeConfig, normalizeManifest, type ImageConfig, type Manifest } from "../image";
 import { log } from "../util/log";
 import { nowTimestamp } from "../util/time";
 import type { CommandDef } from "./spec";
-import { imageOpt, layoutOpt, parseImageRef, parseLayoutFlag, openLayout, checkTag, isArchiveImage, openArchiveStore, jsonOpt, printWriteResult } from "./common";
+import { imageOpt, layoutOpt, parseImageRef, parseLayoutFlag, openLayout, checkTag, isArchiveImage, openArchiveStore, jsonOpt, printWriteResult, readPlatformOpt, platformFromOpts } from "./common";
 import { writeOut } from "../util/stdio";
 import { escapeText } from "../util/escape";
 
@@ -109,18 +109,25 @@ export const tagCommand: CommandDef = {
   name: "tag",
   args: ["new-tag"],
   description: "create a new tag in an OCI image",
-  options: [imageOpt, { flag: "json", desc: "print the result as one JSON object: the descriptor the new tag names and the tag" }],
+  options: [
+    imageOpt,
+    { ...readPlatformOpt, desc: "tag only this platform's manifest of a multi-platform index (the new tag names that manifest alone)" },
+    { flag: "json", desc: "print the result as one JSON object: the descriptor the new tag names and the tag" },
+  ],
   run(args, opts) {
     const ref = parseImageRef(opts.get("image"));
     const newTag = checkTag(args[0]!, "new tag");
+    const platform = platformFromOpts(opts);
     const layout = openLayout(ref.layout);
     layout.lockGc("sh");
     try {
       const tagged = layout.updateIndex((ix) => {
         const src = ix.manifests.filter((d) => refName(d) === ref.tag);
         if (src.length === 0) throw new NotFoundError(`tag ${JSON.stringify(ref.tag)} not found`);
-        // Several entries with one name: resolve to the one image the source tag means.
-        const root = src.length === 1 ? src[0]! : resolveTag(layout, ix, ref.tag).walk[0]!;
+        // --platform: that platform's manifest descriptor (with its platform field), on its own.
+        // Otherwise the entry itself; several entries with one name: the one image the tag means.
+        const root = platform ? manifestOf(resolveTag(layout, ix, ref.tag, { platform }))
+          : src.length === 1 ? src[0]! : resolveTag(layout, ix, ref.tag).walk[0]!;
         return { index: setTag(ix, newTag, root), result: root };
       });
       const { annotations: _a, ...manifest } = tagged;

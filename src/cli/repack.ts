@@ -2,7 +2,10 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { BociError, UsageError, NotFoundError, addContext, describeErrno } from "../errors";
-import { resolveTag } from "../cas";
+import { resolveTag, platformOf, platformMatches, formatPlatform } from "../cas";
+import type { Platform } from "../image";
+import type * as MetaModule from "../bundle/meta";
+import type * as BundleUnpackModule from "../bundle/unpack";
 import { Mutator } from "../mutate";
 import type * as RepackModule from "../bundle/repack";
 import type * as LayerBlobModule from "../bundle/layer-blob";
@@ -15,7 +18,10 @@ import { cleanEntryPath } from "../rootfs/path";
 import { log } from "../util/log";
 import { nowTimestamp, sourceDateEpoch } from "../util/time";
 import type { CommandDef, Opts } from "./spec";
-import { imageOpt, tagOpt, compressOpt, historyOpts, mapOpts, parseImageRef, openLayout, historyFromOpts, checkTag, jsonOpt, printWriteResult } from "./common";
+import {
+  imageOpt, tagOpt, compressOpt, historyOpts, mapOpts, parseImageRef, openLayout, historyFromOpts, checkTag, jsonOpt, printWriteResult,
+  writePlatformOpt, platformFromOpts, layerAnnotationOpt, layerAnnotationsFromOpts,
+} from "./common";
 import { mapOptionsFrom } from "./unpack";
 import { writeOut } from "../util/stdio";
 import { yieldToSignals } from "../util/cleanup";
@@ -46,10 +52,14 @@ export const repackCommand: CommandDef = {
     { flag: "no-mask-volumes", desc: "do not leave the image's volumes out of the layer" },
     { flag: "refresh-bundle", desc: "point the bundle at the new image, so the next repack is relative to it" },
     { flag: "no-progress", desc: "do not show progress on a terminal" },
-    ...historyOpts, jsonOpt,
+    { ...writePlatformOpt, desc: "check that the bundle was unpacked from this platform's manifest (repack writes into the manifest the bundle came from)" },
+    layerAnnotationOpt, ...historyOpts, jsonOpt,
   ],
   async run(args, opts) {
     const ref = parseImageRef(opts.get("image"));
+    const platform = platformFromOpts(opts);
+    const layerAnnotations = layerAnnotationsFromOpts(opts);
+    if (platform) checkBundlePlatform(args[0]!, platform);
     const { parseCompress } = layerBlob();
     const compress = parseCompress(opts.get("compress"));
     const now = nowTimestamp();
@@ -61,14 +71,29 @@ export const repackCommand: CommandDef = {
       const history = historyFromOpts(opts, { created_by: "boci repack" });
       const r = await repackModule().repackBundle(layout, args[0]!, {
         tag: ref.tag, maskPaths: opts.all("mask-path"), maskVolumes: !opts.bool("no-mask-volumes"),
-        refreshBundle: opts.bool("refresh-bundle"), compress, history, clampMtime: clamp,
+        refreshBundle: opts.bool("refresh-bundle"), compress, history, layerAnnotations, clampMtime: clamp,
         progress: !opts.bool("no-progress"), onWarning: warn, now,
       });
       log.info(r.layer ? `new layer ${r.layer.digest} (${r.changes} changed paths); manifest ${r.manifest.digest}` : `no changes; manifest ${r.manifest.digest}`);
-      printWriteResult(opts, layout, { manifest: r.manifest, tag: ref.tag, layersAdded: r.layer ? [r.layer] : [] });
+      if (!r.layer && layerAnnotations) log.warn("no changes, so no new layer: --layer.annotation is not used");
+      const added = r.layer ? [layerAnnotations ? { ...r.layer, annotations: { ...(r.layer.annotations ?? {}), ...layerAnnotations } } : r.layer] : [];
+      printWriteResult(opts, layout, { manifest: r.manifest, tag: ref.tag, layersAdded: added });
     } finally { layout.close(); }
   },
 };
+
+/**
+ * repack writes into the manifest the bundle was unpacked from (umoci.json's walk), whatever the
+ * tag names now: `--platform` is checked against that manifest's platform, never used to pick
+ * another one.
+ */
+function checkBundlePlatform(bundleArg: string, want: Platform): void {
+  const { readMeta } = require("../bundle/meta") as typeof MetaModule;
+  const { resolveBundleDir } = require("../bundle/unpack") as typeof BundleUnpackModule;
+  const walk = readMeta(resolveBundleDir(bundleArg, { keepDangling: true })).descriptorWalk;
+  const got = platformOf({ walk });
+  if (got && !platformMatches(want, got)) throw new UsageError(`repack --platform ${formatPlatform(want)}: bundle ${bundleArg} was unpacked from the ${formatPlatform(got)} manifest (repack writes into that one)`);
+}
 
 /** Every path under a source tree (the root as "."), sorted as a layer wants them. */
 function listTree(root: string): string[] {
@@ -95,7 +120,7 @@ export const insertCommand: CommandDef = {
     imageOpt, tagOpt, compressOpt, ...mapOpts,
     { flag: "opaque", desc: "make TARGET opaque: hide everything lower layers had under it" },
     { flag: "whiteout", desc: "insert a whiteout for TARGET instead of content (takes only TARGET)" },
-    ...historyOpts, jsonOpt,
+    writePlatformOpt, layerAnnotationOpt, ...historyOpts, jsonOpt,
   ],
   run: (args, opts) => runInsert(args, opts),
 };
@@ -114,6 +139,8 @@ export async function runInsert(positional: string[], opts: Opts): Promise<void>
   const compress = parseCompress(opts.get("compress"));
   const mapOptions = mapOptionsFrom(opts);
   const history = historyFromOpts(opts, { created_by: "boci insert" });
+  const platform = platformFromOpts(opts);
+  const layerAnnotations = layerAnnotationsFromOpts(opts);
   const targetRaw = positional[whiteout ? 0 : 1]!;
   const target = cleanEntryPath(targetRaw);
   const source = whiteout ? null : positional[0]!;
@@ -123,7 +150,7 @@ export async function runInsert(positional: string[], opts: Opts): Promise<void>
   const layout = openLayout(ref.layout);
   layout.lockGc("sh");
   try {
-    const m = new Mutator(layout, resolveTag(layout, layout.readIndex(), ref.tag));
+    const m = new Mutator(layout, resolveTag(layout, layout.readIndex(), ref.tag, { platform, forWrite: true }));
     const tar = createTarWriter();
     let root: string;
     let changes: Change[];
@@ -152,11 +179,11 @@ export async function runInsert(positional: string[], opts: Opts): Promise<void>
       }
     })();
     const [stored] = await Promise.all([storeLayer(layout, tar.readable, resolveCompression(compress, m.manifest.layers)), producer]);
-    m.addLayer(stored.descriptor, stored.diffID, history ? { ...history, created: history.created ?? nowTimestamp() } : null);
+    m.addLayer(stored.descriptor, stored.diffID, history ? { ...history, created: history.created ?? nowTimestamp() } : null, layerAnnotations);
     await yieldToSignals();
     const r = m.commit(tag);
     log.info(`inserted layer ${stored.descriptor.digest}; manifest ${r.manifest.digest}`);
-    printWriteResult(opts, layout, { manifest: r.manifest, tag, layersAdded: [stored.descriptor] });
+    printWriteResult(opts, layout, { manifest: r.manifest, tag, layersAdded: [m.manifest.layers[m.manifest.layers.length - 1]!] });
   } finally { layout.close(); }
 }
 
@@ -164,10 +191,12 @@ export const addLayerCommand: CommandDef = {
   name: "raw add-layer",
   args: ["layer.tar"],
   description: "append an uncompressed tar as a new layer",
-  options: [imageOpt, tagOpt, compressOpt, ...historyOpts, jsonOpt],
+  options: [imageOpt, tagOpt, compressOpt, writePlatformOpt, layerAnnotationOpt, ...historyOpts, jsonOpt],
   async run(args, opts) {
     const ref = parseImageRef(opts.get("image"));
     const tag = targetTag(opts, ref.tag);
+    const platform = platformFromOpts(opts);
+    const layerAnnotations = layerAnnotationsFromOpts(opts);
     const { parseCompress, storeLayer, resolveCompression } = layerBlob();
     const compress = parseCompress(opts.get("compress"));
     const file = args[0]!;
@@ -177,17 +206,17 @@ export const addLayerCommand: CommandDef = {
     const layout = openLayout(ref.layout);
     layout.lockGc("sh");
     try {
-      const m = new Mutator(layout, resolveTag(layout, layout.readIndex(), ref.tag));
+      const m = new Mutator(layout, resolveTag(layout, layout.readIndex(), ref.tag, { platform, forWrite: true }));
       const history = historyFromOpts(opts, { created_by: "boci raw add-layer", author: m.config.author });
       // Parsed as a tar to its end while it is hashed: a file that is not one is refused before
       // anything names it.
       const stream = tarModule().checkTarStream(fs.createReadStream(file, { highWaterMark: 1 << 20 }), file);
       const stored = await storeLayer(layout, stream, resolveCompression(compress, m.manifest.layers));
-      m.addLayer(stored.descriptor, stored.diffID, history ? { ...history, created: history.created ?? nowTimestamp() } : null);
+      m.addLayer(stored.descriptor, stored.diffID, history ? { ...history, created: history.created ?? nowTimestamp() } : null, layerAnnotations);
       await yieldToSignals();
       const r = m.commit(tag);
       log.info(`added layer ${stored.descriptor.digest}; manifest ${r.manifest.digest}`);
-      printWriteResult(opts, layout, { manifest: r.manifest, tag, layersAdded: [stored.descriptor] });
+      printWriteResult(opts, layout, { manifest: r.manifest, tag, layersAdded: [m.manifest.layers[m.manifest.layers.length - 1]!] });
     } finally { layout.close(); }
   },
 };

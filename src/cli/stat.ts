@@ -15,14 +15,14 @@
  * a Docker config (`application/vnd.docker.container.image.v1+json`) is an image config, and
  * every media type is shown as stored. Docker schema 1 is refused (exit 6).
  */
-import { resolveTag, manifestOf, type BlobReader } from "../cas";
+import { resolveTag, walkTag, manifestOf, platformOf, formatPlatform, type BlobReader, type DescriptorPath } from "../cas";
 import { InvalidError, NotFoundError, UnsupportedError } from "../errors";
 import {
-  type Descriptor, type History, type ImageConfig, type Manifest, type Platform, MediaType, isManifestMediaType, isDockerSchema1MediaType,
+  type Descriptor, type History, type ImageConfig, type ImageIndex, type Manifest, type Platform, MediaType, isManifestMediaType, isDockerSchema1MediaType,
   validateManifest, validateConfig, validateIndex, validateDescriptor, assertValid, sha256Digest,
 } from "../image";
 import type { CommandDef } from "./spec";
-import { readImageOpt, openImageReader } from "./common";
+import { readImageOpt, openImageReader, readPlatformOpt, platformFromOpts } from "./common";
 import { writeOut, writeOutBytes } from "../util/stdio";
 import { escapeText } from "../util/escape";
 import { parseJsonStrict } from "../util/json";
@@ -233,6 +233,29 @@ export function readStat(layout: BlobReader, descriptor: Descriptor): StatInfo {
   return { descriptor, manifest, manifestText, config, history };
 }
 
+/**
+ * What stat says of a tag that names an index (boci's addition; nothing of it for a plain
+ * image): the index.json entry, the index's own annotations, every manifest the tag reaches
+ * (through nested indexes) with its platform, and which of them the rest of the output shows.
+ */
+export interface StatIndex {
+  descriptor: Descriptor;
+  annotations?: Record<string, string>;
+  platforms: { platform: Platform | undefined; descriptor: Descriptor }[];
+  /** position of the shown manifest in `platforms` */
+  chosen: number;
+}
+
+export function readStatIndex(layout: BlobReader, ix: ImageIndex, tag: string, chosen: DescriptorPath): StatIndex | null {
+  if (chosen.walk.length < 2) return null;
+  const top = chosen.walk[0]!;
+  const index = layout.readJson<ImageIndex>(top, "index");
+  const key = (p: DescriptorPath) => JSON.stringify([manifestOf(p).digest, platformOf(p) ?? null]);
+  const paths = walkTag(layout, ix, tag).filter((p) => p.walk[0]!.digest === top.digest);
+  const platforms = paths.map((p) => ({ platform: platformOf(p), descriptor: manifestOf(p) }));
+  return { descriptor: top, annotations: index.annotations, platforms, chosen: Math.max(0, paths.findIndex((p) => key(p) === key(chosen))) };
+}
+
 // ---------------------------------------------------------------------------------------------
 // --json: umoci 0.6's ManifestStat through encoding/json
 
@@ -284,8 +307,17 @@ function rawJson(raw: Uint8Array, what: string): string {
   return compactJson(text);
 }
 
-export function formatStatJson(s: StatInfo): string {
-  let out = `{"manifest":{"descriptor":${descriptorJson(s.descriptor)},"blob":${compactJson(s.manifestText)}}`;
+/** `"index":{…}`, put before umoci's fields when the tag names an index. */
+function indexJson(x: StatIndex): string {
+  const f = [`"descriptor":${descriptorJson(x.descriptor)}`];
+  if (x.annotations && Object.keys(x.annotations).length) f.push(`"annotations":${mapJson(x.annotations)}`);
+  f.push(`"platforms":[${x.platforms.map((p) => `{"platform":${p.platform ? platformJson(p.platform) : "null"},"descriptor":${descriptorJson(p.descriptor)}}`).join(",")}]`);
+  f.push(`"chosen":${x.chosen}`);
+  return `{${f.join(",")}}`;
+}
+
+export function formatStatJson(s: StatInfo, index: StatIndex | null = null): string {
+  let out = `{${index ? `"index":${indexJson(index)},` : ""}"manifest":{"descriptor":${descriptorJson(s.descriptor)},"blob":${compactJson(s.manifestText)}}`;
   if (s.config) {
     out += `,"config":{"descriptor":${descriptorJson(s.config.descriptor)}`;
     if (s.config.raw) out += `,"blob":${rawJson(s.config.raw, `the config blob ${s.config.descriptor.digest}`)}`;
@@ -434,9 +466,27 @@ function historyTable(history: StatHistory[]): string {
   return formatTable(rows, { minWidth: 4, padding: 1 });
 }
 
+/** The INDEX section (boci's), before umoci's MANIFEST one. */
+function ppIndex(o: Printer, x: StatIndex): void {
+  o.line("== INDEX ==");
+  pp(o, "", "Media Type", [x.descriptor.mediaType ?? ""]);
+  pp(o, "", "Digest", [x.descriptor.digest]);
+  pp(o, "", "Size", [humanSize(x.descriptor.size)]);
+  if (x.annotations && Object.keys(x.annotations).length) ppMap(o, "", "Annotations", x.annotations);
+  pp(o, "", "Platforms");
+  for (const p of x.platforms) {
+    pp(o, "\t", precise(formatPlatform(p.platform)), [p.descriptor.digest]);
+    if (p.descriptor.artifactType) pp(o, "\t\t", "Artifact Type", [p.descriptor.artifactType]);
+  }
+  const c = x.platforms[x.chosen];
+  if (c) pp(o, "", "Chosen", [formatPlatform(c.platform), c.descriptor.digest]);
+  o.line("");
+}
+
 /** The human format, as bytes (a hex dump of embedded data may hold raw Latin-1 bytes, as umoci's). */
-export function formatStat(s: StatInfo): (string | Uint8Array)[] {
+export function formatStat(s: StatInfo, index: StatIndex | null = null): (string | Uint8Array)[] {
   const o = new Printer();
+  if (index) ppIndex(o, index);
   o.line("== MANIFEST ==");
   ppManifest(o, s.manifest);
   ppDescriptor(o, "", s.descriptor);
@@ -454,16 +504,19 @@ export const statCommand: CommandDef = {
   name: "stat",
   args: [],
   description: "displays status information of an image manifest",
-  options: [readImageOpt, { flag: "json", desc: "output the stat information as a JSON encoded blob" }],
+  options: [readImageOpt, readPlatformOpt, { flag: "json", desc: "output the stat information as a JSON encoded blob" }],
   run(_args, opts) {
+    const platform = platformFromOpts(opts);
     // A short read needs no lock: blobs and index.json only ever appear by atomic rename, and
     // a blob a concurrent gc removes is reported as not found.
     const { reader: layout, tag } = openImageReader(opts.get("image"));
     try {
-      const path = resolveTag(layout, layout.readIndex(), tag);
+      const ix = layout.readIndex();
+      const path = resolveTag(layout, ix, tag, { platform });
       const info = readStat(layout, manifestOf(path));
-      if (opts.bool("json")) { writeOut(formatStatJson(info)); return; }
-      const parts = formatStat(info);
+      const index = readStatIndex(layout, ix, tag, path);
+      if (opts.bool("json")) { writeOut(formatStatJson(info, index)); return; }
+      const parts = formatStat(info, index);
       if (parts.every((p) => typeof p === "string")) writeOut(parts.join(""));
       else writeOutBytes(Buffer.concat(parts.map((p) => (typeof p === "string" ? Buffer.from(p) : p))));
     } finally { layout.close(); }

@@ -1,20 +1,19 @@
 /** unpack, raw unpack, raw runtime-config. */
 import * as path from "node:path";
-import { resolveTag, parsePlatform } from "../cas";
+import { resolveTag } from "../cas";
 import type * as UnpackModule from "../bundle/unpack";
 import type * as RuntimeConfigModule from "../bundle/runtime-config";
 import { resolveMapOptions, type MapOptions } from "../layer/idmap";
 import { log } from "../util/log";
 import { writeRegularFileAtomic } from "../util/fs";
 import type { CommandDef, OptSpec, Opts } from "./spec";
-import { readImageOpt, mapOpts, openImageReader } from "./common";
+import { readImageOpt, mapOpts, openImageReader, readPlatformOpt as platformOpt, platformFromOpts } from "./common";
 
 // Heavy modules (node:stream, node:zlib, tar, mtree) are required when a command runs, not at
 // start-up: the binary is built as CommonJS, so a require() inside a function stays lazy.
 const unpackModule = () => require("../bundle/unpack") as typeof UnpackModule;
 const runtimeConfigModule = () => require("../bundle/runtime-config") as typeof RuntimeConfigModule;
 
-const platformOpt: OptSpec = { flag: "platform", value: "<os/arch[/variant]>", desc: "choose the manifest for this platform from a multi-platform index (default: the host's)" };
 const unpackOpts: OptSpec[] = [
   readImageOpt, ...mapOpts,
   { flag: "keep-dirlinks", desc: "keep an existing symlink to a directory when a layer has a directory at its path" },
@@ -30,7 +29,7 @@ export function mapOptionsFrom(opts: Opts): MapOptions {
 }
 
 function openImage(opts: Opts) {
-  const platform = opts.get("platform") !== undefined ? parsePlatform(opts.get("platform")!) : undefined;
+  const platform = platformFromOpts(opts);
   const { reader: layout, tag } = openImageReader(opts.get("image"));
   try {
     layout.lockGc("sh", { optional: true });

@@ -24,6 +24,8 @@ export class Mutator {
   manifest: Manifest;
   config: ImageConfig;
   private readonly origManifestDesc: Descriptor;
+  /** the config's os/architecture/variant as read, to tell whether an edit changed them */
+  private readonly origPlatform: string;
 
   constructor(layout: Layout, path: DescriptorPath) {
     this.layout = layout;
@@ -34,15 +36,20 @@ export class Mutator {
     if (this.manifest.config.mediaType !== MediaType.config)
       throw new InvalidError(`manifest ${this.origManifestDesc.digest}: config media type ${this.manifest.config.mediaType} is not an OCI image config`);
     this.config = layout.readJson<ImageConfig>(this.manifest.config, "config");
+    this.origPlatform = platformKey(this.config);
     this.config.rootfs.diff_ids ??= [];
     const nLayers = this.manifest.layers.length;
     if (this.config.rootfs.diff_ids.length !== nLayers)
       throw new InvalidError(`image ${this.origManifestDesc.digest}: ${nLayers} layers but ${this.config.rootfs.diff_ids.length} diff_ids`);
   }
 
-  /** Append a layer (already stored as a blob) with its diffID and optional history entry. */
-  addLayer(desc: Descriptor, diffID: string, history: History | null): void {
-    this.manifest.layers = [...this.manifest.layers, desc];
+  /**
+   * Append a layer (already stored as a blob) with its diffID and optional history entry;
+   * `annotations` are added to its descriptor (`--layer.annotation`).
+   */
+  addLayer(desc: Descriptor, diffID: string, history: History | null, annotations?: Record<string, string>): void {
+    const layer = annotations && Object.keys(annotations).length ? { ...desc, annotations: { ...(desc.annotations ?? {}), ...annotations } } : desc;
+    this.manifest.layers = [...this.manifest.layers, layer];
     this.config.rootfs.diff_ids = [...this.config.rootfs.diff_ids, diffID];
     if (history) this.addHistory({ ...history, empty_layer: undefined });
   }
@@ -63,6 +70,12 @@ export class Mutator {
     const stored = layout.putJson(manifest, this.origManifestDesc.mediaType);
     let child: Descriptor = { ...this.origManifestDesc, digest: stored.digest, size: stored.size };
     delete child.data;
+    // An index names each manifest with its platform: when the config's platform changed
+    // (config --platform.arch …), the entry says so too, or the index would lie about it.
+    const platform = this.origManifestDesc.platform && platformKey(this.config) !== this.origPlatform
+      ? { ...this.origManifestDesc.platform, os: this.config.os, architecture: this.config.architecture, variant: this.config.variant || undefined }
+      : undefined;
+    if (platform) child.platform = platform;
     const newManifestDesc = child;
     const newWalk: Descriptor[] = [child];
     // Rewrite each parent index on the walk, innermost first.
@@ -70,10 +83,16 @@ export class Mutator {
       const parentDesc = this.path.walk[i]!;
       const oldChild = this.path.walk[i + 1]!;
       const ix = layout.readJson<ImageIndex>(parentDesc, "index");
-      let replaced = false;
-      const manifests = ix.manifests.map((d) => {
-        if (!replaced && d.digest === oldChild.digest) { replaced = true; return { ...d, digest: child.digest, size: child.size }; }
-        return d;
+      // The entry the walk came through: its digest and platform (one manifest may be listed
+      // for two platforms); every other entry, and the index's own fields, stay as they are.
+      let at = ix.manifests.findIndex((d) => d.digest === oldChild.digest && samePlatform(d.platform, oldChild.platform));
+      if (at < 0) at = ix.manifests.findIndex((d) => d.digest === oldChild.digest);
+      const manifests = ix.manifests.map((d, j) => {
+        if (j !== at) return d;
+        const e: Descriptor = { ...d, digest: child.digest, size: child.size };
+        delete e.data;
+        if (i === this.path.walk.length - 2 && platform) e.platform = platform;
+        return e;
       });
       const ps = layout.putJson(normalizeIndex({ ...ix, manifests }), parentDesc.mediaType);
       child = { ...parentDesc, digest: ps.digest, size: ps.size };
@@ -89,6 +108,14 @@ export class Mutator {
     newWalk[0] = { ...rootDesc, annotations: { ...(rootDesc.annotations ?? {}), [AnnotationRefName]: tag } };
     return { manifest: newManifestDesc, walk: newWalk };
   }
+}
+
+function platformKey(c: ImageConfig): string {
+  return JSON.stringify([c.os ?? "", c.architecture ?? "", c.variant ?? ""]);
+}
+
+function samePlatform(a: Descriptor["platform"], b: Descriptor["platform"]): boolean {
+  return JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
 }
 
 /**
