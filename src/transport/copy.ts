@@ -19,16 +19,20 @@
  * A `docker://` source is a RegistryReader (open.ts openReaderAsync): its manifests and configs
  * are fetched and verified at open, its blobs streamed (into a layout `concurrency` at a time,
  * default 4, each resumable from what an interrupted pull left in `.boci-tmp`). With
- * `referrers`, the manifests the source's `sha256-<hex>` tags list for what is copied come
- * along (findReferrers; into `oci:` untagged, to `docker://` by digest plus that tag).
+ * `referrers`, the referrers of what is copied (and theirs in turn) come along, found in a
+ * layout's or oci-archive's index.json or through a registry's referrers API (else its
+ * `sha256-<hex>` tag schema) (findReferrers); they are written before the image: into `oci:`
+ * and `oci-archive:` listed untagged, to `docker://` by digest (the referrers tag kept by
+ * pushImage when the registry has no API).
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { ClobberError, InvalidError, NotFoundError, UnsupportedError, UsageError } from "../errors";
-import { type BlobReader, GoIndex, decodeJsonBlob, encodeGoJson, initLayout, manifestOf, Layout, sha256Digest } from "../cas";
+import { ClobberError, InvalidError, UnsupportedError, UsageError } from "../errors";
+import { type BlobReader, initLayout, listReferrers, manifestOf, Layout, referrerOf } from "../cas";
 import { type Descriptor, type ImageConfig, type ImageIndex, type Manifest, isIndexMediaType, isManifestMediaType, layerKind, MediaType } from "../image";
 import { randomName } from "../util/fs";
+import { log } from "../util/log";
 import { removeOnInterrupt, removeTreeForce } from "../util/cleanup";
 import { familiarDockerName, formatReference, normalizeDockerName } from "./reference";
 import { openReaderAsync, resolveImage, resolveTop } from "./open";
@@ -55,8 +59,8 @@ export async function copyImage(src: ImageReference, dst: ImageReference, opts: 
     reader.lockGc("sh", { optional: true });
     const top = opts.all ? resolveTop(reader, src) : manifestOf(resolveImage(reader, src, { platform: opts.platform }));
     const plan = makePlan(reader, top, opts.all === true);
-    const referrers = opts.referrers && src.transport === "docker" ? await findReferrers(src, reader, plan, opts) : [];
-    const tally = new CopyTally(planBlobs(plan) + referrers.reduce((n, r) => n + r.items.reduce((m, i) => m + planBlobs(i.plan), 0), 0), opts.onProgress);
+    const referrers = opts.referrers ? await findReferrers(src, reader, plan, opts) : [];
+    const tally = new CopyTally(planBlobs(plan) + referrers.reduce((n, r) => n + planBlobs(r.plan), 0), opts.onProgress);
     const layoutOpts = {
       compress: opts.compress ?? "gzip",
       forceCompress: opts.forceCompress === true,
@@ -70,7 +74,7 @@ export async function copyImage(src: ImageReference, dst: ImageReference, opts: 
         try {
           dest.layout.lockGc("sh");
           // Referrers first (listed untagged in index.json), so the tag is still the last thing set.
-          for (const r of referrers) for (const i of r.items) await copyIntoLayout(i.reader, i.plan, dest.layout, null, layoutOpts, tally);
+          for (const r of referrers) await copyIntoLayout(r.reader, r.plan, dest.layout, null, layoutOpts, tally);
           const manifest = await copyIntoLayout(reader, plan, dest.layout, tag, layoutOpts, tally);
           dest.keep();
           dest.layout.close();
@@ -93,6 +97,7 @@ export async function copyImage(src: ImageReference, dst: ImageReference, opts: 
           let manifest: Descriptor;
           try {
             layout.lockGc("sh");
+            for (const r of referrers) await copyIntoLayout(r.reader, r.plan, layout, null, layoutOpts, tally);
             manifest = await copyIntoLayout(reader, plan, layout, tag, layoutOpts, tally);
           } finally { layout.close(); }
           await writeOciArchive(dir, dst.path, { tmpdir: opts.tmpdir });
@@ -116,7 +121,7 @@ export async function copyImage(src: ImageReference, dst: ImageReference, opts: 
         const mountFrom = src.transport === "docker" && src.registry === dst.registry ? src.repository : undefined;
         const pushOpts = { registry: opts.dstRegistry, mountFrom, format: opts.format };
         const tags = dst.digest ? [] : [dst.tag ?? "latest"];
-        if (referrers.length) await pushReferrers(referrers, dst, tally, pushOpts, opts);
+        if (referrers.length) await pushReferrers(referrers, dst, tally, pushOpts);
         if (!needsReencode(plan, layoutOpts)) {
           const manifest = await pushImage(reader, plan, dst, tally, pushOpts);
           return { manifest, tags, blobsCopied: tally.blobsCopied, blobsSkipped: tally.blobsSkipped, bytes: tally.bytes };
@@ -154,8 +159,8 @@ function checkOptions(dst: ImageReference, opts: CopyOptions): string[] {
   const dest = formatReference(dst);
   if (opts.format === "v2s2" && dst.transport !== "docker-archive" && dst.transport !== "docker")
     throw new UsageError(`--format v2s2: ${dest} holds OCI manifests (v2s2 is for docker-archive and docker:// destinations)`);
-  if (opts.referrers && dst.transport !== "oci" && dst.transport !== "docker")
-    throw new UsageError(`--referrers: only an oci: or docker:// destination keeps referrers (not ${dest})`);
+  if (opts.referrers && dst.transport === "docker-archive")
+    throw new UsageError(`--referrers: a docker-archive keeps no referrers (not ${dest}; use oci:, oci-archive: or docker://)`);
   if (opts.format === "oci" && dst.transport === "docker-archive")
     throw new UsageError(`--format oci: ${dest} holds Docker schema-2 manifests (use --format v2s2 or none)`);
   if (opts.all && dst.transport === "docker-archive")
@@ -224,12 +229,12 @@ export function makePlan(reader: BlobReader, top: Descriptor, all: boolean): Pla
   return plan(top, 0);
 }
 
-/** The referrers of one copied manifest: the subject's referrers index and each referrer's plan. */
-interface SubjectReferrers {
+/** One referrer to copy: what it refers to, its descriptor, the store it is read from and its plan. */
+interface ReferrerItem {
   subject: string;
-  /** the source's `sha256-<hex>` fallback tag index, exact bytes */
-  index: { bytes: Buffer; mediaType: string; manifests: Descriptor[] };
-  items: { desc: Descriptor; reader: BlobReader; plan: Plan }[];
+  desc: Descriptor;
+  reader: BlobReader;
+  plan: Plan;
 }
 
 /** Every manifest and index digest a plan copies (the subjects referrers can name). */
@@ -240,74 +245,83 @@ function planSubjects(p: Plan, out: string[] = []): string[] {
   return out;
 }
 
+/** Levels of referrers followed (a referrer of a referrer is level 2). */
+const MAX_REFERRER_LEVELS = 8;
+
 /**
- * The referrers of what `plan` copies from a registry, through the distribution spec's
- * referrers tag schema (`sha256-<hex>` names an index of the manifests whose `subject` is that
- * digest): each referrer is opened by digest (a RegistryReader of its own, verified as any) and
- * planned whole. One level: referrers of referrers are not followed. The referrers API
- * (`GET /v2/<name>/referrers/<digest>`) is not asked (the client has no call for it; CNCF
- * distribution 2.8 has no such endpoint).
+ * The referrers of what `plan` copies, and their referrers in turn (a signature of an SBOM),
+ * level by level, each digest once, each planned whole (an index with its children):
+ *  - from a layout or an oci-archive: the index.json entries whose manifest names a copied
+ *    digest as its `subject` (cas/referrers.ts listReferrers), read from the same store;
+ *  - from a registry: the referrers API, or the `sha256-<hex>` tag schema when the registry has
+ *    no API (registry/referrers.ts); each referrer opened by digest (a RegistryReader of its
+ *    own, verified as any), its size checked against the list's and its `subject` against the
+ *    digest it was listed for (a tag index is anyone's to write: an entry that is not a referrer
+ *    of that digest is passed over with a warning);
+ *  - a docker-archive has none.
  */
-async function findReferrers(src: Extract<ImageReference, { transport: "docker" }>, reader: BlobReader, plan: Plan, opts: CopyOptions): Promise<SubjectReferrers[]> {
-  const { RegistryReader } = require("./registry/reader") as typeof import("./registry/reader");
-  const client = (reader as import("./registry/reader").RegistryReader).client;
-  const out: SubjectReferrers[] = [];
-  for (const subject of [...new Set(planSubjects(plan))]) {
-    let got: { bytes: Buffer; mediaType: string };
-    try {
-      got = await client.getManifest(`sha256-${subject.slice(subject.indexOf(":") + 1)}`);
-    } catch (e) {
-      if (e instanceof NotFoundError) continue;
-      throw e;
+async function findReferrers(src: ImageReference, reader: BlobReader, plan: Plan, opts: CopyOptions): Promise<ReferrerItem[]> {
+  if (src.transport === "docker-archive") return [];
+  const out: ReferrerItem[] = [];
+  const seen = new Set<string>(planSubjects(plan));
+  let level = [...seen];
+  for (let depth = 0; depth < MAX_REFERRER_LEVELS && level.length; depth++) {
+    const next: string[] = [];
+    for (const subject of level) {
+      const found = src.transport === "docker"
+        ? await registryReferrersOf(src, reader, subject, opts)
+        : listReferrers(reader, subject).map((r) => ({ subject, desc: r.desc, reader, plan: makePlan(reader, bareDescriptor(r.desc), true) }));
+      for (const item of found) {
+        if (seen.has(item.desc.digest)) continue;
+        seen.add(item.desc.digest);
+        out.push(item);
+        next.push(...planSubjects(item.plan));
+      }
     }
-    const mediaType = got.mediaType.split(";")[0]!.trim() || MediaType.index;
-    if (!isIndexMediaType(mediaType)) continue;
-    const ix = decodeJsonBlob<ImageIndex>(got.bytes, { mediaType, digest: sha256Digest(got.bytes), size: got.bytes.length }, "index");
-    const items: SubjectReferrers["items"] = [];
-    for (const d of ix.manifests) {
-      if (!isManifestMediaType(d.mediaType) && !isIndexMediaType(d.mediaType)) continue;
-      const r = await RegistryReader.open({ transport: "docker", registry: src.registry, repository: src.repository, digest: d.digest }, opts.srcRegistry ?? {}, client);
-      if (r.top.size !== d.size) throw new InvalidError(`${r.path}: referrer of ${subject} has size ${r.top.size}, its index says ${d.size}`);
-      items.push({ desc: d, reader: r, plan: makePlan(r, { ...r.top, mediaType: d.mediaType }, true) });
-    }
-    out.push({ subject, index: { bytes: got.bytes, mediaType, manifests: ix.manifests }, items });
+    level = next;
   }
   return out;
 }
 
-/**
- * Push referrers to a registry: each by digest (its bytes unchanged, so its `subject` still
- * names the copied manifest), then the destination's `sha256-<hex>` tag: the source's index as
- * it is when the destination has none, else the destination's entries plus the new ones.
- */
-async function pushReferrers(
-  referrers: SubjectReferrers[], dst: Extract<ImageReference, { transport: "docker" }>, tally: CopyTally,
-  pushOpts: import("./registry/push").PushOptions, opts: CopyOptions,
-): Promise<void> {
-  const { pushImage } = require("./registry/push") as typeof import("./registry/push");
-  const { openRegistryClient } = require("./registry/reader") as typeof import("./registry/reader");
-  const client = openRegistryClient(dst, opts.dstRegistry ?? {}, ["pull", "push"]);
-  for (const r of referrers) {
-    for (const i of r.items)
-      await pushImage(i.reader, i.plan, { transport: "docker", registry: dst.registry, repository: dst.repository, digest: i.desc.digest }, tally, { ...pushOpts, format: undefined });
-    const tag = `sha256-${r.subject.slice(r.subject.indexOf(":") + 1)}`;
-    let existing: ImageIndex | null = null;
-    try {
-      const got = await client.getManifest(tag);
-      existing = JSON.parse(got.bytes.toString("utf8")) as ImageIndex;
-    } catch (e) {
-      if (!(e instanceof NotFoundError)) throw e;
-    }
-    if (!existing) {
-      await client.putManifest(tag, r.index.bytes, r.index.mediaType);
+async function registryReferrersOf(src: Extract<ImageReference, { transport: "docker" }>, reader: BlobReader, subject: string, opts: CopyOptions): Promise<ReferrerItem[]> {
+  const { RegistryReader, repoName } = require("./registry/reader") as typeof import("./registry/reader");
+  const { registryReferrers, referrersTag } = require("./registry/referrers") as typeof import("./registry/referrers");
+  const client = (reader as import("./registry/reader").RegistryReader).client;
+  const where = repoName(src);
+  const { via, manifests } = await registryReferrers(client, subject, where);
+  const items: ReferrerItem[] = [];
+  for (const d of manifests) {
+    const r = await RegistryReader.open({ transport: "docker", registry: src.registry, repository: src.repository, digest: d.digest }, opts.srcRegistry ?? {}, client);
+    const listed = via === "api" ? "the referrers API" : `tag ${referrersTag(subject)}`;
+    if (r.top.size !== d.size) throw new InvalidError(`${r.path}: referrer of ${subject} has size ${r.top.size}, ${listed} says ${d.size}`);
+    const top = { ...r.top, mediaType: d.mediaType };
+    const named = referrerOf(r, top);
+    if (named?.subject !== subject) {
+      log.warn(`${where}: ${listed} lists ${d.digest} as a referrer of ${subject}, but its subject is ${named?.subject ?? "missing"}; it is not copied`);
       continue;
     }
-    const have = new Set((existing.manifests ?? []).map((d) => d.digest));
-    const add = r.index.manifests.filter((d) => !have.has(d.digest));
-    if (!add.length) continue;
-    const merged = { schemaVersion: 2, mediaType: MediaType.index, manifests: [...(existing.manifests ?? []), ...add] };
-    await client.putManifest(tag, Buffer.from(encodeGoJson(merged, GoIndex)), MediaType.index);
+    items.push({ subject, desc: named.desc, reader: r, plan: makePlan(r, top, true) });
   }
+  return items;
+}
+
+/** A descriptor's media type, digest and size only (what a plan's top needs). */
+function bareDescriptor(d: Descriptor): Descriptor {
+  return { mediaType: d.mediaType, digest: d.digest, size: d.size };
+}
+
+/**
+ * Push referrers to a registry, each by digest with its bytes unchanged (so its `subject`
+ * still names the copied manifest); pushImage keeps the referrers tag schema for a registry
+ * that does not answer `OCI-Subject`, and leaves a registry with the referrers API to index them.
+ */
+async function pushReferrers(
+  referrers: ReferrerItem[], dst: Extract<ImageReference, { transport: "docker" }>, tally: CopyTally,
+  pushOpts: import("./registry/push").PushOptions,
+): Promise<void> {
+  const { pushImage } = require("./registry/push") as typeof import("./registry/push");
+  for (const i of referrers)
+    await pushImage(i.reader, i.plan, { transport: "docker", registry: dst.registry, repository: dst.repository, digest: i.desc.digest }, tally, { ...pushOpts, format: undefined });
 }
 
 /** Whether writing `plan` with `o` re-encodes a layer (layout-dest.ts copyManifest's rule). */

@@ -17,6 +17,7 @@
 import { BociError, InvalidError, NotFoundError, UnsupportedError } from "../../errors";
 import { isDigest, splitDigest } from "../../image/digest";
 import { MediaType } from "../../image/media-types";
+import type { Descriptor } from "../../image/types";
 import { log } from "../../util/log";
 import { AuthError, Authenticator, parseChallenges } from "./auth";
 import { resolveCredentials } from "./credentials";
@@ -727,6 +728,15 @@ export class RegistryClient {
    * the bytes' digest; the bytes' digest when the header is absent).
    */
   async putManifest(ref: string, bytes: Buffer, mediaType: string): Promise<string> {
+    return (await this.putManifestReply(ref, bytes, mediaType)).digest;
+  }
+
+  /**
+   * putManifest, also returning the registry's `OCI-Subject` reply (the subject digest a
+   * registry with the referrers API says it indexed; null when the header is absent, and then a
+   * client that pushed a manifest with a `subject` keeps the referrers tag schema itself).
+   */
+  async putManifestReply(ref: string, bytes: Buffer, mediaType: string): Promise<{ digest: string; ociSubject: string | null }> {
     const what = `put manifest ${ref}`;
     const alg = isDigest(ref) ? splitDigest(ref)[0] : "sha256";
     const mine = hashOf(alg, bytes, `${this.where}: ${what}`);
@@ -738,14 +748,69 @@ export class RegistryClient {
         throw this.fail(what, why, res.status === 400 ? "invalid" : res.status === 404 ? "notFound" : "general");
       }
       await res.body?.cancel().catch(() => {});
+      const subject = res.headers.get("oci-subject")?.trim();
+      const ociSubject = subject && isDigest(subject) ? subject : null;
       const claimed = res.headers.get("docker-content-digest");
       if (claimed && isDigest(claimed)) {
         const m = splitDigest(claimed)[0] === alg ? mine : hashOf(splitDigest(claimed)[0], bytes, `${this.where}: ${what}`);
         if (m !== claimed) throw this.fail(what, `the registry names ${claimed}, the bytes' digest is ${m}`, "invalid");
-        return claimed;
+        return { digest: claimed, ociSubject };
       }
-      return mine;
+      return { digest: mine, ociSubject };
     });
+  }
+
+  /**
+   * The referrers API (distribution spec 1.1 "Listing Referrers"): `GET
+   * /v2/<name>/referrers/<subject>[?artifactType=]`, every page followed (`Link: <…>;
+   * rel="next"`), the descriptors of every page in order, each digest once. With `artifactType`
+   * the registry is asked to filter; when its reply lacks `OCI-Filters-Applied: artifactType` the
+   * filter is applied here. Returns null when the registry has no such API (404, or 405/501 from
+   * one that does not route the path): the caller falls back to the `sha256-<hex>` tag schema.
+   * InvalidError for a reply that is not an image index of descriptors.
+   */
+  async listReferrers(subject: string, opts: { artifactType?: string } = {}): Promise<Descriptor[] | null> {
+    const what = `list referrers of ${subject}`;
+    if (!isDigest(subject)) throw this.fail(what, "not a digest", "invalid");
+    const base = await this.ping();
+    let url: string | null = `/v2/${this.repository}/referrers/${subject}`;
+    url = `${base}${opts.artifactType !== undefined ? withQuery(url, "artifactType", opts.artifactType) : url}`;
+    const out: Descriptor[] = [];
+    const have = new Set<string>();
+    const seen = new Set<string>();
+    while (url) {
+      if (seen.has(url) || seen.size > 10_000) throw this.fail(what, "the registry's pages loop");
+      seen.add(url);
+      const page: string = url;
+      const r = await this.retried(what, async () => {
+        const { res, url: at } = await this.attempt(what, { method: "GET", url: page, headers: { accept: MediaType.index } });
+        if (res.status === 404 || res.status === 405 || res.status === 501) {
+          await res.body?.cancel().catch(() => {});
+          return null;
+        }
+        if (res.status !== 200) throw this.fail(what, await describeFailure(res, this.settings()));
+        const buf = await readLimited(res, MAX_MANIFEST_BYTES, this.settings(), () => this.fail(what, `reply larger than ${MAX_MANIFEST_BYTES} bytes`, "invalid"));
+        const ct = contentType(res);
+        if (ct && ct !== MediaType.index && !GENERIC_CONTENT_TYPES.has(ct)) throw this.fail(what, `reply has Content-Type ${ct}, not an image index`, "invalid");
+        const manifests = referrersPage(buf, (why) => this.fail(what, why, "invalid"));
+        const applied = (res.headers.get("oci-filters-applied") ?? "").split(",").map((s) => s.trim());
+        const next = nextLink(res.headers.get("link"));
+        return { manifests, filtered: applied.includes("artifactType"), next: next ? new URL(next, at).toString() : null };
+      });
+      if (r === null) {
+        // A 404 on a later page is a broken registry, not a missing API.
+        if (seen.size > 1) throw this.fail(what, "a later page of the referrers answered 404");
+        return null;
+      }
+      for (const d of r.manifests) {
+        if (opts.artifactType !== undefined && !r.filtered && d.artifactType !== opts.artifactType) continue;
+        if (have.has(d.digest)) continue;
+        have.add(d.digest);
+        out.push(d);
+      }
+      url = r.next;
+    }
+    return out;
   }
 
   /**
@@ -779,4 +844,27 @@ export class RegistryClient {
     }
     return out;
   }
+}
+
+/** The descriptors of one page of the referrers API (an image index), each checked for shape. */
+function referrersPage(buf: Buffer, fail: (why: string) => Error): Descriptor[] {
+  let j: { schemaVersion?: unknown; mediaType?: unknown; manifests?: unknown };
+  try { j = JSON.parse(buf.toString("utf8")); } catch { throw fail("reply is not json"); }
+  if (j === null || typeof j !== "object" || Array.isArray(j)) throw fail("reply is not a json object");
+  if (j.mediaType !== undefined && j.mediaType !== MediaType.index) throw fail(`reply has mediaType ${String(j.mediaType)}, not an image index`);
+  const list = j.manifests ?? [];
+  if (!Array.isArray(list)) throw fail("reply has no manifests list");
+  return list.map((d: unknown, i: number) => {
+    const x = d as Partial<Descriptor> | null;
+    if (!x || typeof x !== "object" || typeof x.mediaType !== "string" || typeof x.digest !== "string" || !isDigest(x.digest)
+      || typeof x.size !== "number" || !Number.isSafeInteger(x.size) || x.size < 0)
+      throw fail(`reply's manifests[${i}] is not a descriptor`);
+    const out: Descriptor = { mediaType: x.mediaType, digest: x.digest, size: x.size };
+    if (typeof x.artifactType === "string") out.artifactType = x.artifactType;
+    if (x.annotations && typeof x.annotations === "object" && !Array.isArray(x.annotations)) {
+      const a = Object.entries(x.annotations).filter(([, v]) => typeof v === "string");
+      if (a.length) out.annotations = Object.fromEntries(a) as Record<string, string>;
+    }
+    return out;
+  });
 }

@@ -13,7 +13,11 @@
  *  - the children of an index before the index (an index whose children changed is rewritten
  *    naming the new digests);
  *  - the tag last (`putManifest(tag, …)`): until then the registry's tag still names what it
- *    named before. A digest reference is pushed by digest and must match what is pushed.
+ *    named before. A digest reference is pushed by digest and must match what is pushed;
+ *  - a manifest (or index) with a `subject` whose PUT the registry did not answer with
+ *    `OCI-Subject` (it has no referrers API) is added to the subject's referrers tag
+ *    (referrers.ts addToReferrersTag) once everything is pushed; one the registry answered is
+ *    left to its referrers API, and no tag is written.
  *
  * The digest the registry answers for a manifest must be the one of the bytes sent
  * (InvalidError otherwise). Errors name the registry and repository; no credential appears.
@@ -27,6 +31,7 @@ import {
 } from "../../image";
 import { type Plan, BlobPool, CopyTally } from "../layout-dest";
 import { type RegistryApi, openRegistryClient, repoName } from "./reader";
+import { addToReferrersTag, referrerEntry } from "./referrers";
 import type { DockerReference, RegistryOptions } from "./types";
 
 export interface PushOptions {
@@ -71,6 +76,8 @@ export async function pushImage(reader: BlobReader, plan: Plan, dst: DockerRefer
     // A manifest an index names twice is pushed once: concurrent PUTs of one manifest can make
     // a registry's storage (distribution's filesystem driver) read back a half-written file.
     const pushed = new Map<string, Promise<{ desc: Descriptor; bytes: Buffer }>>();
+    /** referrers the registry did not index itself, by subject: for the referrers tag schema */
+    const untracked = new Map<string, Descriptor[]>();
     /** Push what is under `p` and `p` itself unless it is the top (pushed by the caller). */
     const push = (p: Plan, isTop: boolean): Promise<{ desc: Descriptor; bytes: Buffer }> => {
       if (isTop || p.kind === "blob") return pushNode(p, isTop);
@@ -91,7 +98,7 @@ export async function pushImage(reader: BlobReader, plan: Plan, dst: DockerRefer
         const children = await pool.all(p.children, (c) => push(c, false));
         out = indexToPush(p.desc, p.bytes, p.index, children.map((c) => c.desc), opts.format);
       }
-      if (!isTop) await putManifest(client, out.desc.digest, out, tally);
+      if (!isTop) await putManifest(client, out.desc.digest, out, tally, untracked);
       return out;
     };
 
@@ -99,18 +106,28 @@ export async function pushImage(reader: BlobReader, plan: Plan, dst: DockerRefer
     if (plan.kind === "blob") throw new InvalidError(`${plan.desc.digest}: neither an image manifest nor an index`);
     if (dst.digest && dst.digest !== top.desc.digest)
       throw new UsageError(`${where}@${dst.digest}: the image pushed has digest ${top.desc.digest}; name it by tag or by that digest`);
-    await putManifest(client, dst.digest ?? dst.tag ?? "latest", top, tally);
+    await putManifest(client, dst.digest ?? dst.tag ?? "latest", top, tally, untracked);
+    for (const [subject, entries] of untracked) await addToReferrersTag(client, subject, entries, where);
     return { mediaType: top.desc.mediaType, digest: top.desc.digest, size: top.desc.size };
   } catch (e) {
     throw addContext(`push to ${where}`, e);
   }
 }
 
-/** PUT one manifest and check the digest the registry answers. */
-async function putManifest(client: RegistryApi, ref: string, m: { desc: Descriptor; bytes: Buffer }, tally: CopyTally): Promise<void> {
+/**
+ * PUT one manifest and check the digest the registry answers. One with a `subject` the registry
+ * did not acknowledge (`OCI-Subject`) is noted in `untracked` for the referrers tag.
+ */
+async function putManifest(
+  client: RegistryApi, ref: string, m: { desc: Descriptor; bytes: Buffer }, tally: CopyTally, untracked: Map<string, Descriptor[]>,
+): Promise<void> {
   const t = tally.begin(m.desc);
-  const got = await client.putManifest(ref, m.bytes, m.desc.mediaType);
+  const { digest: got, ociSubject } = await client.putManifestReply(ref, m.bytes, m.desc.mediaType);
   if (got && got !== m.desc.digest) throw new InvalidError(`manifest ${m.desc.digest}: the registry stored it as ${got}`);
+  if (!ociSubject) {
+    const r = referrerEntry(m.desc, m.bytes);
+    if (r) untracked.set(r.subject, [...(untracked.get(r.subject) ?? []), r.desc]);
+  }
   t.done(m.bytes.length);
 }
 

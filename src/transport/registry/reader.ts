@@ -38,6 +38,10 @@ export interface RegistryApi {
     desc: { digest: string; size: number }, open: (offset: number) => AsyncIterable<Buffer>, opts?: { mountFrom?: string },
   ): Promise<"exists" | "mounted" | "uploaded">;
   putManifest(ref: string, bytes: Buffer, mediaType: string): Promise<string>;
+  /** putManifest with the registry's `OCI-Subject` reply (null when absent) */
+  putManifestReply(ref: string, bytes: Buffer, mediaType: string): Promise<{ digest: string; ociSubject: string | null }>;
+  /** the referrers API's descriptors for `subject` (every page), or null when the registry has no such API */
+  listReferrers(subject: string, opts?: { artifactType?: string }): Promise<Descriptor[] | null>;
 }
 
 /**
