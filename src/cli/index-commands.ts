@@ -170,7 +170,7 @@ export const indexCreateCommand: CommandDef = {
     try {
       const ix = layout.readIndex();
       const entries = froms.map((f, i) => entryFor(layout, ix, f, platforms[i], opts.bool("nested")));
-      writeIndex(layout, opts, ref.tag, buildIndex(entries, annotations));
+      writeIndex(layout, opts, ref.tag, buildIndex(entries, annotations, froms.map((f, i) => `--from ${f.layout}:${f.tag} (${i + 1})`)));
     } finally { layout.close(); }
   },
 };

@@ -54,21 +54,25 @@ export function platformMatches(want: Platform, got: Platform | undefined): bool
   return got.os === want.os && got.architecture === want.architecture && (!want.variant || want.variant === (got.variant ?? ""));
 }
 
-/** UsageError when two of `entries` offer the same platform (naming both positions). */
-export function checkDistinctPlatforms(entries: Descriptor[], what = "--from"): void {
+/**
+ * UsageError when two of `entries` offer the same platform, naming both by `names[i]` (what
+ * the user gave for each, e.g. `--from L:A`), else by position.
+ */
+export function checkDistinctPlatforms(entries: Descriptor[], names: string[] = []): void {
+  const name = (i: number) => names[i] ?? `entry ${i + 1}`;
   for (let i = 0; i < entries.length; i++) {
     for (let j = 0; j < i; j++) {
       if (samePlatform(entries[i]!.platform, entries[j]!.platform)) {
-        throw new UsageError(`${what} ${j + 1} and ${i + 1} both offer platform ${describePlatform(entries[i]!.platform)}: an index entry per platform (a reader takes the first match only); give one of them another --platform`);
+        throw new UsageError(`${name(j)} and ${name(i)} both offer platform ${describePlatform(entries[i]!.platform)}: one entry per platform (a reader takes the first that matches); give one of them another --platform`);
       }
     }
   }
 }
 
-/** A new index of `entries` (in order), with `annotations` when there are any. */
-export function buildIndex(entries: Descriptor[], annotations: Record<string, string> = {}): ImageIndex {
+/** A new index of `entries` (in order), with `annotations` when there are any; `names` as for checkDistinctPlatforms. */
+export function buildIndex(entries: Descriptor[], annotations: Record<string, string> = {}, names: string[] = []): ImageIndex {
   if (!entries.length) throw new UsageError("an index needs at least one entry");
-  checkDistinctPlatforms(entries);
+  checkDistinctPlatforms(entries, names);
   const ix: ImageIndex = { schemaVersion: 2, mediaType: MediaType.index, manifests: entries };
   if (Object.keys(annotations).length) ix.annotations = annotations;
   return ix;
