@@ -19,7 +19,7 @@ import { resolveTag, walkTag, manifestOf, platformOf, formatPlatform, type BlobR
 import { InvalidError, NotFoundError, UnsupportedError } from "../errors";
 import {
   type Descriptor, type History, type ImageConfig, type ImageIndex, type Manifest, type Platform, MediaType, isManifestMediaType, isDockerSchema1MediaType,
-  validateManifest, validateConfig, validateIndex, validateDescriptor, assertValid, sha256Digest,
+  validateManifest, validateConfig, validateIndex, validateDescriptor, assertValid, sha256Digest, isLayerMediaType, isDockerLayerMediaType,
 } from "../image";
 import type { CommandDef } from "./spec";
 import { readImageOpt, openImageReader, readPlatformOpt, platformFromOpts } from "./common";
@@ -158,8 +158,29 @@ export interface StatInfo {
   manifestText: string;
   /** null: no config section (a config media type umoci does not read, without embedded data) */
   config: { descriptor: Descriptor; image?: ImageConfig; raw?: Uint8Array } | null;
-  /** null: no history (the config is not an image config) */
+  /** null: no history (the config is not an image config, or the manifest is an artifact) */
   history: StatHistory[] | null;
+  /**
+   * An artifact with an image config (boci's addition): shown instead of the image history
+   * umoci would print for it. An artifact with any other config has no history, and is shown
+   * as umoci 0.6 shows it (its Artifact Type, Subject and Layers lines).
+   */
+  artifact: StatArtifact | null;
+}
+
+export interface StatArtifact { artifactType: string; subject: Descriptor | null; blobs: Descriptor[] }
+
+/**
+ * Whether a manifest is an OCI 1.1 artifact rather than an image (image-spec manifest.md,
+ * "Guidelines for Artifact Usage"): it has an artifactType, or a config that is not an image
+ * config (the empty descriptor, or a type of its own), or layers none of which is an image
+ * layer (a signature or attestation stored with an image config, as cosign and buildx do).
+ */
+export function isArtifactManifest(m: StatInfo["manifest"]): boolean {
+  if (typeof m.artifactType === "string" && m.artifactType !== "") return true;
+  if (m.config.mediaType !== MediaType.config && m.config.mediaType !== MediaType.dockerConfig) return true;
+  const layers = m.layers ?? [];
+  return layers.length > 0 && !layers.some((l) => isLayerMediaType(l.mediaType) || isDockerLayerMediaType(l.mediaType));
 }
 
 export interface StatHistory { layer: Descriptor | null; diffID: string; entry: History }
@@ -219,7 +240,11 @@ export function readStat(layout: BlobReader, descriptor: Descriptor): StatInfo {
   if (manifest.mediaType !== undefined && manifest.mediaType !== descriptor.mediaType) throw new InvalidError(`${what}: media type ${manifest.mediaType} does not match descriptor ${descriptor.mediaType}`);
   const config = readConfig(layout, manifest.config);
   let history: StatHistory[] | null = null;
-  if (config?.image) {
+  let artifact: StatArtifact | null = null;
+  if (config?.image && isArtifactManifest(manifest)) {
+    // its "layers" are its blobs, and its config's history (if any) says nothing of them
+    artifact = { artifactType: manifest.artifactType || manifest.config.mediaType, subject: manifest.subject ?? null, blobs: manifest.layers ?? [] };
+  } else if (config?.image) {
     const layers = manifest.layers ?? [];
     const diffIDs = config.image.rootfs?.diff_ids ?? [];
     let li = 0;
@@ -230,7 +255,7 @@ export function readStat(layout: BlobReader, descriptor: Descriptor): StatInfo {
       return h;
     });
   }
-  return { descriptor, manifest, manifestText, config, history };
+  return { descriptor, manifest, manifestText, config, history, artifact };
 }
 
 /**
@@ -324,6 +349,7 @@ export function formatStatJson(s: StatInfo, index: StatIndex | null = null): str
     out += "}";
   }
   if (s.history) out += `,"history":[${s.history.map(historyJson).join(",")}]`;
+  if (s.artifact) out += `,"artifact":{"artifactType":${jsonString(s.artifact.artifactType)},"subject":${s.artifact.subject ? descriptorJson(s.artifact.subject) : "null"},"blobs":[${s.artifact.blobs.map(descriptorJson).join(",")}]}`;
   return out + "}\n";
 }
 
@@ -483,6 +509,16 @@ function ppIndex(o: Printer, x: StatIndex): void {
   o.line("");
 }
 
+/** The ARTIFACT section: its type, its subject, its blobs as a table like the history's. */
+function artifactText(a: StatArtifact): string {
+  const o = new Printer();
+  pp(o, "", "Artifact Type", [a.artifactType]);
+  pp(o, "", "Subject", [a.subject ? a.subject.digest : "(none)"]);
+  const rows = [["BLOB", "MEDIA TYPE", "SIZE", "TITLE"]];
+  for (const b of a.blobs) rows.push([needed(b.digest), needed(b.mediaType ?? ""), humanSize(b.size), needed(b.annotations?.["org.opencontainers.image.title"] ?? "")]);
+  return (o.done() as string[]).join("") + formatTable(rows, { minWidth: 4, padding: 1 });
+}
+
 /** The human format, as bytes (a hex dump of embedded data may hold raw Latin-1 bytes, as umoci's). */
 export function formatStat(s: StatInfo, index: StatIndex | null = null): (string | Uint8Array)[] {
   const o = new Printer();
@@ -497,6 +533,7 @@ export function formatStat(s: StatInfo, index: StatIndex | null = null): (string
   }
   const parts = o.done();
   if (s.history) parts.push("\n== HISTORY ==\n" + historyTable(s.history));
+  if (s.artifact) parts.push("\n== ARTIFACT ==\n" + artifactText(s.artifact));
   return parts;
 }
 
