@@ -300,14 +300,16 @@ async function registryReferrersOf(src: Extract<ImageReference, { transport: "do
       log.warn(`${where}: ${listed} lists ${d.digest} as a referrer of ${subject}, but its subject is ${named?.subject ?? "missing"}; it is not copied`);
       continue;
     }
-    items.push({ subject, desc: named.desc, reader: r, plan: makePlan(r, top, true) });
+    items.push({ subject, desc: named.desc, reader: r, plan: makePlan(r, bareDescriptor(named.desc), true) });
   }
   return items;
 }
 
-/** A descriptor's media type, digest and size only (what a plan's top needs). */
+/** A referrer's media type, digest, size and artifactType (what a plan's top and its index.json entry need). */
 function bareDescriptor(d: Descriptor): Descriptor {
-  return { mediaType: d.mediaType, digest: d.digest, size: d.size };
+  const out: Descriptor = { mediaType: d.mediaType, digest: d.digest, size: d.size };
+  if (d.artifactType !== undefined) out.artifactType = d.artifactType;
+  return out;
 }
 
 /**
