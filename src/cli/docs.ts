@@ -123,4 +123,27 @@ export const DOCS: Record<string, CommandDoc> = {
       "boci copy oci:layout:1.0 docker://registry.example.com/team/app:1.0 --dest-creds user:token",
     ],
   },
+  "index create": {
+    details: [
+      "Creates an image index (`application/vnd.oci.image.index.v1+json`) and tags it `--image PATH[:TAG]`; an existing tag is replaced, as `new` does. Each `--from PATH[:TAG]` names an image of the same layout and becomes one entry, in the order given. An entry's platform is its image config's (os, architecture, variant, os.version, os.features); `--platform os/arch[/variant]`, given once per `--from` in order, replaces it whole. `--annotation K=V` sets the index's annotations.",
+      "No two entries may offer the same platform (exit 2): image-index.md allows it, but a reader choosing by platform takes the first and never reaches the other, and boci reports such a tag as ambiguous. One image under two platforms is fine. A `--from` naming an index is refused unless `--nested` asks for it as one entry (with a platform only if `--platform` gives one). An OCI 1.1 artifact (a manifest whose config is not an image config) becomes an entry with its artifactType, without a platform unless given one. Docker-typed images are refused (exit 6): an OCI index naming a Docker manifest mixes the two typings; `boci copy` converts them.",
+      "The index blob is written first, encoded as umoci encodes an index, and the tag is moved last, under the layout's lock. `--json` prints the result as the other writing commands do (the index's descriptor under `manifest`).",
+    ],
+    examples: [
+      "boci index create --image layout:app --from layout:app-amd64 --from layout:app-arm64",
+      "boci index create --image layout:app --from layout:a --platform linux/arm/v7 --from layout:b --platform linux/arm64/v8 --annotation org.opencontainers.image.version=1.0",
+    ],
+  },
+  "index add": {
+    details: ["Adds the image `--from` names to the index `--image` names: the entry for the same platform is replaced where it stands, else the new entry is appended. `--platform`, `--nested` and `--annotation` (merged into the index's annotations) as for `index create`. A new index blob is written and the tag moved; the old index stays until `gc`. The tag must name an OCI index (an image manifest is exit 2; a Docker manifest list is refused, exit 6)."],
+    examples: ["boci index add --image layout:app --from layout:app-s390x"],
+  },
+  "index remove": {
+    details: ["Removes one entry of the index `--image` names: with `--platform os/arch[/variant]` the entry for that platform (without a variant, the one entry for that os and architecture: several are a usage error), with `--digest` the entry with that digest (for entries without a platform). None is exit 3; the last entry is refused (exit 2): `boci rm` removes the tag. A new index blob is written and the tag moved; the removed image stays while a tag reaches it."],
+    examples: ["boci index remove --image layout:app --platform linux/s390x"],
+  },
+  "index ls": {
+    details: ["Lists the entries of the index a tag names, one per line in index order: platform (`-` for none), digest, size in bytes and media type, and the artifact type when an entry has one; the entries of a nested index follow it, indented. `--json` prints one object: `tag`, `index` (the index's descriptor), `annotations`, `manifests` (its entries, as descriptors) and `nested` (the entries of each nested index, by digest). The index may also be in an archive, read in place (`oci-archive:FILE[:TAG]`)."],
+    examples: ["boci index ls --image layout:app", "boci index ls --image layout:app --json | jq -r .manifests[].digest"],
+  },
 };
