@@ -228,13 +228,24 @@ export function markReachable(layout: Layout, ix: ImageIndex, graph?: ReachGraph
 /**
  * The untagged referrer entries of index.json that nothing but referrers keeps: an entry is
  * anchored when it is tagged or is not a referrer, everything it reaches (children, subjects) is
- * anchored with it, and a referrer whose subject is anchored is anchored in turn (a referrer of
- * a referrer too). The rest are the orphans gc keeps and warns about.
+ * anchored with it, and a manifest or index whose subject is anchored is anchored in turn (a
+ * referrer of a referrer too). The untagged referrer entries left are the orphans gc keeps and
+ * warns about.
  */
 export function findOrphanReferrers(ix: ImageIndex, graph: ReachGraph): GcResult["orphanReferrers"] {
   const anchored = new Set<string>();
   const absent = new Map(graph.absentSubjects.map((a) => [a.referrer, a.subject]));
   const subjectOf = (digest: string): string | undefined => graph.nodes.get(digest)?.subject ?? absent.get(digest);
+  // Who names each digest as its subject: a manifest or index whose subject is anchored is
+  // anchored too, listed in index.json or not (a referrer whose tag was removed, kept by a
+  // referrer of its own). One pass, each digest anchored once.
+  const referrersOf = new Map<string, string[]>();
+  for (const [digest, n] of graph.nodes) {
+    if (n.subject === undefined) continue;
+    const l = referrersOf.get(n.subject);
+    if (l) l.push(digest);
+    else referrersOf.set(n.subject, [digest]);
+  }
   const anchor = (start: string): void => {
     const todo = [start];
     while (todo.length) {
@@ -242,9 +253,11 @@ export function findOrphanReferrers(ix: ImageIndex, graph: ReachGraph): GcResult
       if (anchored.has(x)) continue;
       anchored.add(x);
       const node = graph.nodes.get(x);
-      if (!node) continue;
-      todo.push(...node.kids);
-      if (node.subject) todo.push(node.subject);
+      if (node) {
+        todo.push(...node.kids);
+        if (node.subject) todo.push(node.subject);
+      }
+      todo.push(...(referrersOf.get(x) ?? []));
     }
   };
   const referrers: Array<{ d: Descriptor; i: number; subject: string }> = [];
@@ -253,15 +266,6 @@ export function findOrphanReferrers(ix: ImageIndex, graph: ReachGraph): GcResult
     if (subject === undefined || refName(d) !== undefined) anchor(d.digest);
     else referrers.push({ d, i, subject });
   });
-  // A referrer's subject may itself be a referrer anchored only in a later round.
-  for (let changed = true; changed;) {
-    changed = false;
-    for (const r of referrers) {
-      if (anchored.has(r.d.digest) || !anchored.has(r.subject)) continue;
-      anchor(r.d.digest);
-      changed = true;
-    }
-  }
   const out: GcResult["orphanReferrers"] = [];
   const seen = new Set<string>();
   for (const r of referrers) {
