@@ -194,7 +194,8 @@ export const indexAddCommand: CommandDef = {
       const entry = entryFor(layout, layout.readIndex(), from, platform, opts.bool("nested"));
       if (entry.digest === top.digest) throw new UsageError(`--from ${from.layout}:${from.tag} is the index itself`);
       const r = addEntry(index, entry);
-      if (r.replaced && !r.unchanged) log.info(`replacing the entry for ${describePlatform(entry.platform)}: ${r.replaced.digest}`);
+      if (r.unchanged) log.info(`the index already has this entry: ${entry.digest}`);
+      else if (r.replaced) log.info(`replacing the entry for ${describePlatform(entry.platform)}: ${r.replaced.digest}`);
       writeIndex(layout, opts, ref.tag, { ...r.index, annotations: mergeAnnotations(r.index.annotations, annotations) }, top.digest);
     } finally { layout.close(); }
   },
