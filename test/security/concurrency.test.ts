@@ -5,7 +5,7 @@
  * reachable blob was deleted.
  */
 import { expect, test } from "bun:test";
-import { writeFileSync, mkdirSync, cpSync } from "node:fs";
+import { writeFileSync, mkdirSync, cpSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { boci, ok, scratch, BIN } from "../helpers/cli";
 import { checkLayout } from "../helpers/check-layout";
@@ -82,3 +82,71 @@ test("20 processes mutating one layout at once all succeed, nothing is lost", as
   expect(boci(["stat", "--image", `${L}:r0t0`]).code).toBe(0);
   expect(tags(L).size).toBe(1 + ROUNDS * (N_TAG + N_CONFIG + N_REPACK + N_INSERT));
 }, 180000);
+
+/** The referrer digests `boci referrers` lists for `ref` (a layout and tag). */
+function referrerDigests(ref: string): string[] {
+  const r = boci(["referrers", "--image", ref, "--json"]);
+  if (r.code !== 0) throw new Error(`referrers ${ref} exited ${r.code}: ${r.stderr}`);
+  return JSON.parse(r.stdout).manifests.map((d: { digest: string }) => d.digest);
+}
+
+test("attach, referrers of referrers, tag, rm and gc at once: no referrer of a reachable image is lost", async () => {
+  const s = scratch("boci-conc-ref-");
+  const L = join(s, "layout");
+  ok(["init", "--layout", L]);
+  makeImage(L, "base", [makeTar([dir("etc/"), file("etc/hello", "hello\n")])]);
+  // an artifact tagged so that referrers of it can be attached by tag
+  writeFileSync(join(s, "seed.txt"), "seed\n");
+  const seed = JSON.parse(ok(["attach", "--json", "--image", `${L}:base`, "--artifact-type", "application/vnd.seed", "--tag", "seed", join(s, "seed.txt")]).stdout).manifest.digest as string;
+  const onBase = new Set<string>([seed]);
+  const onSeed = new Set<string>();
+  const ROUNDS_REF = 2;
+  for (let round = 0; round < ROUNDS_REF; round++) {
+    const jobs: { args: string[]; on?: Set<string> }[] = [];
+    for (let i = 0; i < 6; i++) {
+      const f = join(s, `f-${round}-${i}.json`);
+      writeFileSync(f, JSON.stringify({ round, i, pad: "x".repeat(64 << 10) }));
+      jobs.push({ args: ["attach", "--json", "--image", `${L}:base`, "--artifact-type", "application/vnd.conc", f], on: onBase });
+    }
+    for (let i = 0; i < 4; i++) {
+      const f = join(s, `g-${round}-${i}.txt`);
+      writeFileSync(f, `sig ${round} ${i}\n`);
+      jobs.push({ args: ["attach", "--json", "--image", `${L}:seed`, "--artifact-type", "application/vnd.sig", f], on: onSeed });
+    }
+    // throwaway images and artifacts, tagged and removed while the rest runs
+    for (let i = 0; i < 3; i++) jobs.push({ args: ["config", "--image", `${L}:base`, "--tag", `tmp${round}-${i}`, "--config.env", `T=${i}`] });
+    for (let i = 0; i < 2; i++) jobs.push({ args: ["rm", "--image", `${L}:tmp${round - 1}-${i}`] });
+    for (let i = 0; i < 5; i++) jobs.push({ args: ["gc", "--layout", L] });
+    expect(jobs.length).toBe(20);
+    const results = await Promise.all(jobs.map(async (j) => {
+      const p = Bun.spawn([BIN, ...j.args], { stdout: "pipe", stderr: "pipe" });
+      const timer = setTimeout(() => p.kill("SIGKILL"), 60000);
+      const code = await p.exited;
+      clearTimeout(timer);
+      return { ...j, code, stdout: await new Response(p.stdout).text(), stderr: await new Response(p.stderr).text() };
+    }));
+    const failed = results.filter((x) => x.code !== 0);
+    if (failed.length) throw new Error(`round ${round}: ${failed.length} processes failed:\n${failed.map((x) => `  ${x.args.join(" ")} → ${x.code}: ${x.stderr.trim()}`).join("\n")}`);
+    for (const x of results) expect(x.stderr).not.toContain("    at ");
+    for (const x of results) if (x.on) x.on.add(JSON.parse(x.stdout).manifest.digest);
+
+    // every referrer attached so far is still listed, and everything it names is there
+    expect(new Set(referrerDigests(`${L}:base`))).toEqual(onBase);
+    expect(new Set(referrerDigests(`${L}:seed`))).toEqual(onSeed);
+    const v = boci(["validate", "--layout", L]);
+    if (v.code !== 0) throw new Error(`round ${round}: validate exited ${v.code}: ${v.stdout}${v.stderr}`);
+    expect(checkLayout(L)).toEqual([]);
+  }
+  // untagging the artifact its referrers name keeps them all: it refers to a tagged image
+  ok(["rm", "--image", `${L}:seed`]);
+  expect(ok(["gc", "--layout", L]).stderr).toBe("");
+  // (seed itself is no index.json entry any more, so it is not listed, but it is kept)
+  expect(new Set(referrerDigests(`${L}:base`))).toEqual(new Set([...onBase].filter((d) => d !== seed)));
+  // and untagging the image too keeps every referrer (gc never deletes one), each named
+  const baseDigest = tags(L).get("base")!;
+  ok(["rm", "--image", `${L}:base`]);
+  const g = ok(["gc", "--layout", L]);
+  expect(g.stderr.split("\n").filter((l) => l.includes("kept referrer")).length).toBe(onBase.size - 1 + onSeed.size);
+  expect(checkLayout(L)).toEqual([]);
+  for (const d of [baseDigest, ...onBase, ...onSeed]) expect(existsSync(join(L, "blobs", ...d.split(":")))).toBe(true);
+}, 120000);
