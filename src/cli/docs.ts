@@ -56,51 +56,55 @@ export const DOCS: Record<string, CommandDoc> = {
     examples: ["boci ls --layout image", "boci ls --layout docker://registry.example.com/team/app"],
   },
   tag: {
-    details: [`Gives the image another tag (the new tag replaces any image of that name). ${image} Nothing else changes.`],
-    examples: ["boci tag --image image:base v1.0"],
+    details: [`Gives the image another tag (the new tag replaces any image of that name). ${image} Nothing else changes. With \`--platform OS/ARCH[/VARIANT]\` the new tag names only that platform's manifest of a multi-platform index (its descriptor, platform field included); without it, the new tag names what the old one does.`],
+    examples: ["boci tag --image image:base v1.0", "boci tag --image image:multi --platform linux/arm64 arm64-only"],
   },
   rm: {
     details: ["Removes a tag from the layout's index. The image's blobs stay until `gc` removes what no tag reaches."],
     examples: ["boci rm --image image:old"],
   },
   stat: {
-    details: [`Prints an image's manifest and config summary and its history, as umoci does; \`--json\` prints umoci 0.6's JSON shape. ${image} The image may also be in an archive, read in place (\`oci-archive:FILE[:TAG]\`, \`docker-archive:FILE[:NAME:TAG]\`).`],
-    examples: ["boci stat --image image:v1.0", "boci stat --image image:v1.0 --json | jq .history"],
+    details: [
+      `Prints an image's manifest and config summary and its history, as umoci does; \`--json\` prints umoci 0.6's JSON shape. ${image} The image may also be in an archive, read in place (\`oci-archive:FILE[:TAG]\`, \`docker-archive:FILE[:NAME:TAG]\`).`,
+      "When the tag names an index, an INDEX section comes first: the index's descriptor and annotations, every platform it offers with its manifest's digest, and the one shown (`--platform OS/ARCH[/VARIANT]`, default the host's). `--json` then has an `index` field: `{descriptor, annotations, platforms: [{platform, descriptor}], chosen}`, `chosen` being the position in `platforms`. Nothing changes for a tag that names a manifest.",
+      "An OCI 1.1 artifact: umoci 0.6's sections give its Artifact Type, Subject and blobs (as Layers), and no history when its config is not an image config. One stored with an image config (an `artifactType`, or blobs none of which is an image layer, as cosign signatures and buildx attestations are) gets an ARTIFACT section (`--json`: `artifact: {artifactType, subject, blobs}`) instead of an image history.",
+    ],
+    examples: ["boci stat --image image:v1.0", "boci stat --image image:v1.0 --json | jq .history", "boci stat --image image:multi --platform linux/arm64 --json | jq .index.platforms"],
   },
   gc: {
     details: ["Removes the blobs no tag reaches and stale temporary files of processes that are gone. It removes nothing when any reachable blob is missing or unreadable. `--dry-run` only lists what would go; `--json` prints what was (or would be) removed."],
     examples: ["boci gc --layout image --dry-run"],
   },
   config: {
-    details: [`Changes the image config (user, environment, entrypoint, command, ports, volumes, labels, working directory, stop signal, platform, author, created) and the manifest's annotations, and writes a new config and manifest. ${writes} ${history} Docker-typed images are refused (convert them with \`boci copy\`).`],
-    examples: ["boci config --image image:base --config.cmd /bin/sh --config.env LANG=C.UTF-8 --tag v2"],
+    details: [`Changes the image config (user, environment, entrypoint, command, ports, volumes, labels, working directory, stop signal, platform, author, created) and the manifest's annotations, and writes a new config and manifest. ${writes} ${history} Docker-typed images are refused (convert them with \`boci copy\`).`, "In a multi-platform index, `--platform OS/ARCH[/VARIANT]` names the manifest to change (default: the host's; an index without it is an error that lists its platforms): only that entry is replaced, and every other entry and the index's annotations are kept. When the config's platform changes (`--platform.arch`, …), the index entry's platform changes with it."],
+    examples: ["boci config --image image:base --config.cmd /bin/sh --config.env LANG=C.UTF-8 --tag v2", "boci config --image image:multi --platform linux/arm64 --config.env ARCH=arm64"],
   },
   unpack: {
     details: [
-      `Unpacks an image into a runtime bundle: \`rootfs/\`, \`config.json\` (an OCI runtime spec), an mtree manifest of the rootfs (\`sha256_<digest>.mtree\`), \`umoci.json\` and the stat cache \`.boci-stat\`. ${image} The bundle may exist as a directory, but not with a rootfs, config.json or mtree in it. The image may also be in an archive, read in place.`,
+      `Unpacks an image into a runtime bundle: \`rootfs/\`, \`config.json\` (an OCI runtime spec), an mtree manifest of the rootfs (\`sha256_<digest>.mtree\`), \`umoci.json\` and the stat cache \`.boci-stat\`. ${image} The bundle may exist as a directory, but not with a rootfs, config.json or mtree in it. The image may also be in an archive, read in place. \`--platform OS/ARCH[/VARIANT]\` chooses the manifest of a multi-platform index (default: the host's; none matching is an error that lists the platforms).`,
       "Every entry of every layer is written inside the rootfs, by the kernel's in-root path resolution: no entry, symlink or hardlink of the image can reach outside it. With `--rootless` nothing is chowned and each file's owner is kept in the `user.rootlesscontainers` xattr; `--uid-map`/`--gid-map` map IDs. A failed or interrupted unpack leaves no bundle.",
     ],
-    examples: ["boci unpack --image image:v2 bundle", "boci unpack --rootless --image image:v2 bundle"],
+    examples: ["boci unpack --image image:v2 bundle", "boci unpack --rootless --image image:v2 bundle", "boci unpack --image image:multi --platform linux/arm64/v8 bundle"],
   },
   repack: {
-    details: [`Compares a bundle's rootfs with the mtree manifest unpack wrote and adds the differences as one new layer (files, deletions as whiteouts, metadata). Nothing changed: no layer. ${writes} ${history} \`--compress\` chooses the layer's compression (auto keeps the image's).`],
-    examples: ["boci repack --image image:v3 bundle"],
+    details: [`Compares a bundle's rootfs with the mtree manifest unpack wrote and adds the differences as one new layer (files, deletions as whiteouts, metadata). Nothing changed: no layer. ${writes} ${history} \`--compress\` chooses the layer's compression (auto keeps the image's). \`--layer.annotation KEY=VALUE\` (repeatable) sets annotations on the new layer's descriptor. The layer goes into the manifest the bundle was unpacked from (recorded in umoci.json), in its index if it came from one; \`--platform\` only checks that this is that platform's manifest.`],
+    examples: ["boci repack --image image:v3 bundle", "boci repack --image image:v3 --layer.annotation org.opencontainers.image.title=app bundle"],
   },
   insert: {
-    details: [`Adds a file or a directory tree at a path in the image as a new layer, or with \`--whiteout\` removes a path; \`--opaque\` replaces a directory. ${writes} ${history}`],
-    examples: ["boci insert --image image:v3 ./app /opt/app", "boci insert --image image:v3 --whiteout /etc/motd"],
+    details: [`Adds a file or a directory tree at a path in the image as a new layer, or with \`--whiteout\` removes a path; \`--opaque\` replaces a directory. ${writes} ${history} \`--layer.annotation KEY=VALUE\` (repeatable) sets annotations on the new layer's descriptor. In a multi-platform index, \`--platform OS/ARCH[/VARIANT]\` names the manifest to change (default: the host's; an index without it is an error that lists its platforms): only that entry is replaced, and every other entry and the index's annotations are kept.`],
+    examples: ["boci insert --image image:v3 ./app /opt/app", "boci insert --image image:v3 --whiteout /etc/motd", "boci insert --image image:multi --platform linux/arm64 --layer.annotation org.example.arch=arm64 ./app-arm64 /opt/app"],
   },
   "raw unpack": {
-    details: ["Unpacks only the root filesystem of an image into a directory (which may already exist: then it is extracted in place and a failure leaves what was written). The same safety rules as unpack; no config.json, mtree or umoci.json."],
+    details: ["Unpacks only the root filesystem of an image into a directory (which may already exist: then it is extracted in place and a failure leaves what was written). The same safety rules as unpack; no config.json, mtree or umoci.json. `--platform OS/ARCH[/VARIANT]` chooses the manifest of a multi-platform index (default: the host's; none matching is an error that lists the platforms)."],
     examples: ["boci raw unpack --image image:v3 rootfs"],
   },
   "raw runtime-config": {
-    details: ["Writes only the OCI runtime config.json unpack would write for an image; `--rootfs` names a root filesystem whose /etc/passwd and /etc/group resolve the image's user (read inside that directory only)."],
+    details: ["Writes only the OCI runtime config.json unpack would write for an image; `--rootfs` names a root filesystem whose /etc/passwd and /etc/group resolve the image's user (read inside that directory only). `--platform OS/ARCH[/VARIANT]` chooses the manifest of a multi-platform index (default: the host's; none matching is an error that lists the platforms)."],
     examples: ["boci raw runtime-config --image image:v3 --rootfs rootfs config.json"],
   },
   "raw add-layer": {
-    details: [`Appends an uncompressed tar as a layer of the image (compressed as \`--compress\` says; entries checked as unpack checks them). ${writes} ${history}`],
-    examples: ["boci raw add-layer --image image:v3 layer.tar"],
+    details: [`Appends an uncompressed tar as a layer of the image (compressed as \`--compress\` says; entries checked as unpack checks them). ${writes} ${history} \`--layer.annotation KEY=VALUE\` (repeatable) sets annotations on the new layer's descriptor. In a multi-platform index, \`--platform OS/ARCH[/VARIANT]\` names the manifest to change (default: the host's; an index without it is an error that lists its platforms): only that entry is replaced, and every other entry and the index's annotations are kept.`],
+    examples: ["boci raw add-layer --image image:v3 layer.tar", "boci raw add-layer --image image:multi --platform linux/amd64 --layer.annotation org.opencontainers.image.title=layer.tar layer.tar"],
   },
   validate: {
     details: ["Checks a whole layout (or with `--image` one image) and reports every problem, not only the first: the layout files, every reachable blob's presence, size and digest, the JSON of indexes, manifests and configs, each layer's decompression, diffID and tar entries, stray and stale files. `--json` for machines. Exits 0 when there is nothing wrong, 4 otherwise."],
