@@ -25,7 +25,7 @@ if (p.exitCode !== 0) {
 // one page per command. Written whatever the binary's --outfile (they depend on the source only).
 {
   const { allPages } = await import("../src/cli/man");
-  const { commands } = await import("../src/cli/commands");
+  const commands = (await import("../src/cli/commands")).allCommands();
   const { globalOptions } = await import("../src/cli/app");
   const dir = join(root, "dist/man");
   mkdirSync(dir, { recursive: true });

@@ -15,9 +15,9 @@ import {
   normalizeArgv, optsFromCac, checkPositionals, helpTopic, lastBool, cacCommandName, cacOption, cacKey, SENTINEL,
 } from "./spec";
 import { VERSION, IMAGE_SPEC_VERSION, RUNTIME_SPEC_VERSION } from "../version";
-import { commands } from "./commands";
-import { parseImageRef } from "./common";
-import { appHelp, commandHelp, groupHelp } from "./help";
+import { registry, allCommands } from "./commands";
+import type * as Common from "./common";
+import type * as Help from "./help";
 
 export const globalOptions: OptSpec[] = [
   { flag: "verbose", desc: "alias for --log=info" },
@@ -31,9 +31,11 @@ function versionText(): string {
 }
 
 function helpText(t: HelpTopic): string {
+  // (help texts, and every command's spec for the listings, are loaded only for a help page)
+  const { appHelp, commandHelp, groupHelp } = require("./help") as typeof Help;
   if (t.kind === "command") return commandHelp(t.command);
-  if (t.kind === "group") return groupHelp(t.group, commands);
-  return appHelp(commands, globalOptions);
+  if (t.kind === "group") return groupHelp(t.group, allCommands());
+  return appHelp(allCommands(), globalOptions);
 }
 
 /**
@@ -47,7 +49,7 @@ const noSpaceRollback: Record<string, (args: string[], opts: Opts) => { writing:
   "raw add-layer": (_args, opts) => {
     const image = opts.get("image");
     if (!image) return undefined;
-    return { writing: `a blob in ${parseImageRef(image).layout}`, rolledBack: "the partial blob was removed and index.json is unchanged" };
+    return { writing: `a blob in ${(require("./common") as typeof Common).parseImageRef(image).layout}`, rolledBack: "the partial blob was removed and index.json is unchanged" };
   },
 };
 
@@ -84,7 +86,7 @@ async function runCommand(def: CommandDef, args: string[], opts: Opts): Promise<
 }
 
 export async function runApp(argv: string[], out: (s: string) => void): Promise<void> {
-  const { argv: norm, command } = normalizeArgv(argv, commands, globalOptions);
+  const { argv: norm, command } = normalizeArgv(argv, registry, globalOptions);
   // Loaded here, not at the top: the binary is CommonJS, so this require stays lazy.
   const { cac } = require("cac") as typeof Cac;
   // No cli.help()/cli.version(): those make cac print its own texts.
@@ -93,7 +95,7 @@ export async function runApp(argv: string[], out: (s: string) => void): Promise<
 
   if (command === HELP_COMMAND) {
     cli.command(`${HELP_COMMAND} [...topic]`, "shows a list of commands or help for one command").alias(HELP_ALIAS)
-      .action((...params: unknown[]) => { out(helpText(helpTopic(positionals(params).args, commands))); });
+      .action((...params: unknown[]) => { out(helpText(helpTopic(positionals(params).args, allCommands()))); });
   } else if (command) {
     const def = command;
     const c = cli.command(`${cacCommandName(def.name)} [...args]`, def.description);
@@ -108,7 +110,7 @@ export async function runApp(argv: string[], out: (s: string) => void): Promise<
     c.action(async (...params: unknown[]) => {
       const { args, options } = positionals(params);
       // As urfave/cli: `CMD --help` prints the help whatever else is on the command line.
-      if (lastBool(options.help)) { out(commandHelp(def)); return; }
+      if (lastBool(options.help)) { out((require("./help") as typeof Help).commandHelp(def)); return; }
       checkPositionals(def, args);
       applyLogLevel(options);
       await runCommand(def, args, optsFromCac(options, def.options));

@@ -8,7 +8,7 @@ import { writeOut } from "../util/stdio";
 
 // Lazy: the registry and the app import this file, and the texts are only made when asked for.
 const specs = () => ({
-  commands: (require("./commands") as typeof CommandsModule).commands,
+  commands: (require("./commands") as typeof CommandsModule).allCommands(),
   globals: (require("./app") as typeof AppModule).globalOptions,
 });
 

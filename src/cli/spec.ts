@@ -194,7 +194,10 @@ function indexSpecs(specs: OptSpec[]): Map<string, OptSpec> {
   return m;
 }
 
-function findCommand(commands: CommandDef[], name: string): CommandDef | undefined {
+/** What argv matching needs of a command: its names (the full CommandDef has these too). */
+export interface CommandName { name: string; aliases?: string[]; hidden?: boolean }
+
+function findCommand<C extends CommandName>(commands: readonly C[], name: string): C | undefined {
   return commands.find((c) => c.name === name || c.aliases?.includes(name));
 }
 
@@ -217,7 +220,7 @@ class PositionalWriter {
  * header). Throws UsageError (exit 2, one line) for anything malformed; nothing has been touched
  * then.
  */
-export function normalizeArgv(argv: string[], commands: CommandDef[], globals: OptSpec[]): Normalized {
+export function normalizeArgv(argv: string[], commands: ReadonlyArray<CommandName & { load(): CommandDef }>, globals: OptSpec[]): Normalized {
   const globalSpecs = indexSpecs(globals);
   const out: string[] = [];
   const state = new Map<string, boolean>();
@@ -275,13 +278,15 @@ export function normalizeArgv(argv: string[], commands: CommandDef[], globals: O
     if (sub === undefined || (subFlag && (subFlag.name === "help" || subFlag.name === "h"))) return help([word]);
     if (subFlag) throw new UsageError(`${word}: unknown option ${subFlag.typed}`);
     if (sub === HELP_COMMAND || sub === HELP_ALIAS) return help([word, ...argv.slice(i + 1)]);
-    command = findCommand(commands, `${word} ${sub}`);
-    if (!command) throw new UsageError(`unknown command ${JSON.stringify(`${word} ${sub}`)}${didYouMean(sub, commands.filter((c) => c.name.startsWith(word + " ") && !c.hidden).map((c) => c.name.slice(word.length + 1)), `${word} `)}; see 'boci ${word} --help'`);
+    const entry = findCommand(commands, `${word} ${sub}`);
+    if (!entry) throw new UsageError(`unknown command ${JSON.stringify(`${word} ${sub}`)}${didYouMean(sub, commands.filter((c) => c.name.startsWith(word + " ") && !c.hidden).map((c) => c.name.slice(word.length + 1)), `${word} `)}; see 'boci ${word} --help'`);
+    command = entry.load();
     out.push(cacCommandName(`${word} ${sub}`));
     i++;
   } else {
-    command = findCommand(commands, word);
-    if (!command) throw new UsageError(`unknown command ${JSON.stringify(word)}${didYouMean(word, [...new Set(commands.filter((c) => !c.hidden).flatMap((c) => [c.name.split(" ")[0]!, ...(c.aliases ?? [])]))])}; see 'boci --help'`);
+    const entry = findCommand(commands, word);
+    if (!entry) throw new UsageError(`unknown command ${JSON.stringify(word)}${didYouMean(word, [...new Set(commands.filter((c) => !c.hidden).flatMap((c) => [c.name.split(" ")[0]!, ...(c.aliases ?? [])]))])}; see 'boci --help'`);
+    command = entry.load();
     out.push(word);
   }
 
