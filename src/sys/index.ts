@@ -6,7 +6,7 @@
  */
 import type { Pointer } from "bun:ffi";
 import type * as Ffi from "bun:ffi";
-import { constants as osConstants } from "node:os";
+import type * as Os from "node:os";
 import { closeSync } from "node:fs";
 
 type Lib = {
@@ -33,6 +33,9 @@ function libc(): Lib {
   // dlopen happens on first use so commands that never need libc pay nothing for it (not even
   // for loading bun:ffi: about 1 MiB of start-up RSS).
   const { dlopen, FFIType: T, read } = require("bun:ffi") as typeof Ffi;
+  const en = osErrno();
+  ENODATA = en.ENODATA ?? ENODATA; ERANGE = en.ERANGE ?? ERANGE; EINTR = en.EINTR ?? EINTR;
+  EAGAIN = en.EAGAIN ?? EAGAIN; ENOSYS = en.ENOSYS ?? ENOSYS; EXDEV = en.EXDEV ?? EXDEV;
   const { symbols } = dlopen("libc.so.6", {
     lgetxattr: { args: [T.ptr, T.ptr, T.ptr, T.u64], returns: T.i64_fast },
     lsetxattr: { args: [T.ptr, T.ptr, T.ptr, T.u64, T.i32], returns: T.i32 },
@@ -112,10 +115,23 @@ function pathText(p: string | Uint8Array): string {
   return Buffer.from(end < 0 ? p : p.subarray(0, end)).toString("utf8");
 }
 
-const errnoNames = new Map<number, string>();
-for (const [name, num] of Object.entries(osConstants.errno)) {
-  // Prefer the common spellings where Linux has aliases.
-  if (!errnoNames.has(num) || name === "ENOTSUP" || name === "EAGAIN") errnoNames.set(num, name);
+// os.constants is built on first access, which costs every command's start-up: the errno
+// numbers below are Linux's generic ones until libc() reads the real table (every comparison
+// with them is of a libc call's result, so after libc() ran).
+let ENODATA = 61, ERANGE = 34, EINTR = 4, EAGAIN = 11, ENOSYS = 38, EXDEV = 18;
+function osErrno(): Record<string, number> {
+  return (require("node:os") as typeof Os).constants.errno as Record<string, number>;
+}
+let errnoNames: Map<number, string> | undefined;
+function errnoName(num: number): string | undefined {
+  if (!errnoNames) {
+    errnoNames = new Map();
+    for (const [name, n] of Object.entries(osErrno())) {
+      // Prefer the common spellings where Linux has aliases.
+      if (!errnoNames.has(n) || name === "ENOTSUP" || name === "EAGAIN") errnoNames.set(n, name);
+    }
+  }
+  return errnoNames.get(num);
 }
 
 const messages: Record<string, string> = {
@@ -147,7 +163,7 @@ export class SysError extends Error {
   readonly syscall: string;
   readonly path: string;
   constructor(syscall: string, errno: number, path: string, detail = "") {
-    const code = errnoNames.get(errno) ?? `E${errno}`;
+    const code = errnoName(errno) ?? `E${errno}`;
     super(`${syscall} ${path}${detail ? " " + detail : ""}: ${messages[code] ?? code.toLowerCase()}`);
     this.name = "SysError";
     this.code = code;
@@ -157,10 +173,6 @@ export class SysError extends Error {
   }
 }
 
-const ENODATA = osConstants.errno.ENODATA ?? 61;
-const ERANGE = osConstants.errno.ERANGE ?? 34;
-const EINTR = osConstants.errno.EINTR ?? 4;
-const EAGAIN = osConstants.errno.EAGAIN ?? 11;
 
 /** The value of xattr `name` on `path` itself (symlinks not followed); null if it is not set. */
 export function lgetxattr(path: string | Uint8Array, name: string): Buffer | null {
@@ -312,8 +324,6 @@ const AT_FDCWD = -100;
 const RESOLVE_NO_MAGICLINKS = 0x02;
 const RESOLVE_NO_SYMLINKS = 0x04;
 const RESOLVE_BENEATH = 0x08;
-const ENOSYS = osConstants.errno.ENOSYS ?? 38;
-const EXDEV = osConstants.errno.EXDEV ?? 18;
 
 /** false once openat2 answered ENOSYS (kernels before 5.6), or when BOCI_NO_OPENAT2=1 forces the fallback. */
 let haveOpenat2: boolean | undefined;
