@@ -76,7 +76,7 @@ export const DOCS: Record<string, CommandDoc> = {
     examples: ["boci gc --layout image --dry-run"],
   },
   config: {
-    details: [`Changes the image config (user, environment, entrypoint, command, ports, volumes, labels, working directory, stop signal, platform, author, created) and the manifest's annotations, and writes a new config and manifest. ${writes} ${history} Docker-typed images are refused (convert them with \`boci copy\`).`, "In a multi-platform index, `--platform OS/ARCH[/VARIANT]` names the manifest to change (default: the host's; an index without it is an error that lists its platforms): only that entry is replaced, and every other entry and the index's annotations are kept. When the config's platform changes (`--platform.arch`, …), the index entry's platform changes with it."],
+    details: [`Changes the image config (user, environment, entrypoint, command, ports, volumes, labels, working directory, stop signal, platform, author, created) and the manifest's annotations, and writes a new config and manifest. ${writes} ${history} Docker-typed images are refused (convert them with \`boci copy\`).`, "In a multi-platform index, `--platform OS/ARCH[/VARIANT]` names the manifest to change (default: the host's; an index without it is an error that lists its platforms): only that entry is replaced, and every other entry and the index's annotations are kept. When the config's platform changes (`--platform.os`, `--platform.arch`, `--platform.variant`), the index entry's platform changes with it."],
     examples: ["boci config --image image:base --config.cmd /bin/sh --config.env LANG=C.UTF-8 --tag v2", "boci config --image image:multi --platform linux/arm64 --config.env ARCH=arm64"],
   },
   unpack: {
