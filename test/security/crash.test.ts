@@ -159,3 +159,79 @@ test("SIGKILL at random moments never leaves a broken layout", async () => {
     }
   }
 }, 240000);
+
+test("SIGKILL at random moments during attach and gc never loses a referrer of a reachable image", async () => {
+  const r = rng(SEED + 17);
+  const s = scratch("boci-crash-ref-");
+  const L = join(s, "layout");
+  ok(["init", "--layout", L]);
+  makeImage(L, "base", [makeTar([dir("etc/"), file("etc/hello", "hello\n")])]);
+  // files large enough that a kill lands while they are streamed in
+  const files: string[] = [];
+  for (let i = 0; i < 4; i++) {
+    const f = join(s, `payload${i}.bin`);
+    writeFileSync(f, noise(r, (1 << 20) + i * 4096));
+    files.push(f);
+  }
+  writeFileSync(join(s, "sig.txt"), "sig\n");
+  ok(["attach", "--image", `${L}:base`, "--artifact-type", "application/vnd.seed", "--tag", "seed", join(s, "sig.txt")]);
+
+  const listed = (tag: string): Set<string> => {
+    const x = boci(["referrers", "--image", `${L}:${tag}`, "--json"]);
+    if (x.code !== 0) throw new Error(`referrers ${tag} exited ${x.code}: ${x.stderr}`);
+    return new Set(JSON.parse(x.stdout).manifests.map((d: { digest: string }) => d.digest));
+  };
+  let known = { base: listed("base"), seed: listed("seed") };
+  let kills = 0;
+  let attached = 0;
+  const leftovers = new Set<string>();
+  const MIN_REF_KILLS = 40;
+  for (let batch = 0; kills < MIN_REF_KILLS && batch < 60; batch++) {
+    const runs = Array.from({ length: BATCH }, (_, k) => {
+      const pick = r();
+      const delay = Math.floor(r() * (MAX_DELAY_MS + 1));
+      const n = batch * BATCH + k;
+      const args = pick < 0.5 ? ["attach", "--json", "--image", `${L}:base`, "--artifact-type", "application/vnd.payload", "--annotation", `n=${n}`, files[n % files.length]!]
+        : pick < 0.75 ? ["attach", "--json", "--image", `${L}:seed`, "--artifact-type", "application/vnd.sig", "--annotation", `n=${n}`, join(s, "sig.txt")]
+        : ["gc", "--layout", L];
+      const p = Bun.spawn([BIN, ...args], { stdout: "pipe", stderr: "pipe" });
+      let killed = false;
+      const timer = setTimeout(() => {
+        if (p.exitCode === null && p.signalCode === null) { killed = true; p.kill("SIGKILL"); }
+      }, delay);
+      return (async () => {
+        const code = await p.exited;
+        clearTimeout(timer);
+        return { args, code, killed: killed && p.signalCode === "SIGKILL", stdout: await new Response(p.stdout).text(), stderr: await new Response(p.stderr).text() };
+      })();
+    });
+    const results = await Promise.all(runs);
+    const done = { base: new Set<string>(), seed: new Set<string>() };
+    for (const x of results) {
+      if (x.killed) { kills++; continue; }
+      if (x.code !== 0) throw new Error(`batch ${batch}: ${x.args.join(" ")} exited ${x.code} without being killed: ${x.stderr}`);
+      if (x.args[0] === "attach") { attached++; done[x.args[3] === `${L}:base` ? "base" : "seed"].add(JSON.parse(x.stdout).manifest.digest); }
+    }
+    if (existsSync(join(L, ".boci-tmp"))) for (const f of readdirSync(join(L, ".boci-tmp"))) leftovers.add(f);
+    const v = boci(["validate", "--layout", L]);
+    if (v.code !== 0) throw new Error(`batch ${batch}: validate exited ${v.code}: ${v.stdout}${v.stderr}`);
+    expect(checkLayout(L)).toEqual([]);
+    expect(blobProblems(L)).toEqual([]);
+    // every referrer listed before is listed still, and every attach that finished is listed
+    const now = { base: listed("base"), seed: listed("seed") };
+    for (const k of ["base", "seed"] as const) {
+      for (const d of [...known[k], ...done[k]]) if (!now[k].has(d)) throw new Error(`batch ${batch}: referrer ${d} of ${k} lost`);
+    }
+    known = now;
+  }
+  expect(kills).toBeGreaterThanOrEqual(MIN_REF_KILLS);
+  expect(attached).toBeGreaterThan(0);
+  console.log(`crash (referrers): ${kills} kills, ${attached} attaches completed, ${known.base.size + known.seed.size} referrers, ${leftovers.size} temporary files left by killed writers`);
+  ok(["gc", "--layout", L]);
+  const tmp = join(L, ".boci-tmp");
+  expect(existsSync(tmp) ? readdirSync(tmp) : []).toEqual([]);
+  expect(listed("base")).toEqual(known.base);
+  expect(listed("seed")).toEqual(known.seed);
+  expect(checkLayout(L)).toEqual([]);
+  expect(blobProblems(L)).toEqual([]);
+}, 120000);
