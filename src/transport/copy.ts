@@ -28,7 +28,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { ClobberError, InvalidError, UnsupportedError, UsageError } from "../errors";
+import { ClobberError, InvalidError, NotFoundError, UnsupportedError, UsageError } from "../errors";
 import { type BlobReader, initLayout, listReferrers, manifestOf, Layout, referrerOf } from "../cas";
 import { type Descriptor, type ImageConfig, type ImageIndex, type Manifest, isIndexMediaType, isManifestMediaType, layerKind, MediaType } from "../image";
 import { randomName } from "../util/fs";
@@ -76,6 +76,7 @@ export async function copyImage(src: ImageReference, dst: ImageReference, opts: 
           // Referrers first (listed untagged in index.json), so the tag is still the last thing set.
           for (const r of referrers) await copyIntoLayout(r.reader, r.plan, dest.layout, null, layoutOpts, tally);
           const manifest = await copyIntoLayout(reader, plan, dest.layout, tag, layoutOpts, tally);
+          warnMovedSubject(referrers, plan, manifest);
           dest.keep();
           dest.layout.close();
           return { manifest, tags: [tag], blobsCopied: tally.blobsCopied, blobsSkipped: tally.blobsSkipped, bytes: tally.bytes };
@@ -99,6 +100,7 @@ export async function copyImage(src: ImageReference, dst: ImageReference, opts: 
             layout.lockGc("sh");
             for (const r of referrers) await copyIntoLayout(r.reader, r.plan, layout, null, layoutOpts, tally);
             manifest = await copyIntoLayout(reader, plan, layout, tag, layoutOpts, tally);
+            warnMovedSubject(referrers, plan, manifest);
           } finally { layout.close(); }
           await writeOciArchive(dir, dst.path, { tmpdir: opts.tmpdir });
           const bytes = fs.statSync(dst.path).size;
@@ -124,6 +126,7 @@ export async function copyImage(src: ImageReference, dst: ImageReference, opts: 
         if (referrers.length) await pushReferrers(referrers, dst, tally, pushOpts);
         if (!needsReencode(plan, layoutOpts)) {
           const manifest = await pushImage(reader, plan, dst, tally, pushOpts);
+          warnMovedSubject(referrers, plan, manifest);
           return { manifest, tags, blobsCopied: tally.blobsCopied, blobsSkipped: tally.blobsSkipped, bytes: tally.bytes };
         }
         // Layers to compress first (uncompressed from a docker-archive, or --dest-compress): a
@@ -141,6 +144,7 @@ export async function copyImage(src: ImageReference, dst: ImageReference, opts: 
             const plan2 = makePlan(staging, staged, opts.all === true);
             const pushTally = new CopyTally(planBlobs(plan2), opts.onProgress);
             const manifest = await pushImage(staging, plan2, dst, pushTally, pushOpts);
+            warnMovedSubject(referrers, plan, manifest);
             return { manifest, tags, blobsCopied: pushTally.blobsCopied, blobsSkipped: pushTally.blobsSkipped, bytes: pushTally.bytes };
           } finally { staging.close(); }
         } finally {
@@ -264,13 +268,14 @@ async function findReferrers(src: ImageReference, reader: BlobReader, plan: Plan
   if (src.transport === "docker-archive") return [];
   const out: ReferrerItem[] = [];
   const seen = new Set<string>(planSubjects(plan));
+  const ix = src.transport === "docker" ? undefined : reader.readIndex();
   let level = [...seen];
   for (let depth = 0; depth < MAX_REFERRER_LEVELS && level.length; depth++) {
     const next: string[] = [];
     for (const subject of level) {
       const found = src.transport === "docker"
         ? await registryReferrersOf(src, reader, subject, opts)
-        : listReferrers(reader, subject).map((r) => ({ subject, desc: r.desc, reader, plan: makePlan(reader, bareDescriptor(r.desc), true) }));
+        : listReferrers(reader, subject, { index: ix }).map((r) => ({ subject, desc: r.desc, reader, plan: makePlan(reader, bareDescriptor(r.desc), true) }));
       for (const item of found) {
         if (seen.has(item.desc.digest)) continue;
         seen.add(item.desc.digest);
@@ -291,8 +296,16 @@ async function registryReferrersOf(src: Extract<ImageReference, { transport: "do
   const { via, manifests } = await registryReferrers(client, subject, where);
   const items: ReferrerItem[] = [];
   for (const d of manifests) {
-    const r = await RegistryReader.open({ transport: "docker", registry: src.registry, repository: src.repository, digest: d.digest }, opts.srcRegistry ?? {}, client);
     const listed = via === "api" ? "the referrers API" : `tag ${referrersTag(subject)}`;
+    let r: import("./registry/reader").RegistryReader;
+    try {
+      r = await RegistryReader.open({ transport: "docker", registry: src.registry, repository: src.repository, digest: d.digest }, opts.srcRegistry ?? {}, client);
+    } catch (e) {
+      // A referrers index outlives what it lists (a deleted artifact): that one is passed over.
+      if (!(e instanceof NotFoundError)) throw e;
+      log.warn(`${where}: ${listed} lists ${d.digest} as a referrer of ${subject}, but it cannot be read (${(e as Error).message}); it is not copied`);
+      continue;
+    }
     if (r.top.size !== d.size) throw new InvalidError(`${r.path}: referrer of ${subject} has size ${r.top.size}, ${listed} says ${d.size}`);
     const top = { ...r.top, mediaType: d.mediaType };
     const named = referrerOf(r, top);
@@ -303,6 +316,17 @@ async function registryReferrersOf(src: Extract<ImageReference, { transport: "do
     items.push({ subject, desc: named.desc, reader: r, plan: makePlan(r, bareDescriptor(named.desc), true) });
   }
   return items;
+}
+
+/**
+ * The copy rewrote the top manifest (Docker types into a layout, `--format`, recompressed
+ * layers): its referrers, copied with their bytes, still name the source's digest. Said once,
+ * as a warning; the copy stands.
+ */
+function warnMovedSubject(referrers: ReferrerItem[], plan: Plan, written: Descriptor): void {
+  if (written.digest === plan.desc.digest) return;
+  const n = referrers.filter((r) => r.subject === plan.desc.digest).length;
+  if (n) log.warn(`copy wrote ${plan.desc.digest} as ${written.digest}: its ${n} referrer${n === 1 ? "" : "s"} copied along still name ${plan.desc.digest}`);
 }
 
 /** A referrer's media type, digest, size and artifactType (what a plan's top and its index.json entry need). */

@@ -190,3 +190,54 @@ maybe("copy --referrers with registries", () => {
     expect(await direct.listReferrers(s.img.manifest.digest)).toBeNull();
   });
 });
+
+maybe("copy --referrers with registries: what is passed over", () => {
+  let reg: Registry;
+  beforeAll(async () => { reg = await startRegistry(); });
+  afterAll(async () => { await reg?.stop(); });
+
+  test("a referrers tag listing a missing manifest and a manifest of another subject: each passed over with a warning, the real referrer copied", async () => {
+    const s = source();
+    await copy("--referrers", `oci:${s.l}:t`, `docker://${reg.host}/odd/img:1`);
+    // an artifact whose subject is not the image, pushed by digest; then it and a ghost listed in the image's tag
+    const l2 = join(scratch(), "other");
+    ok(["init", "--layout", l2]);
+    ok(["copy", `oci:${s.l}:t`, `oci:${l2}:t`]);
+    const o2 = makeArtifact(l2, { ...s.img.config, mediaType: "application/vnd.oci.image.manifest.v1+json" }, SIG, "names the config\n");
+    const ix = JSON.parse(readFileSync(join(l2, "index.json"), "utf8"));
+    ix.manifests = ix.manifests.map((d: Descriptor) => (d.digest === o2.desc.digest ? { ...d, annotations: { [REF]: "odd" } } : d));
+    await Bun.write(join(l2, "index.json"), JSON.stringify(ix));
+    await copy(`oci:${l2}:odd`, `docker://${reg.host}/odd/img@${o2.desc.digest}`);
+    // a second referrer of the image, pushed (so boci lists it in the tag) then deleted from the registry
+    const g = makeArtifact(l2, s.img.manifest, SIG, "deleted later\n");
+    await copy("--referrers", `oci:${l2}:t`, `docker://${reg.host}/odd/img:1`);
+    const ghost = g.desc.digest;
+    const tag = `sha256-${s.img.manifest.digest.slice(7)}`;
+    const current = JSON.parse(Buffer.from(await (await registryFetch(reg, `/v2/odd/img/manifests/${tag}`, { headers: { accept: INDEX } })).arrayBuffer()).toString());
+    expect(current.manifests.map((m: Descriptor) => m.digest)).toEqual([s.sig.desc.digest, ghost]);
+    current.manifests.push({ mediaType: o2.desc.mediaType, digest: o2.desc.digest, size: o2.desc.size });
+    const put = await registryFetch(reg, `/v2/odd/img/manifests/${tag}`, { method: "PUT", body: Buffer.from(JSON.stringify(current)), headers: { "content-type": INDEX } });
+    expect(put.status).toBe(201);
+    expect((await registryFetch(reg, `/v2/odd/img/manifests/${ghost}`, { method: "DELETE", actions: "pull,push,delete" })).status).toBe(202);
+
+    const d = join(scratch(), "odd");
+    const r = await runAsync([BIN, "copy", ...PLAIN, "--referrers", `docker://${reg.host}/odd/img:1`, `oci:${d}:t`]);
+    expect(r.code).toBe(0);
+    const warnings = r.stderr.trim().split("\n");
+    expect(warnings).toHaveLength(2);
+    expect(warnings.every((w) => w.startsWith("boci: warning: "))).toBe(true);
+    expect(r.stderr).toContain(`${o2.desc.digest} as a referrer of ${s.img.manifest.digest}, but its subject is ${s.img.config.digest}`);
+    expect(r.stderr).toContain(`${ghost} as a referrer`);
+    expect(index(d).manifests.map((e) => e.digest).sort()).toEqual([s.img.manifest.digest, s.sig.desc.digest].sort());
+  });
+
+  test("a copy that rewrites the image (--format v2s2) warns that its referrers still name the source's digest", async () => {
+    const s = source();
+    const r = await runAsync([BIN, "copy", ...PLAIN, "--referrers", "--format", "v2s2", `oci:${s.l}:t`, `docker://${reg.host}/conv/img:1`]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain(`its 1 referrer copied along still name ${s.img.manifest.digest}`);
+    // the signature went by digest, its tag index under the source's digest
+    const ix = await registryFetch(reg, `/v2/conv/img/manifests/sha256-${s.img.manifest.digest.slice(7)}`, { headers: { accept: INDEX } });
+    expect(ix.status).toBe(200);
+  });
+});
