@@ -55,6 +55,8 @@ export const registry: CommandEntry[] = [
   { name: "validate", load: () => (require("./validate") as typeof ValidateCommand).validateCommand },
   { name: "raw mtree-validate", hidden: true, load: () => repack().mtreeValidateCommand },
   { name: "copy", load: () => (require("./copy") as typeof CopyCommand).copyCommand },
+  { name: "attach", load: () => (require("./artifact-commands") as typeof import("./artifact-commands")).attachCommand },
+  { name: "referrers", load: () => (require("./artifact-commands") as typeof import("./artifact-commands")).referrersCommand },
   { name: "index create", load: index("index create") },
   { name: "index add", load: index("index add") },
   { name: "index remove", aliases: ["index rm"], load: index("index remove") },
