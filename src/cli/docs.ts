@@ -150,4 +150,19 @@ export const DOCS: Record<string, CommandDoc> = {
     details: ["Lists the entries of the index a tag names, one per line in index order: platform (`-` for none), digest, size in bytes and media type, and the artifact type when an entry has one; the entries of a nested index follow it, indented. `--json` prints one object: `tag`, `index` (the index's descriptor), `annotations`, `manifests` (its entries, as descriptors) and `nested` (the entries of each nested index, by digest). The index may also be in an archive, read in place (`oci-archive:FILE[:TAG]`)."],
     examples: ["boci index ls --image layout:app", "boci index ls --image layout:app --json | jq -r .manifests[].digest"],
   },
+  attach: {
+    details: [
+      "Attaches files to an image as an OCI 1.1 artifact: a new image manifest with `artifactType` set to `--artifact-type`, the empty config (`application/vnd.oci.empty.v1+json`, the two bytes `{}`, embedded as `data`), one layer per FILE in the order given (at most 8; none gives the one empty layer image-spec asks for) titled with its base name (`org.opencontainers.image.title`), and `subject` the image's manifest. `--annotation K=V` (repeatable) sets the manifest's annotations; `org.opencontainers.image.created` is the current time, or SOURCE_DATE_EPOCH, unless given.",
+      "A file's media type is `--media-type` (one for every file) or comes from its name: .json application/json, .txt text/plain, .md text/markdown, .yaml/.yml application/yaml, .spdx.json application/spdx+json, .cdx.json application/vnd.cyclonedx+json, .intoto.jsonl application/vnd.in-toto+json, .tar/.tar.gz/.tgz/.tar.zst the OCI layer types, and a few more; anything else is application/octet-stream.",
+      "The subject is what the tag names: a manifest, or for a multi-platform index the host's manifest (`--platform OS/ARCH[/VARIANT]` another one, `--index` the index itself). The tag may name an artifact: a referrer of a referrer. The files are streamed into the layout, every blob is synced, and the artifact is added last to index.json, untagged (`--tag` names it), under the layout's lock. `boci referrers` lists it; gc keeps it, with its subject, as long as index.json lists it. `--json` prints `{manifest, subject, tag, layersAdded, blobsWritten, bytesWritten}`.",
+    ],
+    examples: [
+      "boci attach --image image:v1.0 --artifact-type application/spdx+json sbom.spdx.json",
+      "boci attach --image image:multi --index --artifact-type application/vnd.example.signature --annotation org.example.signer=ci sig.bin",
+    ],
+  },
+  referrers: {
+    details: ["Lists the artifacts (and any other manifests) whose `subject` is the image a tag names, as attach chose it (a manifest; the host's or `--platform`'s manifest of an index; `--index` the index itself): one line each with its digest, artifact type, size and creation time. The referrers are the index.json entries that name it. `--artifact-type` keeps only those of one type; `--json` prints an image index of their descriptors (with artifactType and annotations), exactly what a registry's referrers API (GET /v2/NAME/referrers/DIGEST) answers. The image may also be in an archive, read in place (`oci-archive:FILE[:TAG]`)."],
+    examples: ["boci referrers --image image:v1.0", "boci referrers --image image:v1.0 --artifact-type application/spdx+json --json | jq -r .manifests[].digest"],
+  },
 };
