@@ -10,8 +10,8 @@ import type { RegistryOptions } from "../transport/registry/types";
 import type * as ReferenceModule from "../transport/reference";
 import type * as ClientModule from "../transport/registry/client";
 import { registryOptionSpecs, registryOptionsFrom } from "./copy";
-import { initLayout, listTags, resolveTag, manifestOf, setTag, removeTag, refName, gc, hostPlatform } from "../cas";
-import { MediaType, normalizeConfig, normalizeManifest, type ImageConfig, type Manifest } from "../image";
+import { initLayout, listTags, resolveTag, manifestOf, platformOf, setTag, removeTag, refName, gc, hostPlatform, type DescriptorPath } from "../cas";
+import { MediaType, normalizeConfig, normalizeManifest, type Descriptor, type ImageConfig, type Manifest } from "../image";
 import { log } from "../util/log";
 import { nowTimestamp } from "../util/time";
 import type { CommandDef } from "./spec";
@@ -126,7 +126,7 @@ export const tagCommand: CommandDef = {
         if (src.length === 0) throw new NotFoundError(`tag ${JSON.stringify(ref.tag)} not found`);
         // --platform: that platform's manifest descriptor (with its platform field), on its own.
         // Otherwise the entry itself; several entries with one name: the one image the tag means.
-        const root = platform ? manifestOf(resolveTag(layout, ix, ref.tag, { platform }))
+        const root = platform ? platformManifest(resolveTag(layout, ix, ref.tag, { platform }))
           : src.length === 1 ? src[0]! : resolveTag(layout, ix, ref.tag).walk[0]!;
         return { index: setTag(ix, newTag, root), result: root };
       });
@@ -136,6 +136,13 @@ export const tagCommand: CommandDef = {
     } finally { layout.close(); }
   },
 };
+
+/** A path's manifest descriptor with the platform that applies to it (a nested index may name it on a parent). */
+function platformManifest(p: DescriptorPath): Descriptor {
+  const d = manifestOf(p);
+  const platform = platformOf(p);
+  return d.platform || !platform ? d : { ...d, platform };
+}
 
 export const rmCommand: CommandDef = {
   name: "rm",

@@ -241,6 +241,40 @@ describe("tag --platform", () => {
   });
 });
 
+describe("a nested index (an index naming the multi-platform one)", () => {
+  test("config --platform rewrites both indexes, keeping every other entry; tag --platform takes the platform from the parent", () => {
+    const { l, index } = multi();
+    const { annotations: _a, ...inner } = entry(l, "multi");
+    // the inner index named without a platform, beside an unrelated entry
+    const sibling = { mediaType: MT.manifest, digest: entry(l, "p0").digest, size: entry(l, "p0").size, annotations: { "org.example.sibling": "1" } };
+    const outer = writeBlob(l, Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MT.index, manifests: [sibling, inner], annotations: { "org.example.outer": "kept" } })), MT.index);
+    setTag(l, "nested", outer);
+    const innerBefore: Ix = JSON.parse(blob(l, index).toString());
+    ok(["config", "--image", `${l}:nested`, "--platform", OTHER, "--config.env", "NESTED=1", "--no-history"]);
+    const outerAfter = tagged(l, "nested");
+    expect(outerAfter.annotations).toEqual({ "org.example.outer": "kept" });
+    expect(JSON.stringify(outerAfter.manifests[0])).toBe(JSON.stringify(sibling));
+    const innerAfter: Ix = JSON.parse(blob(l, outerAfter.manifests[1]!).toString());
+    expect(innerAfter.annotations).toEqual(INDEX_ANNOTATIONS);
+    expect(JSON.stringify(innerAfter.manifests[0])).toBe(JSON.stringify(innerBefore.manifests[0]));
+    expect(configOf(l, innerAfter.manifests[1]!).config.Env).toContain("NESTED=1");
+    expect(entry(l, "multi").digest).toBe(index.digest); // the other tag still names the old index
+
+    // the sibling (no platform) and the two platforms of the inner index are listed; tag --platform
+    const out = ok(["stat", "--image", `${l}:nested`, "--platform", OTHER]).stdout;
+    expect(out).toContain(`Platforms:\n\tunknown: ${sibling.digest}\n\t${HOST}: ${innerAfter.manifests[0]!.digest}\n\t${OTHER}: ${innerAfter.manifests[1]!.digest}\n`);
+    ok(["tag", "--image", `${l}:nested`, "--platform", OTHER, "nested-other"]);
+    expect(entry(l, "nested-other")).toEqual({ ...innerAfter.manifests[1]!, annotations: { [REF]: "nested-other" } });
+
+    // the platform on the parent's entry only: the new tag's descriptor carries it
+    const { annotations: _b, ...p1 } = entry(l, "p1");
+    const bare = writeBlob(l, Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MT.index, manifests: [p1] })), MT.index);
+    setTag(l, "parent", writeBlob(l, Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MT.index, manifests: [{ ...bare, platform: { architecture: OTHER_ARCH, os: "linux" } }] })), MT.index));
+    ok(["tag", "--image", `${l}:parent`, "--platform", OTHER, "parent-other"]);
+    expect(entry(l, "parent-other")).toEqual({ ...p1, platform: { architecture: OTHER_ARCH, os: "linux" }, annotations: { [REF]: "parent-other" } });
+  });
+});
+
 describe("--platform: one flag, one parser, on every command", () => {
   test("a malformed value is a usage error (exit 2, one line) everywhere, before anything is written", () => {
     const { l } = multi();
