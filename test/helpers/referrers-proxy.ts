@@ -54,7 +54,7 @@ export function startReferrersProxy(upstream: string, opts: { pageSize?: number;
   const proxy: ReferrersProxy = {
     host: "", url: "", referrers: [], log: [], tagsPut: [],
     pageSize: opts.pageSize ?? 2, applyFilter: opts.applyFilter ?? true,
-    stop: async () => { server.stop(true); },
+    stop: async () => { await server.stop(true); },
   };
 
   const referrersPage = (url: URL, repository: string, subject: string): Response => {

@@ -124,10 +124,9 @@ async function putManifest(
   const t = tally.begin(m.desc);
   const { digest: got, ociSubject } = await client.putManifestReply(ref, m.bytes, m.desc.mediaType);
   if (got && got !== m.desc.digest) throw new InvalidError(`manifest ${m.desc.digest}: the registry stored it as ${got}`);
-  if (!ociSubject) {
-    const r = referrerEntry(m.desc, m.bytes);
-    if (r) untracked.set(r.subject, [...(untracked.get(r.subject) ?? []), r.desc]);
-  }
+  const r = referrerEntry(m.desc, m.bytes);
+  // Only an OCI-Subject naming this very subject says the registry indexed it.
+  if (r && ociSubject !== r.subject) untracked.set(r.subject, [...(untracked.get(r.subject) ?? []), r.desc]);
   t.done(m.bytes.length);
 }
 
