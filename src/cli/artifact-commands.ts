@@ -199,8 +199,8 @@ export const attachCommand: CommandDef = {
 };
 
 /**
- * The whole store an archive reference names, and the one entry it resolves to as the reader
- * openImageReader gives (for the subject): referrers are the archive's other entries.
+ * The whole store an archive reference names: openImageReader's reader shows only the one image
+ * the reference resolves to (the subject), and its referrers are the archive's other entries.
  */
 function openArchiveWhole(s: string): BlobReader {
   const { parseReference } = require("../transport/reference") as typeof ReferenceModule;
