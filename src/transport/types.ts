@@ -103,7 +103,11 @@ export interface CopyOptions {
   srcRegistry?: import("./registry/types").RegistryOptions;
   /** the same for a `docker://` destination */
   dstRegistry?: import("./registry/types").RegistryOptions;
-  /** copy the referrers (OCI 1.1 `subject`) of what is copied along with it */
+  /**
+   * copy the referrers (OCI 1.1 `subject`) of what is copied, and theirs, along with it: found
+   * in a layout's index.json or through a registry's referrers API (else its `sha256-<hex>` tag
+   * schema); a docker-archive destination is a UsageError, a docker-archive source has none
+   */
   referrers?: boolean;
 }
 
