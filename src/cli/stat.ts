@@ -19,7 +19,7 @@ import { resolveTag, walkTag, manifestOf, platformOf, formatPlatform, type BlobR
 import { InvalidError, NotFoundError, UnsupportedError } from "../errors";
 import {
   type Descriptor, type History, type ImageConfig, type ImageIndex, type Manifest, type Platform, MediaType, isManifestMediaType, isDockerSchema1MediaType,
-  validateManifest, validateConfig, validateIndex, validateDescriptor, assertValid, sha256Digest, isLayerMediaType, isDockerLayerMediaType,
+  validateManifest, validateConfig, validateIndex, validateDescriptor, assertValid, isLayerMediaType, isDockerLayerMediaType,
 } from "../image";
 import type { CommandDef } from "./spec";
 import { readImageOpt, openImageReader, readPlatformOpt, platformFromOpts } from "./common";
@@ -191,7 +191,9 @@ function parseJsonBlob(bytes: Uint8Array, what: string): { text: string; obj: un
   try { return { text, obj: parseJsonStrict(text) }; } catch (e) { throw new InvalidError(`${what}: invalid JSON: ${(e as Error).message}`); }
 }
 
-const EMPTY_DIGEST = sha256Digest("{}") as string;
+// sha256 of the two bytes `{}` (image-spec 1.1 "the empty descriptor"); a constant, not hashed at
+// start-up of every command that loads this module.
+const EMPTY_DIGEST = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
 
 function readConfig(layout: BlobReader, desc: Descriptor): StatInfo["config"] {
   const what = `config ${desc.digest}`;
