@@ -5,7 +5,7 @@
 import { describe, expect, test } from "bun:test";
 import { readFileSync, writeFileSync, mkdirSync, readdirSync, existsSync, rmSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
-import { boci, ok, scratch, sh } from "../helpers/cli";
+import { boci, ok, scratch, sh, have } from "../helpers/cli";
 import { makeTar, makeImage, makeIndex, file, dir, sha256hex, writeBlob, setTag, hostArch, MT, type Descriptor } from "../helpers/image";
 
 const REF = "org.opencontainers.image.ref.name";
@@ -334,5 +334,26 @@ describe("gc and validate with referrers", () => {
     expect([4, 6]).toContain(u.code);
     expect(u.stderr.trim().split("\n").length).toBe(1);
     expect(existsSync(join(s, "bundle", "rootfs", "a.txt"))).toBe(false);
+  });
+
+  test.skipIf(!have("umoci"))("umoci 0.4.7 reads a layout with artifacts: ls, stat of the image, and its gc keeps the referrer and its subject", () => {
+    const { L, s, image } = layoutWithImage();
+    writeFileSync(join(s, "a.txt"), "aaa");
+    const a = attach(L, "img", "application/vnd.y", [join(s, "a.txt")]);
+    const u = (args: string[]) => sh(["umoci", ...args].map((x) => `'${x}'`).join(" "));
+    expect(u(["ls", "--layout", L]).stdout).toBe("img\n");
+    expect(u(["stat", "--image", `${L}:img`]).code).toBe(0);
+    const all = blobs(L);
+    expect(u(["gc", "--layout", L]).code).toBe(0);
+    expect(blobs(L)).toEqual(all);
+    ok(["rm", "--image", `${L}:img`]);
+    const stray = writeBlob(L, Buffer.from("stray"), "application/octet-stream");
+    expect(u(["gc", "--layout", L]).code).toBe(0);
+    // umoci follows the subject too: only the stray blob goes
+    expect(existsSync(blobPath(L, stray.digest))).toBe(false);
+    expect(blobs(L)).toEqual(all);
+    expect(existsSync(blobPath(L, image.digest))).toBe(true);
+    expect(index(L).manifests.map((d: Descriptor) => d.digest)).toEqual([a.manifest.digest]);
+    expect(ok(["validate", "--layout", L]).stdout).toContain("is valid");
   });
 });
