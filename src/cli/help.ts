@@ -12,6 +12,7 @@ import type * as DocsModule from "./docs";
 const CATEGORY: Record<string, string> = {
   config: "image", unpack: "image", repack: "image", new: "image", tag: "image", rm: "image", stat: "image", insert: "image",
   "raw unpack": "image", "raw runtime-config": "image", "raw add-layer": "image",
+  attach: "image", referrers: "image",
   gc: "layout", init: "layout", ls: "layout", validate: "layout", copy: "layout",
   man: "documentation", completion: "documentation",
 };
