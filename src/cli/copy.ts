@@ -141,7 +141,7 @@ export const copyCommand: CommandDef = {
     { flag: "tmpdir", value: "<dir>", desc: "directory for temporary files (default: beside the destination)" },
     { flag: "dest-shared-blob-dir", value: "<dir>", desc: "an oci: destination keeps every blob in <dir>/<alg>/ instead of its blobs/ (skopeo's flag)" },
     ...registryOptionSpecs(true),
-    { flag: "referrers", desc: "copy the referrers (OCI 1.1 subject) of what is copied along with it" },
+    { flag: "referrers", desc: "copy the referrers (OCI 1.1 subject) of what is copied, and theirs, along with it (into oci:, oci-archive: or docker://)" },
     { flag: "json", desc: "print the result as one JSON object" },
     { flag: "quiet", short: "q", desc: "print nothing but errors (and --json's object)" },
     { flag: "no-progress", desc: "do not show progress on a terminal" },
