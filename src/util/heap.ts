@@ -8,7 +8,8 @@
  *
  * `GcBudget` is the same for bytes: a stream whose chunks only the collector frees (inflated
  * output, a download's bodies) counts them, and a collection runs once 4 MiB, or a quarter of
- * the JS heap if that is more, is left (a collection costs in proportion to the heap): JSC, left
+ * the JS heap if that is more, is left (a collection costs in proportion to the heap; a caller may
+ * ask for a larger minimum: a download uses 16 MiB): JSC, left
  * alone, lets dead buffers pile up by tens of MiB (a 768 MiB registry pull peaked at 143 MiB).
  *
  * The collection is jsc.gcAndSweep, not Bun.gc(true): Bun.gc(true)
@@ -39,11 +40,13 @@ const GC_MIN = 4 << 20;
 /** Bytes left to the collector, and a full collection when enough are (see the module comment). */
 export class GcBudget {
   private left = 0;
+  /** `min`: bytes left before a collection is considered (default 4 MiB). */
+  constructor(private readonly min = GC_MIN) {}
 
   /** Count `n` bytes that only the collector will free. */
   add(n: number): void {
     this.left += n;
-    if (this.left < GC_MIN) return;
+    if (this.left < this.min) return;
     jsc ??= require("bun:jsc") as typeof import("bun:jsc");
     if (this.left < jsc.heapSize() / 4) return;
     this.left = 0;
