@@ -32,9 +32,6 @@ import { formatTable } from "./tabwriter";
 export const AnnotationTitle = "org.opencontainers.image.title";
 export const AnnotationCreated = "org.opencontainers.image.created";
 
-/** At most this many files per artifact (the command line takes a fixed number of positionals). */
-export const MAX_ATTACH_FILES = 8;
-
 /**
  * Media types by file name ending, longest ending first (so `.spdx.json` wins over `.json`);
  * compared without regard to case. Anything else is application/octet-stream.
@@ -138,8 +135,10 @@ async function storeFile(layout: Layout, file: string, mediaType: string): Promi
 
 export const attachCommand: CommandDef = {
   name: "attach",
-  args: Array.from({ length: MAX_ATTACH_FILES }, (_, i) => `file${i + 1}`),
+  // any number of files, none included (an artifact of annotations alone)
+  args: ["file"],
   minArgs: 0,
+  variadic: true,
   description: "attach files to an image as an OCI artifact (a manifest whose subject is the image)",
   options: [
     imageOpt,

@@ -4,7 +4,7 @@
  * (minimum width 1, padding 2).
  */
 import { VERSION } from "../version";
-import { GROUPS, type CommandDef, type OptSpec } from "./spec";
+import { GROUPS, positionalUsage, type CommandDef, type OptSpec } from "./spec";
 import { formatTable } from "./tabwriter";
 import type * as DocsModule from "./docs";
 
@@ -94,7 +94,7 @@ OPTIONS:
 }
 
 export function commandHelp(c: CommandDef): string {
-  const args = c.args.map((a, i) => (c.minArgs !== undefined && i >= c.minArgs ? `[<${a}>]` : `<${a}>`)).join(" ");
+  const args = positionalUsage(c, (a) => `<${a}>`);
   const opts = [...c.options.map(optionLine), HELP_FLAG];
   const category = CATEGORY[c.name];
   // (the long texts are loaded only for a help page)

@@ -5,7 +5,7 @@
  */
 import { UsageError } from "../errors";
 import { VERSION } from "../version";
-import type { CommandDef, OptSpec } from "./spec";
+import { positionalUsage, type CommandDef, type OptSpec } from "./spec";
 import { DOCS, ENVIRONMENT, EXIT_CODES } from "./docs";
 
 /** The page name of a command: `boci-raw-unpack`. */
@@ -42,7 +42,7 @@ function envSection(vars: typeof ENVIRONMENT): string {
 /** The man page of one command. */
 export function commandPage(c: CommandDef, globals: OptSpec[]): string {
   const doc = DOCS[c.name];
-  const args = c.args.map((a, i) => (c.minArgs !== undefined && i >= c.minArgs ? `[\\fI${a}\\fR]` : `\\fI${a}\\fR`)).join(" ");
+  const args = positionalUsage(c, (a) => `\\fI${a}\\fR`);
   let s = header(pageName(c));
   s += `.SH NAME\n${pageName(c).replaceAll("-", "\\-")} \\- ${roff(c.description)}\n`;
   s += `.SH SYNOPSIS\n.B boci ${c.name}\n[\\fIoptions\\fR]${args ? ` ${args}` : ""}\n`;

@@ -47,6 +47,8 @@ export interface CommandDef {
   args: string[];
   /** when set, fewer positionals (down to this many) are accepted too */
   minArgs?: number;
+  /** the last name in `args` repeats: any number of positionals from minArgs up (no maximum) */
+  variadic?: true;
   description: string;
   hidden?: boolean;
   options: OptSpec[];
@@ -156,18 +158,31 @@ export function lastBool(v: unknown): boolean {
 
 /** Positional count and emptiness (umoci's checks), before a command runs. */
 export function checkPositionals(command: CommandDef, positional: string[]): void {
-  const max = command.args.length;
-  const min = command.minArgs ?? max;
+  const max = command.variadic ? Infinity : command.args.length;
+  const min = command.minArgs ?? command.args.length;
   if (positional.length < min || positional.length > max) {
-    const want = min === max ? `${min}` : `${min} to ${max}`;
-    throw new UsageError(`${command.name}: expected ${want} argument${max === 1 ? "" : "s"}${max ? ` (${command.args.join(" ")})` : ""}, got ${positional.length}`);
+    const want = command.variadic ? `at least ${min}` : min === max ? `${min}` : `${min} to ${max}`;
+    const names = command.args.join(" ") + (command.variadic ? "..." : "");
+    throw new UsageError(`${command.name}: expected ${want} argument${max === 1 ? "" : "s"}${names ? ` (${names})` : ""}, got ${positional.length}`);
   }
   // As umoci: an empty path or tag is never meant (and would name the current directory).
   const empty = positional.indexOf("");
   if (empty >= 0) {
-    const what = command.minArgs === undefined ? command.args[empty] : `positional argument ${empty + 1}`;
+    const what = command.minArgs === undefined && !command.variadic ? command.args[empty] : `positional argument ${empty + 1}`;
     throw new UsageError(`${command.name}: ${what} cannot be empty`);
   }
+}
+
+/**
+ * The positionals of a usage line, each name as `name(a)` writes it: optional ones (from minArgs
+ * on) in brackets, and a variadic last one followed by `...` (help and man pages).
+ */
+export function positionalUsage(command: CommandDef, name: (a: string) => string): string {
+  const n = command.args.length;
+  return command.args.map((a, i) => {
+    const repeat = command.variadic && i === n - 1 ? "..." : "";
+    return command.minArgs !== undefined && i >= command.minArgs ? `[${name(a)}]${repeat}` : `${name(a)}${repeat}`;
+  }).join(" ");
 }
 
 const TRUE = new Set(["1", "t", "T", "TRUE", "true", "True"]);
