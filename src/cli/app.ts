@@ -21,6 +21,7 @@ import type * as Help from "./help";
 
 export const globalOptions: OptSpec[] = [
   { flag: "verbose", desc: "alias for --log=info" },
+  { flag: "quiet", short: "q", desc: "keep warnings off stderr: only errors are printed (alias for --log=error)" },
   { flag: "log", value: "<level>", desc: "set the log level (debug, info, [warn], error, fatal)", choices: ["debug", "info", "warn", "error", "fatal"] },
   { flag: "help", short: "h", desc: "show help" },
   { flag: "version", short: "v", desc: "print the version" },
@@ -67,6 +68,9 @@ function applyLogLevel(options: Parsed): void {
   const given = options.log === undefined ? undefined : [options.log].flat().at(-1);
   const logLevel = typeof given === "string" && given.startsWith(SENTINEL) ? given.slice(1) : undefined;
   if (verbose && logLevel !== undefined) throw new UsageError("--log=* and --verbose are mutually exclusive");
+  const quiet = lastBool(options.quiet);
+  if (quiet && (verbose || logLevel !== undefined)) throw new UsageError("--quiet and --log=*/--verbose are mutually exclusive");
+  if (quiet) { setLogLevel("error"); return; }
   const lvl = verbose ? "info" : logLevel;
   if (lvl !== undefined) {
     if (!isLogLevel(lvl)) throw new UsageError(`--log: unknown level ${JSON.stringify(lvl)}`);
@@ -91,7 +95,9 @@ export async function runApp(argv: string[], out: (s: string) => void): Promise<
   const { cac } = require("cac") as typeof Cac;
   // No cli.help()/cli.version(): those make cac print its own texts.
   const cli = cac("boci");
-  for (const g of globalOptions) cli.option(cacOption(g), g.desc);
+  // A global flag the command defines itself (copy's --quiet) is registered once, as the command's.
+  const globals = globalOptions.filter((g) => !command || command === HELP_COMMAND || !command.options.some((o) => o.flag === g.flag));
+  for (const g of globals) cli.option(cacOption(g), g.desc);
 
   if (command === HELP_COMMAND) {
     cli.command(`${HELP_COMMAND} [...topic]`, "shows a list of commands or help for one command").alias(HELP_ALIAS)
@@ -100,7 +106,7 @@ export async function runApp(argv: string[], out: (s: string) => void): Promise<
     const def = command;
     const c = cli.command(`${cacCommandName(def.name)} [...args]`, def.description);
     for (const a of def.aliases ?? []) c.alias(cacCommandName(a));
-    const keys = new Set(globalOptions.map(cacKey));
+    const keys = new Set(globals.map(cacKey));
     for (const o of def.options) {
       // Two flags cac would store under one key would read as one (`--a.b`, `--a-b`).
       if (keys.has(cacKey(o))) throw new Error(`internal error: ${def.name}: --${o.flag} shares cac's key ${cacKey(o)}`);

@@ -306,7 +306,10 @@ export function normalizeArgv(argv: string[], commands: ReadonlyArray<CommandNam
   }
 
   // The command's flags and positionals, in any order.
-  const specs = indexSpecs([...command.options, ...globals.filter((g) => g.flag === "log" || g.flag === "verbose")]);
+  // --log, --verbose and --quiet may follow the command too (a command's own flag of that name wins).
+  const cmd = command;
+  const late = globals.filter((g) => (g.flag === "log" || g.flag === "verbose" || g.flag === "quiet") && !cmd.options.some((o) => o.flag === g.flag));
+  const specs = indexSpecs([...late, ...command.options]);
   const helpSpec = globalSpecs.get("help")!;
   const pos = new PositionalWriter(out);
   for (; i < argv.length; i++) {

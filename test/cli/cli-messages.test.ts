@@ -124,3 +124,20 @@ describe("exit codes and environment in --help", () => {
     expect(ok(["copy", "--help"]).stdout).toContain("REGISTRY_AUTH_FILE");
   });
 });
+
+describe("--quiet", () => {
+  test("keeps warnings off stderr, before or after the command; errors still print; copy's own -q is the same", () => {
+    const d = scratch();
+    const l = join(d, "l");
+    ok(["init", "--layout", l]);
+    ok(["new", "--image", `${l}:a`]);
+    expect(ok(["rm", "--image", `${l}:nope`]).stderr).toContain("warning");
+    expect(ok(["rm", "--image", `${l}:nope`, "--quiet"]).stderr).toBe("");
+    expect(ok(["-q", "rm", "--image", `${l}:nope`]).stderr).toBe("");
+    const e = boci(["--quiet", "stat", "--image", `${l}:nope`]);
+    expect(e.code).toBe(3);
+    expect(e.stderr).toContain("not found");
+    expect(boci(["rm", "-q", "--verbose", "--image", `${l}:nope`]).code).toBe(2);
+    expect(ok(["copy", "-q", `oci:${l}:a`, `oci:${join(d, "l2")}:b`]).stderr).toBe("");
+  });
+});
