@@ -12,7 +12,7 @@ import * as path from "node:path";
 import { Readable } from "node:stream";
 import { ClobberError, InvalidError, UnsupportedError, UsageError, addContext, cannotWrite } from "../errors";
 import { type BlobReader, type DescriptorPath, manifestOf } from "../cas";
-import { type Descriptor, type ImageConfig, type Manifest, MediaType, isConfigMediaType, layerKind } from "../image";
+import { type Descriptor, type ImageConfig, type Manifest, artifactRefusal, layerKind } from "../image";
 import { createDecompressor, sniffCompression, type Compression } from "../compress";
 import { readTar } from "../tar";
 import { writeMtreeSorted, UMOCI_KEYWORDS, type MtreeEntry } from "../mtree";
@@ -58,8 +58,8 @@ export interface LoadedImage {
 export function loadImage(layout: BlobReader, p: DescriptorPath): LoadedImage {
   const manifestDesc = manifestOf(p);
   const manifest = layout.readJson<Manifest>(manifestDesc, "manifest");
-  if (!isConfigMediaType(manifest.config.mediaType))
-    throw new UnsupportedError(`config media type ${manifest.config.mediaType} is not ${MediaType.config} or ${MediaType.dockerConfig}`);
+  const artifact = artifactRefusal(manifest, `manifest ${manifestDesc.digest}`);
+  if (artifact) throw new UnsupportedError(artifact);
   const config = layout.readJson<ImageConfig>(manifest.config, "config");
   config.rootfs.diff_ids ??= [];
   if (config.rootfs.diff_ids.length !== manifest.layers.length)

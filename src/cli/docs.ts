@@ -12,7 +12,7 @@ export interface CommandDoc {
 
 /** Environment variables boci reads, for boci(1) and each page that they concern. */
 export const ENVIRONMENT: Array<{ name: string; desc: string; commands?: string[] }> = [
-  { name: "SOURCE_DATE_EPOCH", desc: "seconds since the epoch used instead of the current time for created dates and history (reproducible builds)", commands: ["new", "config", "repack", "insert", "raw add-layer"] },
+  { name: "SOURCE_DATE_EPOCH", desc: "seconds since the epoch used instead of the current time for created dates and history (reproducible builds)", commands: ["new", "config", "repack", "insert", "raw add-layer", "attach"] },
   { name: "BOCI_WORKERS", desc: "number of worker threads for hashing and compression (default: the cores beyond two, or none)", commands: ["unpack", "raw unpack", "repack", "insert", "raw add-layer", "copy"] },
   { name: "BOCI_STAT_CACHE", desc: "0 disables the stat cache (.boci-stat) that lets repack skip hashing unchanged files", commands: ["unpack", "repack"] },
   { name: "BOCI_MAX_LAYER_BYTES", desc: "the largest uncompressed size of one layer (default 2048 times its compressed size plus 1 GiB)", commands: ["unpack", "raw unpack", "validate"] },
@@ -72,7 +72,7 @@ export const DOCS: Record<string, CommandDoc> = {
     examples: ["boci stat --image image:v1.0", "boci stat --image image:v1.0 --json | jq .history", "boci stat --image image:multi --platform linux/arm64 --json | jq .index.platforms"],
   },
   gc: {
-    details: ["Removes the blobs no tag reaches and stale temporary files of processes that are gone. It removes nothing when any reachable blob is missing or unreadable. `--dry-run` only lists what would go; `--json` prints what was (or would be) removed."],
+    details: ["Removes the blobs no tag reaches and stale temporary files of processes that are gone. It removes nothing when any reachable blob is missing or unreadable. `--dry-run` only lists what would go; `--json` prints what was (or would be) removed.", "Every index.json entry is kept with what it reaches, so every referrer (an artifact boci attach listed there, untagged) and its subject stay, also after `rm` of the subject's tag: gc then names each such referrer in a warning instead of deleting it. A subject absent from the layout (image-spec allows a referrer to arrive before its subject) is warned about and skipped, not a reason to refuse; a subject that is there but corrupt is."],
     examples: ["boci gc --layout image --dry-run"],
   },
   config: {
@@ -107,7 +107,7 @@ export const DOCS: Record<string, CommandDoc> = {
     examples: ["boci raw add-layer --image image:v3 layer.tar", "boci raw add-layer --image image:multi --platform linux/amd64 --layer.annotation org.opencontainers.image.title=layer.tar layer.tar"],
   },
   validate: {
-    details: ["Checks a whole layout (or with `--image` one image) and reports every problem, not only the first: the layout files, every reachable blob's presence, size and digest, the JSON of indexes, manifests and configs, each layer's decompression, diffID and tar entries, stray and stale files. `--json` for machines. Exits 0 when there is nothing wrong, 4 otherwise."],
+    details: ["Checks a whole layout (or with `--image` one image) and reports every problem, not only the first: the layout files, every reachable blob's presence, size and digest, the JSON of indexes, manifests and configs, each layer's decompression, diffID and tar entries, stray and stale files. `--json` for machines. Exits 0 when there is nothing wrong, 4 otherwise.", "A referrer whose subject is absent from the layout is a warning, not a problem (image-spec allows a referrer before its subject); a subject that is present must be a valid manifest or index."],
     examples: ["boci validate --layout image", "boci validate --image image:v3 --json"],
   },
   "raw mtree-validate": {

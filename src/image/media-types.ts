@@ -99,6 +99,15 @@ export function isIndexMediaType(mt: string | undefined): boolean {
 export function isManifestMediaType(mt: string | undefined): boolean {
   return mt === MediaType.manifest || mt === MediaType.dockerManifest;
 }
+/**
+ * When a manifest is an OCI 1.1 artifact rather than an image (its config is not an image
+ * config), the line a command that needs a root filesystem refuses it with; else undefined.
+ */
+export function artifactRefusal(m: { artifactType?: string; config: { mediaType: string } }, name: string): string | undefined {
+  if (isConfigMediaType(m.config.mediaType)) return undefined;
+  return `${name} is an artifact (${m.artifactType ?? m.config.mediaType}), not an image: it has no root filesystem or image config`;
+}
+
 /** True for the image config media types boci reads (OCI and Docker's, which has the same shape). */
 export function isConfigMediaType(mt: string | undefined): boolean {
   return mt === MediaType.config || mt === MediaType.dockerConfig;

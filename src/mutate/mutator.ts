@@ -13,7 +13,7 @@
  */
 import {
   type Descriptor, type ImageConfig, type ImageIndex, type Manifest, type History,
-  MediaType, AnnotationRefName, normalizeConfig, normalizeManifest, normalizeIndex, isDockerMediaType,
+  MediaType, AnnotationRefName, normalizeConfig, normalizeManifest, normalizeIndex, isDockerMediaType, artifactRefusal,
 } from "../image";
 import { type Layout, type DescriptorPath, manifestOf, setTag } from "../cas";
 import { InvalidError, UnsupportedError } from "../errors";
@@ -33,6 +33,8 @@ export class Mutator {
     this.origManifestDesc = manifestOf(path);
     this.manifest = layout.readJson<Manifest>(this.origManifestDesc, "manifest");
     refuseDockerTyped(layout, path, this.origManifestDesc, this.manifest);
+    const artifact = artifactRefusal(this.manifest, `manifest ${this.origManifestDesc.digest}`);
+    if (artifact) throw new UnsupportedError(artifact);
     if (this.manifest.config.mediaType !== MediaType.config)
       throw new InvalidError(`manifest ${this.origManifestDesc.digest}: config media type ${this.manifest.config.mediaType} is not an OCI image config`);
     this.config = layout.readJson<ImageConfig>(this.manifest.config, "config");
