@@ -119,9 +119,15 @@ describe("pull through faults", () => {
     const gets = blobGets(since(start), img.big);
     expect(gets[0]).toMatchObject({ fault: "drop", bytesDown: 2 << 20 });
     expect(gets.length).toBeGreaterThanOrEqual(2);
-    // resumed with a Range, not fetched again from 0
-    expect(gets[1].range).toBe(`bytes=${2 << 20}-`);
-    expect(gets.reduce((a, e) => a + e.bytesDown, 0)).toBe(img.big.size);
+    // Resumed with a Range, not fetched again from 0: from the bytes boci had on disk when the
+    // connection broke, which may be fewer than the proxy sent (what was still in flight, in the
+    // kernel's or TLS's buffers, is lost with the connection).
+    const m = /^bytes=(\d+)-$/.exec(gets[1].range ?? "");
+    expect(m).not.toBeNull();
+    const from = Number(m![1]);
+    expect(from).toBeGreaterThan(0);
+    expect(from).toBeLessThanOrEqual(2 << 20);
+    expect(gets.slice(1).reduce((a, e) => a + e.bytesDown, 0)).toBe(img.big.size - from);
   });
 
   t("bursts of 500 and 429 (Retry-After): the pull ends whole", async () => {
