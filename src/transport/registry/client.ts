@@ -773,15 +773,12 @@ export class RegistryClient {
     const what = `list referrers of ${subject}`;
     if (!isDigest(subject)) throw this.fail(what, "not a digest", "invalid");
     const base = await this.ping();
-    let url: string | null = `/v2/${this.repository}/referrers/${subject}`;
-    url = `${base}${opts.artifactType !== undefined ? withQuery(url, "artifactType", opts.artifactType) : url}`;
+    const path = `/v2/${this.repository}/referrers/${subject}`;
+    const first = `${base}${opts.artifactType !== undefined ? withQuery(path, "artifactType", opts.artifactType) : path}`;
     const out: Descriptor[] = [];
     const have = new Set<string>();
-    const seen = new Set<string>();
-    while (url) {
-      if (seen.has(url) || seen.size > 10_000) throw this.fail(what, "the registry's pages loop");
-      seen.add(url);
-      const page: string = url;
+    // A 404 on a later page is a broken registry, not a missing API.
+    const found = await this.followPages(what, first, 10_000, "a later page of the referrers answered 404", async (page) => {
       const r = await this.retried(what, async () => {
         const { res, url: at } = await this.attempt(what, { method: "GET", url: page, headers: { accept: MediaType.index } });
         if (res.status === 404 || res.status === 405 || res.status === 501) {
@@ -797,19 +794,16 @@ export class RegistryClient {
         const next = nextLink(res.headers.get("link"));
         return { manifests, filtered: applied.includes("artifactType"), next: next ? new URL(next, at).toString() : null };
       });
-      if (r === null) {
-        // A 404 on a later page is a broken registry, not a missing API.
-        if (seen.size > 1) throw this.fail(what, "a later page of the referrers answered 404");
-        return null;
-      }
+      if (r === null) return null;
       for (const d of r.manifests) {
         if (opts.artifactType !== undefined && !r.filtered && d.artifactType !== opts.artifactType) continue;
         if (have.has(d.digest)) continue;
         have.add(d.digest);
         out.push(d);
       }
-      url = r.next;
-    }
+      return { next: r.next };
+    });
+    if (!found) return null;
     return out;
   }
 
@@ -821,12 +815,8 @@ export class RegistryClient {
     const what = "list tags";
     const base = await this.ping();
     const out: string[] = [];
-    let url: string | null = `${base}/v2/${this.repository}/tags/list${opts.pageSize ? `?n=${opts.pageSize}` : ""}`;
-    const seen = new Set<string>();
-    while (url) {
-      if (seen.has(url) || seen.size > 100_000) throw this.fail(what, "the registry's pages loop");
-      seen.add(url);
-      const page: string = url;
+    const first = `${base}/v2/${this.repository}/tags/list${opts.pageSize ? `?n=${opts.pageSize}` : ""}`;
+    await this.followPages(what, first, 100_000, "a later page of the tags answered 404", async (page) => {
       const r = await this.retried(what, async () => {
         const { res, url: at } = await this.attempt(what, { method: "GET", url: page, headers: { accept: "application/json" } });
         if (res.status === 404) throw this.fail(what, await describeFailure(res, this.settings()), "notFound");
@@ -840,9 +830,35 @@ export class RegistryClient {
         return { tags: tags as string[], next: next ? new URL(next, at).toString() : null };
       });
       out.push(...r.tags);
+      return { next: r.next };
+    });
+    return out;
+  }
+
+  /**
+   * Follow a paginated listing (`Link: <…>; rel="next"`) from `first`: `page(url)` fetches one
+   * page, takes its items and returns the next page's URL (null at the end), or null when the
+   * page says the listing does not exist: on the first page the result is then false, on a later
+   * one the registry is broken (`laterMissing` says how). A page URL seen twice, or more than
+   * `maxPages` pages, is a registry looping.
+   */
+  private async followPages(
+    what: string, first: string, maxPages: number, laterMissing: string,
+    page: (url: string) => Promise<{ next: string | null } | null>,
+  ): Promise<boolean> {
+    const seen = new Set<string>();
+    let url: string | null = first;
+    while (url) {
+      if (seen.has(url) || seen.size > maxPages) throw this.fail(what, "the registry's pages loop");
+      seen.add(url);
+      const r = await page(url);
+      if (r === null) {
+        if (seen.size > 1) throw this.fail(what, laterMissing);
+        return false;
+      }
       url = r.next;
     }
-    return out;
+    return true;
   }
 }
 
