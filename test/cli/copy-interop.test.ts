@@ -7,7 +7,7 @@
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { have, isRoot, ok, scratch } from "../helpers/cli";
+import { have, isRoot, ok, runPeer, scratch } from "../helpers/cli";
 import { checkLayout } from "../helpers/check-layout";
 import { treeOf } from "../helpers/archive";
 import { dir, file, makeImage, makeTar, symlink, type Descriptor } from "../helpers/image";
@@ -16,12 +16,7 @@ const peers = have("skopeo") && have("umoci");
 if (!peers) console.warn("copy-interop: skipped: needs skopeo and umoci (Debian packages skopeo, umoci)");
 const t = peers ? test : test.skip;
 
-function run(cmd: string[]): string {
-  const p = Bun.spawnSync(cmd, { stdout: "pipe", stderr: "pipe" });
-  if (p.exitCode !== 0) throw new Error(`${cmd.join(" ")} exited ${p.exitCode}: ${p.stderr.toString()}`);
-  return p.stdout.toString();
-}
-const skopeo = (...args: string[]) => run(["skopeo", "--insecure-policy", ...args]);
+const skopeo = (...args: string[]) => runPeer(["skopeo", "--insecure-policy", ...args]);
 
 const layer1 = makeTar([
   dir("etc/", { mtime: 1_600_000_000 }), file("etc/hostname", "interop\n", { mtime: 1_600_000_000 }),
@@ -41,7 +36,7 @@ function source(): { l: string; manifest: Descriptor; diffIds: string[] } {
 /** The tree umoci 0.4.7 unpacks `layout:tag` to (the rootfs root's own entry left out). */
 function unpacked(layout: string, tag: string): Record<string, string> {
   const b = join(scratch(), "bundle");
-  run(["umoci", "unpack", ...(isRoot ? [] : ["--rootless"]), "--image", `${layout}:${tag}`, b]);
+  runPeer(["umoci", "unpack", ...(isRoot ? [] : ["--rootless"]), "--image", `${layout}:${tag}`, b]);
   const tree = treeOf(join(b, "rootfs"));
   delete tree["."];
   return tree;
@@ -94,7 +89,7 @@ describe("boci reads what skopeo writes", () => {
     expect(cfg.config.Env).toEqual(config.config.Env);
     expect(unpacked(d, "from-docker")).toEqual(want);
     expect(unpacked(d, "from-oci")).toEqual(want);
-    const archived = JSON.parse(run(["tar", "-xOf", `${s}/o.tar`, "index.json"]));
+    const archived = JSON.parse(runPeer(["tar", "-xOf", `${s}/o.tar`, "index.json"]));
     expect(index(d).manifests[1].digest).toBe(archived.manifests[0].digest);
   });
 });
@@ -110,7 +105,7 @@ describe("build systems' call lines with boci copy", () => {
     expect(unpacked(d, "base_layer")).toEqual(want);
     ok(["copy", `oci:${d}:base_layer`, `docker-archive:${s}/out.tar:myimage:1.2`, "--additional-tag", "myimage:latest"]);
     // (skopeo inspect's RepoTags are a registry's tag list, empty for an archive: read manifest.json)
-    expect(JSON.parse(run(["tar", "-xOf", `${s}/out.tar`, "manifest.json"]))[0].RepoTags).toEqual(["myimage:1.2", "myimage:latest"]);
+    expect(JSON.parse(runPeer(["tar", "-xOf", `${s}/out.tar`, "manifest.json"]))[0].RepoTags).toEqual(["myimage:1.2", "myimage:latest"]);
     expect(JSON.parse(skopeo("inspect", `docker-archive:${s}/out.tar:myimage:1.2`)).Layers).toHaveLength(2);
     const o = join(s, "check");
     skopeo("copy", `docker-archive:${s}/out.tar:myimage:latest`, `oci:${o}:x`);

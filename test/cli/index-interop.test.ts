@@ -10,7 +10,7 @@
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { have, isRoot, ok, scratch } from "../helpers/cli";
+import { have, isRoot, ok, runPeer, scratch } from "../helpers/cli";
 import { checkLayout } from "../helpers/check-layout";
 import { file, hostArch, makeImage, makeTar, MT, setTag, writeBlob, type Descriptor } from "../helpers/image";
 
@@ -18,12 +18,7 @@ const peers = have("skopeo");
 if (!peers) console.warn("index-interop: skipped: needs skopeo (Debian package skopeo)");
 const t = peers ? test : test.skip;
 
-function run(cmd: string[]): string {
-  const p = Bun.spawnSync(cmd, { stdout: "pipe", stderr: "pipe" });
-  if (p.exitCode !== 0) throw new Error(`${cmd.join(" ")} exited ${p.exitCode}: ${p.stderr.toString()}`);
-  return p.stdout.toString();
-}
-const skopeo = (...args: string[]) => run(["skopeo", "--insecure-policy", ...args]);
+const skopeo = (...args: string[]) => runPeer(["skopeo", "--insecure-policy", ...args]);
 
 const REF = "org.opencontainers.image.ref.name";
 const host = hostArch();

@@ -29,6 +29,13 @@ export function sh(cmd: string, opts: { cwd?: string; env?: Record<string, strin
   return { code: p.exitCode ?? -1, stdout: p.stdout.toString(), stderr: p.stderr.toString() };
 }
 
+/** Run a peer program (skopeo, umoci, …) that must succeed; its stdout. Throws with its stderr otherwise. */
+export function runPeer(cmd: string[]): string {
+  const p = Bun.spawnSync(cmd, { stdout: "pipe", stderr: "pipe" });
+  if (p.exitCode !== 0) throw new Error(`${cmd.join(" ")} exited ${p.exitCode}: ${p.stderr.toString()}`);
+  return p.stdout.toString();
+}
+
 export function have(tool: string): boolean {
   return Bun.spawnSync(["sh", "-c", `command -v ${tool}`]).exitCode === 0;
 }
