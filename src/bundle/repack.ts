@@ -11,8 +11,9 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { InvalidError, NotFoundError } from "../errors";
-import { toFsPath } from "../rootfs/name";
-import { readXattrs, recordInMtree } from "../rootfs/xattr";
+import { recordInMtree } from "../rootfs/xattr";
+import { readXattrsFd } from "../rootfs/read";
+import type { Stat } from "../sys/at";
 import type { Layout, DescriptorPath } from "../cas";
 import { type Descriptor, type History, isManifestMediaType, sha256Digest, sha256Hex } from "../image";
 import { Mutator } from "../mutate";
@@ -27,7 +28,7 @@ import { readMeta, writeMeta, type BundleMeta } from "./meta";
 import { resolveBundleDir, writeMtreeFile } from "./unpack";
 import { readRegularFile } from "../util/fs";
 import { yieldToSignals } from "../util/cleanup";
-import { readStatCache, removeStatCache, statCacheEnabled, statKey, writeStatCache } from "./stat-cache";
+import { readStatCache, removeStatCache, statCacheEnabled, statKeyNumbers, statKeyOfStat, writeStatCache } from "./stat-cache";
 import { storeLayer, resolveCompression, type CompressChoice } from "./layer-blob";
 import { createProgress, formatBytes } from "../util/progress";
 import { cleanEntryPath } from "../rootfs/path";
@@ -57,10 +58,10 @@ export function mtreeFileName(manifestDigest: string): string {
   return `sha256_${manifestDigest.split(":")[1]}.mtree`;
 }
 
-/** Read xattrs for the walk (files and directories). */
-export function listXattrsOf(text: string): Map<string, Buffer> {
+/** Read xattrs for the walk (files and directories), through the descriptor the walk holds. */
+export function listXattrsOf(fd: number): Map<string, Buffer> {
   const m = new Map<string, Buffer>();
-  for (const [n, v] of readXattrs(toFsPath(text))) if (recordInMtree(n, v)) m.set(n, v);
+  for (const [n, v] of readXattrsFd(fd)) if (recordInMtree(n, v)) m.set(n, v);
   return m;
 }
 
@@ -150,7 +151,7 @@ export async function repackBundle(layout: Layout, bundleArg: string, opts: Repa
     const pool = getPool();
     // The stat cache: files whose stat is what it was when the manifest's digest was taken are
     // not read again (stat-cache.ts says why that is safe).
-    let cached: ((rel: string, st: fs.BigIntStats) => MtreeEntry | undefined) | undefined;
+    let cached: ((rel: string, st: Stat) => MtreeEntry | undefined) | undefined;
     let lastTaken: MtreeEntry | undefined;
     {
       // Keys go into the manifest's store, as numbers.
@@ -162,7 +163,7 @@ export async function repackBundle(layout: Layout, bundleArg: string, opts: Repa
         cached = (rel, st) => {
           // (taken now: the walk reports this path next, and onEntry reuses the entry)
           const e = (lastTaken = old.take(rel));
-          return e?.type === "file" && e.sha256 !== undefined && old.sameStat(rel, st) ? e : undefined;
+          return e?.type === "file" && e.sha256 !== undefined && old.sameStat(rel, statKeyNumbers(st)) ? e : undefined;
         };
       }
     }
@@ -174,10 +175,10 @@ export async function repackBundle(layout: Layout, bundleArg: string, opts: Repa
     const walkStats = fresh && statCacheEnabled() ? new Map<string, string>() : null;
     await walkTree(rootfs, {
       keywords: UMOCI_KEYWORDS,
-      listXattrs: listXattrsOf,
+      listXattrsFd: listXattrsOf,
       rootless: meta.mapOptions.rootless,
       cached,
-      onFile: walkStats ? (rel, st) => walkStats.set(rel, statKey(st)) : undefined,
+      onFile: walkStats ? (rel, st) => walkStats.set(rel, statKeyOfStat(st)) : undefined,
       onEntry: (n) => {
         const o = lastTaken?.path === n.path ? lastTaken : old.take(n.path);
         lastTaken = undefined;
@@ -188,11 +189,11 @@ export async function repackBundle(layout: Layout, bundleArg: string, opts: Repa
         }
         fresh?.set(n);
       },
-      hashFile: (p, size) => {
+      hashFile: (fd, size) => {
         scanned++;
         scannedBytes += size;
         progress.update(() => `repack: scanned ${scanned} files, ${formatBytes(scannedBytes)}, ${formatBytes(scannedBytes / Math.max((performance.now() - scanStart) / 1000, 0.001))}/s`);
-        return size >= POOL_HASH_MIN && pool.size > 1 ? pool.hashFile(p) : Promise.resolve(hashFileSync(p));
+        return size >= POOL_HASH_MIN && pool.size > 1 ? pool.hashFd(fd) : Promise.resolve(hashFileSync(fd));
       },
     });
     for (const o of old.untaken()) deltas.push({ kind: "missing", path: o.path, old: o });

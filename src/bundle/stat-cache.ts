@@ -37,6 +37,15 @@ export function statKeyOfStat(st: Stat): string {
   return `${makedev(st.devMajor, st.devMinor)} ${st.ino} ${st.size} ${ns(st.mtimeSec, st.mtimeNsec)} ${ns(st.ctimeSec, st.ctimeNsec)}`;
 }
 
+/** The five numbers of a statx result's key (as statKeyOfStat), for MtreeStore.sameStat. */
+export function statKeyNumbers(st: Stat): { dev: bigint; ino: bigint; size: bigint; mtimeNs: bigint; ctimeNs: bigint } {
+  return {
+    dev: makedev(st.devMajor, st.devMinor), ino: BigInt(st.ino), size: BigInt(st.size),
+    mtimeNs: BigInt(st.mtimeSec) * 1_000_000_000n + BigInt(st.mtimeNsec),
+    ctimeNs: BigInt(st.ctimeSec) * 1_000_000_000n + BigInt(st.ctimeNsec),
+  };
+}
+
 export function statCacheEnabled(): boolean {
   return process.env.BOCI_STAT_CACHE !== "0";
 }

@@ -13,11 +13,14 @@ import { InvalidError, UnsupportedError, addContext } from "../errors";
 import type { TarWriter, TarWriterHeader, EntryType } from "../tar";
 import { type MapOptions, toContainer } from "./idmap";
 import { decodeRootlessOwner } from "../rootfs/rootless-owner";
-import { ROOTLESS_XATTR, readXattrs, repackVerdict } from "../rootfs/xattr";
-import { fileName, toFsPath } from "../rootfs/name";
-import { floorSeconds } from "../rootfs/record";
+import { ROOTLESS_XATTR, repackVerdict } from "../rootfs/xattr";
+import { cnameExact, fileName } from "../rootfs/name";
+import { RootTree } from "../rootfs/tree";
+import { parentOf } from "../rootfs/path";
+import { openRegularAt, readXattrsFd } from "../rootfs/read";
+import { closeFd, readlinkAt, statAt, statFd, type Stat } from "../sys/at";
+import { makedev } from "../sys";
 import { markReleasable } from "../util/release";
-import { openRegularForRead } from "../mtree/walk";
 
 /**
  * One path to archive. `path` is relative to the root on disk ("." for the root);
@@ -44,71 +47,85 @@ function archiveName(rel: string, isDir: boolean): string {
   return isDir ? `${rel}/` : rel;
 }
 
-function majorOf(rdev: number): number {
-  const r = BigInt(rdev);
-  return Number(((r >> 8n) & 0xfffn) | ((r >> 32n) & ~0xfffn));
-}
-function minorOf(rdev: number): number {
-  const r = BigInt(rdev);
-  return Number((r & 0xffn) | ((r >> 12n) & ~0xffn));
-}
-
 /**
  * Write `changes` (already sorted and filtered) from `root` into `tar`. Does not finish the tar.
+ * Each path is reached through descriptors (rootfs/tree.ts RootTree): its parent directory
+ * opened beneath the root with no symlink on the way, the entry stat'ed, read (readlinkat, a
+ * regular file opened O_NOFOLLOW | O_NONBLOCK) and asked for its xattrs as a name in that
+ * descriptor, or through the file's own descriptor.
  */
 export async function writeChanges(root: string, changes: Change[], tar: TarWriter, opts: GenerateOptions): Promise<void> {
   const seenInodes = new Map<string, string>();
   const rootless = opts.mapOptions.rootless;
-  for (const ch of changes) {
-    const rel = ch.path === "." ? "" : ch.path;
-    const name = ch.archivePath !== undefined ? (ch.archivePath === "." ? "" : ch.archivePath) : rel;
-    const base = name.slice(name.lastIndexOf("/") + 1);
-    if (ch.kind === "delete") {
-      if (name === "") throw new InvalidError("cannot white out the root directory");
-      const dir = name.includes("/") ? name.slice(0, name.lastIndexOf("/") + 1) : "";
-      await tar.add({ name: `${dir}.wh.${base}`, type: "file", mode: 0, uid: 0, gid: 0, size: 0, mtime: 0 });
-      continue;
+  let tree: RootTree | null = null;
+  try {
+    for (const ch of changes) {
+      const rel = ch.path === "." ? "" : ch.path;
+      const name = ch.archivePath !== undefined ? (ch.archivePath === "." ? "" : ch.archivePath) : rel;
+      const base = name.slice(name.lastIndexOf("/") + 1);
+      if (ch.kind === "delete") {
+        if (name === "") throw new InvalidError("cannot white out the root directory");
+        const dir = name.includes("/") ? name.slice(0, name.lastIndexOf("/") + 1) : "";
+        await tar.add({ name: `${dir}.wh.${base}`, type: "file", mode: 0, uid: 0, gid: 0, size: 0, mtime: 0 });
+        continue;
+      }
+      if (base.startsWith(".wh.")) throw new InvalidError(`cannot archive ${JSON.stringify(name)}: names starting with .wh. are reserved for whiteouts`);
+      try {
+        tree ??= new RootTree(root);
+        await addFromDisk(tree, rel, name, tar, seenInodes, rootless, opts);
+      } catch (e) {
+        throw addContext(`archive ${rel || "."}`, e);
+      }
+      tree.trim();
     }
-    if (base.startsWith(".wh.")) throw new InvalidError(`cannot archive ${JSON.stringify(name)}: names starting with .wh. are reserved for whiteouts`);
-    const abs = rel === "" ? root : `${root}/${rel}`;
-    try {
-      await addFromDisk(abs, name, tar, seenInodes, rootless, opts);
-    } catch (e) {
-      throw addContext(`archive ${rel || "."}`, e);
-    }
+  } finally {
+    tree?.close();
   }
 }
 
-async function addFromDisk(absText: string, rel: string, tar: TarWriter, seenInodes: Map<string, string>, rootless: boolean, opts: GenerateOptions): Promise<void> {
-  // (a name that is not UTF-8 reaches the kernel as its bytes)
-  const abs = toFsPath(absText);
-  const big = fs.lstatSync(abs, { bigint: true });
-  const st = {
-    mode: Number(big.mode), uid: Number(big.uid), gid: Number(big.gid), nlink: Number(big.nlink),
-    dev: big.dev, ino: big.ino, rdev: Number(big.rdev), size: Number(big.size),
-    isFile: () => big.isFile(), isDirectory: () => big.isDirectory(), isSymbolicLink: () => big.isSymbolicLink(),
-    isCharacterDevice: () => big.isCharacterDevice(), isBlockDevice: () => big.isBlockDevice(),
-    isFIFO: () => big.isFIFO(), isSocket: () => big.isSocket(),
-  };
-  let type: EntryType;
-  if (st.isFile()) type = "file";
-  else if (st.isDirectory()) type = "dir";
-  else if (st.isSymbolicLink()) type = "symlink";
-  else if (st.isCharacterDevice()) type = "char";
-  else if (st.isBlockDevice()) type = "block";
-  else if (st.isFIFO()) type = "fifo";
-  else if (st.isSocket()) { opts.onWarning?.(`skipping socket ${rel}: sockets cannot be stored in a layer`); return; }
-  else throw new UnsupportedError(`unsupported file type`);
+function typeOf(mode: number): EntryType | "socket" | null {
+  switch (mode & 0o170000) {
+    case 0o100000: return "file";
+    case 0o040000: return "dir";
+    case 0o120000: return "symlink";
+    case 0o020000: return "char";
+    case 0o060000: return "block";
+    case 0o010000: return "fifo";
+    case 0o140000: return "socket";
+    default: return null;
+  }
+}
 
-  // Whole seconds, truncated as umoci 0.6 truncates them (and as tar_time does), computed from
-  // the nanoseconds: a float of milliseconds rounds x.999999999 up to the next second.
-  let mtime = floorSeconds(big.mtimeNs);
-  if (opts.clampMtime != null && mtime > opts.clampMtime) mtime = opts.clampMtime;
+/** `real` (root-relative, "" the root) as its parent's descriptor and its name, a C string of its own. */
+function locate(tree: RootTree, real: string): { dirfd: number; parentReal: string; base: string; name: Buffer } {
+  if (real === "") return { dirfd: tree.rootFd, parentReal: "", base: ".", name: Buffer.from(".\0") };
+  const { dirfd, name: base } = tree.parentOf(real);
+  return { dirfd, parentReal: parentOf(real), base, name: Buffer.from(cnameExact(base, 2)) };
+}
 
-  const xattrs = new Map<string, Buffer>();
-  let rootlessOwner: { uid: number; gid: number } | null = null;
-  if (type === "file" || type === "dir" || type === "symlink" || type === "fifo" || type === "char" || type === "block") {
-    const onDisk = readXattrs(abs);
+async function addFromDisk(tree: RootTree, realText: string, rel: string, tar: TarWriter, seenInodes: Map<string, string>, rootless: boolean, opts: GenerateOptions): Promise<void> {
+  const at = locate(tree, realText);
+  const st: Stat = realText === "" ? statFd(tree.rootFd) : statAt(at.dirfd, at.name)!;
+  const t = typeOf(st.mode);
+  if (t === "socket") { opts.onWarning?.(`skipping socket ${rel}: sockets cannot be stored in a layer`); return; }
+  if (t === null) throw new UnsupportedError(`unsupported file type`);
+  const type: EntryType = t;
+
+  // A regular file is opened once (never followed, never a FIFO): its xattrs and body are read
+  // through that descriptor.
+  let fd = -1;
+  if (type === "file") fd = openRegularAt(at.dirfd, at.name, rel || ".").fd;
+  let owned = true;
+  try {
+    // Whole seconds, truncated as umoci 0.6 truncates them (and as tar_time does): statx's
+    // seconds are already rounded down.
+    let mtime = st.mtimeSec;
+    if (opts.clampMtime != null && mtime > opts.clampMtime) mtime = opts.clampMtime;
+
+    const xattrs = new Map<string, Buffer>();
+    let rootlessOwner: { uid: number; gid: number } | null = null;
+    // (other types: as a name in the parent's descriptor, l*xattr through /proc/self/fd)
+    const onDisk = fd >= 0 ? readXattrsFd(fd) : tree.listXattrs(at.dirfd, at.parentReal, at.base);
     for (const n of [...onDisk.keys()].sort()) {
       const v = onDisk.get(n)!;
       switch (repackVerdict(n, v, rootless)) {
@@ -124,85 +141,101 @@ async function addFromDisk(absText: string, rel: string, tar: TarWriter, seenIno
           break;
       }
     }
-  }
-  let uid: number, gid: number;
-  if (rootless) {
-    // The emulated owner, unmapped; files without the xattr belong to root.
-    uid = rootlessOwner?.uid ?? 0;
-    gid = rootlessOwner?.gid ?? 0;
-  } else {
-    uid = toContainer(st.uid, opts.mapOptions.uidMappings, "uid");
-    gid = toContainer(st.gid, opts.mapOptions.gidMappings, "gid");
-  }
-
-  const hdr: TarWriterHeader = {
-    name: archiveName(rel, type === "dir"),
-    type,
-    mode: st.mode & 0o7777,
-    uid, gid,
-    mtime,
-    uname: "", gname: "",
-    xattrs,
-    size: 0,
-  };
-
-  // Any inode but a directory met a second time is a hard link to its first name, as in umoci
-  // (a hard link to a symlink, a FIFO or a device stays one inode).
-  if (type !== "dir" && st.nlink > 1) {
-    const key = `${st.dev}:${st.ino}`;
-    const first = seenInodes.get(key);
-    if (first !== undefined) {
-      await tar.add({ ...hdr, type: "link", linkname: first, size: 0 });
-      return;
+    let uid: number, gid: number;
+    if (rootless) {
+      // The emulated owner, unmapped; files without the xattr belong to root.
+      uid = rootlessOwner?.uid ?? 0;
+      gid = rootlessOwner?.gid ?? 0;
+    } else {
+      uid = toContainer(st.uid, opts.mapOptions.uidMappings, "uid");
+      gid = toContainer(st.gid, opts.mapOptions.gidMappings, "gid");
     }
-    seenInodes.set(key, rel);
-  }
-  switch (type) {
-    case "symlink":
-      hdr.linkname = fileName(fs.readlinkSync(abs, { encoding: "buffer" }));
-      await tar.add(hdr);
-      return;
-    case "char":
-    case "block":
-      hdr.devmajor = majorOf(st.rdev);
-      hdr.devminor = minorOf(st.rdev);
-      await tar.add(hdr);
-      return;
-    case "file": {
-      hdr.size = st.size;
-      if (st.size <= BIG_FILE) {
-        const fd = openRegularForRead(abs);
-        let body: Buffer;
-        try { body = fs.readFileSync(fd); } finally { fs.closeSync(fd); }
-        if (body.length !== st.size) throw new InvalidError(`file changed size while being archived`);
-        opts.onBytes?.(body.length);
-        await tar.add(hdr, body);
-      } else {
-        await tar.add(hdr, readChunks(abs, st.size, opts.onBytes));
+
+    const hdr: TarWriterHeader = {
+      name: archiveName(rel, type === "dir"),
+      type,
+      mode: st.mode & 0o7777,
+      uid, gid,
+      mtime,
+      uname: "", gname: "",
+      xattrs,
+      size: 0,
+    };
+
+    // Any inode but a directory met a second time is a hard link to its first name, as in umoci
+    // (a hard link to a symlink, a FIFO or a device stays one inode).
+    if (type !== "dir" && st.nlink > 1) {
+      const key = `${makedev(st.devMajor, st.devMinor)}:${st.ino}`;
+      const first = seenInodes.get(key);
+      if (first !== undefined) {
+        await tar.add({ ...hdr, type: "link", linkname: first, size: 0 });
+        return;
       }
-      return;
+      seenInodes.set(key, rel);
     }
-    default:
-      await tar.add(hdr);
+    switch (type) {
+      case "symlink":
+        hdr.linkname = fileName(readlinkAt(at.dirfd, at.name));
+        await tar.add(hdr);
+        return;
+      case "char":
+      case "block":
+        hdr.devmajor = st.rdevMajor;
+        hdr.devminor = st.rdevMinor;
+        await tar.add(hdr);
+        return;
+      case "file": {
+        hdr.size = st.size;
+        if (st.size <= BIG_FILE) {
+          const body = fs.readFileSync(fd);
+          if (body.length !== st.size) throw new InvalidError(`file changed size while being archived`);
+          opts.onBytes?.(body.length);
+          await tar.add(hdr, body);
+        } else {
+          // (the reader owns the descriptor from here: it closes it when done or dropped)
+          const reader = { fd, closed: false };
+          owned = false;
+          const body = readChunks(reader, st.size, opts.onBytes);
+          try {
+            await tar.add(hdr, body);
+          } finally {
+            // (a reader never started or stopped early lets go of the file here)
+            await body.return(undefined);
+            if (!reader.closed) { reader.closed = true; closeFd(fd); }
+          }
+        }
+        return;
+      }
+      default:
+        await tar.add(hdr);
+    }
+  } finally {
+    if (owned && fd >= 0) closeFd(fd);
   }
 }
 
-async function* readChunks(abs: string | Buffer, size: number, onBytes?: (n: number) => void): AsyncGenerator<Buffer> {
-  const fh = await fs.promises.open(abs, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
-  if (!(await fh.stat()).isFile()) { await fh.close(); throw new InvalidError(`not a regular file`); }
+function preadAsync(fd: number, buf: Buffer, pos: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.read(fd, buf, 0, buf.length, pos, (err, n) => (err ? reject(err) : resolve(n))));
+}
+
+/** The body of the regular file open on `reader.fd`, read at offsets on the thread pool; closes it when done (or returned early). */
+async function* readChunks(reader: { fd: number; closed: boolean }, size: number, onBytes?: (n: number) => void): AsyncGenerator<Buffer, void, undefined> {
+  const fd = reader.fd;
   try {
     let left = size;
+    let pos = 0;
     while (left > 0) {
       // (its own memory, freed by the layer compressor once copied: util/release.ts)
       // (1 MiB, the compressor's block size: 4 MiB reads raised a repack's peak by ~15 MiB)
       const buf = markReleasable(Buffer.allocUnsafeSlow(Math.min(1 << 20, left)));
-      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+      const bytesRead = await preadAsync(fd, buf, pos);
       if (bytesRead === 0) throw new InvalidError(`file shrank while being archived`);
       left -= bytesRead;
+      pos += bytesRead;
       onBytes?.(bytesRead);
       yield bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
     }
   } finally {
-    await fh.close();
+    if (!reader.closed) { reader.closed = true; closeFd(fd); }
   }
 }

@@ -27,7 +27,9 @@ import { BociError, InvalidError, describeErrno } from "../errors";
 import { formatMode, type MtreeEntry } from "./entry";
 import { goQuote } from "./compare";
 import { bytesToName, compareBytes, visDecode, visEncode } from "./vis";
-import { openRegularForRead, walkTree } from "./walk";
+import { walkTree, type EntryAt } from "./walk";
+import { openRegularForRead } from "../rootfs/read";
+import { closeFd, type Stat } from "../sys/at";
 import { goPathClean } from "../util/go-path";
 import { createOwnerNames } from "./owner-names";
 
@@ -355,7 +357,7 @@ export async function walkSpec(root: string, keywords: readonly string[], opts: 
   const out = new Map<string, KeyVals>();
   let buf: Buffer | undefined;
 
-  const inspect = (e: MtreeEntry, fsPath: string | Buffer, st: fs.BigIntStats): void => {
+  const inspect = (e: MtreeEntry, at: EntryAt, st: Stat): void => {
     const kv: KeyVals = new Map();
     const isFile = e.type === "file";
     let sums: Map<string, string> | undefined;
@@ -364,7 +366,7 @@ export async function walkSpec(root: string, keywords: readonly string[], opts: 
       // go-mtree opens every regular file once per keyword, whatever the keyword reads.
       let fd: number;
       try {
-        fd = openRegularForRead(fsPath);
+        fd = openRegularForRead(at.dirfd, at.name, nodePath.join(root, e.path));
       } catch (err) {
         const full = nodePath.join(root, e.path);
         throw new BociError(`open ${full}: ${errnoText(err)}`, { code: (err as NodeJS.ErrnoException).code, cause: err });
@@ -385,13 +387,12 @@ export async function walkSpec(root: string, keywords: readonly string[], opts: 
           crc = ck?.digest();
         }
       } finally {
-        fs.closeSync(fd);
+        closeFd(fd);
       }
     }
-    const mtimeNs = st.mtimeNs;
-    let sec = mtimeNs / 1_000_000_000n;
-    if (mtimeNs < 0n && sec * 1_000_000_000n !== mtimeNs) sec -= 1n;
-    const nsec = mtimeNs - sec * 1_000_000_000n;
+    // (statx: whole seconds rounded down, and the nanoseconds after them)
+    const sec = st.mtimeSec;
+    const nsec = st.mtimeNsec;
     for (const k of keywords) {
       const p = keywordPrefix(k);
       switch (p) {

@@ -12,17 +12,17 @@
 import { addContext } from "../errors";
 import { chmodAt, utimesAt, type Stat } from "../sys/at";
 import { cname } from "./name";
+import { DIR_ADD, giveBackAt, lacks, openUpAt, recordOf, type Recorded } from "./open-up";
 import { baseOf } from "./path";
 import type { RootTree } from "./tree";
 
 interface Pending { mtime: number; mtimeNsec?: number; mode?: number; dev: number; ino: number }
-interface Opened { mode: number; dev: number; ino: number }
 
 export class DeferredDirs {
   /** real dir → what to set after the layer */
   private times = new Map<string, Pending>();
   /** real dir opened up (rootless) → its own mode */
-  private opened = new Map<string, Opened>();
+  private opened = new Map<string, Recorded>();
 
   constructor(private readonly tree: RootTree, private readonly rootless: boolean) {}
 
@@ -42,14 +42,15 @@ export class DeferredDirs {
   touch(real: string, st: Stat, dirfd: number | null): void {
     if (this.times.has(real)) return;
     this.times.set(real, { mtime: st.mtimeSec, mtimeNsec: st.mtimeNsec, dev: st.dev, ino: st.ino });
-    if (this.rootless && (st.mode & 0o700) !== 0o700) this.openUp(real, st, dirfd);
+    if (this.rootless && lacks(st, DIR_ADD)) this.openUp(real, st, dirfd);
   }
 
   /** Rootless: give `real` u+rwx until the layer is done (through its parent `dirfd`, or found again). */
   openUp(real: string, st: Stat, dirfd: number | null): void {
-    if (!this.opened.has(real) && !this.times.get(real)?.mode) this.opened.set(real, { mode: st.mode & 0o7777, dev: st.dev, ino: st.ino });
-    if (dirfd !== null && real !== "") chmodAt(dirfd, cname(baseOf(real)), (st.mode & 0o7777) | 0o700);
-    else this.tree.withDir(real, st, (fd, name, cur) => chmodAt(fd, name, (cur.mode & 0o7777) | 0o700));
+    if (!this.opened.has(real) && !this.times.get(real)?.mode) this.opened.set(real, recordOf(st));
+    // (rootfs/open-up.ts: the one rule)
+    if (dirfd !== null && real !== "") openUpAt(dirfd, cname(baseOf(real)), st, DIR_ADD);
+    else this.tree.withDir(real, st, (fd, name, cur) => openUpAt(fd, name, cur, DIR_ADD));
   }
 
   /** `real` was removed: what was deferred for it dies with it. */
@@ -79,11 +80,9 @@ export class DeferredDirs {
         throw addContext(`set times of ${d || "."}`, e);
       }
     }
+    // (their own modes back; the times they have now, which the layer set, stay)
     for (const [d, o] of [...this.opened].sort(([a], [b]) => b.length - a.length)) {
-      this.tree.withDir(d, o, (fd, name, cur) => {
-        chmodAt(fd, name, o.mode);
-        utimesAt(fd, name, cur.atimeSec, cur.mtimeSec, { atime: cur.atimeNsec, mtime: cur.mtimeNsec });
-      });
+      this.tree.withDir(d, o, (fd, name) => giveBackAt(fd, name, o, { keepTimes: true }));
     }
     this.opened.clear();
     this.times.clear();
@@ -95,7 +94,7 @@ export class DeferredDirs {
    * directory reached without symlinks, `fn` does not run.
    */
   withOpenAncestors(real: string, fn: () => void): void {
-    const restore: Array<{ dir: string; st: Stat }> = [];
+    const restore: Array<{ dir: string; rec: Recorded }> = [];
     try {
       let cur = "";
       const parts = real.split("/");
@@ -104,20 +103,17 @@ export class DeferredDirs {
         cur = cur === "" ? c : `${cur}/${c}`;
         const dir = cur;
         const reached = this.tree.withDir(dir, {}, (fd, name, st) => {
-          if ((st.mode & 0o700) !== 0o700) {
-            chmodAt(fd, name, (st.mode & 0o7777) | 0o700);
-            restore.push({ dir, st });
+          if (lacks(st, DIR_ADD)) {
+            openUpAt(fd, name, st, DIR_ADD);
+            restore.push({ dir, rec: recordOf(st) });
           }
         });
         if (!reached) return;
       }
       fn();
     } finally {
-      for (const { dir, st } of restore.reverse()) {
-        this.tree.withDir(dir, st, (fd, name) => {
-          chmodAt(fd, name, st.mode & 0o7777);
-          utimesAt(fd, name, st.atimeSec, st.mtimeSec, { atime: st.atimeNsec, mtime: st.mtimeNsec });
-        });
+      for (const { dir, rec } of restore.reverse()) {
+        this.tree.withDir(dir, rec, (fd, name) => giveBackAt(fd, name, rec));
       }
     }
   }

@@ -266,3 +266,55 @@ export function fsetxattr(fd: number, name: string, value: Uint8Array): void {
   const v = value.length === 0 ? new Uint8Array(1) : value;
   if ((c().call.fsetxattr!(fd, cText(name), v, value.length, 0) as number) !== 0) fail("fsetxattr", name);
 }
+
+const XATTR_MAX = 65536;
+let xattrList: Buffer | null = null;
+
+/**
+ * Names of the xattrs of the file `fd` is open on (not O_PATH: the kernel refuses f*xattr on
+ * those), in the kernel's order. One call into a 64 KiB buffer (the kernel's limit for a list).
+ */
+export function flistxattr(fd: number): string[] {
+  const buf = (xattrList ??= Buffer.alloc(XATTR_MAX));
+  const n = Number(c().call.flistxattr!(fd, buf, XATTR_MAX));
+  if (n < 0) fail("flistxattr", `fd ${fd}`);
+  const names: string[] = [];
+  let start = 0;
+  for (let i = 0; i < n; i++) {
+    if (buf[i] === 0) {
+      if (i > start) names.push(buf.toString("utf8", start, i));
+      start = i + 1;
+    }
+  }
+  return names;
+}
+
+/** The value of xattr `name` of the file `fd` is open on; null when it is not set (ENODATA). */
+export function fgetxattr(fd: number, name: string): Buffer | null {
+  const s = c();
+  const n = cText(name);
+  for (let attempt = 0; ; attempt++) {
+    const size = Number(s.call.fgetxattr!(fd, n, null, 0));
+    if (size < 0) {
+      if (s.errno() === 61) return null;
+      fail("fgetxattr", name);
+    }
+    if (size === 0) return Buffer.alloc(0);
+    const buf = Buffer.alloc(size);
+    const got = Number(s.call.fgetxattr!(fd, n, buf, size));
+    if (got >= 0) return buf.subarray(0, got);
+    const e = s.errno();
+    if (e === 61) return null;
+    // ERANGE: it grew between the calls; ask again
+    if (e !== 34 || attempt > 8) fail("fgetxattr", name);
+  }
+}
+
+/**
+ * utimensat(2) following the last component (for `/proc/self/fd/N`, which names the inode a
+ * descriptor holds, O_PATH ones included); utimesAt never follows.
+ */
+export function utimesFollow(dirfd: number, name: Uint8Array, atime: number | null, mtime: number, ns?: { atime: number; mtime: number }): void {
+  fillTimes(atime, mtime, ns?.atime, ns?.mtime);
+  if ((c().call.utimensat!(dirfd, name, times, 0) as number) !== 0) fail("utimensat", name);
+}

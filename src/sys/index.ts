@@ -67,6 +67,9 @@ function libc(): Lib {
     readdir: { args: [T.ptr], returns: T.ptr },
     closedir: { args: [T.ptr], returns: T.i32 },
     fsetxattr: { args: [T.i32, T.ptr, T.ptr, T.u64, T.i32], returns: T.i32 },
+    // (reading xattrs through a descriptor: the repack walk, layer/generate.ts)
+    flistxattr: { args: [T.i32, T.ptr, T.u64], returns: T.i64_fast },
+    fgetxattr: { args: [T.i32, T.ptr, T.ptr, T.u64], returns: T.i64_fast },
   });
   const s = symbols as unknown as Record<string, (...a: unknown[]) => unknown>;
   lib = {

@@ -122,9 +122,21 @@ export class WorkerPool {
     return h;
   }
 
-  /** sha256 hex of a file's content, read and hashed in a worker. */
+  /**
+   * sha256 hex of a file's content, opened by path (the name not followed, a FIFO refused), read
+   * and hashed in a worker.
+   */
   async hashFile(path: string): Promise<string> {
     return (await this.run({ op: "hashFile", path })).hex!;
+  }
+
+  /**
+   * sha256 hex of the content of the regular file `fd` is open on (opened safely by the caller,
+   * e.g. rootfs/read.ts openRegularAt), read with pread from offset 0 and hashed in a worker. The
+   * worker shares the descriptor table; `fd` must stay open until the promise settles.
+   */
+  async hashFd(fd: number): Promise<string> {
+    return (await this.run({ op: "hashFd", fd })).hex!;
   }
 
   /** sha256 hex of bytes (copied to the worker). */

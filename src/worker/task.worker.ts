@@ -8,23 +8,32 @@ import type { StreamMsg, StreamReply, Task, TaskResult } from "./tasks";
 
 declare const self: Worker;
 
-function hashFile(p: string): string {
+let chunk: Buffer | undefined;
+
+/** sha256 of what `fd` holds, read with pread from offset 0 (its own offset is not moved). */
+function hashFd(fd: number): string {
   const h = new Bun.CryptoHasher("sha256");
-  // As mtree/walk.ts openRegularForRead: never the name's target, never a FIFO.
+  const buf = (chunk ??= Buffer.allocUnsafe(4 << 20));
+  let pos = 0;
+  for (;;) {
+    const n = fs.readSync(fd, buf, 0, buf.length, pos);
+    if (n <= 0) break;
+    pos += n;
+    h.update(buf.subarray(0, n));
+  }
+  return h.digest("hex");
+}
+
+/** By path (WorkerPool.hashFile): never the name's target, never a FIFO (as rootfs/read.ts openRegularAt). */
+function hashFile(p: string): string {
   const c = fs.constants;
   const fd = fs.openSync(p, c.O_RDONLY | c.O_NOFOLLOW | c.O_NONBLOCK);
   try {
     if (!fs.fstatSync(fd).isFile()) throw new Error(`${p}: not a regular file`);
-    const buf = Buffer.allocUnsafe(4 << 20);
-    for (;;) {
-      const n = fs.readSync(fd, buf, 0, buf.length, null);
-      if (n === 0) break;
-      h.update(buf.subarray(0, n));
-    }
+    return hashFd(fd);
   } finally {
     fs.closeSync(fd);
   }
-  return h.digest("hex");
 }
 
 const streams = new Map<number, Bun.CryptoHasher>();
@@ -59,6 +68,9 @@ self.onmessage = (ev: MessageEvent<Task | StreamMsg>) => {
     switch (t.op) {
       case "hashFile":
         r = { id: t.id, ok: true, hex: hashFile(t.path) };
+        break;
+      case "hashFd":
+        r = { id: t.id, ok: true, hex: hashFd(t.fd) };
         break;
       case "hashBytes": {
         const h = new Bun.CryptoHasher("sha256");

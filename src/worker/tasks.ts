@@ -1,6 +1,8 @@
 /** Messages between the pool and its workers. */
 export type Task =
   | { id: number; op: "hashFile"; path: string }
+  /** a descriptor the main thread opened (workers share the process's descriptor table); read with pread, left open */
+  | { id: number; op: "hashFd"; fd: number }
   | { id: number; op: "hashBytes"; data: ArrayBuffer }
   | { id: number; op: "gzip"; data: ArrayBuffer; level: number };
 
