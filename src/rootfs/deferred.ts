@@ -1,8 +1,8 @@
 /**
  * Directory metadata that can only be set after a layer: times (every child changes its
  * directory's mtime) and, rootless, modes (a directory must stay writable to us while the layer
- * fills it), plus the one open-up-then-restore rule for rootless: a directory lacking u+rwx is
- * given it while we work below it and gets its own mode (and times) back afterwards.
+ * fills it). Rootless, a directory lacking u+rwx is given it while we work below it and gets its
+ * own mode (and times) back afterwards, by the one rule in open-up.ts.
  *
  * Each directory is remembered with its inode (dev, ino). After the layer it is reached again
  * through its parent's descriptor with no symlink followed, and changed only if it is still that
