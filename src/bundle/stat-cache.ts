@@ -37,10 +37,14 @@ export function statKeyOfStat(st: Stat): string {
   return `${makedev(st.devMajor, st.devMinor)} ${st.ino} ${st.size} ${ns(st.mtimeSec, st.mtimeNsec)} ${ns(st.ctimeSec, st.ctimeNsec)}`;
 }
 
+let lastDev = -1, lastDevT = 0n;
+
 /** The five numbers of a statx result's key (as statKeyOfStat), for MtreeStore.sameStat. */
 export function statKeyNumbers(st: Stat): { dev: bigint; ino: bigint; size: bigint; mtimeNs: bigint; ctimeNs: bigint } {
+  // (a tree is mostly on one device: its dev_t is made once)
+  if (st.dev !== lastDev) { lastDev = st.dev; lastDevT = makedev(st.devMajor, st.devMinor); }
   return {
-    dev: makedev(st.devMajor, st.devMinor), ino: BigInt(st.ino), size: BigInt(st.size),
+    dev: lastDevT, ino: BigInt(st.ino), size: BigInt(st.size),
     mtimeNs: BigInt(st.mtimeSec) * 1_000_000_000n + BigInt(st.mtimeNsec),
     ctimeNs: BigInt(st.ctimeSec) * 1_000_000_000n + BigInt(st.ctimeNsec),
   };

@@ -100,6 +100,12 @@ interface Node {
 /** A directory to visit: a name in its parent (the root: by path). */
 interface Visit { parent: Node | null; name: Buffer; rel: string; st: Stat }
 
+/** fileName() of a directory entry's bytes, with a fast path for the common ASCII name. */
+function textOf(b: Buffer, end = b.length): string {
+  for (let i = 0; i < end; i++) if (b[i]! >= 0x80) return fileName(b.subarray(0, end));
+  return b.toString("latin1", 0, end);
+}
+
 function cbytes(b: Uint8Array): Buffer {
   const z = Buffer.alloc(b.length + 1);
   z.set(b);
@@ -227,7 +233,7 @@ export async function walkTree(root: string, opts: WalkTreeOptions): Promise<Mtr
     // Each stat leaves an object behind: collect now and then, or a walk of a large tree grows
     // the heap far beyond what its entries keep.
     heapTick();
-    const nameText = fileName(name.subarray(0, name.length - 1));
+    const nameText = textOf(name, name.length - 1);
     const rel = dir.rel === "." ? nameText : dir.rel + "/" + nameText;
     const isFile = mtreeType(st.mode) === "file";
     const known = opts.cached && isFile ? opts.cached(rel, st) : undefined;
@@ -302,7 +308,7 @@ export async function walkTree(root: string, opts: WalkTreeOptions): Promise<Mtr
       fail("read directory", v.rel, err);
     }
     open.add(node.fd);
-    const nameText = v.parent ? fileName(v.name.subarray(0, v.name.length - 1)) : root;
+    const nameText = v.parent ? textOf(v.name, v.name.length - 1) : root;
     const e = makeEntry(v.rel, nameText, { dirfd: parentFd, name: v.name }, v.st, node.fd);
     // (the parent's descriptor is needed until its last subdirectory is opened and recorded)
     if (v.parent && --v.parent.toOpen === 0) closeNode(v.parent);
@@ -325,7 +331,7 @@ export async function walkTree(root: string, opts: WalkTreeOptions): Promise<Mtr
         return fail("lstat", v.rel === "." ? fileName(ent.name) : v.rel + "/" + fileName(ent.name), err);
       }
       if (mtreeType(st.mode) === "dir") {
-        const t = fileName(ent.name);
+        const t = textOf(ent.name);
         dirs.push({ parent: node, name, rel: v.rel === "." ? t : v.rel + "/" + t, st });
       } else files.push({ name, st });
     }
