@@ -40,7 +40,7 @@ export async function storeLayer(layout: Layout, tar: AsyncIterable<Uint8Array>,
     }
   }
   const src = Readable.from(tapped(), { objectMode: false });
-  const comp = compression === "gzip" ? createParallelGzip({ level: 6 }) : createCompressor(compression);
+  const comp = compression === "gzip" ? createParallelGzip() : createCompressor(compression);
   // pipeline() forwards a producer's failure to `comp`, whose iteration in putBlobStream then
   // rejects (and removes the temp file); the error reaches the caller as the original error.
   let failure: unknown;

@@ -145,11 +145,13 @@ export class WorkerPool {
     return (await this.run({ op: "hashBytes", data: ab }, [ab])).hex!;
   }
 
-  /** One complete gzip member of `data`. */
-  async gzip(data: Uint8Array, level = 6): Promise<Buffer> {
-    const ab = copyOut(data);
-    const r = await this.run({ op: "gzip", data: ab, level }, [ab]);
-    return Buffer.from(r.data!);
+  /**
+   * The first `n` bytes of `block` as one complete gzip member (compress/gzip-block.ts), made in
+   * a worker. `block` is transferred (detached here) and comes back as `back`, for reuse.
+   */
+  async gzipBlock(block: ArrayBuffer, n: number, level: number): Promise<{ member: Buffer; back: ArrayBuffer }> {
+    const r = await this.run({ op: "gzipBlock", data: block, n, level }, [block]);
+    return { member: Buffer.from(r.data!), back: r.back! };
   }
 
   terminate(): void {

@@ -3,7 +3,7 @@
  * `bun build --compile` command (scripts/build.ts), so the compiled binary can start it.
  */
 import * as fs from "node:fs";
-import * as zlib from "node:zlib";
+import { gzipBlock } from "../compress/gzip-block";
 import type { StreamMsg, StreamReply, Task, TaskResult } from "./tasks";
 
 declare const self: Worker;
@@ -78,10 +78,13 @@ self.onmessage = (ev: MessageEvent<Task | StreamMsg>) => {
         r = { id: t.id, ok: true, hex: h.digest("hex") };
         break;
       }
-      case "gzip": {
-        const out = zlib.gzipSync(new Uint8Array(t.data), { level: t.level });
-        const ab = out.buffer.slice(out.byteOffset, out.byteOffset + out.byteLength) as ArrayBuffer;
-        self.postMessage({ id: t.id, ok: true, data: ab } satisfies TaskResult, [ab]);
+      case "gzipBlock": {
+        const out = gzipBlock(new Uint8Array(t.data, 0, t.n), t.level);
+        // The member's own buffer when it is exactly the member (no copy), else a copy.
+        const ab = out.byteOffset === 0 && out.byteLength === out.buffer.byteLength
+          ? (out.buffer as ArrayBuffer)
+          : (out.buffer.slice(out.byteOffset, out.byteOffset + out.byteLength) as ArrayBuffer);
+        self.postMessage({ id: t.id, ok: true, data: ab, back: t.data } satisfies TaskResult, [ab, t.data]);
         return;
       }
     }

@@ -4,7 +4,8 @@ export type Task =
   /** a descriptor the main thread opened (workers share the process's descriptor table); read with pread, left open */
   | { id: number; op: "hashFd"; fd: number }
   | { id: number; op: "hashBytes"; data: ArrayBuffer }
-  | { id: number; op: "gzip"; data: ArrayBuffer; level: number };
+  /** the first `n` bytes of `data` as one gzip member (compress/gzip-block.ts); `data` comes back as `back` */
+  | { id: number; op: "gzipBlock"; data: ArrayBuffer; n: number; level: number };
 
 /** Streaming sha256, pinned to one worker: updates (acknowledged by byte count), then the digest. */
 export type StreamMsg =
@@ -17,5 +18,5 @@ export type StreamReply =
   | { done: number; hex: string };
 
 export type TaskResult =
-  | { id: number; ok: true; hex?: string; data?: ArrayBuffer }
+  | { id: number; ok: true; hex?: string; data?: ArrayBuffer; back?: ArrayBuffer }
   | { id: number; ok: false; error: string; code?: string };

@@ -3,6 +3,8 @@ import { Readable, type Transform } from "node:stream";
 import * as zlib from "node:zlib";
 import { InvalidError, UnsupportedError } from "../../src/errors";
 import { markReleasable, release } from "../../src/util/release";
+import { blockLevel, gzipBlock } from "../../src/compress/gzip-block";
+import { WorkerPool } from "../../src/worker/pool";
 import {
   compressionFromMediaType,
   createCompressor,
@@ -188,6 +190,39 @@ describe("parallel gzip", () => {
     const plain = Buffer.from("kept");
     release(plain);
     expect(plain.toString()).toBe("kept");
+  });
+
+  test("on a pool of workers and inline the bytes are the same", async () => {
+    const big = Buffer.concat([data, Buffer.from(Array.from({ length: 3 << 20 }, (_, i) => (i * 7919) >> 5 & 255)), data]);
+    const two = new WorkerPool(2);
+    const one = new WorkerPool(1);
+    try {
+      const a = await run(createParallelGzip({ pool: two }), big, 300_001);
+      const b = await run(createParallelGzip({ pool: one }), big, 65_536);
+      expect(a.equals(b)).toBe(true);
+      expect(zlib.gunzipSync(a).equals(big)).toBe(true);
+      // more than one member, each with mtime 0 and no name
+      expect(a.readUInt32LE(4)).toBe(0);
+      expect(a[3]).toBe(0);
+    } finally {
+      two.terminate();
+      one.terminate();
+    }
+  });
+
+  test("a block that does not compress is stored; one with text anywhere in it is deflated", () => {
+    let x = 12345;
+    const random = Buffer.alloc(1 << 20);
+    for (let i = 0; i < random.length; i++) { x = (Math.imul(x, 1103515245) + 12345) >>> 0; random[i] = x >>> 24; }
+    expect(blockLevel(random, 2)).toBe(0);
+    expect(gzipBlock(random, 2).length).toBeGreaterThan(random.length);
+    expect(gzipBlock(random, 2).length).toBeLessThan(random.length + 200);
+    // text in the last eighth only: a probe there finds it
+    const mixed = Buffer.from(random);
+    mixed.fill("hello text ", mixed.length - (mixed.length >> 3));
+    expect(blockLevel(mixed, 2)).toBe(2);
+    expect(blockLevel(Buffer.alloc(1 << 20), 6)).toBe(6);
+    expect(blockLevel(random.subarray(0, 1000), 2)).toBe(2); // too small to probe
   });
 
   test("a custom compressBlock is used in order", async () => {

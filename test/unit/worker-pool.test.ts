@@ -2,6 +2,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { gzipBlock } from "../../src/compress/gzip-block";
 import { gunzipSync } from "node:zlib";
 import { WorkerPool } from "../../src/worker/pool";
 
@@ -35,10 +36,15 @@ describe("worker pool", () => {
     expect(await pool.hashBytes(view)).toBe(inline(view));
     expect(view.length).toBe(199900);
   });
-  test("gzip members from the pool decode to the input", async () => {
+  test("gzip members from the pool decode to the input, equal the inline member, and the block comes back", async () => {
     const data = bytes(2 << 20, 5);
-    const out = await pool.gzip(data, 6);
-    expect(Buffer.compare(gunzipSync(out), data)).toBe(0);
+    const ab = new ArrayBuffer(3 << 20);
+    new Uint8Array(ab).set(data);
+    const { member, back } = await pool.gzipBlock(ab, data.length, 2);
+    expect(ab.byteLength).toBe(0); // transferred
+    expect(back.byteLength).toBe(3 << 20);
+    expect(Buffer.compare(gunzipSync(member), data)).toBe(0);
+    expect(Buffer.compare(member, Buffer.from(gzipBlock(data, 2)))).toBe(0);
   });
   test("streamed digests equal inline digests, whatever the chunking, many streams at once", async () => {
     const datas = [0, 1, 511, (512 << 10) - 1, 512 << 10, (5 << 20) + 3].map((n, i) => bytes(n, 40 + i));
