@@ -149,7 +149,10 @@ async function applyLayerBlob(layout: BlobReader, layer: Descriptor, applier: La
   const kind = layerKind(layer.mediaType);
   if (!kind) throw new UnsupportedError(`unsupported layer media type ${layer.mediaType}`);
   let comp: Compression = kind.compression;
-  const blob = layout.getBlob(layer);
+  // Every buffer on the way (blob chunks, decompressed chunks) is freed by its last user as soon
+  // as it is done (util/release.ts), not left for the collector to find: the decoder frees the
+  // blob's chunks, the tar reader the decoded ones (collections cost ~15 % of a many-file unpack).
+  const blob = layout.getBlob(layer, { releasable: true });
   // Sniff the first chunk: layers labelled +gzip are sometimes plain tar or zstd.
   const first = await blob.next();
   const firstChunk = first.done ? Buffer.alloc(0) : first.value;
@@ -165,7 +168,7 @@ async function applyLayerBlob(layout: BlobReader, layer: Descriptor, applier: La
     for await (const c of blob) { opts.onBytes(c.length); yield c; }
   }
   const raw = Readable.from(source(), { objectMode: false, highWaterMark: 1 << 20 });
-  const dec = createDecompressor(comp, { onWarning: opts.onWarning, maxOutputBytes: opts.maxBytes });
+  const dec = createDecompressor(comp, { onWarning: opts.onWarning, maxOutputBytes: opts.maxBytes, releaseInput: true, releasable: true });
   raw.on("error", (e) => dec.destroy(e));
   raw.pipe(dec);
   // The diffID of a large layer is hashed on a worker thread (see WorkerPool.hashStream).
@@ -178,7 +181,7 @@ async function applyLayerBlob(layout: BlobReader, layer: Descriptor, applier: La
     }
   }
   try {
-    await applier.applyLayer(readTar(tapped()));
+    await applier.applyLayer(readTar(tapped(), { releaseChunks: true }));
   } catch (e) {
     hasher.abort();
     throw e;

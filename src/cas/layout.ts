@@ -548,7 +548,7 @@ export class Layout implements BlobReader {
    * A verified stream of a blob (source.ts streamVerified: umoci's verified reader; digest
    * mismatch before size mismatch, both InvalidError; the last chunk held back until then).
    */
-  async *getBlob(desc: Pick<Descriptor, "digest" | "size">, opts: { chunkSize?: number } = {}): AsyncGenerator<Buffer> {
+  async *getBlob(desc: Pick<Descriptor, "digest" | "size">, opts: { chunkSize?: number; releasable?: boolean } = {}): AsyncGenerator<Buffer> {
     const digest = checkDescriptor(desc);
     const opened = this.inBlobRoot(() => openLayoutFile(this.blobRoot, this.blobKey(digest)));
     if (!opened) throw this.notFound(digest);

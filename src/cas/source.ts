@@ -16,6 +16,7 @@ import {
   validateIndex, validateManifest, validateConfig, assertValid, isIndexMediaType, isManifestMediaType,
 } from "../image";
 import { parseJsonStrict } from "../util/json";
+import { markReleasable } from "../util/release";
 import type * as PoolModule from "../worker/pool";
 
 // Lazy: only blob streaming needs the worker pool (and short commands never load it).
@@ -38,8 +39,11 @@ export interface BlobReader {
   hasBlob(digest: string): boolean;
   /** a whole small blob, verified; embedded `data` is used when present */
   readBlob(desc: Pick<Descriptor, "digest" | "size" | "data">, maxSize?: number): Buffer;
-  /** a verified stream of the blob */
-  getBlob(desc: Pick<Descriptor, "digest" | "size">, opts?: { chunkSize?: number }): AsyncGenerator<Buffer>;
+  /**
+   * a verified stream of the blob; `releasable`: the caller frees each chunk once done with it
+   * (util/release.ts), so a reader that can gives every chunk its own buffer, marked
+   */
+  getBlob(desc: Pick<Descriptor, "digest" | "size">, opts?: { chunkSize?: number; releasable?: boolean }): AsyncGenerator<Buffer>;
   /** read, verify, parse and validate a JSON blob by kind */
   readJson<T>(desc: Descriptor, kind: JsonKind): T;
   /** hold the store against gc while reading (a no-op where nothing can collect) */
@@ -104,9 +108,10 @@ function readAt(fd: number, buf: Buffer, off: number, len: number, pos: number |
  * A verified stream of `desc` read from `fd`: from its current offset (`start` null, a plain
  * file) or from byte `start` on, never past `limit` (the end of an archive member: bytes beyond
  * it are not the blob's, so a short member reads as a short blob). The caller closes `fd`.
+ * `releasable`: every chunk is a buffer of its own, marked for its last consumer to free.
  */
 export async function* streamVerified(
-  fd: number, desc: Pick<Descriptor, "digest" | "size">, opts: { start?: number | null; limit?: number; chunkSize?: number } = {},
+  fd: number, desc: Pick<Descriptor, "digest" | "size">, opts: { start?: number | null; limit?: number; chunkSize?: number; releasable?: boolean } = {},
 ): AsyncGenerator<Buffer> {
   const digest = checkDescriptor(desc);
   // Large blobs are hashed on a worker thread (the bytes are copied there as they are read),
@@ -130,7 +135,8 @@ export async function* streamVerified(
       }
       const want = avail(Math.min(chunkSize, left));
       if (want === 0) break;
-      const buf = Buffer.allocUnsafe(want);
+      // (releasable: each chunk its own buffer, freed by its last consumer: util/release.ts)
+      const buf = opts.releasable ? markReleasable(Buffer.allocUnsafeSlow(want)) : Buffer.allocUnsafe(want);
       const bytesRead = await readAt(fd, buf, 0, want, pos);
       if (bytesRead === 0) break;
       total += bytesRead;

@@ -90,6 +90,8 @@ async function runCommand(def: CommandDef, args: string[], opts: Opts): Promise<
 }
 
 export async function runApp(argv: string[], out: (s: string) => void): Promise<void> {
+  // `boci --version` alone (what scripts ask to learn which tool they have) needs no parser.
+  if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-v")) { out(versionText()); return; }
   const { argv: norm, command } = normalizeArgv(argv, registry, globalOptions);
   // Loaded here, not at the top: the binary is CommonJS, so this require stays lazy.
   const { cac } = require("cac") as typeof Cac;

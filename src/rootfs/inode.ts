@@ -14,6 +14,7 @@ import {
 } from "../sys/at";
 import { O_CLOEXEC, O_NOFOLLOW, makedev } from "../sys";
 import { getPool } from "../worker/pool";
+import { isReleasable, release } from "../util/release";
 import { cname, cnameExact } from "./name";
 import { encodeRootlessOwner } from "./rootless-owner";
 import { ROOTLESS_XATTR, removeBeforeSet, unpackVerdict } from "./xattr";
@@ -97,8 +98,11 @@ export class InodeWriter {
           try {
             for await (const chunk of entry.body) {
               const wait = h?.update(chunk);
-              await out.write(chunk, written);
-              written += chunk.length;
+              const n = chunk.length;
+              // (a piece still marked is a whole decoded chunk the reader handed over: ours to
+              // free once written, tar/reader.ts releaseChunks)
+              await out.write(chunk, written, isReleasable(chunk));
+              written += n;
               if (wait) await wait;
             }
           } finally {
@@ -256,13 +260,15 @@ class OffsetWriter {
 
   constructor(private readonly fd: number, private readonly limit = 4) {}
 
-  async write(buf: Uint8Array, pos: number): Promise<void> {
+  /** Write all of `buf` at `pos` (a few writes at a time); `free`: release(buf) once written. */
+  async write(buf: Uint8Array, pos: number, free = false): Promise<void> {
     while (this.inFlight >= this.limit) await new Promise<void>((r) => { this.wake = r; });
     if (this.error) throw this.error;
     this.inFlight++;
     const step = (off: number): void => {
       fsWrite(this.fd, buf, off, buf.length - off, pos + off, (err, n) => {
         if (!err && n > 0 && off + n < buf.length) return step(off + n);
+        if (free) release(buf);
         if (err) this.error ??= err;
         else if (n === 0 && off < buf.length) this.error ??= new Error("write returned 0 bytes");
         this.inFlight--;

@@ -8,6 +8,8 @@ import { BLOCK, decodeHeader, decodeName, type RawHeader } from "./header";
 import { MAX_EXTENDED_HEADER_SIZE, parsePaxInt, parsePaxRecords, parsePaxTime, type PaxRecords } from "./pax";
 import type { EntryType, TarEntry, TarHeader } from "./types";
 import { escapeText } from "../util/escape";
+import { GcBudget } from "../util/heap";
+import { isReleasable, release, unmark } from "../util/release";
 
 const EMPTY = Buffer.alloc(0);
 
@@ -16,12 +18,37 @@ function toBuffer(c: Uint8Array | string): Buffer {
   return Buffer.isBuffer(c) ? c : Buffer.from(c.buffer, c.byteOffset, c.byteLength);
 }
 
-/** Pulls chunks from an async iterator and hands out views of them. */
+/**
+ * Pulls chunks from an async iterator and hands out views of them. With `releaseChunks` it frees
+ * each chunk it is done with (util/release.ts: only chunks their producer marked). A chunk whose
+ * bytes went out as body pieces is the consumer's business: handed out whole (one piece is the
+ * entire chunk, still marked), the consumer frees it when done with it; handed out in part (the
+ * rest holds other entries' bytes), it is unmarked, so nobody frees it early, and counted for the
+ * collector instead (util/heap.ts GcBudget).
+ */
 class ByteSource {
   private chunk: Buffer = EMPTY;
   private off = 0;
   private done = false;
-  constructor(private readonly it: AsyncIterator<Uint8Array | string>) {}
+  /** How the current chunk's bytes went out through readBody: not (0), in part (1), whole (2). */
+  private pin: 0 | 1 | 2 = 0;
+  /** The current chunk was marked before a part of it went out (it is counted when left). */
+  private pinMarked = false;
+  private readonly gc: GcBudget | null;
+  constructor(private readonly it: AsyncIterator<Uint8Array | string>, releaseChunks: boolean) {
+    this.gc = releaseChunks ? new GcBudget() : null;
+  }
+
+  /** Done with the current chunk: free it, count it, or leave it to the consumer (see above). */
+  private leave(): void {
+    const c = this.chunk;
+    if (this.gc && c.length > 0) {
+      if (this.pin === 0) release(c);
+      else if (this.pin === 1 && this.pinMarked) this.gc.add(c.length);
+    }
+    this.pin = 0;
+    this.pinMarked = false;
+  }
 
   /** Synchronous fast path: n bytes if they are all in the current chunk. */
   take(n: number): Buffer | null {
@@ -41,14 +68,29 @@ class ByteSource {
       }
       const c = toBuffer(r.value);
       if (c.length > 0) {
+        this.leave();
         this.chunk = c;
         this.off = 0;
         return true;
       }
     }
+    this.leave();
     this.chunk = EMPTY;
     this.off = 0;
     return false;
+  }
+
+  /** readSome for a body piece handed to the consumer, who may keep it past the next read. */
+  async readBody(max: number): Promise<Buffer | null> {
+    const b = await this.readSome(max);
+    if (!b || !this.gc) return b;
+    if (this.pin === 0 && b.length === this.chunk.length && isReleasable(b)) this.pin = 2;
+    else if (this.pin !== 1) {
+      this.pinMarked = isReleasable(this.chunk);
+      if (this.pinMarked) unmark(this.chunk);
+      this.pin = 1;
+    }
+    return b;
   }
 
   /** Up to max bytes (at least one), or null at EOF. */
@@ -67,19 +109,19 @@ class ByteSource {
   async readExact(n: number, scratch?: Buffer): Promise<Buffer> {
     const fast = this.take(n);
     if (fast) return fast;
-    const parts: Buffer[] = [];
-    let got = 0;
+    const first = await this.readSome(n);
+    if (!first || first.length === n) return first ?? EMPTY;
+    // Each piece is copied before the next read: that read may free the chunk it is a view of.
+    const out = scratch && scratch.length >= n ? scratch : Buffer.allocUnsafe(n);
+    out.set(first, 0);
+    let got = first.length;
     while (got < n) {
       const b = await this.readSome(n - got);
       if (!b) break;
-      parts.push(b);
+      out.set(b, got);
       got += b.length;
     }
-    if (parts.length === 1) return parts[0]!;
-    if (!scratch || scratch.length < got) return Buffer.concat(parts, got);
-    let off = 0;
-    for (const p of parts) { scratch.set(p, off); off += p.length; }
-    return scratch.subarray(0, got);
+    return out.subarray(0, got);
   }
 
   /** Skip n bytes; returns how many were skipped (fewer only at EOF). */
@@ -108,6 +150,13 @@ class ByteSource {
       await this.it.return?.();
     }
   }
+
+  /** The stream is over (read to its end, or given up): let go of the last chunk. */
+  end(): void {
+    this.leave();
+    this.chunk = EMPTY;
+    this.off = 0;
+  }
 }
 
 function padding(size: number): number {
@@ -135,7 +184,7 @@ class Entry implements TarEntry {
     if (this.iterated) throw new Error(`tar entry ${this.header.name}: body already consumed`);
     this.iterated = true;
     while (this.remaining > 0) {
-      const b = await this.src.readSome(this.remaining);
+      const b = await this.src.readBody(this.remaining);
       if (!b) throw this.truncated();
       this.remaining -= b.length;
       yield b;
@@ -195,6 +244,15 @@ function typeName(flag: number): string {
 export interface ReadTarOptions {
   /** Largest PAX or GNU long-name body accepted (default 1 MiB). */
   maxExtendedHeaderSize?: number;
+  /**
+   * The reader is the last user of the input: it frees each chunk its producer marked
+   * releasable (util/release.ts) once it has read past it, so the collector never has to find
+   * it (decompressors with `releasable`, compress/index.ts). `readAll` results are then valid
+   * only until the next read from this tar, whether or not `scratch` was used. A piece of an
+   * entry's `body` that is still marked (isReleasable) is a whole chunk handed over: the
+   * consumer frees it (release) once done with it. Other pieces stay valid (the collector's).
+   */
+  releaseChunks?: boolean;
 }
 
 /**
@@ -214,7 +272,7 @@ export async function* readTar(
   opts: ReadTarOptions = {},
 ): AsyncGenerator<TarEntry, void, undefined> {
   const maxExt = opts.maxExtendedHeaderSize ?? MAX_EXTENDED_HEADER_SIZE;
-  const src = new ByteSource(toAsyncIterator(input));
+  const src = new ByteSource(toAsyncIterator(input), !!opts.releaseChunks);
   const ext = new ExtendedHeaders();
   let completed = false;
   try {
@@ -246,6 +304,7 @@ export async function* readTar(
     completed = true;
   } finally {
     if (!completed) await src.close().catch(() => undefined);
+    src.end();
   }
 }
 

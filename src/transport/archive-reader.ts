@@ -15,7 +15,7 @@ export abstract class ArchiveReader implements BlobReader {
   abstract readIndex(): ImageIndex;
   abstract hasBlob(digest: string): boolean;
   abstract readBlob(desc: Pick<Descriptor, "digest" | "size" | "data">, maxSize?: number): Buffer;
-  abstract getBlob(desc: Pick<Descriptor, "digest" | "size">, opts?: { chunkSize?: number }): AsyncGenerator<Buffer>;
+  abstract getBlob(desc: Pick<Descriptor, "digest" | "size">, opts?: { chunkSize?: number; releasable?: boolean }): AsyncGenerator<Buffer>;
 
   /** Refuses a read after close() (a programming error, not bad input). */
   protected check(): void {

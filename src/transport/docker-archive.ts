@@ -114,7 +114,7 @@ export class DockerArchiveReader extends ArchiveReader {
     return readVerified(this.fd, desc, { start: b.member.offset, limit: b.member.offset + b.member.size, maxSize });
   }
 
-  async *getBlob(desc: Pick<Descriptor, "digest" | "size">, opts: { chunkSize?: number } = {}): AsyncGenerator<Buffer> {
+  async *getBlob(desc: Pick<Descriptor, "digest" | "size">, opts: { chunkSize?: number; releasable?: boolean } = {}): AsyncGenerator<Buffer> {
     this.check();
     const digest = checkDescriptor(desc);
     const mem = this.manifests.get(digest);
@@ -123,7 +123,7 @@ export class DockerArchiveReader extends ArchiveReader {
       return;
     }
     const b = this.need(digest);
-    yield* streamVerified(this.fd, desc, { start: b.member.offset, limit: b.member.offset + b.member.size, chunkSize: opts.chunkSize });
+    yield* streamVerified(this.fd, desc, { start: b.member.offset, limit: b.member.offset + b.member.size, chunkSize: opts.chunkSize, releasable: opts.releasable });
   }
 
 

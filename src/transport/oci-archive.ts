@@ -101,10 +101,10 @@ export class OciArchiveReader extends ArchiveReader {
   }
 
   /** A verified stream of the blob, read in place (never past its member). */
-  async *getBlob(desc: Pick<Descriptor, "digest" | "size">, opts: { chunkSize?: number } = {}): AsyncGenerator<Buffer> {
+  async *getBlob(desc: Pick<Descriptor, "digest" | "size">, opts: { chunkSize?: number; releasable?: boolean } = {}): AsyncGenerator<Buffer> {
     this.check();
     const m = this.need(checkDescriptor(desc));
-    yield* streamVerified(this.fd, desc, { start: m.offset, limit: m.offset + m.size, chunkSize: opts.chunkSize });
+    yield* streamVerified(this.fd, desc, { start: m.offset, limit: m.offset + m.size, chunkSize: opts.chunkSize, releasable: opts.releasable });
   }
 
 

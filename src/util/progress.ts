@@ -11,7 +11,7 @@ export interface Progress {
 
 export function createProgress(opts: { enabled: boolean }): Progress {
   const on = opts.enabled && stderrIsTTY();
-  let last = 0;
+  let last = -Infinity; // (the first update draws at once, however soon after start-up)
   let drawn = false;
   return {
     update(line) {

@@ -21,3 +21,13 @@ export function release(b: Uint8Array): void {
   marked.delete(ab);
   ab.transfer(0);
 }
+
+/** Whether `b`'s producer marked it (its memory is freed by release(), not by the collector). */
+export function isReleasable(b: Uint8Array): boolean {
+  return marked.has(b.buffer as ArrayBuffer);
+}
+
+/** Take `b`'s mark away: nobody may free it now (it is the collector's again). */
+export function unmark(b: Uint8Array): void {
+  marked.delete(b.buffer as ArrayBuffer);
+}

@@ -9,6 +9,7 @@ import { checkTarStream, createTarWriter, readTar, type TarHeader, type TarWrite
 import { encodeHeader } from "../../src/tar/header";
 import { formatPaxRecord } from "../../src/tar/pax";
 import { lsetxattr } from "../../src/sys";
+import { isReleasable, markReleasable, release } from "../../src/util/release";
 
 type In = { header: TarWriterHeader; body?: Buffer };
 
@@ -399,6 +400,72 @@ function base256Uid(name: string, uid: bigint): Buffer {
 function paxEntry(records: Buffer, name = "f", typeflag = 0x30): Buffer {
   return Buffer.concat([block({ name: "p", typeflag: 0x78, size: records.length }), pad(records), block({ name, typeflag })]);
 }
+
+describe("tar reader: releaseChunks", () => {
+  // Each chunk its own marked buffer, as unpack's decoder hands them on (util/release.ts).
+  function marked(b: Buffer, n: number): Buffer[] {
+    const out: Buffer[] = [];
+    for (let i = 0; i < b.length; i += n) {
+      const c = Buffer.allocUnsafeSlow(Math.min(n, b.length - i));
+      c.set(b.subarray(i, i + n));
+      out.push(markReleasable(c));
+    }
+    return out;
+  }
+  const small = Buffer.from(Array.from({ length: 1500 }, (_, i) => (i * 7) & 255));
+  const large = Buffer.from(Array.from({ length: 5000 }, (_, i) => (i * 13) & 255));
+
+  test("bodies read with readAll across chunk ends are whole; chunks read past are freed", async () => {
+    const tar = await writeTar([
+      { header: { name: "a", type: "file", size: small.length, mode: 0o644, mtime: 0 }, body: small },
+      { header: { name: "b", type: "file", size: large.length, mode: 0o644, mtime: 0 }, body: large },
+      { header: { name: "c", type: "file", size: small.length, mode: 0o644, mtime: 0 }, body: small },
+    ]);
+    // 700-byte chunks: every header and body spans chunk ends
+    const chunks = marked(tar, 700);
+    const got: Array<[string, Buffer]> = [];
+    for await (const e of readTar(chunks, { releaseChunks: true })) got.push([e.header.name, Buffer.from(await e.readAll())]);
+    expect(got.map(([n]) => n)).toEqual(["a", "b", "c"]);
+    expect(got[0]![1].equals(small)).toBe(true);
+    expect(got[1]![1].equals(large)).toBe(true);
+    expect(got[2]![1].equals(small)).toBe(true);
+    // every chunk was read to its end and none went out as a body piece: all freed
+    expect(chunks.every((c) => c.buffer.byteLength === 0)).toBe(true);
+  });
+
+  test("a body piece that is a whole chunk is handed over (still marked, the consumer frees it); a part of one is unmarked and kept", async () => {
+    const tar = await writeTar([
+      { header: { name: "b", type: "file", size: large.length, mode: 0o644, mtime: 0 }, body: large },
+      { header: { name: "a", type: "file", size: small.length, mode: 0o644, mtime: 0 }, body: small },
+    ]);
+    // 1024-byte chunks: b's body (bytes 512-5512) is a part of chunk 0, chunks 1-4 whole, a part of chunk 5
+    const chunks = marked(tar, 1024);
+    const copies: Buffer[] = [];
+    const partial: Buffer[] = [];
+    let whole = 0;
+    let small2: Buffer | null = null;
+    for await (const e of readTar(chunks, { releaseChunks: true })) {
+      if (e.header.name !== "b") { small2 = Buffer.from(await e.readAll()); continue; }
+      for await (const p of e.body) {
+        copies.push(Buffer.from(p));
+        if (isReleasable(p)) { whole++; expect(p.length).toBe(1024); release(p); } else partial.push(p);
+      }
+    }
+    expect(Buffer.concat(copies).equals(large)).toBe(true);
+    expect(whole).toBe(4);
+    // the parts are left to the collector: still readable after the whole tar was read
+    expect(partial.map((p) => p.length)).toEqual([512, 5512 - 5120]);
+    expect(Buffer.concat(partial).equals(Buffer.concat([large.subarray(0, 512), large.subarray(5000 - 392)]))).toBe(true);
+    expect(small2!.equals(small)).toBe(true);
+  });
+
+  test("without the option nothing is freed or unmarked", async () => {
+    const tar = await writeTar([{ header: { name: "b", type: "file", size: large.length, mode: 0o644, mtime: 0 }, body: large }]);
+    const kept = marked(tar, 1024);
+    for await (const e of readTar(kept)) for await (const p of e.body) void p;
+    expect(kept.every((c) => c.buffer.byteLength > 0 && isReleasable(c))).toBe(true);
+  });
+});
 
 describe("tar reader: hostile ids and names", () => {
   test("uid/gid past 2^32-2 (PAX or base-256) are InvalidError naming the entry", async () => {
