@@ -34,7 +34,7 @@ import {
 import { parseJsonStrict } from "../util/json";
 import { fsyncDir, randomName } from "../util/fs";
 import { removeOnInterrupt } from "../util/cleanup";
-import { type BlobReader, type JsonKind, MAX_JSON_BLOB, checkDescriptor, checkSmallBlob, verifyChunks, verifyRead, decodeIndexFile, decodeJsonBlob, embeddedData, readVerified, streamVerified } from "./source";
+import { type BlobReader, type BlobStreamOptions, type JsonKind, MAX_JSON_BLOB, checkDescriptor, checkSmallBlob, verifyChunks, verifyRead, decodeIndexFile, decodeJsonBlob, embeddedData, readVerified, streamVerified } from "./source";
 import { takeLock, GC_LOCK, INDEX_LOCK, type HeldLock, type LockMode } from "./lock";
 import { release } from "../util/release";
 import { GcBudget } from "../util/heap";
@@ -548,7 +548,7 @@ export class Layout implements BlobReader {
    * A verified stream of a blob (source.ts streamVerified: umoci's verified reader; digest
    * mismatch before size mismatch, both InvalidError; the last chunk held back until then).
    */
-  async *getBlob(desc: Pick<Descriptor, "digest" | "size">, opts: { chunkSize?: number; releasable?: boolean } = {}): AsyncGenerator<Buffer> {
+  async *getBlob(desc: Pick<Descriptor, "digest" | "size">, opts: BlobStreamOptions = {}): AsyncGenerator<Buffer> {
     const digest = checkDescriptor(desc);
     const opened = this.inBlobRoot(() => openLayoutFile(this.blobRoot, this.blobKey(digest)));
     if (!opened) throw this.notFound(digest);

@@ -30,6 +30,17 @@ export const MAX_JSON_BLOB = 32 * 1024 * 1024;
 export type JsonKind = "manifest" | "index" | "config";
 
 /** A read-only image store. */
+/** How BlobReader.getBlob streams a blob. */
+export interface BlobStreamOptions {
+  /** bytes per read (default 1 MiB) */
+  chunkSize?: number;
+  /**
+   * the caller frees each chunk once done with it (util/release.ts), so a reader that can gives
+   * every chunk a buffer of its own, marked
+   */
+  releasable?: boolean;
+}
+
 export interface BlobReader {
   /** for messages: the path as the user gave it */
   readonly path: string;
@@ -39,11 +50,8 @@ export interface BlobReader {
   hasBlob(digest: string): boolean;
   /** a whole small blob, verified; embedded `data` is used when present */
   readBlob(desc: Pick<Descriptor, "digest" | "size" | "data">, maxSize?: number): Buffer;
-  /**
-   * a verified stream of the blob; `releasable`: the caller frees each chunk once done with it
-   * (util/release.ts), so a reader that can gives every chunk its own buffer, marked
-   */
-  getBlob(desc: Pick<Descriptor, "digest" | "size">, opts?: { chunkSize?: number; releasable?: boolean }): AsyncGenerator<Buffer>;
+  /** a verified stream of the blob */
+  getBlob(desc: Pick<Descriptor, "digest" | "size">, opts?: BlobStreamOptions): AsyncGenerator<Buffer>;
   /** read, verify, parse and validate a JSON blob by kind */
   readJson<T>(desc: Descriptor, kind: JsonKind): T;
   /** hold the store against gc while reading (a no-op where nothing can collect) */
@@ -111,7 +119,7 @@ function readAt(fd: number, buf: Buffer, off: number, len: number, pos: number |
  * `releasable`: every chunk is a buffer of its own, marked for its last consumer to free.
  */
 export async function* streamVerified(
-  fd: number, desc: Pick<Descriptor, "digest" | "size">, opts: { start?: number | null; limit?: number; chunkSize?: number; releasable?: boolean } = {},
+  fd: number, desc: Pick<Descriptor, "digest" | "size">, opts: BlobStreamOptions & { start?: number | null; limit?: number } = {},
 ): AsyncGenerator<Buffer> {
   const digest = checkDescriptor(desc);
   // Large blobs are hashed on a worker thread (the bytes are copied there as they are read),

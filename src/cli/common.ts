@@ -1,6 +1,6 @@
 /** Shared flag groups and parsing helpers for the commands (umoci's ux* decorators). */
 import { UnsupportedError, UsageError } from "../errors";
-import { Layout, type BlobReader, type JsonKind, refName, parsePlatform } from "../cas";
+import { Layout, type BlobReader, type BlobStreamOptions, type JsonKind, refName, parsePlatform } from "../cas";
 import { type Descriptor, type History, type ImageIndex, type Platform, AnnotationRefName, MediaType } from "../image";
 import type * as ReferenceModule from "../transport/reference";
 import type * as OpenModule from "../transport/open";
@@ -74,7 +74,7 @@ class OneImageReader implements BlobReader {
   }
   hasBlob(digest: string): boolean { return this.inner.hasBlob(digest); }
   readBlob(desc: Pick<Descriptor, "digest" | "size" | "data">, maxSize?: number): Buffer { return this.inner.readBlob(desc, maxSize); }
-  getBlob(desc: Pick<Descriptor, "digest" | "size">, opts?: { chunkSize?: number }): AsyncGenerator<Buffer> { return this.inner.getBlob(desc, opts); }
+  getBlob(desc: Pick<Descriptor, "digest" | "size">, opts?: BlobStreamOptions): AsyncGenerator<Buffer> { return this.inner.getBlob(desc, opts); }
   readJson<T>(desc: Descriptor, kind: JsonKind): T { return this.inner.readJson<T>(desc, kind); }
   lockGc(mode: "sh", opts?: { optional?: boolean }): void { this.inner.lockGc(mode, opts); }
   close(): void { this.inner.close(); }

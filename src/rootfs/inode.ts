@@ -98,9 +98,9 @@ export class InodeWriter {
           try {
             for await (const chunk of entry.body) {
               const wait = h?.update(chunk);
-              const n = chunk.length;
               // (a piece still marked is a whole decoded chunk the reader handed over: ours to
-              // free once written, tar/reader.ts releaseChunks)
+              // free once written, tar/reader.ts releaseChunks; its length is taken first)
+              const n = chunk.length;
               await out.write(chunk, written, isReleasable(chunk));
               written += n;
               if (wait) await wait;

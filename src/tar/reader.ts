@@ -30,10 +30,11 @@ class ByteSource {
   private chunk: Buffer = EMPTY;
   private off = 0;
   private done = false;
-  /** How the current chunk's bytes went out through readBody: not (0), in part (1), whole (2). */
+  /**
+   * How the current chunk's bytes went out through readBody: not (0), in part (1: it was marked,
+   * and is unmarked now), whole (2: the consumer's to free).
+   */
   private pin: 0 | 1 | 2 = 0;
-  /** The current chunk was marked before a part of it went out (it is counted when left). */
-  private pinMarked = false;
   private readonly gc: GcBudget | null;
   constructor(private readonly it: AsyncIterator<Uint8Array | string>, releaseChunks: boolean) {
     this.gc = releaseChunks ? new GcBudget() : null;
@@ -44,10 +45,9 @@ class ByteSource {
     const c = this.chunk;
     if (this.gc && c.length > 0) {
       if (this.pin === 0) release(c);
-      else if (this.pin === 1 && this.pinMarked) this.gc.add(c.length);
+      else if (this.pin === 1) this.gc.add(c.length);
     }
     this.pin = 0;
-    this.pinMarked = false;
   }
 
   /** Synchronous fast path: n bytes if they are all in the current chunk. */
@@ -74,20 +74,18 @@ class ByteSource {
         return true;
       }
     }
-    this.leave();
-    this.chunk = EMPTY;
-    this.off = 0;
+    this.end();
     return false;
   }
 
   /** readSome for a body piece handed to the consumer, who may keep it past the next read. */
   async readBody(max: number): Promise<Buffer | null> {
     const b = await this.readSome(max);
-    if (!b || !this.gc) return b;
-    if (this.pin === 0 && b.length === this.chunk.length && isReleasable(b)) this.pin = 2;
-    else if (this.pin !== 1) {
-      this.pinMarked = isReleasable(this.chunk);
-      if (this.pinMarked) unmark(this.chunk);
+    // (an unmarked chunk is its producer's to count; one already handed out in part is unmarked)
+    if (!b || !this.gc || !isReleasable(this.chunk)) return b;
+    if (this.pin === 0 && b.length === this.chunk.length) this.pin = 2;
+    else {
+      unmark(this.chunk);
       this.pin = 1;
     }
     return b;

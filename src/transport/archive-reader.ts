@@ -5,7 +5,7 @@
  */
 import * as fs from "node:fs";
 import type { Descriptor, ImageIndex } from "../image";
-import { type BlobReader, type JsonKind, decodeJsonBlob } from "../cas/source";
+import { type BlobReader, type BlobStreamOptions, type JsonKind, decodeJsonBlob } from "../cas/source";
 
 export abstract class ArchiveReader implements BlobReader {
   private closed = false;
@@ -15,7 +15,7 @@ export abstract class ArchiveReader implements BlobReader {
   abstract readIndex(): ImageIndex;
   abstract hasBlob(digest: string): boolean;
   abstract readBlob(desc: Pick<Descriptor, "digest" | "size" | "data">, maxSize?: number): Buffer;
-  abstract getBlob(desc: Pick<Descriptor, "digest" | "size">, opts?: { chunkSize?: number; releasable?: boolean }): AsyncGenerator<Buffer>;
+  abstract getBlob(desc: Pick<Descriptor, "digest" | "size">, opts?: BlobStreamOptions): AsyncGenerator<Buffer>;
 
   /** Refuses a read after close() (a programming error, not bad input). */
   protected check(): void {

@@ -20,7 +20,7 @@ import { Transform } from "node:stream";
 import { InvalidError, NotFoundError, UsageError, addContext } from "../errors";
 import { type Descriptor, type ImageConfig, type ImageIndex, type Manifest, AnnotationRefName, MediaType, parseDigest, sha256Hex } from "../image";
 import {
-  MAX_JSON_BLOB, checkDescriptor, checkSmallBlob, decodeJsonBlob, embeddedData, readVerified,
+  type BlobStreamOptions, MAX_JSON_BLOB, checkDescriptor, checkSmallBlob, decodeJsonBlob, embeddedData, readVerified,
   sha256Digest, streamVerified, verifyRead,
 } from "../cas/source";
 import { GoManifest, encodeGoJson } from "../cas/go-json";
@@ -114,7 +114,7 @@ export class DockerArchiveReader extends ArchiveReader {
     return readVerified(this.fd, desc, { start: b.member.offset, limit: b.member.offset + b.member.size, maxSize });
   }
 
-  async *getBlob(desc: Pick<Descriptor, "digest" | "size">, opts: { chunkSize?: number; releasable?: boolean } = {}): AsyncGenerator<Buffer> {
+  async *getBlob(desc: Pick<Descriptor, "digest" | "size">, opts: BlobStreamOptions = {}): AsyncGenerator<Buffer> {
     this.check();
     const digest = checkDescriptor(desc);
     const mem = this.manifests.get(digest);

@@ -13,7 +13,7 @@ import * as path from "node:path";
 import { InvalidError, NotFoundError, UnsupportedError, addContext } from "../errors";
 import { type Descriptor, type ImageIndex, parseDigest } from "../image";
 import {
-  MAX_JSON_BLOB, checkDescriptor, checkSmallBlob, decodeIndexFile, embeddedData,
+  type BlobStreamOptions, MAX_JSON_BLOB, checkDescriptor, checkSmallBlob, decodeIndexFile, embeddedData,
   readVerified, streamVerified,
 } from "../cas/source";
 import { Layout } from "../cas/layout";
@@ -101,7 +101,7 @@ export class OciArchiveReader extends ArchiveReader {
   }
 
   /** A verified stream of the blob, read in place (never past its member). */
-  async *getBlob(desc: Pick<Descriptor, "digest" | "size">, opts: { chunkSize?: number; releasable?: boolean } = {}): AsyncGenerator<Buffer> {
+  async *getBlob(desc: Pick<Descriptor, "digest" | "size">, opts: BlobStreamOptions = {}): AsyncGenerator<Buffer> {
     this.check();
     const m = this.need(checkDescriptor(desc));
     yield* streamVerified(this.fd, desc, { start: m.offset, limit: m.offset + m.size, chunkSize: opts.chunkSize, releasable: opts.releasable });
