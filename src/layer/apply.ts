@@ -24,7 +24,8 @@ import { FROM_DISK, REFRESH, type ManifestSpool } from "../mtree/spool";
 import { type MapOptions, toHost } from "./idmap";
 import { cleanEntryPath, baseOf, joinPath as join, mtreePath, fromMtreePath, parentOf } from "../rootfs/path";
 import { RootTree, isDir, type ResolveHooks } from "../rootfs/tree";
-import { InodeWriter, PENDING_DIGEST, hostOwner, type Place } from "../rootfs/inode";
+import { InodeWriter, PENDING_DIGEST, QUEUED, hostOwner, type Place } from "../rootfs/inode";
+import { QueuedFileError } from "../rootfs/file-queue";
 import { DeferredDirs } from "../rootfs/deferred";
 import { entryFromHeader, entryFromInode } from "../rootfs/record";
 import { cname, fileName } from "../rootfs/name";
@@ -113,16 +114,21 @@ export class LayerApplier {
       try {
         await this.applyEntry(entry);
       } catch (e) {
-        throw addContext(`apply ${JSON.stringify(entry.header.name)}`, e);
+        // (a file finished on the second thread names its own entry)
+        throw e instanceof QueuedFileError ? e : addContext(`apply ${JSON.stringify(entry.header.name)}`, e);
       }
       this.tree.trim();
     }
+    // Every file of the layer written and closed before anything is read back or settled.
+    this.writer.drainQueue();
     this.deferred.settle((real, mode) => this.patchRecord(real, { mode }));
     this.tree.trim();
   }
 
   /** Wait for the digests of large files hashed on worker threads. */
   async finish(): Promise<void> {
+    this.writer.drainQueue();
+    this.writer.closeQueue();
     this.digests = await this.writer.digests();
     if (!this.opts.recorder) this.close();
   }
@@ -173,6 +179,8 @@ export class LayerApplier {
 
   /** Release the root's descriptors (finish() does; call it when giving up early). */
   close(): void {
+    // (files still on the second thread are finished first: their descriptors are the worker's)
+    this.writerHandle?.closeQueue();
     this.treeHandle?.close();
     this.treeHandle = null;
     this.writerHandle = null;
@@ -214,15 +222,20 @@ export class LayerApplier {
       if (!keep) { this.removeAll(real, at.dirfd); existing = null; }
       else if (hdr.type !== "dir" || !isDir(existing)) { await entry.drain(); return; }
     }
-    let sha: string | undefined;
     switch (hdr.type) {
       case "dir":
         if (!existing) this.writer.mkdir(at);
         break;
-      case "file":
+      case "file": {
         if (fd < 0) fd = this.writer.createFile(at, hdr);
-        sha = await this.writer.writeFile(fd, entry, hdr, !!this.opts.recorder);
-        break;
+        // A small file may be finished on the second thread: recorded then, in today's order.
+        const rec = this.opts.recorder;
+        const seq = rec?.reserve();
+        const r = await this.writer.writeFile(fd, entry, hdr, !!rec, (d) => this.record(real, hdr, d, seq));
+        if (r === QUEUED) return;
+        this.record(real, hdr, r, seq);
+        return;
+      }
       case "symlink":
         await entry.drain();
         this.writer.symlink(at, hdr.linkname);
@@ -240,12 +253,12 @@ export class LayerApplier {
       default:
         throw new InvalidError(`unsupported entry type ${(hdr as TarHeader).type}`);
     }
-    if (hdr.type !== "file") this.writer.setMetadata(at, hdr, !!existing);
+    this.writer.setMetadata(at, hdr, !!existing);
     if (hdr.type === "dir") {
       const st = statAt(at.dirfd, cname(base))!;
       this.deferred.set(real, st, hdr.mtime, this.rootless ? hdr.mode : undefined);
     }
-    this.record(real, hdr, sha);
+    this.record(real, hdr, undefined);
   }
 
   /** A hard link: shares its target's inode and metadata (nlink is re-read for both at the end). */
@@ -356,11 +369,11 @@ export class LayerApplier {
 
   // ---- mtree recording -------------------------------------------------------------------------
 
-  private record(real: string, hdr: TarHeader, sha: string | undefined): void {
+  private record(real: string, hdr: TarHeader, sha: string | undefined, seq?: number): void {
     const rec = this.opts.recorder;
     if (!rec) return;
     const owner = this.rootless ? { uid: this.euid, gid: this.egid } : hostOwner(hdr, this.opts.mapOptions);
-    rec.set(entryFromHeader(mtreePath(real), hdr, { rootless: this.rootless, ...owner, sha256: sha }), hdr.type === "dir" || this.writer.xattrsUnsupported ? REFRESH : 0);
+    rec.set(entryFromHeader(mtreePath(real), hdr, { rootless: this.rootless, ...owner, sha256: sha }), hdr.type === "dir" || this.writer.xattrsUnsupported ? REFRESH : 0, seq);
   }
 
   private patchRecord(real: string, patch: { mode: number }): void {

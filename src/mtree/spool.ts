@@ -46,8 +46,13 @@ interface Rec {
 }
 
 export interface ManifestLog {
-  /** Record the entry at `e.path` (mtree spelling, "." for the root); flags: REFRESH | FROM_DISK. */
-  set(e: MtreeEntry, flags?: number): void;
+  /**
+   * Record the entry at `e.path` (mtree spelling, "." for the root); flags: REFRESH | FROM_DISK;
+   * `seq`: a number from reserve() (the entry is ordered as of that call).
+   */
+  set(e: MtreeEntry, flags?: number, seq?: number): void;
+  /** A sequence number for a later set(). */
+  reserve(): number;
   /** Forget `path` and everything below it. */
   delete(path: string): void;
   /** Change the entry at `path` if one is recorded: its mode, and/or more flags. */
@@ -72,14 +77,22 @@ export class ManifestSpool implements ManifestLog {
     fs.mkdirSync(dir, { mode: 0o700 });
   }
 
-  set(e: MtreeEntry, flags = 0): void {
+  /**
+   * A sequence number for a set() that comes later (a file finished on another thread): the
+   * entry then counts as recorded now, before anything logged after this call.
+   */
+  reserve(): number {
+    return this.seq++;
+  }
+
+  set(e: MtreeEntry, flags = 0, seq?: number): void {
     const isRoot = e.path === ".";
     const path = isRoot ? "" : e.path;
     const fields = [
       MTREE_TYPES.indexOf(e.type), flags, num(e.size), num(e.uid), num(e.gid), num(e.mode), num(e.nlink), num(e.tarTime),
       e.sha256 ?? "", e.link === undefined ? "" : JSON.stringify(e.link), e.xattrs?.size ? JSON.stringify([...e.xattrs].map(([k, v]) => [k, v.toString("base64")])) : "",
     ].join("\t");
-    this.push(e.type === "dir" ? R_SELF : R_FILE, OP_SET, path, fields);
+    this.push(e.type === "dir" ? R_SELF : R_FILE, OP_SET, path, fields, seq);
   }
 
   delete(path: string): void {

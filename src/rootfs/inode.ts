@@ -14,6 +14,7 @@ import {
 } from "../sys/at";
 import { O_CLOEXEC, O_NOFOLLOW, makedev } from "../sys";
 import { getPool } from "../worker/pool";
+import { FileQueue, MAX_BODY } from "./file-queue";
 import { isReleasable, release } from "../util/release";
 import { cname, cnameExact } from "./name";
 import { encodeRootlessOwner } from "./rootless-owner";
@@ -26,6 +27,11 @@ const S_IFCHR = 0o020000, S_IFBLK = 0o060000, S_IFIFO = 0o010000;
 const EEXIST = 17;
 /** Bodies up to this size are written from one buffer and hashed on this thread. */
 const SMALL_BODY = 1 << 20;
+/** Small files made inline before the second thread is started (a small image never pays for it). */
+const QUEUE_AFTER = 256;
+
+/** writeFile handed the file to the second thread: its `done` gets the digest later. */
+export const QUEUED = Symbol("queued");
 
 /** Where an inode goes: its parent directory (descriptor and real path) and its name. */
 export interface Place { dirfd: number; parentReal: string; name: string }
@@ -50,6 +56,9 @@ export class InodeWriter {
   private scratch: Buffer | undefined;
   /** placeholder in a recorded sha256 → the digest being computed on a worker */
   readonly pendingDigests = new Map<string, Promise<string>>();
+  /** small files finished on a second thread (file-queue.ts), once QUEUE_AFTER were made here */
+  private queue: FileQueue | null = null;
+  private smallFiles = 0;
 
   constructor(private readonly tree: RootTree, private readonly s: Strategy) {}
 
@@ -75,19 +84,35 @@ export class InodeWriter {
   }
 
   /**
-   * Write `entry`'s body into `fd` (just made by createFile; closed here) and give the file its
-   * metadata through the descriptor. Returns the body's sha256 (a placeholder resolved by
-   * `digests()` for large bodies hashed on a worker) when `hash` is set.
+   * Write `entry`'s body into `fd` (just made by createFile; closed here, or by the second thread)
+   * and give the file its metadata through the descriptor. Returns the body's sha256 (a
+   * placeholder resolved by `digests()` for large bodies hashed on a worker) when `hash` is set.
+   * With `done`, a small file without xattrs may be finished on the second thread instead
+   * (file-queue.ts): then QUEUED is returned and `done` gets the digest once it is.
    */
-  async writeFile(fd: number, entry: TarEntry, hdr: TarHeader, hash: boolean): Promise<string | undefined> {
+  async writeFile(fd: number, entry: TarEntry, hdr: TarHeader, hash: boolean, done?: (sha: string | undefined) => void): Promise<string | undefined | typeof QUEUED> {
     let digest: string | undefined;
     let written = 0;
+    let handedOver = false;
     try {
       if (hdr.size <= SMALL_BODY) {
         // (joined, when it spans decompressed chunks, in a buffer kept for that; used up before the next read)
         const buf = await entry.readAll((this.scratch ??= Buffer.allocUnsafeSlow(SMALL_BODY)));
-        if (buf.length) writeAll(fd, buf);
         written = buf.length;
+        if (done && buf.length <= MAX_BODY && this.queueable(hdr)) {
+          const q = this.queue ?? (++this.smallFiles > QUEUE_AFTER ? (this.queue = FileQueue.open()) : null);
+          if (q) {
+            if (written !== hdr.size) throw new InvalidError(`file body is ${written} bytes, header says ${hdr.size}`);
+            const mode = hdr.mode & 0o7777;
+            q.push({
+              fd, body: buf, owner: this.s.rootless ? null : hostOwner(hdr, this.s.map),
+              mode: this.createMode(hdr) !== mode ? mode : -1, mtime: hdr.mtime, hash, name: hdr.name,
+            }, done);
+            handedOver = true;
+            return QUEUED;
+          }
+        }
+        if (buf.length) writeAll(fd, buf);
         if (hash) digest = new Bun.CryptoHasher("sha256").update(buf).digest("hex");
       } else {
         // A large body is hashed on a worker as it is written (positional writes on the thread
@@ -128,9 +153,25 @@ export class InodeWriter {
       if (this.createMode(hdr) !== (hdr.mode & 0o7777)) chmodFd(fd, hdr.mode & 0o7777);
       utimesFd(fd, hdr.mtime, hdr.mtime);
     } finally {
-      closeFd(fd);
+      if (!handedOver) closeFd(fd);
     }
     return digest;
+  }
+
+  /** A file with nothing for setXattrs to do (no xattrs; rootless: owned by container root). */
+  private queueable(hdr: TarHeader): boolean {
+    return hdr.xattrs.size === 0 && (!this.s.rootless || encodeRootlessOwner(hdr.uid, hdr.gid) === null);
+  }
+
+  /** Wait for the files on the second thread and run their `done`; throws the first failure. */
+  drainQueue(): void {
+    this.queue?.drain();
+  }
+
+  /** Wait for the second thread's files (no `done` runs) and let the queue go. */
+  closeQueue(): void {
+    this.queue?.close();
+    this.queue = null;
   }
 
   /** Every pending digest, resolved (placeholder → hex). */

@@ -306,13 +306,13 @@ export function defaultStreamWorkers(size: number): number {
   return Math.max(0, availableParallelism() - 2);
 }
 
-/** The worker entry: beside this file in a source checkout, embedded in a compiled binary. */
-function workerURL(): string {
+/** A worker entry (`name` in src/worker/): beside this file in a source checkout, embedded in a compiled binary. */
+export function workerURL(name = "task.worker.ts"): string {
   // In a `bun build --compile` binary, files live under /$bunfs/root/ by their path relative to
   // the build root (scripts/build.ts passes --root .). An absolute path, so the current directory
   // does not matter. (No import.meta: the binary is built as CommonJS.)
-  if ((process.argv[1] ?? "").startsWith("/$bunfs/") || __filename.startsWith("/$bunfs/")) return "/$bunfs/root/src/worker/task.worker.ts";
-  return join(__dirname, "task.worker.ts");
+  if ((process.argv[1] ?? "").startsWith("/$bunfs/") || __filename.startsWith("/$bunfs/")) return `/$bunfs/root/src/worker/${name}`;
+  return join(__dirname, name);
 }
 
 let shared: WorkerPool | null = null;

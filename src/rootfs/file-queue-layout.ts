@@ -1,0 +1,42 @@
+/**
+ * The shared memory between rootfs/file-queue.ts (the unpacking thread) and
+ * worker/files.worker.ts (the thread that finishes small files). Constants only, so the worker
+ * loads nothing else of the main side.
+ */
+
+/** The buffers, as the worker receives them (all SharedArrayBuffers). */
+export interface Rings {
+  /** Int32 control words (C_*) */
+  ctrl: SharedArrayBuffer;
+  /** JOB_INTS Int32 per slot: fd, body offset, body length, uid, gid, mode, flags, unused */
+  jobs: SharedArrayBuffer;
+  /** one Float64 per slot: the mtime (seconds, may be fractional), also the atime */
+  times: SharedArrayBuffer;
+  /** RES_INTS Int32 per slot: errno (0: done), the step that failed (OP_*) */
+  results: SharedArrayBuffer;
+  /** 32 bytes per slot: the body's sha256 when F_HASH was asked */
+  digests: SharedArrayBuffer;
+  /** the body ring */
+  data: SharedArrayBuffer;
+}
+
+/** jobs published (written by the producer only) */
+export const C_HEAD = 0;
+/** jobs done (written by the worker only) */
+export const C_TAIL = 1;
+/** the worker is (about to be) asleep on C_HEAD: notify it */
+export const C_WAITING = 2;
+/** set once: the worker leaves its loop */
+export const C_STOP = 3;
+export const CTRL_INTS = 4;
+
+export const JOB_INTS = 8;
+export const RES_INTS = 2;
+
+export const F_HASH = 1;
+export const F_CHOWN = 2;
+export const F_CHMOD = 4;
+
+/** The step of a job that failed (for the error message: the system call's name). */
+export const OP_WRITE = 1, OP_FCHOWN = 2, OP_FCHMOD = 3, OP_FUTIMENS = 4;
+export const OP_NAMES: Record<number, string> = { [OP_WRITE]: "write", [OP_FCHOWN]: "fchown", [OP_FCHMOD]: "fchmod", [OP_FUTIMENS]: "futimens" };

@@ -1,0 +1,238 @@
+/**
+ * Small regular files finished on a second thread. Unpacking many small files is system calls:
+ * per file an openat, a write, a fchown, a futimens and a close, and a sha256 for the manifest.
+ * The unpacking thread keeps what decides anything (the name is created with O_EXCL|O_NOFOLLOW
+ * through its parent's descriptor, in tar order, so every later entry sees it); the rest goes
+ * through the new descriptor, which only this inode has, so it can happen on another thread
+ * without changing what any other entry sees: the body (copied into a shared ring), its digest,
+ * the owner, the mode, the times, the close. The worker (worker/files.worker.ts) takes jobs in
+ * order and says how each ended; the caller's `done` runs here, on the unpacking thread, when
+ * it has (poll, drain).
+ *
+ * What the caller must keep: nothing reads a queued file's contents or metadata until drain()
+ * has returned (the applier drains at the end of each layer, before directory times settle and
+ * before the manifest is read). A name may be removed or replaced meanwhile: the job goes on
+ * with the inode it holds.
+ *
+ * Only where a second core is there: with one core, or BOCI_WORKERS below 2, files are made
+ * on the calling thread as before (open() returns null). Failure is one error for the first job
+ * that failed, with the entry's name and the system call (as the inline path words it).
+ */
+import { BociError, ExitCode, describeErrno, isNoSpace } from "../errors";
+import { SysError } from "../sys";
+import { defaultPoolSize, workerURL } from "../worker/pool";
+import {
+  C_HEAD, C_STOP, C_TAIL, C_WAITING, CTRL_INTS, F_CHMOD, F_CHOWN, F_HASH, JOB_INTS, OP_NAMES, RES_INTS, type Rings,
+} from "./file-queue-layout";
+
+/** Jobs in flight at most. */
+const SLOTS = 256;
+/** The body ring: bodies up to MAX_BODY are copied here (the pages are reused round and round). */
+const DATA = 1 << 20;
+/** Jobs waiting before a sleeping worker is woken (waiting for one wakes it at once). */
+const WAKE_BATCH = 32;
+/** Larger bodies are written on the calling thread. */
+export const MAX_BODY = 128 << 10;
+
+export interface QueuedFile {
+  fd: number;
+  body: Uint8Array;
+  /** host owner to set (root bundles), or null */
+  owner: { uid: number; gid: number } | null;
+  /** mode to set after the owner (the file was created with another), or -1 */
+  mode: number;
+  /** mtime and atime, seconds */
+  mtime: number;
+  hash: boolean;
+  /** the entry's name, for an error */
+  name: string;
+}
+
+/** A failure of a queued file: the message names its entry already. */
+export class QueuedFileError extends BociError {}
+
+class Worker2 {
+  readonly ctrl: Int32Array;
+  readonly jobs: Int32Array;
+  readonly times: Float64Array;
+  readonly results: Int32Array;
+  readonly digests: Uint8Array;
+  readonly data: Uint8Array;
+  private readonly worker: Worker;
+
+  constructor() {
+    const r: Rings = {
+      ctrl: new SharedArrayBuffer(CTRL_INTS * 4),
+      jobs: new SharedArrayBuffer(SLOTS * JOB_INTS * 4),
+      times: new SharedArrayBuffer(SLOTS * 8),
+      results: new SharedArrayBuffer(SLOTS * RES_INTS * 4),
+      digests: new SharedArrayBuffer(SLOTS * 32),
+      data: new SharedArrayBuffer(DATA),
+    };
+    this.ctrl = new Int32Array(r.ctrl);
+    this.jobs = new Int32Array(r.jobs);
+    this.times = new Float64Array(r.times);
+    this.results = new Int32Array(r.results);
+    this.digests = new Uint8Array(r.digests);
+    this.data = new Uint8Array(r.data);
+    this.worker = new Worker(workerURL("files.worker.ts"));
+    this.worker.unref();
+    this.worker.postMessage(r);
+  }
+
+  stop(): void {
+    Atomics.store(this.ctrl, C_STOP, 1);
+    Atomics.notify(this.ctrl, C_HEAD);
+    void this.worker.terminate();
+  }
+}
+
+let shared: Worker2 | null = null;
+let busy = false;
+
+/** Files wait for a second core only when there is one (see the module comment). */
+export function secondThreadWanted(): boolean {
+  return defaultPoolSize() >= 2;
+}
+
+export class FileQueue {
+  private readonly w: Worker2;
+  /** jobs pushed, jobs whose `done` has run (absolute counts) */
+  private head: number;
+  private done: number;
+  /** the body ring: bytes allocated so far, and where the last finished job's body ended */
+  private dataHead = 0;
+  private dataTail = 0;
+  private readonly dataEnd = new Float64Array(SLOTS);
+  private readonly pending: Array<{ done: (sha: string | undefined) => void; name: string; fd: number } | undefined> = new Array(SLOTS);
+  private failed: Error | null = null;
+
+  /** The queue, or null where files are better made inline (one core; another queue is open). */
+  static open(): FileQueue | null {
+    if (busy || !secondThreadWanted()) return null;
+    try {
+      shared ??= new Worker2();
+    } catch {
+      return null; // no worker here (an embedded entry missing): inline
+    }
+    busy = true;
+    return new FileQueue(shared);
+  }
+
+  private constructor(w: Worker2) {
+    this.w = w;
+    this.head = this.done = Atomics.load(w.ctrl, C_TAIL);
+    Atomics.store(w.ctrl, C_HEAD, this.head);
+  }
+
+  /**
+   * Hand over a file just created: from here its descriptor is the queue's (closed by the worker,
+   * whatever happens). `done(sha)` runs on this thread once it is written and closed. Throws
+   * (before taking the descriptor) an earlier job's failure.
+   */
+  push(f: QueuedFile, done: (sha: string | undefined) => void): void {
+    if (this.failed) throw this.failed;
+    const len = f.body.length;
+    if (len > MAX_BODY) throw new RangeError(`file queue: body of ${len} bytes`);
+    while (this.head - this.done >= SLOTS) this.waitOne();
+    let start = this.dataHead;
+    const pos = start % DATA;
+    if (pos + len > DATA) start += DATA - pos;
+    // (the ring is free from where the last finished job's body ended)
+    while (this.head > this.done && start + len - this.dataTail > DATA) this.waitOne();
+    const off = start % DATA;
+    const w = this.w;
+    const slot = this.head % SLOTS;
+    if (len) w.data.set(f.body, off);
+    const j = slot * JOB_INTS;
+    w.jobs[j] = f.fd;
+    w.jobs[j + 1] = off;
+    w.jobs[j + 2] = len;
+    w.jobs[j + 3] = f.owner ? f.owner.uid | 0 : 0;
+    w.jobs[j + 4] = f.owner ? f.owner.gid | 0 : 0;
+    w.jobs[j + 5] = f.mode;
+    w.jobs[j + 6] = (f.hash ? F_HASH : 0) | (f.owner ? F_CHOWN : 0) | (f.mode >= 0 ? F_CHMOD : 0);
+    w.times[slot] = f.mtime;
+    this.dataEnd[slot] = start + len;
+    this.dataHead = start + len;
+    this.pending[slot] = { done, name: f.name, fd: f.fd };
+    this.head++;
+    Atomics.store(w.ctrl, C_HEAD, this.head);
+    // A sleeping worker is woken once a batch is waiting (a wake-up is a system call each side).
+    if (this.head - Atomics.load(w.ctrl, C_TAIL) >= WAKE_BATCH) this.wake();
+    // (never throws from here on: the descriptor is the worker's now)
+    this.collect();
+  }
+
+  /** Run `done` for every job finished so far; throws the first failure. */
+  poll(): void {
+    this.collect();
+    if (this.failed) throw this.failed;
+  }
+
+  private collect(): void {
+    const tail = Atomics.load(this.w.ctrl, C_TAIL);
+    while (this.done < tail) this.finishOne();
+  }
+
+  /** Wait for every job; throws the first failure. */
+  drain(): void {
+    while (this.done < this.head) this.waitOne();
+    if (this.failed) throw this.failed;
+  }
+
+  /** Wait for every job (so every descriptor is closed) and give the queue back; no throw. */
+  close(): void {
+    this.closing = true;
+    while (this.done < this.head) this.waitOne();
+    busy = false;
+  }
+  private closing = false;
+
+  private wake(): void {
+    if (Atomics.load(this.w.ctrl, C_WAITING)) Atomics.notify(this.w.ctrl, C_HEAD);
+  }
+
+  private waitOne(): void {
+    this.wake();
+    const target = this.done;
+    for (;;) {
+      const tail = Atomics.load(this.w.ctrl, C_TAIL);
+      if (tail > target) break;
+      Atomics.wait(this.w.ctrl, C_TAIL, tail, 1000);
+    }
+    this.finishOne();
+  }
+
+  private finishOne(): void {
+    const w = this.w;
+    const slot = this.done % SLOTS;
+    const p = this.pending[slot]!;
+    this.pending[slot] = undefined;
+    this.done++;
+    this.dataTail = this.dataEnd[slot]!;
+    const errno = w.results[slot * RES_INTS]!;
+    if (errno !== 0) {
+      if (!this.failed) {
+        // (a full disk is worded by the command, which knows what was being written: no descriptor number)
+        const e = new SysError(OP_NAMES[w.results[slot * RES_INTS + 1]!] ?? "write", errno, `fd ${p.fd}`);
+        const text = isNoSpace(e) ? describeErrno({ name: e.name, message: e.message, code: e.code }) : describeErrno(e);
+        this.failed = new QueuedFileError(`apply ${JSON.stringify(p.name)}: ${text}`, { code: e.code, exitCode: e.code === "ENOENT" ? ExitCode.notFound : ExitCode.general, cause: e });
+      }
+      return;
+    }
+    if (this.failed || this.closing) return;
+    const hash = w.jobs[slot * JOB_INTS + 6]! & F_HASH;
+    try {
+      p.done(hash ? Buffer.from(w.digests.subarray(slot * 32, slot * 32 + 32)).toString("hex") : undefined);
+    } catch (e) {
+      this.failed = e instanceof Error ? e : new Error(String(e));
+    }
+  }
+}
+
+/** Stop the worker (tests; a process exits without it). */
+export function stopFileWorker(): void {
+  shared?.stop();
+  shared = null;
+}
