@@ -28,7 +28,9 @@ export const C_TAIL = 1;
 export const C_WAITING = 2;
 /** set once: the worker leaves its loop */
 export const C_STOP = 3;
-export const CTRL_INTS = 4;
+/** set by the worker once it serves jobs */
+export const C_READY = 4;
+export const CTRL_INTS = 5;
 
 export const JOB_INTS = 8;
 export const RES_INTS = 2;

@@ -22,7 +22,7 @@ import { BociError, ExitCode, describeErrno, isNoSpace } from "../errors";
 import { SysError } from "../sys";
 import { defaultPoolSize, workerURL } from "../worker/pool";
 import {
-  C_HEAD, C_STOP, C_TAIL, C_WAITING, CTRL_INTS, F_CHMOD, F_CHOWN, F_HASH, JOB_INTS, OP_NAMES, RES_INTS, type Rings,
+  C_HEAD, C_READY, C_STOP, C_TAIL, C_WAITING, CTRL_INTS, F_CHMOD, F_CHOWN, F_HASH, JOB_INTS, OP_NAMES, RES_INTS, type Rings,
 } from "./file-queue-layout";
 
 /** Jobs in flight at most. */
@@ -31,6 +31,8 @@ const SLOTS = 256;
 const DATA = 1 << 20;
 /** Jobs waiting before a sleeping worker is woken (waiting for one wakes it at once). */
 const WAKE_BATCH = 32;
+/** How long a worker may take to start before the queue gives up on it. */
+const START_TIMEOUT_MS = 30_000;
 /** Larger bodies are written on the calling thread. */
 export const MAX_BODY = 128 << 10;
 
@@ -75,7 +77,8 @@ class Worker2 {
     this.results = new Int32Array(r.results);
     this.digests = new Uint8Array(r.digests);
     this.data = new Uint8Array(r.data);
-    this.worker = new Worker(workerURL("files.worker.ts"));
+    // (a small heap: the worker keeps almost nothing, and its garbage is collected as it goes)
+    this.worker = new Worker(workerURL("files.worker.ts"), { smol: true });
     this.worker.unref();
     this.worker.postMessage(r);
   }
@@ -196,10 +199,15 @@ export class FileQueue {
   private waitOne(): void {
     this.wake();
     const target = this.done;
+    const since = performance.now();
     for (;;) {
       const tail = Atomics.load(this.w.ctrl, C_TAIL);
       if (tail > target) break;
       Atomics.wait(this.w.ctrl, C_TAIL, tail, 1000);
+      // (a worker that never started cannot say so while this thread waits: give up on it)
+      if (!Atomics.load(this.w.ctrl, C_READY) && performance.now() - since > START_TIMEOUT_MS) {
+        throw new BociError(`unpack: the file-writing thread did not start in ${START_TIMEOUT_MS / 1000} s (BOCI_WORKERS=1 makes files on this thread)`);
+      }
     }
     this.finishOne();
   }

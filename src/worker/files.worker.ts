@@ -11,7 +11,7 @@
  */
 import { SysError } from "../sys";
 import { chmodFd, chownFd, closeFd, utimesFd, writeAll } from "../sys/at";
-import { C_HEAD, C_STOP, C_TAIL, C_WAITING, F_CHMOD, F_CHOWN, F_HASH, JOB_INTS, OP_FCHMOD, OP_FCHOWN, OP_FUTIMENS, OP_WRITE, RES_INTS, type Rings } from "../rootfs/file-queue-layout";
+import { C_HEAD, C_READY, C_STOP, C_TAIL, C_WAITING, F_CHMOD, F_CHOWN, F_HASH, JOB_INTS, OP_FCHMOD, OP_FCHOWN, OP_FUTIMENS, OP_WRITE, RES_INTS, type Rings } from "../rootfs/file-queue-layout";
 
 declare const self: Worker;
 let jsc: typeof import("bun:jsc") | null = null;
@@ -26,6 +26,7 @@ self.onmessage = (ev: MessageEvent<Rings>) => {
   const data = new Uint8Array(r.data);
   const slots = times.length;
   let t = Atomics.load(ctrl, C_TAIL);
+  Atomics.store(ctrl, C_READY, 1);
   for (;;) {
     if (Atomics.load(ctrl, C_STOP)) break;
     const h = Atomics.load(ctrl, C_HEAD);

@@ -85,13 +85,13 @@ describe("small files on the second thread", () => {
       expect(tq).toEqual(treeOf(join(inline, "rootfs")));
       // and the tree is what the layers say
       expect(readFileSync(join(queued, "rootfs/d/f3"), "utf8")).toBe("replaced\n");
-      expect(readFileSync(join(queued, "rootfs/d/link-to-f6"))).toEqual(body(6));
+      expect(readFileSync(join(queued, "rootfs/d/link-to-f6")).equals(body(6))).toBe(true);
       expect(lstatSync(join(queued, "rootfs/d/f6")).nlink).toBe(2);
       expect(lstatSync(join(queued, "rootfs/d/f9")).isDirectory()).toBe(true);
       expect(lstatSync(join(queued, "rootfs/d/f12")).isSymbolicLink()).toBe(true);
       expect(existsSync(join(queued, "rootfs/d/f15"))).toBe(false);
       expect(existsSync(join(queued, "rootfs/gone"))).toBe(false);
-      expect(readFileSync(join(queued, "rootfs/two/f699"))).toEqual(body(699 + N));
+      expect(readFileSync(join(queued, "rootfs/two/f699")).equals(body(699 + N))).toBe(true);
       const f10 = lstatSync(join(queued, "rootfs/d/sub/f10"));
       expect(f10.mode & 0o7777).toBe(0o2711);
       expect(f10.mtimeMs).toBe((1_600_000_000 + 10) * 1000);
