@@ -105,7 +105,10 @@ const errnoText: Record<string, string> = {
  * A full disk names what was being written: "no space left on device writing b/rootfs/big".
  */
 export function describeErrno(e: NodeJS.ErrnoException): string {
-  const text = (e.code && errnoText[e.code]) || e.message.toLowerCase();
+  const known = e.code ? errnoText[e.code] : undefined;
+  // (a message that already says "syscall path: text", as sys/ SysError's do, is not said twice)
+  if (!known && e.syscall && e.path && e.message.startsWith(`${e.syscall} ${e.path}: `)) return e.message;
+  const text = known || e.message.toLowerCase();
   if (e.path && isNoSpaceCode(e.code)) return `${text} writing ${e.path}`;
   if (e.syscall && e.path) return `${e.syscall} ${e.path}: ${text}`;
   return text;

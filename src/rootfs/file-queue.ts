@@ -50,6 +50,8 @@ export interface QueuedFile {
   name: string;
 }
 
+interface Pending { done: (sha: string | undefined) => void; name: string; fd: number }
+
 /** A failure of a queued file: the message names its entry already. */
 export class QueuedFileError extends BociError {}
 
@@ -91,7 +93,7 @@ class Worker2 {
 }
 
 let shared: Worker2 | null = null;
-let busy = false;
+let queue: FileQueue | null | undefined;
 
 /** Files wait for a second core only when there is one (see the module comment). */
 export function secondThreadWanted(): boolean {
@@ -107,19 +109,22 @@ export class FileQueue {
   private dataHead = 0;
   private dataTail = 0;
   private readonly dataEnd = new Float64Array(SLOTS);
-  private readonly pending: Array<{ done: (sha: string | undefined) => void; name: string; fd: number } | undefined> = new Array(SLOTS);
+  private readonly pending: Array<Pending | undefined> = new Array(SLOTS);
   private failed: Error | null = null;
 
-  /** The queue, or null where files are better made inline (one core; another queue is open). */
-  static open(): FileQueue | null {
-    if (busy || !secondThreadWanted()) return null;
+  /**
+   * The process's queue (one worker, one ring; its users take turns: an unpack applies one
+   * layer at a time), or null where work is better done inline (one core, BOCI_WORKERS < 2).
+   */
+  static shared(): FileQueue | null {
+    if (queue !== undefined) return queue;
+    if (!secondThreadWanted()) return (queue = null);
     try {
       shared ??= new Worker2();
     } catch {
-      return null; // no worker here (an embedded entry missing): inline
+      return (queue = null); // no worker here (an embedded entry missing): inline
     }
-    busy = true;
-    return new FileQueue(shared);
+    return (queue = new FileQueue(shared));
   }
 
   private constructor(w: Worker2) {
@@ -135,8 +140,13 @@ export class FileQueue {
    */
   push(f: QueuedFile, done: (sha: string | undefined) => void): void {
     if (this.failed) throw this.failed;
-    const len = f.body.length;
-    if (len > MAX_BODY) throw new RangeError(`file queue: body of ${len} bytes`);
+    if (f.body.length > MAX_BODY) throw new RangeError(`file queue: body of ${f.body.length} bytes`);
+    this.enqueue(f.fd, f.body, f.owner ? f.owner.uid : 0, f.owner ? f.owner.gid : 0, f.mode,
+      (f.hash ? F_HASH : 0) | (f.owner ? F_CHOWN : 0) | (f.mode >= 0 ? F_CHMOD : 0), f.mtime, { done, name: f.name, fd: f.fd });
+  }
+
+  private enqueue(fd: number, body: Uint8Array, uid: number, gid: number, mode: number, flags: number, mtime: number, p: Pending): void {
+    const len = body.length;
     while (this.head - this.done >= SLOTS) this.waitOne();
     let start = this.dataHead;
     const pos = start % DATA;
@@ -146,19 +156,19 @@ export class FileQueue {
     const off = start % DATA;
     const w = this.w;
     const slot = this.head % SLOTS;
-    if (len) w.data.set(f.body, off);
+    if (len) w.data.set(body, off);
     const j = slot * JOB_INTS;
-    w.jobs[j] = f.fd;
+    w.jobs[j] = fd;
     w.jobs[j + 1] = off;
     w.jobs[j + 2] = len;
-    w.jobs[j + 3] = f.owner ? f.owner.uid | 0 : 0;
-    w.jobs[j + 4] = f.owner ? f.owner.gid | 0 : 0;
-    w.jobs[j + 5] = f.mode;
-    w.jobs[j + 6] = (f.hash ? F_HASH : 0) | (f.owner ? F_CHOWN : 0) | (f.mode >= 0 ? F_CHMOD : 0);
-    w.times[slot] = f.mtime;
+    w.jobs[j + 3] = uid | 0;
+    w.jobs[j + 4] = gid | 0;
+    w.jobs[j + 5] = mode;
+    w.jobs[j + 6] = flags;
+    w.times[slot] = mtime;
     this.dataEnd[slot] = start + len;
     this.dataHead = start + len;
-    this.pending[slot] = { done, name: f.name, fd: f.fd };
+    this.pending[slot] = p;
     this.head++;
     Atomics.store(w.ctrl, C_HEAD, this.head);
     // A sleeping worker is woken once a batch is waiting (a wake-up is a system call each side).
@@ -184,11 +194,18 @@ export class FileQueue {
     if (this.failed) throw this.failed;
   }
 
-  /** Wait for every job (so every descriptor is closed) and give the queue back; no throw. */
+  /**
+   * Wait for every job (so every descriptor is closed), dropping their `done`, and forget any
+   * failure: the queue is ready for the next user. No throw.
+   */
   close(): void {
     this.closing = true;
-    while (this.done < this.head) this.waitOne();
-    busy = false;
+    try {
+      while (this.done < this.head) this.waitOne();
+    } catch { /* a worker that never started: nothing of ours is open there */ } finally {
+      this.closing = false;
+      this.failed = null;
+    }
   }
   private closing = false;
 
@@ -241,6 +258,8 @@ export class FileQueue {
 
 /** Stop the worker (tests; a process exits without it). */
 export function stopFileWorker(): void {
+  queue?.close();
   shared?.stop();
   shared = null;
+  queue = undefined;
 }

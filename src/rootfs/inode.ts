@@ -100,7 +100,7 @@ export class InodeWriter {
         const buf = await entry.readAll((this.scratch ??= Buffer.allocUnsafeSlow(SMALL_BODY)));
         written = buf.length;
         if (done && buf.length <= MAX_BODY && this.queueable(hdr)) {
-          const q = this.queue ?? (++this.smallFiles > QUEUE_AFTER ? (this.queue = FileQueue.open()) : null);
+          const q = this.queue ?? (++this.smallFiles > QUEUE_AFTER ? (this.queue = FileQueue.shared()) : null);
           if (q) {
             if (written !== hdr.size) throw new InvalidError(`file body is ${written} bytes, header says ${hdr.size}`);
             const mode = hdr.mode & 0o7777;
@@ -168,7 +168,7 @@ export class InodeWriter {
     this.queue?.drain();
   }
 
-  /** Wait for the second thread's files (no `done` runs) and let the queue go. */
+  /** Wait for the second thread's jobs (no `done` runs) and let the queue go to its next user. */
   closeQueue(): void {
     this.queue?.close();
     this.queue = null;
