@@ -32,9 +32,18 @@ export function statKey(st: fs.BigIntStats): string {
 }
 
 /** statKey from a statx result (rootfs/tree.ts): the same string an lstat of the file gives. */
-export function statKeyOfStat(st: Stat): string {
-  const ns = (sec: number, nsec: number) => (BigInt(sec) * 1_000_000_000n + BigInt(nsec)).toString();
-  return `${makedev(st.devMajor, st.devMinor)} ${st.ino} ${st.size} ${ns(st.mtimeSec, st.mtimeNsec)} ${ns(st.ctimeSec, st.ctimeNsec)}`;
+export function statKeyOfStat(st: Pick<Stat, "devMajor" | "devMinor" | "ino" | "size" | "mtimeSec" | "mtimeNsec" | "ctimeSec" | "ctimeNsec">): string {
+  if (st.devMajor !== keyDevMajor || st.devMinor !== keyDevMinor) {
+    keyDevMajor = st.devMajor; keyDevMinor = st.devMinor; keyDev = String(makedev(st.devMajor, st.devMinor));
+  }
+  return `${keyDev} ${st.ino} ${st.size} ${nsText(st.mtimeSec, st.mtimeNsec)} ${nsText(st.ctimeSec, st.ctimeNsec)}`;
+}
+let keyDevMajor = -1, keyDevMinor = -1, keyDev = "";
+
+/** sec * 10^9 + nsec in decimal (digits put together where both are non-negative: no BigInt). */
+function nsText(sec: number, nsec: number): string {
+  if (sec > 0 && nsec >= 0 && nsec < 1_000_000_000) return `${sec}${String(nsec).padStart(9, "0")}`;
+  return (BigInt(sec) * 1_000_000_000n + BigInt(nsec)).toString();
 }
 
 let lastDev = -1, lastDevT = 0n;

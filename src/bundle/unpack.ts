@@ -17,7 +17,7 @@ import { createDecompressor, sniffCompression, type Compression } from "../compr
 import { readTar } from "../tar";
 import { writeMtreeSorted, UMOCI_KEYWORDS, type MtreeEntry } from "../mtree";
 import { createManifestSpool } from "../mtree/spool";
-import { LayerApplier } from "../layer/apply";
+import { LayerApplier, type RecordedEntry } from "../layer/apply";
 import { type MapOptions, toHost } from "../layer/idmap";
 import { generateRuntimeConfig, serializeRuntimeConfig } from "./runtime-config";
 import { META_FILE, writeMeta } from "./meta";
@@ -83,6 +83,8 @@ export async function unpackLayers(
     mapOptions: opts.mapOptions,
     keepDirlinks: opts.keepDirlinks,
     recorder,
+    // (each file's stat cache key is taken as it is finished, not by a second statx at the end)
+    statKey: recorder && statCacheEnabled() ? statKeyOfStat : undefined,
     onWarning: (_code, msg) => opts.onWarning?.(msg),
   });
   applier.recordRoot();
@@ -127,7 +129,7 @@ export async function unpackLayers(
  * What unpackLayers recorded: the manifest entries in walk order, read once; `stat` looks at a
  * recorded path through the same descriptors while the manifest is read.
  */
-export interface RecordedTree { manifest(): Generator<MtreeEntry>; stat(path: string): Stat | null; close(): void }
+export interface RecordedTree { manifest(): Generator<RecordedEntry>; stat(path: string): Stat | null; close(): void }
 
 /**
  * The decompression-bomb bound for a layer: BOCI_MAX_LAYER_BYTES when set, else 2048 times the
@@ -261,10 +263,14 @@ export async function unpackBundle(layout: BlobReader, img: LoadedImage, bundleA
       const entries = function* (): Generator<MtreeEntry> {
         for (const e of recorded.manifest()) {
           if (stats && e.type === "file") {
-            // (a file the caller cannot reach, rootless below a locked directory, goes without one)
-            let st = null;
-            try { st = recorded.stat(e.path); } catch { /* not cached: repack reads it */ }
-            if (st && (st.mode & 0o170000) === 0o100000) stats!.push(statLine(e.path, statKeyOfStat(st)));
+            // (every file's key came with it; one that did not is read now. A file the caller
+            // cannot reach, rootless below a locked directory, goes without one)
+            if (e.statKey) stats.push(statLine(e.path, e.statKey));
+            else {
+              let st = null;
+              try { st = recorded.stat(e.path); } catch { /* not cached: repack reads it */ }
+              if (st && (st.mode & 0o170000) === 0o100000) stats.push(statLine(e.path, statKeyOfStat(st)));
+            }
           }
           yield e;
         }

@@ -26,6 +26,7 @@ import { cleanEntryPath, baseOf, joinPath as join, mtreePath, fromMtreePath, par
 import { RootTree, isDir, type ResolveHooks } from "../rootfs/tree";
 import { InodeWriter, PENDING_DIGEST, QUEUED, hostOwner, type Place } from "../rootfs/inode";
 import { QueuedFileError } from "../rootfs/file-queue";
+import type { FileStat } from "../rootfs/file-queue-layout";
 import { DeferredDirs } from "../rootfs/deferred";
 import { entryFromHeader, entryFromInode } from "../rootfs/record";
 import { cname, fileName } from "../rootfs/name";
@@ -40,8 +41,17 @@ export interface ApplyOptions {
   keepDirlinks?: boolean;
   /** Record the extracted tree here (the bundle's mtree manifest), read back by manifest(). */
   recorder?: ManifestSpool;
+  /**
+   * With a recorder: the stat cache's key of a regular file (bundle/stat-cache.ts). Each file's
+   * is taken as it is finished, and manifest() gives it with the entry (`statKey`); a file
+   * changed later (a hardlink to it, a refresh) gets one from the disk at the end instead.
+   */
+  statKey?: (st: FileStat) => string;
   onWarning?: (code: string, msg: string) => void;
 }
+
+/** A manifest entry as manifest() gives it: a regular file's stat cache key with it (ApplyOptions.statKey). */
+export type RecordedEntry = MtreeEntry & { statKey?: string };
 
 const WHITEOUT_PREFIX = ".wh.";
 const OPAQUE = ".wh..wh..opq";
@@ -139,20 +149,24 @@ export class LayerApplier {
    * directory's size and nlink, a hardlinked file's nlink, implicit parents) read from disk
    * now, digests of large files filled in. Releases the root's descriptors when done.
    */
-  *manifest(): Generator<MtreeEntry> {
+  *manifest(): Generator<RecordedEntry> {
     const rec = this.opts.recorder;
     if (!rec) return;
     try {
       let n = 0;
-      for (const { entry, flags } of rec.entries()) {
+      for (const { entry, flags, statKey } of rec.entries()) {
         if ((++n & 4095) === 0) this.tree.trim();
         if (entry.sha256?.startsWith(PENDING_DIGEST)) entry.sha256 = this.digests.get(entry.sha256);
-        if (!(flags & (REFRESH | FROM_DISK))) { yield entry; continue; }
+        if (!(flags & (REFRESH | FROM_DISK))) {
+          if (statKey) (entry as RecordedEntry).statKey = statKey;
+          yield entry;
+          continue;
+        }
         const rel = fromMtreePath(entry.path);
         // Read only what is still reached from the root without a symlink.
         if (this.removedEver && rel !== "" && this.tree.tryDir(parentOf(rel)) < 0) continue;
         const prev = flags & FROM_DISK ? undefined : entry;
-        let e: MtreeEntry | null;
+        let e: RecordedEntry | null;
         try {
           e = this.fromDisk(rel, prev);
         } catch (err) {
@@ -231,9 +245,10 @@ export class LayerApplier {
         // A small file may be finished on the second thread: recorded then, in today's order.
         const rec = this.opts.recorder;
         const seq = rec?.reserve();
-        const r = await this.writer.writeFile(fd, entry, hdr, !!rec, (d) => this.record(real, hdr, d, seq));
+        const want = { hash: !!rec, stat: !!(rec && this.opts.statKey) };
+        const r = await this.writer.writeFile(fd, entry, hdr, want, (d, st) => this.record(real, hdr, d, seq, st));
         if (r === QUEUED) return;
-        this.record(real, hdr, r, seq);
+        this.record(real, hdr, r.sha, seq, r.st);
         return;
       }
       case "symlink":
@@ -369,11 +384,12 @@ export class LayerApplier {
 
   // ---- mtree recording -------------------------------------------------------------------------
 
-  private record(real: string, hdr: TarHeader, sha: string | undefined, seq?: number): void {
+  private record(real: string, hdr: TarHeader, sha: string | undefined, seq?: number, st?: FileStat): void {
     const rec = this.opts.recorder;
     if (!rec) return;
     const owner = this.rootless ? { uid: this.euid, gid: this.egid } : hostOwner(hdr, this.opts.mapOptions);
-    rec.set(entryFromHeader(mtreePath(real), hdr, { rootless: this.rootless, ...owner, sha256: sha }), hdr.type === "dir" || this.writer.xattrsUnsupported ? REFRESH : 0, seq);
+    const key = st && this.opts.statKey ? this.opts.statKey(st) : undefined;
+    rec.set(entryFromHeader(mtreePath(real), hdr, { rootless: this.rootless, ...owner, sha256: sha }), hdr.type === "dir" || this.writer.xattrsUnsupported ? REFRESH : 0, seq, key);
   }
 
   private patchRecord(real: string, patch: { mode: number }): void {
@@ -385,7 +401,7 @@ export class LayerApplier {
    * the disk cannot say: the digest, a directory's header time and (rootless) mode, the xattrs
    * the layer set. null when it is gone.
    */
-  private fromDisk(real: string, prev: MtreeEntry | undefined): MtreeEntry | null {
+  private fromDisk(real: string, prev: MtreeEntry | undefined): RecordedEntry | null {
     const p = mtreePath(real);
     const st = this.tree.stat(real);
     if (!st) return null;
@@ -397,6 +413,7 @@ export class LayerApplier {
       sha256: type === 0o100000 ? (prev?.type === "file" && prev.sha256 ? prev.sha256 : hashAt(dirfd, name)) : undefined,
       xattrs: prev?.xattrs ?? (type === 0o120000 ? undefined : this.tree.listXattrs(dirfd, parentOf(real), name)),
     });
+    if (e.type === "file" && this.opts.statKey) (e as RecordedEntry).statKey = this.opts.statKey(st);
     if (e.type === "dir" && prev?.type === "dir" && prev.tarTime !== undefined) e.tarTime = prev.tarTime;
     if (e.type === "dir" && prev?.type === "dir" && prev.mode !== undefined && this.rootless) e.mode = prev.mode;
     if (prev?.xattrs) e.xattrs = prev.xattrs;

@@ -48,9 +48,10 @@ interface Rec {
 export interface ManifestLog {
   /**
    * Record the entry at `e.path` (mtree spelling, "." for the root); flags: REFRESH | FROM_DISK;
-   * `seq`: a number from reserve() (the entry is ordered as of that call).
+   * `seq`: a number from reserve() (the entry is ordered as of that call); `statKey`: a regular
+   * file's stat cache key (no tab), given back with the entry.
    */
-  set(e: MtreeEntry, flags?: number, seq?: number): void;
+  set(e: MtreeEntry, flags?: number, seq?: number, statKey?: string): void;
   /** A sequence number for a later set(). */
   reserve(): number;
   /** Forget `path` and everything below it. */
@@ -65,7 +66,7 @@ export function createManifestSpool(dir: string): ManifestSpool {
 }
 
 /** A resolved entry: the entry and the flags that ask for disk values. */
-export interface SpooledEntry { entry: MtreeEntry; flags: number }
+export interface SpooledEntry { entry: MtreeEntry; flags: number; statKey?: string }
 
 export class ManifestSpool implements ManifestLog {
   private seq = 0;
@@ -85,12 +86,13 @@ export class ManifestSpool implements ManifestLog {
     return this.seq++;
   }
 
-  set(e: MtreeEntry, flags = 0, seq?: number): void {
+  set(e: MtreeEntry, flags = 0, seq?: number, statKey?: string): void {
     const isRoot = e.path === ".";
     const path = isRoot ? "" : e.path;
     const fields = [
       MTREE_TYPES.indexOf(e.type), flags, num(e.size), num(e.uid), num(e.gid), num(e.mode), num(e.nlink), num(e.tarTime),
       e.sha256 ?? "", e.link === undefined ? "" : JSON.stringify(e.link), e.xattrs?.size ? JSON.stringify([...e.xattrs].map(([k, v]) => [k, v.toString("base64")])) : "",
+      statKey ?? "",
     ].join("\t");
     this.push(e.type === "dir" ? R_SELF : R_FILE, OP_SET, path, fields, seq);
   }
@@ -243,7 +245,7 @@ function compareRec(a: Rec, b: Rec): number {
 }
 
 function parseSet(line: string): SpooledEntry {
-  // seq, op, rank, path, type, flags, size, uid, gid, mode, nlink, time, sha256, link, xattrs
+  // seq, op, rank, path, type, flags, size, uid, gid, mode, nlink, time, sha256, link, xattrs, stat key
   const f = line.split("\t");
   const path = JSON.parse(f[3]!) as string;
   const e: MtreeEntry = { path: path === "" ? "." : path, type: MTREE_TYPES[Number(f[4])] as MtreeType };
@@ -258,7 +260,7 @@ function parseSet(line: string): SpooledEntry {
   if (f[12]) e.sha256 = f[12];
   if (f[13]) e.link = JSON.parse(f[13]) as string;
   if (f[14]) e.xattrs = new Map((JSON.parse(f[14]) as Array<[string, string]>).map(([k, v]) => [k, Buffer.from(v, "base64")]));
-  return { entry: e, flags: Number(f[5]) };
+  return f[15] ? { entry: e, flags: Number(f[5]), statKey: f[15] } : { entry: e, flags: Number(f[5]) };
 }
 
 /** Reads one sorted run back, record by record. */

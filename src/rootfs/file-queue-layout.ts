@@ -16,6 +16,8 @@ export interface Rings {
   results: SharedArrayBuffer;
   /** 32 bytes per slot: the body's sha256 when F_HASH was asked */
   digests: SharedArrayBuffer;
+  /** STAT_NUMS Float64 per slot: the finished file's statx (F_STAT), in STAT_FIELDS order */
+  stats: SharedArrayBuffer;
   /** the body ring */
   data: SharedArrayBuffer;
 }
@@ -38,7 +40,14 @@ export const RES_INTS = 2;
 export const F_HASH = 1;
 export const F_CHOWN = 2;
 export const F_CHMOD = 4;
+/** statx the file once it is finished (the unpack's stat cache key) */
+export const F_STAT = 8;
+
+/** What a job's statx gives back (the fields a stat cache key is made of). */
+export const STAT_FIELDS = ["devMajor", "devMinor", "ino", "size", "mtimeSec", "mtimeNsec", "ctimeSec", "ctimeNsec"] as const;
+export const STAT_NUMS = STAT_FIELDS.length;
+export type FileStat = Record<(typeof STAT_FIELDS)[number], number>;
 
 /** The step of a job that failed (for the error message: the system call's name). */
-export const OP_WRITE = 1, OP_FCHOWN = 2, OP_FCHMOD = 3, OP_FUTIMENS = 4;
-export const OP_NAMES: Record<number, string> = { [OP_WRITE]: "write", [OP_FCHOWN]: "fchown", [OP_FCHMOD]: "fchmod", [OP_FUTIMENS]: "futimens" };
+export const OP_WRITE = 1, OP_FCHOWN = 2, OP_FCHMOD = 3, OP_FUTIMENS = 4, OP_FSTAT = 5;
+export const OP_NAMES: Record<number, string> = { [OP_WRITE]: "write", [OP_FCHOWN]: "fchown", [OP_FCHMOD]: "fchmod", [OP_FUTIMENS]: "futimens", [OP_FSTAT]: "statx" };

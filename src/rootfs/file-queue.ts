@@ -5,7 +5,7 @@
  * through its parent's descriptor, in tar order, so every later entry sees it); the rest goes
  * through the new descriptor, which only this inode has, so it can happen on another thread
  * without changing what any other entry sees: the body (copied into a shared ring), its digest,
- * the owner, the mode, the times, the close. The worker (worker/files.worker.ts) takes jobs in
+ * the owner, the mode, the times, a statx of the result (the stat cache's key), the close. The worker (worker/files.worker.ts) takes jobs in
  * order and says how each ended; the caller's `done` runs here, on the unpacking thread, when
  * it has (poll, drain).
  *
@@ -22,7 +22,7 @@ import { BociError, ExitCode, describeErrno, isNoSpace } from "../errors";
 import { SysError } from "../sys";
 import { defaultPoolSize, workerURL } from "../worker/pool";
 import {
-  C_HEAD, C_READY, C_STOP, C_TAIL, C_WAITING, CTRL_INTS, F_CHMOD, F_CHOWN, F_HASH, JOB_INTS, OP_NAMES, RES_INTS, type Rings,
+  C_HEAD, C_READY, C_STOP, C_TAIL, C_WAITING, CTRL_INTS, F_CHMOD, F_CHOWN, F_HASH, F_STAT, JOB_INTS, OP_NAMES, RES_INTS, STAT_FIELDS, STAT_NUMS, type FileStat, type Rings,
 } from "./file-queue-layout";
 
 /** Jobs in flight at most. */
@@ -46,11 +46,15 @@ export interface QueuedFile {
   /** mtime and atime, seconds */
   mtime: number;
   hash: boolean;
+  /** read the finished file's statx back (for the stat cache) */
+  stat: boolean;
   /** the entry's name, for an error */
   name: string;
 }
 
-interface Pending { done: (sha: string | undefined) => void; name: string; fd: number }
+/** What a finished job gives its `done`: the digest (if asked), the statx numbers (if asked). */
+export type FileDone = (sha: string | undefined, st: FileStat | undefined) => void;
+interface Pending { done: FileDone; name: string; fd: number }
 
 /** A failure of a queued file: the message names its entry already. */
 export class QueuedFileError extends BociError {}
@@ -61,6 +65,7 @@ class Worker2 {
   readonly times: Float64Array;
   readonly results: Int32Array;
   readonly digests: Uint8Array;
+  readonly stats: Float64Array;
   readonly data: Uint8Array;
   private readonly worker: Worker;
 
@@ -71,6 +76,7 @@ class Worker2 {
       times: new SharedArrayBuffer(SLOTS * 8),
       results: new SharedArrayBuffer(SLOTS * RES_INTS * 4),
       digests: new SharedArrayBuffer(SLOTS * 32),
+      stats: new SharedArrayBuffer(SLOTS * STAT_NUMS * 8),
       data: new SharedArrayBuffer(DATA),
     };
     this.ctrl = new Int32Array(r.ctrl);
@@ -78,6 +84,7 @@ class Worker2 {
     this.times = new Float64Array(r.times);
     this.results = new Int32Array(r.results);
     this.digests = new Uint8Array(r.digests);
+    this.stats = new Float64Array(r.stats);
     this.data = new Uint8Array(r.data);
     // (a small heap: the worker keeps almost nothing, and its garbage is collected as it goes)
     this.worker = new Worker(workerURL("files.worker.ts"), { smol: true });
@@ -138,11 +145,11 @@ export class FileQueue {
    * whatever happens). `done(sha)` runs on this thread once it is written and closed. Throws
    * (before taking the descriptor) an earlier job's failure.
    */
-  push(f: QueuedFile, done: (sha: string | undefined) => void): void {
+  push(f: QueuedFile, done: FileDone): void {
     if (this.failed) throw this.failed;
     if (f.body.length > MAX_BODY) throw new RangeError(`file queue: body of ${f.body.length} bytes`);
     this.enqueue(f.fd, f.body, f.owner ? f.owner.uid : 0, f.owner ? f.owner.gid : 0, f.mode,
-      (f.hash ? F_HASH : 0) | (f.owner ? F_CHOWN : 0) | (f.mode >= 0 ? F_CHMOD : 0), f.mtime, { done, name: f.name, fd: f.fd });
+      (f.hash ? F_HASH : 0) | (f.owner ? F_CHOWN : 0) | (f.mode >= 0 ? F_CHMOD : 0) | (f.stat ? F_STAT : 0), f.mtime, { done, name: f.name, fd: f.fd });
   }
 
   private enqueue(fd: number, body: Uint8Array, uid: number, gid: number, mode: number, flags: number, mtime: number, p: Pending): void {
@@ -247,9 +254,14 @@ export class FileQueue {
       return;
     }
     if (this.failed || this.closing) return;
-    const hash = w.jobs[slot * JOB_INTS + 6]! & F_HASH;
+    const flags = w.jobs[slot * JOB_INTS + 6]!;
+    let st: FileStat | undefined;
+    if (flags & F_STAT) {
+      st = {} as FileStat;
+      for (let k = 0; k < STAT_NUMS; k++) st[STAT_FIELDS[k]!] = w.stats[slot * STAT_NUMS + k]!;
+    }
     try {
-      p.done(hash ? Buffer.from(w.digests.subarray(slot * 32, slot * 32 + 32)).toString("hex") : undefined);
+      p.done(flags & F_HASH ? Buffer.from(w.digests.subarray(slot * 32, slot * 32 + 32)).toString("hex") : undefined, st);
     } catch (e) {
       this.failed = e instanceof Error ? e : new Error(String(e));
     }

@@ -10,11 +10,12 @@ import { BociError, InvalidError, describeErrno } from "../errors";
 import type { TarEntry, TarHeader } from "../tar/types";
 import { type MapOptions, toHost } from "../layer/idmap";
 import {
-  chmodAt, chmodFd, chownAt, chownFd, closeFd, fsetxattr, mknodAt, mkdirAt, symlinkAt, tryOpenAt, utimesAt, utimesFd, writeAll, openAt,
+  chmodAt, chmodFd, chownAt, chownFd, closeFd, fsetxattr, mknodAt, mkdirAt, statFd, symlinkAt, tryOpenAt, utimesAt, utimesFd, writeAll, openAt,
 } from "../sys/at";
 import { O_CLOEXEC, O_NOFOLLOW, makedev } from "../sys";
 import { getPool } from "../worker/pool";
-import { FileQueue, MAX_BODY } from "./file-queue";
+import { FileQueue, MAX_BODY, type FileDone } from "./file-queue";
+import type { FileStat } from "./file-queue-layout";
 import { isReleasable, release } from "../util/release";
 import { cname, cnameExact } from "./name";
 import { encodeRootlessOwner } from "./rootless-owner";
@@ -32,6 +33,9 @@ const QUEUE_AFTER = 256;
 
 /** writeFile handed the file to the second thread: its `done` gets the digest later. */
 export const QUEUED = Symbol("queued");
+
+/** What writeFile gives back: the body's digest and the finished file's statx, each if asked. */
+export interface FileResult { sha: string | undefined; st: FileStat | undefined }
 
 /** Where an inode goes: its parent directory (descriptor and real path) and its name. */
 export interface Place { dirfd: number; parentReal: string; name: string }
@@ -85,13 +89,16 @@ export class InodeWriter {
 
   /**
    * Write `entry`'s body into `fd` (just made by createFile; closed here, or by the second thread)
-   * and give the file its metadata through the descriptor. Returns the body's sha256 (a
-   * placeholder resolved by `digests()` for large bodies hashed on a worker) when `hash` is set.
-   * With `done`, a small file without xattrs may be finished on the second thread instead
-   * (file-queue.ts): then QUEUED is returned and `done` gets the digest once it is.
+   * and give the file its metadata through the descriptor. Gives back the body's sha256 when
+   * `want.hash` (a placeholder resolved by `digests()` for large bodies hashed on a worker) and
+   * the finished file's statx when `want.stat`. With `done`, a small file without xattrs may be
+   * finished on the second thread instead (file-queue.ts): then QUEUED is returned and `done`
+   * gets the two once it is.
    */
-  async writeFile(fd: number, entry: TarEntry, hdr: TarHeader, hash: boolean, done?: (sha: string | undefined) => void): Promise<string | undefined | typeof QUEUED> {
+  async writeFile(fd: number, entry: TarEntry, hdr: TarHeader, want: { hash: boolean; stat: boolean }, done?: FileDone): Promise<FileResult | typeof QUEUED> {
+    const hash = want.hash;
     let digest: string | undefined;
+    let st: FileStat | undefined;
     let written = 0;
     let handedOver = false;
     try {
@@ -106,7 +113,7 @@ export class InodeWriter {
             const mode = hdr.mode & 0o7777;
             q.push({
               fd, body: buf, owner: this.s.rootless ? null : hostOwner(hdr, this.s.map),
-              mode: this.createMode(hdr) !== mode ? mode : -1, mtime: hdr.mtime, hash, name: hdr.name,
+              mode: this.createMode(hdr) !== mode ? mode : -1, mtime: hdr.mtime, hash, stat: want.stat, name: hdr.name,
             }, done);
             handedOver = true;
             return QUEUED;
@@ -152,10 +159,11 @@ export class InodeWriter {
       this.setXattrs({ fd }, hdr, false);
       if (this.createMode(hdr) !== (hdr.mode & 0o7777)) chmodFd(fd, hdr.mode & 0o7777);
       utimesFd(fd, hdr.mtime, hdr.mtime);
+      if (want.stat) st = statFd(fd);
     } finally {
       if (!handedOver) closeFd(fd);
     }
-    return digest;
+    return { sha: digest, st };
   }
 
   /** A file with nothing for setXattrs to do (no xattrs; rootless: owned by container root). */

@@ -2,7 +2,8 @@
  * Worker entry: the second half of making small regular files (rootfs/file-queue.ts). The
  * unpacking thread creates each file (openat O_EXCL, through its parent's descriptor, in tar
  * order) and copies its body into a shared ring; this thread writes the body, hashes it, sets
- * owner, mode and times through the descriptor, and closes it. Everything here goes through the
+ * owner, mode and times through the descriptor, reads its statx back (the stat cache's key),
+ * and closes it. Everything here goes through the
  * descriptor the caller opened, so no name is looked up on this thread.
  *
  * The rings and their layout are file-queue.ts's; the first message hands them over and the
@@ -10,8 +11,8 @@
  * read).
  */
 import { SysError } from "../sys";
-import { chmodFd, chownFd, closeFd, utimesFd, writeAll } from "../sys/at";
-import { C_HEAD, C_READY, C_STOP, C_TAIL, C_WAITING, F_CHMOD, F_CHOWN, F_HASH, JOB_INTS, OP_FCHMOD, OP_FCHOWN, OP_FUTIMENS, OP_WRITE, RES_INTS, type Rings } from "../rootfs/file-queue-layout";
+import { chmodFd, chownFd, closeFd, statFd, utimesFd, writeAll } from "../sys/at";
+import { C_HEAD, C_READY, C_STOP, C_TAIL, C_WAITING, F_CHMOD, F_CHOWN, F_HASH, F_STAT, JOB_INTS, OP_FCHMOD, OP_FCHOWN, OP_FSTAT, OP_FUTIMENS, OP_WRITE, RES_INTS, STAT_FIELDS, STAT_NUMS, type Rings } from "../rootfs/file-queue-layout";
 
 declare const self: Worker;
 let jsc: typeof import("bun:jsc") | null = null;
@@ -23,6 +24,7 @@ self.onmessage = (ev: MessageEvent<Rings>) => {
   const times = new Float64Array(r.times);
   const res = new Int32Array(r.results);
   const digests = new Uint8Array(r.digests);
+  const stats = new Float64Array(r.stats);
   const data = new Uint8Array(r.data);
   const slots = times.length;
   let t = Atomics.load(ctrl, C_TAIL);
@@ -52,6 +54,11 @@ self.onmessage = (ev: MessageEvent<Rings>) => {
       if (flags & F_CHMOD) chmodFd(fd, jobs[j + 5]!);
       op = OP_FUTIMENS;
       utimesFd(fd, times[slot]!, times[slot]!);
+      op = OP_FSTAT;
+      if (flags & F_STAT) {
+        const st = statFd(fd);
+        for (let k = 0; k < STAT_NUMS; k++) stats[slot * STAT_NUMS + k] = st[STAT_FIELDS[k]!];
+      }
     } catch (e) {
       errno = e instanceof SysError ? e.errno : 5; // (EIO: not a system call's error)
     } finally {

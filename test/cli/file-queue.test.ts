@@ -96,6 +96,18 @@ describe("small files on the second thread", () => {
       expect(f10.mode & 0o7777).toBe(0o2711);
       expect(f10.mtimeMs).toBe((1_600_000_000 + 10) * 1000);
       if (!rootless) expect([f10.uid, f10.gid]).toEqual([0, 2]);
+      // the stat cache's keys, taken as each file was finished (a hardlinked one at the end), are
+      // what an lstat of the file says now; one per regular file
+      for (const b of [queued, inline]) {
+        const lines = readFileSync(join(b, ".boci-stat"), "utf8").trim().split("\n").slice(1);
+        const files = treeOf(join(b, "rootfs")).filter((l) => (parseInt(l.split(" ")[1]!, 8) & 0o170000) === 0o100000).length;
+        expect(lines).toHaveLength(files);
+        for (const l of lines) {
+          const i = l.indexOf(' "');
+          const st = lstatSync(join(b, "rootfs", JSON.parse(l.slice(i + 1)) as string), { bigint: true });
+          expect(l.slice(0, i)).toBe(`${st.dev} ${st.ino} ${st.size} ${st.mtimeNs} ${st.ctimeNs}`);
+        }
+      }
       // the manifest says what the disk holds
       const mt = readdirSync(queued).find((n) => n.endsWith(".mtree"))!;
       expect(ok(["raw", "mtree-validate", "-f", join(queued, mt), "-p", join(queued, "rootfs")]).stdout).toBe("");
