@@ -5,9 +5,9 @@
  * through its parent's descriptor, in tar order, so every later entry sees it); the rest goes
  * through the new descriptor, which only this inode has, so it can happen on another thread
  * without changing what any other entry sees: the body (copied into a shared ring), its digest,
- * the owner, the mode, the times, a statx of the result (the stat cache's key), the close. The worker (worker/files.worker.ts) takes jobs in
- * order and says how each ended; the caller's `done` runs here, on the unpacking thread, when
- * it has (poll, drain).
+ * the owner, the mode, the times, a statx of the result (the stat cache's key), the close. The
+ * worker (worker/files.worker.ts) takes jobs in order and says how each ended; the caller's
+ * `done` runs here, on the unpacking thread, when it has (poll, drain).
  *
  * What the caller must keep: nothing reads a queued file's contents or metadata until drain()
  * has returned (the applier drains at the end of each layer, before directory times settle and
@@ -15,7 +15,7 @@
  * with the inode it holds.
  *
  * Only where a second core is there: with one core, or BOCI_WORKERS below 2, files are made
- * on the calling thread as before (open() returns null). Failure is one error for the first job
+ * on the calling thread as before (FileQueue.shared() returns null). Failure is one error for the first job
  * that failed, with the entry's name and the system call (as the inline path words it).
  */
 import { BociError, ExitCode, describeErrno, isNoSpace } from "../errors";
@@ -59,7 +59,7 @@ interface Pending { done: FileDone; name: string; fd: number }
 /** A failure of a queued file: the message names its entry already. */
 export class QueuedFileError extends BociError {}
 
-class Worker2 {
+class FilesWorker {
   readonly ctrl: Int32Array;
   readonly jobs: Int32Array;
   readonly times: Float64Array;
@@ -99,7 +99,7 @@ class Worker2 {
   }
 }
 
-let shared: Worker2 | null = null;
+let shared: FilesWorker | null = null;
 let queue: FileQueue | null | undefined;
 
 /** Files wait for a second core only when there is one (see the module comment). */
@@ -108,7 +108,7 @@ export function secondThreadWanted(): boolean {
 }
 
 export class FileQueue {
-  private readonly w: Worker2;
+  private readonly w: FilesWorker;
   /** jobs pushed, jobs whose `done` has run (absolute counts) */
   private head: number;
   private done: number;
@@ -127,14 +127,14 @@ export class FileQueue {
     if (queue !== undefined) return queue;
     if (!secondThreadWanted()) return (queue = null);
     try {
-      shared ??= new Worker2();
+      shared ??= new FilesWorker();
     } catch {
       return (queue = null); // no worker here (an embedded entry missing): inline
     }
     return (queue = new FileQueue(shared));
   }
 
-  private constructor(w: Worker2) {
+  private constructor(w: FilesWorker) {
     this.w = w;
     this.head = this.done = Atomics.load(w.ctrl, C_TAIL);
     Atomics.store(w.ctrl, C_HEAD, this.head);
