@@ -19,7 +19,7 @@ import * as path from "node:path";
 import { InvalidError } from "../errors";
 import { readRegularFile, writeFileAtomicWith } from "../util/fs";
 import { heapTick } from "../util/heap";
-import { LineFileWriter, readLines } from "../util/line-file";
+import { LineFileWriter } from "../util/line-file";
 import { makedev } from "../sys";
 import type { Stat } from "../sys/at";
 
@@ -90,11 +90,36 @@ export function writeStatCacheLines(bundle: string, mtreeSha256: string, lines: 
   }, { mode: 0o600, fsync: opts.fsync });
 }
 
-/** The stat lines of an unpack, waiting on disk until the manifest's digest is known. */
-export class LineSpool extends LineFileWriter {
-  /** The lines, in order (after end()). */
-  lines(): Generator<string> {
-    return readLines(this.file);
+/**
+ * The stat cache of a bundle being built (unpack's staging directory, which nothing else sees
+ * until it is moved into place): lines written as the manifest goes by, under a header whose
+ * digest is written in by finish() once the manifest's is known. Created O_EXCL|O_NOFOLLOW,
+ * mode 0600 (util/line-file.ts). A draft never finished is removed with its staging directory.
+ */
+export class StatCacheDraft {
+  private readonly w: LineFileWriter;
+  constructor(bundle: string) {
+    this.w = new LineFileWriter(path.join(bundle, STAT_CACHE_FILE));
+    this.w.push(`${MAGIC} ${"0".repeat(64)}`);
+  }
+  /** A regular file's key (statKey / statKeyOfStat). */
+  push(p: string, key: string): void {
+    this.w.push(statLine(p, key));
+  }
+  /** Close the file (idempotent). */
+  end(): void {
+    this.w.end();
+  }
+  /** Close it with the manifest's digest (hex) in its header. */
+  finish(mtreeSha256: string): void {
+    if (!/^[0-9a-f]{64}$/.test(mtreeSha256)) throw new InvalidError(`stat cache: not a sha256: ${mtreeSha256}`);
+    this.w.end();
+    const fd = fs.openSync(this.w.file, fs.constants.O_WRONLY | fs.constants.O_NOFOLLOW);
+    try {
+      fs.writeSync(fd, Buffer.from(mtreeSha256, "ascii"), 0, 64, MAGIC.length + 1);
+    } finally {
+      fs.closeSync(fd);
+    }
   }
 }
 

@@ -21,9 +21,10 @@ import { LayerApplier, type RecordedEntry } from "../layer/apply";
 import { type MapOptions, toHost } from "../layer/idmap";
 import { generateRuntimeConfig, serializeRuntimeConfig } from "./runtime-config";
 import { META_FILE, writeMeta } from "./meta";
-import { STAT_CACHE_FILE, LineSpool, statCacheEnabled, statKeyOfStat, statLine, writeStatCacheLines } from "./stat-cache";
+import { STAT_CACHE_FILE, StatCacheDraft, statCacheEnabled, statKeyOfStat } from "./stat-cache";
 import type { Stat } from "../sys/at";
 import { heapTick } from "../util/heap";
+import { markReleasable, release } from "../util/release";
 import { createProgress, formatBytes } from "../util/progress";
 import { getPool, inlineHasher } from "../worker/pool";
 import { onInterrupt, removeStaleTemps, removeTreeForce, yieldToSignals } from "../util/cleanup";
@@ -257,32 +258,30 @@ export async function unpackBundle(layout: BlobReader, img: LoadedImage, bundleA
       });
       writeNewFile(path.join(tmp, "config.json"), serializeRuntimeConfig(cfg));
       // The stat cache (stat-cache.ts) takes each regular file as it is now, every layer applied,
-      // as the manifest goes by: its lines wait in a file until the manifest's digest is known.
-      const statFile = statCacheEnabled() ? path.join(tmp, ".boci-mtree-spool", "stat") : null;
-      const stats = statFile ? new LineSpool(statFile) : null;
+      // as the manifest goes by; its header gets the manifest's digest once that is known.
+      const stats = statCacheEnabled() ? new StatCacheDraft(tmp) : null;
       const entries = function* (): Generator<MtreeEntry> {
         for (const e of recorded.manifest()) {
           if (stats && e.type === "file") {
             // (every file's key came with it; one that did not is read now. A file the caller
             // cannot reach, rootless below a locked directory, goes without one)
-            if (e.statKey) stats.push(statLine(e.path, e.statKey));
+            if (e.statKey) stats.push(e.path, e.statKey);
             else {
               let st = null;
               try { st = recorded.stat(e.path); } catch { /* not cached: repack reads it */ }
-              if (st && (st.mode & 0o170000) === 0o100000) stats.push(statLine(e.path, statKeyOfStat(st)));
+              if (st && (st.mode & 0o170000) === 0o100000) stats.push(e.path, statKeyOfStat(st));
             }
           }
           yield e;
         }
       };
-      let mtreeSha: string;
       try {
         // (the header names the rootfs where it will be, not where it is built)
-        mtreeSha = writeMtreeFile(path.join(tmp, mtreeName), entries(), rootfs, { treeName: path.join(bundle, "rootfs") });
+        const mtreeSha = writeMtreeFile(path.join(tmp, mtreeName), entries(), rootfs, { treeName: path.join(bundle, "rootfs") });
+        stats?.finish(mtreeSha);
       } finally {
         stats?.end();
       }
-      if (stats) writeStatCacheLines(tmp, mtreeSha, stats.lines(), { fsync: false });
     } finally {
       recorded.close();
     }
@@ -450,9 +449,12 @@ export function writeMtreeFile(file: string, entries: Iterable<MtreeEntry>, tree
   const h = new Bun.CryptoHasher("sha256");
   const fill = (write: (b: Uint8Array) => void) => {
     writeMtreeSorted(entries, { keywords: UMOCI_KEYWORDS, tree: opts.treeName ?? tree }, (chunk) => {
-      const b = Buffer.from(chunk, "utf8");
+      // (a buffer of its own, freed once written: only the text is left to the collector)
+      const b = markReleasable(Buffer.allocUnsafeSlow(Buffer.byteLength(chunk)));
+      b.write(chunk);
       h.update(b);
       write(b);
+      release(b);
       // Formatting makes short-lived strings fast; collect after every piece (4,096 lines) to
       // keep the peak down (every other piece: ~6 MiB more at 50,000 files).
       heapTick(4096);

@@ -7,7 +7,7 @@
  */
 import * as fs from "node:fs";
 import { StringDecoder } from "node:string_decoder";
-import { heapTick } from "./heap";
+import { markReleasable, release } from "./release";
 
 const FLUSH_LINES = 4096;
 /** Per read: small, as every open reader holds the lines of its last read. */
@@ -26,10 +26,17 @@ export class LineFileWriter {
   }
   private flush(): void {
     if (!this.pending.length || this.fd < 0) return;
-    const b = Buffer.from(this.pending.join("\n") + "\n");
-    for (let o = 0; o < b.length;) o += fs.writeSync(this.fd, b, o);
-    // (the joined text and its bytes are garbage now: count them for the collector)
-    heapTick(this.pending.length);
+    const text = this.pending.join("\n") + "\n";
+    // (the bytes are a buffer of their own, freed once written; the text and the lines are the
+    // collector's, counted by whoever made them: the applier per entry, the manifest writer per
+    // piece. A collection here as well cost 50,000-file unpacks ~8 % and saved ~2 MiB.)
+    const b = markReleasable(Buffer.allocUnsafeSlow(Buffer.byteLength(text)));
+    b.write(text);
+    try {
+      for (let o = 0; o < b.length;) o += fs.writeSync(this.fd, b, o);
+    } finally {
+      release(b);
+    }
     this.pending = [];
   }
   /** No more lines: flush and close (idempotent). */
