@@ -13,7 +13,7 @@ export interface CommandDoc {
 /** Environment variables boci reads, for boci(1) and each page that they concern. */
 export const ENVIRONMENT: Array<{ name: string; desc: string; commands?: string[] }> = [
   { name: "SOURCE_DATE_EPOCH", desc: "seconds since the epoch used instead of the current time for created dates and history (reproducible builds)", commands: ["new", "config", "repack", "insert", "raw add-layer", "attach"] },
-  { name: "BOCI_WORKERS", desc: "number of worker threads for hashing and compression (default: the cores beyond two, or none)", commands: ["unpack", "raw unpack", "repack", "insert", "raw add-layer", "copy"] },
+  { name: "BOCI_WORKERS", desc: "worker threads for hashing and compression (default: the cores; on two cores streams are hashed inline); below 2, unpack also makes small files on one thread instead of two", commands: ["unpack", "raw unpack", "repack", "insert", "raw add-layer", "copy"] },
   { name: "BOCI_STAT_CACHE", desc: "0 disables the stat cache (.boci-stat) that lets repack skip hashing unchanged files", commands: ["unpack", "repack"] },
   { name: "BOCI_MAX_LAYER_BYTES", desc: "the largest uncompressed size of one layer (default 2048 times its compressed size plus 1 GiB)", commands: ["unpack", "raw unpack", "validate"] },
   { name: "BOCI_NO_OPENAT2", desc: "1 resolves rootfs paths in userspace instead of with openat2(RESOLVE_IN_ROOT)", commands: ["unpack", "raw unpack"] },
