@@ -29,9 +29,10 @@ import { QueuedFileError } from "../rootfs/file-queue";
 import type { FileStat } from "../rootfs/file-queue-layout";
 import { DeferredDirs } from "../rootfs/deferred";
 import { entryFromHeader, entryFromInode } from "../rootfs/record";
-import { cname, fileName } from "../rootfs/name";
+import { cname, displayName, fileName } from "../rootfs/name";
+import { hashFd, openRegularAt } from "../rootfs/read";
 import { chownAt, closeFd, linkAt, mkdirAt, openAt, readDirFd, readlinkAt, statAt, statFd, type Stat } from "../sys/at";
-import { O_CLOEXEC, O_DIRECTORY, O_NOFOLLOW, O_NONBLOCK, O_RDONLY } from "../sys";
+import { O_CLOEXEC, O_DIRECTORY, O_RDONLY } from "../sys";
 import { heapTick } from "../util/heap";
 
 export { cleanEntryPath };
@@ -135,7 +136,7 @@ export class LayerApplier {
     this.tree.trim();
   }
 
-  /** Wait for the digests of large files hashed on worker threads. */
+  /** Wait for the files on the second thread and the digests of large files hashed on workers. */
   async finish(): Promise<void> {
     this.writer.drainQueue();
     this.writer.closeQueue();
@@ -242,7 +243,8 @@ export class LayerApplier {
         break;
       case "file": {
         if (fd < 0) fd = this.writer.createFile(at, hdr);
-        // A small file may be finished on the second thread: recorded then, in today's order.
+        // A small file may be finished on the second thread: recorded when it is, in its place in
+        // the log (the sequence number is reserved now).
         const rec = this.opts.recorder;
         const seq = rec?.reserve();
         const want = { hash: !!rec, stat: !!(rec && this.opts.statKey) };
@@ -421,20 +423,8 @@ export class LayerApplier {
   }
 }
 
-let hashBuf: Buffer | undefined;
 /** sha256 of regular file `name` in `dirfd` (never followed, never blocking on a FIFO). */
 function hashAt(dirfd: number, name: string): string {
-  const fd = openAt(dirfd, cname(name), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-  try {
-    const h = new Bun.CryptoHasher("sha256");
-    const buf = (hashBuf ??= Buffer.allocUnsafe(1 << 20));
-    for (;;) {
-      const n = fs.readSync(fd, buf, 0, buf.length, null);
-      if (n <= 0) break;
-      h.update(n === buf.length ? buf : buf.subarray(0, n));
-    }
-    return h.digest("hex");
-  } finally {
-    closeFd(fd);
-  }
+  const { fd } = openRegularAt(dirfd, cname(name), displayName(name));
+  try { return hashFd(fd); } finally { closeFd(fd); }
 }
