@@ -248,6 +248,7 @@ test("SIGKILL during unpack: the rerun succeeds and removes the dead process's t
   rmSync(join(U, "m"), { recursive: true });
   let leftBehind = 0;
   let killed = 0;
+  let partial = 0;
   for (let n = 0; n < 16; n++) {
     const target = join(U, `k${n}`);
     const existing = n % 2 === 1;
@@ -259,7 +260,22 @@ test("SIGKILL during unpack: the rerun succeeds and removes the dead process's t
     const left = [...leftovers(U), ...leftovers(target)];
     leftBehind += left.length;
     const st = bundleState(target);
-    if (st !== "absent" && st !== "complete") throw new Error(`SIGKILL ${n}: bundle is ${st}`);
+    if (st !== "absent" && st !== "complete") {
+      // Into an existing directory the bundle's names are moved in by one rename each, rootfs
+      // last (README, known limits): a SIGKILL between two of them leaves the first few, in that
+      // order, and nothing else. A rerun replaces .boci-stat and umoci.json; it refuses (exit 5)
+      // once the manifest or config.json is there, rather than mix two unpacks.
+      const names = readdirSync(target).filter((x) => !x.includes(".boci-unpack-"));
+      const order = [".boci-stat", "umoci.json", names.find((x) => x.endsWith(".mtree")) ?? "(mtree)", "config.json"];
+      if (!existing || names.length === 0 || names.length >= order.length || [...names].sort().join() !== order.slice(0, names.length).sort().join()) {
+        throw new Error(`SIGKILL ${n}: bundle is ${st}`);
+      }
+      partial++;
+      if (names.length > 2) {
+        expect(boci(args).code).toBe(5);
+        rmSync(target, { recursive: true });
+      }
+    }
     if (st === "complete") rmSync(target, { recursive: true });
     if (existing) mkdirSync(target, { recursive: true });
     ok(args);
@@ -269,7 +285,7 @@ test("SIGKILL during unpack: the rerun succeeds and removes the dead process's t
   }
   expect(killed).toBeGreaterThanOrEqual(6);
   expect(leftBehind).toBeGreaterThan(0);
-  console.log(`interrupt: SIGKILL: ${killed} of 16 unpacks killed (run time ${T.toFixed(0)} ms), ${leftBehind} temporary directories left behind, every one removed by the rerun`);
+  console.log(`interrupt: SIGKILL: ${killed} of 16 unpacks killed (run time ${T.toFixed(0)} ms), ${leftBehind} temporary directories left behind, every one removed by the rerun; ${partial} killed between the final renames`);
 }, 60000);
 
 const canDrop = isRoot && have("setpriv");
