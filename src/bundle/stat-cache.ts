@@ -33,12 +33,9 @@ export function statKey(st: fs.BigIntStats): string {
 
 /** statKey from a statx result (rootfs/tree.ts): the same string an lstat of the file gives. */
 export function statKeyOfStat(st: Pick<Stat, "devMajor" | "devMinor" | "ino" | "size" | "mtimeSec" | "mtimeNsec" | "ctimeSec" | "ctimeNsec">): string {
-  if (st.devMajor !== keyDevMajor || st.devMinor !== keyDevMinor) {
-    keyDevMajor = st.devMajor; keyDevMinor = st.devMinor; keyDev = String(makedev(st.devMajor, st.devMinor));
-  }
-  return `${keyDev} ${st.ino} ${st.size} ${nsText(st.mtimeSec, st.mtimeNsec)} ${nsText(st.ctimeSec, st.ctimeNsec)}`;
+  useDev(st.devMajor, st.devMinor);
+  return `${devText} ${st.ino} ${st.size} ${nsText(st.mtimeSec, st.mtimeNsec)} ${nsText(st.ctimeSec, st.ctimeNsec)}`;
 }
-let keyDevMajor = -1, keyDevMinor = -1, keyDev = "";
 
 /** sec * 10^9 + nsec in decimal (digits put together where both are non-negative: no BigInt). */
 function nsText(sec: number, nsec: number): string {
@@ -46,17 +43,23 @@ function nsText(sec: number, nsec: number): string {
   return (BigInt(sec) * 1_000_000_000n + BigInt(nsec)).toString();
 }
 
-let lastDev = -1, lastDevT = 0n;
-
 /** The five numbers of a statx result's key (as statKeyOfStat), for MtreeStore.sameStat. */
 export function statKeyNumbers(st: Stat): { dev: bigint; ino: bigint; size: bigint; mtimeNs: bigint; ctimeNs: bigint } {
-  // (a tree is mostly on one device: its dev_t is made once)
-  if (st.dev !== lastDev) { lastDev = st.dev; lastDevT = makedev(st.devMajor, st.devMinor); }
+  useDev(st.devMajor, st.devMinor);
   return {
-    dev: lastDevT, ino: BigInt(st.ino), size: BigInt(st.size),
+    dev: devT, ino: BigInt(st.ino), size: BigInt(st.size),
     mtimeNs: BigInt(st.mtimeSec) * 1_000_000_000n + BigInt(st.mtimeNsec),
     ctimeNs: BigInt(st.ctimeSec) * 1_000_000_000n + BigInt(st.ctimeNsec),
   };
+}
+
+// The dev_t of the last device seen, and its text: a tree is mostly on one device, so it is made once.
+let devMajor = -1, devMinor = -1, devT = 0n, devText = "";
+function useDev(major: number, minor: number): void {
+  if (major === devMajor && minor === devMinor) return;
+  devMajor = major; devMinor = minor;
+  devT = makedev(major, minor);
+  devText = String(devT);
 }
 
 export function statCacheEnabled(): boolean {

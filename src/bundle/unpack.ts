@@ -22,9 +22,8 @@ import { type MapOptions, toHost } from "../layer/idmap";
 import { generateRuntimeConfig, serializeRuntimeConfig } from "./runtime-config";
 import { META_FILE, writeMeta } from "./meta";
 import { STAT_CACHE_FILE, StatCacheDraft, statCacheEnabled, statKeyOfStat } from "./stat-cache";
-import type { Stat } from "../sys/at";
 import { heapTick } from "../util/heap";
-import { markReleasable, release } from "../util/release";
+import { ownedText, release } from "../util/release";
 import { createProgress, formatBytes } from "../util/progress";
 import { getPool, inlineHasher } from "../worker/pool";
 import { onInterrupt, removeStaleTemps, removeTreeForce, yieldToSignals } from "../util/cleanup";
@@ -123,14 +122,14 @@ export async function unpackLayers(
     progress.done();
   }
   if (!recorder) return undefined;
-  return { manifest: () => applier.manifest(), stat: (p) => applier.statOf(p), close: () => { applier.close(); recorder.close(); } };
+  return { manifest: () => applier.manifest(), close: () => { applier.close(); recorder.close(); } };
 }
 
 /**
- * What unpackLayers recorded: the manifest entries in walk order, read once; `stat` looks at a
- * recorded path through the same descriptors while the manifest is read.
+ * What unpackLayers recorded: the manifest entries in walk order (each regular file with its
+ * stat cache key), read once.
  */
-export interface RecordedTree { manifest(): Generator<RecordedEntry>; stat(path: string): Stat | null; close(): void }
+export interface RecordedTree { manifest(): Generator<RecordedEntry>; close(): void }
 
 /**
  * The decompression-bomb bound for a layer: BOCI_MAX_LAYER_BYTES when set, else 2048 times the
@@ -262,16 +261,9 @@ export async function unpackBundle(layout: BlobReader, img: LoadedImage, bundleA
       const stats = statCacheEnabled() ? new StatCacheDraft(tmp) : null;
       const entries = function* (): Generator<MtreeEntry> {
         for (const e of recorded.manifest()) {
-          if (stats && e.type === "file") {
-            // (every file's key came with it; one that did not is read now. A file the caller
-            // cannot reach, rootless below a locked directory, goes without one)
-            if (e.statKey) stats.push(e.path, e.statKey);
-            else {
-              let st = null;
-              try { st = recorded.stat(e.path); } catch { /* not cached: repack reads it */ }
-              if (st && (st.mode & 0o170000) === 0o100000) stats.push(e.path, statKeyOfStat(st));
-            }
-          }
+          // (every regular file's key comes with it, taken as it was made or read at the end; a
+          // file without one would only cost repack a read)
+          if (stats && e.type === "file" && e.statKey) stats.push(e.path, e.statKey);
           yield e;
         }
       };
@@ -450,8 +442,7 @@ export function writeMtreeFile(file: string, entries: Iterable<MtreeEntry>, tree
   const fill = (write: (b: Uint8Array) => void) => {
     writeMtreeSorted(entries, { keywords: UMOCI_KEYWORDS, tree: opts.treeName ?? tree }, (chunk) => {
       // (a buffer of its own, freed once written: only the text is left to the collector)
-      const b = markReleasable(Buffer.allocUnsafeSlow(Buffer.byteLength(chunk)));
-      b.write(chunk);
+      const b = ownedText(chunk);
       h.update(b);
       write(b);
       release(b);

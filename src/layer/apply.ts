@@ -31,7 +31,7 @@ import { DeferredDirs } from "../rootfs/deferred";
 import { entryFromHeader, entryFromInode } from "../rootfs/record";
 import { cname, displayName, fileName } from "../rootfs/name";
 import { hashFd, openRegularAt } from "../rootfs/read";
-import { chownAt, closeFd, linkAt, mkdirAt, openAt, readDirFd, readlinkAt, statAt, statFd, type Stat } from "../sys/at";
+import { chownAt, closeFd, linkAt, mkdirAt, openAt, readDirFd, readlinkAt, statAt, statFd } from "../sys/at";
 import { O_CLOEXEC, O_DIRECTORY, O_RDONLY } from "../sys";
 import { heapTick } from "../util/heap";
 
@@ -182,14 +182,6 @@ export class LayerApplier {
     } finally {
       this.close();
     }
-  }
-
-  /**
-   * lstat of a recorded path (mtree spelling) through the applier's own descriptors, while
-   * manifest() is being read (null when it is gone).
-   */
-  statOf(p: string): Stat | null {
-    return this.tree.stat(fromMtreePath(p));
   }
 
   /** Release the root's descriptors (finish() does; call it when giving up early). */

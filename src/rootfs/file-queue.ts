@@ -18,7 +18,7 @@
  * on the calling thread as before (FileQueue.shared() returns null). Failure is one error for the first job
  * that failed, with the entry's name and the system call (as the inline path words it).
  */
-import { BociError, ExitCode, describeErrno, isNoSpace } from "../errors";
+import { BociError, addContext, isNoSpace } from "../errors";
 import { SysError } from "../sys";
 import { defaultPoolSize, workerURL } from "../worker/pool";
 import {
@@ -54,7 +54,7 @@ export interface QueuedFile {
 
 /** What a finished job gives its `done`: the digest (if asked), the statx numbers (if asked). */
 export type FileDone = (sha: string | undefined, st: FileStat | undefined) => void;
-interface Pending { done: FileDone; name: string; fd: number }
+interface Pending { done: FileDone; name: string }
 
 /** A failure of a queued file: the message names its entry already. */
 export class QueuedFileError extends BociError {}
@@ -102,11 +102,6 @@ class FilesWorker {
 let shared: FilesWorker | null = null;
 let queue: FileQueue | null | undefined;
 
-/** Files wait for a second core only when there is one (see the module comment). */
-export function secondThreadWanted(): boolean {
-  return defaultPoolSize() >= 2;
-}
-
 export class FileQueue {
   private readonly w: FilesWorker;
   /** jobs pushed, jobs whose `done` has run (absolute counts) */
@@ -125,7 +120,7 @@ export class FileQueue {
    */
   static shared(): FileQueue | null {
     if (queue !== undefined) return queue;
-    if (!secondThreadWanted()) return (queue = null);
+    if (defaultPoolSize() < 2) return (queue = null);
     try {
       shared ??= new FilesWorker();
     } catch {
@@ -147,13 +142,8 @@ export class FileQueue {
    */
   push(f: QueuedFile, done: FileDone): void {
     if (this.failed) throw this.failed;
-    if (f.body.length > MAX_BODY) throw new RangeError(`file queue: body of ${f.body.length} bytes`);
-    this.enqueue(f.fd, f.body, f.owner ? f.owner.uid : 0, f.owner ? f.owner.gid : 0, f.mode,
-      (f.hash ? F_HASH : 0) | (f.owner ? F_CHOWN : 0) | (f.mode >= 0 ? F_CHMOD : 0) | (f.stat ? F_STAT : 0), f.mtime, { done, name: f.name, fd: f.fd });
-  }
-
-  private enqueue(fd: number, body: Uint8Array, uid: number, gid: number, mode: number, flags: number, mtime: number, p: Pending): void {
-    const len = body.length;
+    const len = f.body.length;
+    if (len > MAX_BODY) throw new RangeError(`file queue: body of ${len} bytes`);
     while (this.head - this.done >= SLOTS) this.waitOne();
     let start = this.dataHead;
     const pos = start % DATA;
@@ -163,19 +153,19 @@ export class FileQueue {
     const off = start % DATA;
     const w = this.w;
     const slot = this.head % SLOTS;
-    if (len) w.data.set(body, off);
+    if (len) w.data.set(f.body, off);
     const j = slot * JOB_INTS;
-    w.jobs[j] = fd;
+    w.jobs[j] = f.fd;
     w.jobs[j + 1] = off;
     w.jobs[j + 2] = len;
-    w.jobs[j + 3] = uid | 0;
-    w.jobs[j + 4] = gid | 0;
-    w.jobs[j + 5] = mode;
-    w.jobs[j + 6] = flags;
-    w.times[slot] = mtime;
+    w.jobs[j + 3] = f.owner ? f.owner.uid | 0 : 0;
+    w.jobs[j + 4] = f.owner ? f.owner.gid | 0 : 0;
+    w.jobs[j + 5] = f.mode;
+    w.jobs[j + 6] = (f.hash ? F_HASH : 0) | (f.owner ? F_CHOWN : 0) | (f.mode >= 0 ? F_CHMOD : 0) | (f.stat ? F_STAT : 0);
+    w.times[slot] = f.mtime;
     this.dataEnd[slot] = start + len;
     this.dataHead = start + len;
-    this.pending[slot] = p;
+    this.pending[slot] = { done, name: f.name };
     this.head++;
     Atomics.store(w.ctrl, C_HEAD, this.head);
     // A sleeping worker is woken once a batch is waiting (a wake-up is a system call each side).
@@ -246,10 +236,13 @@ export class FileQueue {
     const errno = w.results[slot * RES_INTS]!;
     if (errno !== 0) {
       if (!this.failed) {
-        // (a full disk is worded by the command, which knows what was being written: no descriptor number)
-        const e = new SysError(OP_NAMES[w.results[slot * RES_INTS + 1]!] ?? "write", errno, `fd ${p.fd}`);
-        const text = isNoSpace(e) ? describeErrno({ name: e.name, message: e.message, code: e.code }) : describeErrno(e);
-        this.failed = new QueuedFileError(`apply ${JSON.stringify(p.name)}: ${text}`, { code: e.code, exitCode: e.code === "ENOENT" ? ExitCode.notFound : ExitCode.general, cause: e });
+        // Worded as the applier words an entry's error (addContext). A full disk is worded by the
+        // command, which knows what was being written: no descriptor number then.
+        const op = OP_NAMES[w.results[slot * RES_INTS + 1]!] ?? "write";
+        const e = new SysError(op, errno, `fd ${w.jobs[slot * JOB_INTS]!}`);
+        const cause = isNoSpace(e) ? new SysError(op, errno, "") : e;
+        const err = addContext(`apply ${JSON.stringify(p.name)}`, cause) as BociError;
+        this.failed = new QueuedFileError(err.message, { code: err.code, exitCode: err.exitCode, cause });
       }
       return;
     }

@@ -101,19 +101,20 @@ export class InodeWriter {
     let st: FileStat | undefined;
     let written = 0;
     let handedOver = false;
+    // the mode still to set after the owner and xattrs (-1: created with it)
+    const chmodTo = this.createMode(hdr) !== (hdr.mode & 0o7777) ? hdr.mode & 0o7777 : -1;
     try {
       if (hdr.size <= SMALL_BODY) {
         // (joined, when it spans decompressed chunks, in a buffer kept for that; used up before the next read)
         const buf = await entry.readAll((this.scratch ??= Buffer.allocUnsafeSlow(SMALL_BODY)));
         written = buf.length;
+        checkSize(written, hdr);
         if (done && buf.length <= MAX_BODY && this.queueable(hdr)) {
           const q = this.queue ?? (++this.smallFiles > QUEUE_AFTER ? (this.queue = FileQueue.shared()) : null);
           if (q) {
-            if (written !== hdr.size) throw new InvalidError(`file body is ${written} bytes, header says ${hdr.size}`);
-            const mode = hdr.mode & 0o7777;
             q.push({
               fd, body: buf, owner: this.s.rootless ? null : hostOwner(hdr, this.s.map),
-              mode: this.createMode(hdr) !== mode ? mode : -1, mtime: hdr.mtime, hash, stat: want.stat, name: hdr.name,
+              mode: chmodTo, mtime: hdr.mtime, hash, stat: want.stat, name: hdr.name,
             }, done);
             handedOver = true;
             return QUEUED;
@@ -150,14 +151,14 @@ export class InodeWriter {
           digest = `${PENDING_DIGEST}${this.pendingDigests.size}`;
           this.pendingDigests.set(digest, p);
         }
+        checkSize(written, hdr);
       }
-      if (written !== hdr.size) throw new InvalidError(`file body is ${written} bytes, header says ${hdr.size}`);
       if (!this.s.rootless) {
         const o = hostOwner(hdr, this.s.map);
         chownFd(fd, o.uid, o.gid);
       }
       this.setXattrs({ fd }, hdr, false);
-      if (this.createMode(hdr) !== (hdr.mode & 0o7777)) chmodFd(fd, hdr.mode & 0o7777);
+      if (chmodTo >= 0) chmodFd(fd, chmodTo);
       utimesFd(fd, hdr.mtime, hdr.mtime);
       if (want.stat) st = statFd(fd);
     } finally {
@@ -293,6 +294,10 @@ export class InodeWriter {
     }
     throw new BociError(`${op} xattr ${name}: ${describeErrno(e as NodeJS.ErrnoException)}`, { cause: e });
   }
+}
+
+function checkSize(written: number, hdr: TarHeader): void {
+  if (written !== hdr.size) throw new InvalidError(`file body is ${written} bytes, header says ${hdr.size}`);
 }
 
 /** Prefix of a recorded sha256 that is still being computed (never valid hex). */

@@ -31,3 +31,10 @@ export function isReleasable(b: Uint8Array): boolean {
 export function unmark(b: Uint8Array): void {
   marked.delete(b.buffer as ArrayBuffer);
 }
+
+/** `text` as UTF-8 in a marked buffer of its own: release() it once written. */
+export function ownedText(text: string): Buffer {
+  const b = markReleasable(Buffer.allocUnsafeSlow(Buffer.byteLength(text)));
+  b.write(text);
+  return b;
+}

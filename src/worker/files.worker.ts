@@ -3,19 +3,19 @@
  * unpacking thread creates each file (openat O_EXCL, through its parent's descriptor, in tar
  * order) and copies its body into a shared ring; this thread writes the body, hashes it, sets
  * owner, mode and times through the descriptor, reads its statx back (the stat cache's key),
- * and closes it. Everything here goes through the
- * descriptor the caller opened, so no name is looked up on this thread.
+ * and closes it. Everything here goes through the descriptor the caller opened, so no name is
+ * looked up on this thread.
  *
  * The rings and their layout are file-queue.ts's; the first message hands them over and the
  * thread then serves jobs until told to stop (it blocks in Atomics.wait, so no further message is
  * read).
  */
 import { SysError } from "../sys";
+import { collectGarbage } from "../util/heap";
 import { chmodFd, chownFd, closeFd, statFd, utimesFd, writeAll } from "../sys/at";
 import { C_HEAD, C_READY, C_STOP, C_TAIL, C_WAITING, F_CHMOD, F_CHOWN, F_HASH, F_STAT, JOB_INTS, OP_FCHMOD, OP_FCHOWN, OP_FSTAT, OP_FUTIMENS, OP_WRITE, RES_INTS, STAT_FIELDS, STAT_NUMS, type Rings } from "../rootfs/file-queue-layout";
 
 declare const self: Worker;
-let jsc: typeof import("bun:jsc") | null = null;
 
 self.onmessage = (ev: MessageEvent<Rings>) => {
   const r = ev.data;
@@ -65,7 +65,7 @@ self.onmessage = (ev: MessageEvent<Rings>) => {
       closeFd(fd);
     }
     // (this thread's garbage, a few objects per file, is collected often: its heap is small)
-    if ((t & 1023) === 1023) (jsc ??= require("bun:jsc") as typeof import("bun:jsc")).gcAndSweep();
+    if ((t & 1023) === 1023) collectGarbage();
     res[slot * RES_INTS] = errno;
     res[slot * RES_INTS + 1] = op;
     t++;

@@ -5,14 +5,13 @@
  * entry of the same name, hardlinked, whited out, its directory removed), and a job that fails
  * is one line naming its entry, with nothing left behind.
  */
-import { afterAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { createHash, randomBytes } from "node:crypto";
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, lstatSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { boci, ok, scratch, sh } from "../helpers/cli";
+import { boci, ok, scratch, smallTmpfs } from "../helpers/cli";
 import { dir, file, hardlink, makeImage, makeTar, symlink, whiteout, type TarEntrySpec } from "../helpers/image";
 
-const isRoot = process.geteuid?.() === 0;
 /** The queue starts after 256 small files; these layers have well over that. */
 const N = 700;
 
@@ -116,11 +115,7 @@ describe("small files on the second thread", () => {
 });
 
 describe("a job that fails on the second thread", () => {
-  const mnt = join(scratch("boci-fq-enospc-"), "mnt");
-  mkdirSync(mnt);
-  const mounted = isRoot && sh(`mount -t tmpfs -o size=2m tmpfs '${mnt}'`).code === 0;
-  if (!mounted) console.warn(`skipping the full-disk test: cannot mount a 2 MiB tmpfs on ${mnt} (needs root and mount permission)`);
-  afterAll(() => { if (mounted) sh(`umount '${mnt}'`); });
+  const { mnt, mounted } = smallTmpfs("boci-fq-enospc-", "the full-disk test");
 
   test.skipIf(!mounted)("a full disk: one line naming the entry and the bundle, nothing left behind", () => {
     // 600 files of 8 KiB of noise: more than 2 MiB, every body small enough to be queued

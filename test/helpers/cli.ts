@@ -1,5 +1,5 @@
 /** Run the real binary (dist/boci, built by `npm test`) and make scratch directories. */
-import { mkdtempSync } from "node:fs";
+import { mkdirSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll } from "bun:test";
@@ -62,3 +62,17 @@ afterAll(removeScratch);
 process.on("exit", removeScratch);
 
 export const isRoot = process.getuid?.() === 0;
+
+/**
+ * A full disk to test against: a 2 MiB tmpfs mounted on a scratch directory, unmounted after the
+ * calling file's (or describe block's) tests. `mounted` is false, with a warning that the tests
+ * named by `what` are skipped, where it cannot be (not root, no mount permission).
+ */
+export function smallTmpfs(prefix: string, what: string): { mnt: string; mounted: boolean } {
+  const mnt = join(scratch(prefix), "mnt");
+  mkdirSync(mnt);
+  const mounted = isRoot && sh(`mount -t tmpfs -o size=2m tmpfs '${mnt}'`).code === 0;
+  if (!mounted) console.warn(`skipping ${what}: cannot mount a 2 MiB tmpfs on ${mnt} (needs root and mount permission)`);
+  afterAll(() => { if (mounted) sh(`umount '${mnt}'`); });
+  return { mnt, mounted };
+}

@@ -5,12 +5,12 @@
  * stores only a valid tar, and a full disk says what was being written and what was undone.
  * Everything runs through the real binary.
  */
-import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { describe, expect, test } from "bun:test";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import * as zlib from "node:zlib";
-import { boci, isRoot, ok, scratch, sh } from "../helpers/cli";
+import { boci, isRoot, ok, scratch, sh, smallTmpfs } from "../helpers/cli";
 import { BLOCK, dir, file, makeImage, makeTar, setTag, tarEntry, type TarEntrySpec } from "../helpers/image";
 import { expectOneLine, readJson, snapLayout } from "./lib";
 
@@ -213,11 +213,7 @@ describe("raw add-layer stores only a valid tar", () => {
 });
 
 describe("a full disk says what was being written and what was undone", () => {
-  const mnt = join(scratch("boci-enospc-"), "mnt");
-  mkdirSync(mnt);
-  const mounted = isRoot && sh(`mount -t tmpfs -o size=2m tmpfs '${mnt}'`).code === 0;
-  if (!mounted) console.warn(`skipping the full-disk tests: cannot mount a 2 MiB tmpfs on ${mnt} (needs root and mount permission)`);
-  afterAll(() => { if (mounted) sh(`umount '${mnt}'`); });
+  const { mnt, mounted } = smallTmpfs("boci-enospc-", "the full-disk tests");
   // 3 MiB of random bytes: no compression makes it fit in 2 MiB.
   const bigTar = makeTar([file("big", randomBytes(3 << 20))]);
 
