@@ -22,7 +22,7 @@ async function main(): Promise<number> {
   // SIGINT/SIGTERM remove what the command registered (util/cleanup.ts) and exit 130/143.
   installSignalCleanup();
   try {
-    // Loaded only when needed: the binary is CommonJS, so this require stays lazy.
+    // Loaded only when needed: a require() inside a function is a chunk loaded at that call.
     if (invokedAsSkopeo()) await (require("./cli/skopeo") as typeof SkopeoModule).runSkopeo(process.argv.slice(2), writeOut);
     else await runApp(process.argv.slice(2), writeOut);
     return 0;

@@ -2,7 +2,7 @@
  * The start-up rows of the benchmark: short commands on a tiny layout (one empty image with a
  * config and three history entries), boci against umoci, with the floor every Bun-compiled binary
  * pays: a "hello world" compiled the same way as dist/boci (scripts/build.ts's flags: --compile
- * --bytecode, CommonJS, minified syntax and whitespace), which writes one line with fs.writeSync
+ * --bytecode, ESM with splitting, minified syntax and whitespace), which writes one line with fs.writeSync
  * as boci writes its output. All three alternate run by run, each its own process under
  * /usr/bin/time (measure.ts), so the spawn and timing overhead is the same in every column.
  *
@@ -25,7 +25,7 @@ function buildFloor(dir: string): string {
   const src = join(dir, "hello.ts");
   const out = join(dir, "hello");
   writeFileSync(src, HELLO);
-  sh([process.execPath, "build", "--compile", "--bytecode", "--no-compile-autoload-dotenv", "--no-compile-autoload-bunfig", "--format=cjs",
+  sh([process.execPath, "build", "--compile", "--bytecode", "--no-compile-autoload-dotenv", "--no-compile-autoload-bunfig", "--format=esm", "--splitting",
     "--minify-syntax", "--minify-whitespace", src, "--outfile", out], "build the hello-world floor");
   return out;
 }

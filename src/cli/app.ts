@@ -93,7 +93,7 @@ export async function runApp(argv: string[], out: (s: string) => void): Promise<
   // `boci --version` alone (what scripts ask to learn which tool they have) needs no parser.
   if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-v")) { out(versionText()); return; }
   const { argv: norm, command } = normalizeArgv(argv, registry, globalOptions);
-  // Loaded here, not at the top: the binary is CommonJS, so this require stays lazy.
+  // Loaded here, not at the top: a require() inside a function is a chunk loaded at that call.
   const { cac } = require("cac") as typeof Cac;
   // No cli.help()/cli.version(): those make cac print its own texts.
   const cli = cac("boci");

@@ -1,7 +1,7 @@
 /**
  * The command registry, in help order: each command's names and the module that defines it,
  * loaded only when that command runs. Start-up then loads one command's code instead of every
- * command's (in the CommonJS binary a require() inside a function stays lazy; a static import
+ * command's (in the binary a require() inside a function is a chunk loaded at that call; a static import
  * would run every module's top level before argv is even read). Help, man pages and completion
  * need every spec: allCommands() loads them all.
  *

@@ -29,7 +29,7 @@ import { yieldToSignals } from "../util/cleanup";
 const warn = (m: string) => log.warn(m);
 
 // Heavy modules (node:stream, node:zlib, tar, mtree) are required when a command runs, not at
-// start-up: the binary is built as CommonJS, so a require() inside a function stays lazy.
+// start-up: a require() inside a function is a chunk of the binary loaded at that call (scripts/build.ts).
 const repackModule = () => require("../bundle/repack") as typeof RepackModule;
 const layerBlob = () => require("../bundle/layer-blob") as typeof LayerBlobModule;
 const tarModule = () => require("../tar") as typeof TarModule;

@@ -10,7 +10,7 @@ import type { CommandDef, OptSpec, Opts } from "./spec";
 import { readImageOpt, mapOpts, openImageReader, readPlatformOpt as platformOpt, platformFromOpts } from "./common";
 
 // Heavy modules (node:stream, node:zlib, tar, mtree) are required when a command runs, not at
-// start-up: the binary is built as CommonJS, so a require() inside a function stays lazy.
+// start-up: a require() inside a function is a chunk of the binary loaded at that call (scripts/build.ts).
 const unpackModule = () => require("../bundle/unpack") as typeof UnpackModule;
 const runtimeConfigModule = () => require("../bundle/runtime-config") as typeof RuntimeConfigModule;
 

@@ -8,7 +8,7 @@ import type { ValidationProblem, ValidationReport } from "../validate/validate-l
 import type * as ValidateModule from "../validate/validate-layout";
 
 // Heavy modules (node:stream, node:zlib, tar, mtree) are required when a command runs, not at
-// start-up: the binary is built as CommonJS, so a require() inside a function stays lazy.
+// start-up: a require() inside a function is a chunk of the binary loaded at that call (scripts/build.ts).
 const validateModule = () => require("../validate/validate-layout") as typeof ValidateModule;
 import { log } from "../util/log";
 import type { CommandDef } from "./spec";

@@ -310,7 +310,7 @@ export function defaultStreamWorkers(size: number): number {
 export function workerURL(name = "task.worker.ts"): string {
   // In a `bun build --compile` binary, files live under /$bunfs/root/ by their path relative to
   // the build root (scripts/build.ts passes --root .). An absolute path, so the current directory
-  // does not matter. (No import.meta: the binary is built as CommonJS.)
+  // does not matter.
   if ((process.argv[1] ?? "").startsWith("/$bunfs/") || __filename.startsWith("/$bunfs/")) return `/$bunfs/root/src/worker/${name}`;
   return join(__dirname, name);
 }
