@@ -8,6 +8,11 @@
  * ArrayBuffer is transferred to a worker and comes back with its member, so a block is never
  * copied twice. With a pool of one (one core, BOCI_WORKERS=0 or 1) blocks are compressed on
  * this thread: a single worker would only add the hand-over.
+ *
+ * A worker takes ~20-25 ms to start its runtime, as long as several blocks take to compress, so
+ * the pool is only woken by the first full block (a stream shorter than one block never starts
+ * a worker), and until one of its workers has started, blocks are compressed here instead of
+ * waiting in its queue. Where a block is compressed does not change its member.
  */
 import { Transform, type TransformCallback } from "node:stream";
 import { markReleasable, release } from "../util/release";
@@ -113,7 +118,10 @@ class ParallelGzip extends Transform {
       const b = Buffer.from(block.buffer, block.byteOffset, n);
       return this.custom(b).then((member) => ({ member, back: null }));
     }
-    if (this.pool && n > 0) return this.pool.gzipBlock(block.buffer as ArrayBuffer, n, this.level);
+    if (this.pool && n > 0) {
+      if (this.pool.anyStarted) return this.pool.gzipBlock(block.buffer as ArrayBuffer, n, this.level);
+      if (n === this.blockSize) this.pool.warm();
+    }
     const out = gzipBlock(block.subarray(0, n), this.level);
     return Promise.resolve({ member: Buffer.from(out.buffer, out.byteOffset, out.byteLength), back: block.buffer as ArrayBuffer });
   }

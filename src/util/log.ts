@@ -4,8 +4,8 @@
  * Plain ASCII; the level word is coloured only on a terminal without NO_COLOR.
  * Levels follow umoci's --log: debug, info, warn (default), error, fatal.
  *
- * consola is loaded on the first message that is actually printed: loading it costs about
- * 25 ms of start-up, and most commands print nothing at the default level.
+ * consola is loaded on the first message that is actually printed (through log-consola.ts, so
+ * that it is a chunk of the binary of its own): most commands print nothing at the default level.
  */
 import type { ConsolaInstance } from "consola";
 import { escapeText } from "./escape";
@@ -19,7 +19,7 @@ let level = 1;
 function consola(): ConsolaInstance {
   if (!instance) {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const { createConsola } = require("consola") as typeof import("consola");
+    const { createConsola } = require("./log-consola") as typeof import("./log-consola");
     const color = process.stderr.isTTY === true && !process.env.NO_COLOR && process.env.TERM !== "dumb";
     const paint: Record<string, string> = { warn: "33", error: "31", fatal: "31", info: "36", debug: "90" };
     const word: Record<string, string> = { warn: "warning", fatal: "error" };

@@ -17,6 +17,8 @@ export class WorkerPool {
   private queue: Array<{ task: Task; transfer: ArrayBuffer[] }> = [];
   private pending = new Map<number, Pending>();
   private busy = new Map<Worker, number>();
+  /** Workers whose thread has started and can take a task at once (their "open" event came). */
+  private started = new Set<Worker>();
   private nextId = 1;
   readonly size: number;
   /** How many of the workers hashStream() uses; 0: streams are hashed inline. */
@@ -35,6 +37,7 @@ export class WorkerPool {
 
   private spawn(): Worker {
     const w = new Worker(workerURL());
+    w.addEventListener("open", () => { this.started.add(w); });
     w.onmessage = (ev: MessageEvent<TaskResult | StreamReply>) => {
       const r = ev.data;
       if ("ack" in r) {
@@ -88,6 +91,20 @@ export class WorkerPool {
       if (w) this.dispatch(w);
     });
   }
+
+  /**
+   * Start every worker the pool may have (without a task), so that they are ready by the time
+   * work comes: a worker takes ~20-25 ms to start its own runtime, on its own thread.
+   */
+  warm(): void {
+    while (this.workers.length < this.size) this.idle.push(this.spawn());
+  }
+
+  /** Whether any worker has started yet. */
+  get anyStarted(): boolean { return this.started.size > 0; }
+
+  /** Workers spawned so far (started or not). */
+  get workerCount(): number { return this.workers.length; }
 
   /** Open hash streams by id (a worker with one open stays ref'd). */
   private streams = new Map<number, PoolHasher>();
@@ -158,6 +175,7 @@ export class WorkerPool {
     for (const w of this.workers) w.terminate();
     this.workers = [];
     this.idle = [];
+    this.started.clear();
   }
 }
 

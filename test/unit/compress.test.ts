@@ -210,6 +210,41 @@ describe("parallel gzip", () => {
     }
   });
 
+  test("the pool is woken by the first full block only, and blocks go to it once a worker has started", async () => {
+    const big = Buffer.concat([data, Buffer.from(Array.from({ length: 3 << 20 }, (_, i) => (i * 7919) >> 5 & 255)), data]);
+    const one = new WorkerPool(1);
+    const cold = new WorkerPool(2);
+    const warm = new WorkerPool(2);
+    try {
+      const spy = (p: WorkerPool) => {
+        const calls = { n: 0 };
+        const orig = p.gzipBlock.bind(p);
+        p.gzipBlock = (b, n, l) => { calls.n++; return orig(b, n, l); };
+        return calls;
+      };
+      // shorter than one block: compressed here, no worker ever spawned
+      const coldCalls = spy(cold);
+      const small = await run(createParallelGzip({ pool: cold }), data.subarray(0, 100_000), 4096);
+      expect(cold.workerCount).toBe(0);
+      expect(coldCalls.n).toBe(0);
+      expect(zlib.gunzipSync(small).equals(data.subarray(0, 100_000))).toBe(true);
+      // a longer stream wakes every worker; whichever block went where, the bytes are the inline ones
+      const inline = await run(createParallelGzip({ pool: one }), big, 65_536);
+      expect((await run(createParallelGzip({ pool: cold }), big, 300_001)).equals(inline)).toBe(true);
+      expect(cold.workerCount).toBe(2);
+      // started workers get the blocks
+      warm.warm();
+      while (!warm.anyStarted) await Bun.sleep(2);
+      const warmCalls = spy(warm);
+      expect((await run(createParallelGzip({ pool: warm }), big, 300_001)).equals(inline)).toBe(true);
+      expect(warmCalls.n).toBeGreaterThan(1);
+    } finally {
+      one.terminate();
+      cold.terminate();
+      warm.terminate();
+    }
+  });
+
   test("a block that does not compress is stored; one with text anywhere in it is deflated", () => {
     let x = 12345;
     const random = Buffer.alloc(1 << 20);
