@@ -4,6 +4,7 @@
  */
 import { readdirSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
+import { START_JIT_POLICY } from "../src/util/jit";
 
 const root = join(import.meta.dir, "..");
 const workers = readdirSync(join(root, "src/worker")).filter((f) => f.endsWith(".worker.ts")).map((f) => `./src/worker/${f}`);
@@ -14,9 +15,11 @@ mkdirSync(join(root, "dist"), { recursive: true });
 // src/cli/commands.ts) becomes a chunk of its own, loaded at that call, so a short command loads
 // and deserializes only the bytecode it runs (one CommonJS file of 0.67 MB cost every command
 // about 5 ms before its first line ran, measured with a hello world that merely contains it).
+// --compile-jit-policy: tier-up thresholds scaled up at start, so a short command's run-once code
+// stays in the interpreter; long commands and workers restore the normal pace (src/util/jit.ts).
 // --root . fixes embedded paths: the worker is /$bunfs/root/src/worker/task.worker.js (src/worker/pool.ts).
 // The binary must not pick up a .env or bunfig.toml from whatever directory it runs in.
-const args = ["build", "--compile", "--bytecode", "--no-compile-autoload-dotenv", "--no-compile-autoload-bunfig", "--format=esm", "--splitting", "--root", ".", "--minify-syntax", "--minify-whitespace", "./src/main.ts", ...workers, "--outfile", process.env.BOCI_OUTFILE ?? "dist/boci"];
+const args = ["build", "--compile", "--bytecode", "--no-compile-autoload-dotenv", "--no-compile-autoload-bunfig", "--format=esm", "--splitting", `--compile-jit-policy=${START_JIT_POLICY}`, "--root", ".", "--minify-syntax", "--minify-whitespace", "./src/main.ts", ...workers, "--outfile", process.env.BOCI_OUTFILE ?? "dist/boci"];
 const p = Bun.spawnSync([process.execPath, ...args], { cwd: root, stdout: "inherit", stderr: "inherit" });
 if (p.exitCode !== 0) {
   console.error("build failed");

@@ -2,7 +2,7 @@
  * The start-up rows of the benchmark: short commands on a tiny layout (one empty image with a
  * config and three history entries), boci against umoci, with the floor every Bun-compiled binary
  * pays: a "hello world" compiled the same way as dist/boci (scripts/build.ts's flags: --compile
- * --bytecode, ESM with splitting, minified syntax and whitespace), which writes one line with fs.writeSync
+ * --bytecode, ESM with splitting, the same JIT policy, minified syntax and whitespace), which writes one line with fs.writeSync
  * as boci writes its output. All three alternate run by run, each its own process under
  * /usr/bin/time (measure.ts), so the spawn and timing overhead is the same in every column.
  *
@@ -11,6 +11,7 @@
 import { chmodSync, copyFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BOCI, WORK, log, rmrf, sh } from "./common";
+import { START_JIT_POLICY } from "../../src/util/jit";
 import { emptySeries, measure, median, medianWall, type Series } from "./measure";
 
 type StartupTool = "boci" | "umoci" | "floor";
@@ -25,7 +26,7 @@ function buildFloor(dir: string): string {
   const src = join(dir, "hello.ts");
   const out = join(dir, "hello");
   writeFileSync(src, HELLO);
-  sh([process.execPath, "build", "--compile", "--bytecode", "--no-compile-autoload-dotenv", "--no-compile-autoload-bunfig", "--format=esm", "--splitting",
+  sh([process.execPath, "build", "--compile", "--bytecode", "--no-compile-autoload-dotenv", "--no-compile-autoload-bunfig", "--format=esm", "--splitting", `--compile-jit-policy=${START_JIT_POLICY}`,
     "--minify-syntax", "--minify-whitespace", src, "--outfile", out], "build the hello-world floor");
   return out;
 }

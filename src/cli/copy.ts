@@ -129,6 +129,7 @@ function progressReporter(enabled: boolean): { onProgress: (p: CopyProgress) => 
 
 export const copyCommand: CommandDef = {
   name: "copy",
+  longRunning: true,
   args: ["source", "destination"],
   description: "copy an image between oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG] and docker://HOST[:PORT]/REPO[:TAG|@DIGEST]",
   options: [

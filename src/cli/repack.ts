@@ -44,6 +44,7 @@ function targetTag(opts: Opts, fallback: string): string {
 
 export const repackCommand: CommandDef = {
   name: "repack",
+  longRunning: true,
   args: ["bundle"],
   description: "repack the changes made to a bundle's rootfs as a new layer",
   options: [
@@ -113,6 +114,7 @@ function listTree(root: string): string[] {
 
 export const insertCommand: CommandDef = {
   name: "insert",
+  longRunning: true,
   args: ["source", "target"],
   minArgs: 1,
   description: "insert a file or tree into an image as a new layer (or a whiteout with --whiteout)",
@@ -189,6 +191,7 @@ export async function runInsert(positional: string[], opts: Opts): Promise<void>
 
 export const addLayerCommand: CommandDef = {
   name: "raw add-layer",
+  longRunning: true,
   args: ["layer.tar"],
   description: "append an uncompressed tar as a new layer",
   options: [imageOpt, tagOpt, compressOpt, writePlatformOpt, layerAnnotationOpt, ...historyOpts, jsonOpt],
@@ -223,6 +226,7 @@ export const addLayerCommand: CommandDef = {
 
 export const mtreeValidateCommand: CommandDef = {
   name: "raw mtree-validate",
+  longRunning: true,
   args: [],
   hidden: true,
   description: `validate an mtree manifest (akin to "go-mtree validate")`,

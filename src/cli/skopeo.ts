@@ -20,6 +20,7 @@
  * is refused (exit 6). Credentials are never printed: not in help, errors, or a --debug line.
  */
 import { UsageError, UnsupportedError } from "../errors";
+import { normalJit, normalJitSoon } from "../util/jit";
 import type { RegistryOptions } from "../transport/registry/types";
 import type * as CredentialsModule from "../transport/registry/credentials";
 import { log } from "../util/log";
@@ -391,6 +392,8 @@ export async function runSkopeo(argv: string[], out: (s: string) => void): Promi
     out,
   };
   if (global.debug) setLogLevel("debug");
+  // copy moves whole images (the JIT at its normal pace at once); inspect and list-tags are short
+  if (c.name === "copy") normalJit(); else normalJitSoon();
   await c.run(p.args, new SkopeoFlags(p.flags), global);
 }
 

@@ -51,6 +51,8 @@ export interface CommandDef {
   variadic?: true;
   description: string;
   hidden?: boolean;
+  /** works through many entries or bytes: the JIT keeps its normal pace from the start (util/jit.ts) */
+  longRunning?: true;
   options: OptSpec[];
   run(args: string[], opts: Opts): Promise<void> | void;
 }

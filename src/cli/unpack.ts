@@ -50,6 +50,7 @@ function unpackOptionsFrom(opts: Opts): UnpackModule.UnpackOptions {
 
 export const unpackCommand: CommandDef = {
   name: "unpack",
+  longRunning: true,
   args: ["bundle"],
   description: "unpack an image into a runtime bundle",
   options: unpackOpts,
@@ -65,6 +66,7 @@ export const unpackCommand: CommandDef = {
 
 export const rawUnpackCommand: CommandDef = {
   name: "raw unpack",
+  longRunning: true,
   args: ["rootfs"],
   description: "unpack an image into a root filesystem only (may be an existing directory)",
   options: unpackOpts,

@@ -33,6 +33,7 @@ export function formatValidation(subject: string, r: ValidationReport): string {
 
 export const validateCommand: CommandDef = {
   name: "validate",
+  longRunning: true,
   args: [],
   description: "check a layout (or one image) for missing or corrupt blobs, bad JSON, media types and layers",
   options: [

@@ -12,10 +12,14 @@
  */
 import { SysError } from "../sys";
 import { collectGarbage } from "../util/heap";
+import { normalJit } from "../util/jit";
 import { chmodFd, chownFd, closeFd, statFd, utimesFd, writeAll } from "../sys/at";
 import { C_HEAD, C_READY, C_STOP, C_TAIL, C_WAITING, F_CHMOD, F_CHOWN, F_HASH, F_STAT, JOB_INTS, OP_FCHMOD, OP_FCHOWN, OP_FSTAT, OP_FUTIMENS, OP_WRITE, RES_INTS, STAT_FIELDS, STAT_NUMS, type Rings } from "../rootfs/file-queue-layout";
 
 declare const self: Worker;
+
+// (a loop over every queued file: the JIT at its normal pace, not the start-up one)
+normalJit();
 
 self.onmessage = (ev: MessageEvent<Rings>) => {
   const r = ev.data;

@@ -4,6 +4,7 @@
  */
 import * as fs from "node:fs";
 import { gzipBlock } from "../compress/gzip-block";
+import { normalJit } from "../util/jit";
 import type { StreamMsg, StreamReply, Task, TaskResult } from "./tasks";
 
 declare const self: Worker;
@@ -59,6 +60,9 @@ function onStream(m: StreamMsg): void {
       return;
   }
 }
+
+// (long loops over blocks and hashes: the JIT at its normal pace, not the start-up one)
+normalJit();
 
 self.onmessage = (ev: MessageEvent<Task | StreamMsg>) => {
   if ("sid" in ev.data) return onStream(ev.data);

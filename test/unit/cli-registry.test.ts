@@ -25,6 +25,10 @@ function exportedDefs(): CommandDef[] {
 }
 
 describe("command registry", () => {
+  test("the commands that work through layers or images run with the JIT at its normal pace (util/jit.ts); short ones do not", () => {
+    const long = allCommands().filter((c) => c.longRunning).map((c) => c.name).sort();
+    expect(long).toEqual(["copy", "insert", "raw add-layer", "raw mtree-validate", "raw unpack", "repack", "unpack", "validate"]);
+  });
   test("each entry's names are its CommandDef's", () => {
     for (const e of registry) {
       const d = e.load();
