@@ -32,7 +32,15 @@ export const C_WAITING = 2;
 export const C_STOP = 3;
 /** set by the worker once it serves jobs */
 export const C_READY = 4;
-export const CTRL_INTS = 5;
+/**
+ * The producer sleeps on C_TAIL until it reaches this count: the worker notifies only once its
+ * tail gets there (NO_WANT: nobody waits), so a producer that waits for half the ring is woken
+ * once, not once per job (each wake-up is a system call on both threads).
+ */
+export const C_WANT = 5;
+export const CTRL_INTS = 6;
+/** C_WANT when the producer is not waiting */
+export const NO_WANT = 0x7fffffff;
 
 export const JOB_INTS = 8;
 export const RES_INTS = 2;

@@ -22,7 +22,7 @@ import { BociError, addContext, isNoSpace } from "../errors";
 import { SysError } from "../sys";
 import { defaultPoolSize, workerURL } from "../worker/pool";
 import {
-  C_HEAD, C_READY, C_STOP, C_TAIL, C_WAITING, CTRL_INTS, F_CHMOD, F_CHOWN, F_HASH, F_STAT, JOB_INTS, OP_NAMES, RES_INTS, STAT_FIELDS, STAT_NUMS, type FileStat, type Rings,
+  C_HEAD, C_READY, C_STOP, C_TAIL, C_WAITING, C_WANT, NO_WANT, CTRL_INTS, F_CHMOD, F_CHOWN, F_HASH, F_STAT, JOB_INTS, OP_NAMES, RES_INTS, STAT_FIELDS, STAT_NUMS, type FileStat, type Rings,
 } from "./file-queue-layout";
 
 /** Jobs in flight at most. */
@@ -80,6 +80,7 @@ class FilesWorker {
       data: new SharedArrayBuffer(DATA),
     };
     this.ctrl = new Int32Array(r.ctrl);
+    Atomics.store(this.ctrl, C_WANT, NO_WANT);
     this.jobs = new Int32Array(r.jobs);
     this.times = new Float64Array(r.times);
     this.results = new Int32Array(r.results);
@@ -144,12 +145,17 @@ export class FileQueue {
     if (this.failed) throw this.failed;
     const len = f.body.length;
     if (len > MAX_BODY) throw new RangeError(`file queue: body of ${len} bytes`);
-    while (this.head - this.done >= SLOTS) this.waitOne();
+    // A full ring waits until the worker has finished half of what is in it: a wait per job
+    // would wake this thread (and make the worker wake it) once per file.
+    if (this.head - this.done >= SLOTS) this.waitHalf();
     let start = this.dataHead;
     const pos = start % DATA;
     if (pos + len > DATA) start += DATA - pos;
     // (the ring is free from where the last finished job's body ended)
-    while (this.head > this.done && start + len - this.dataTail > DATA) this.waitOne();
+    if (this.head > this.done && start + len - this.dataTail > DATA) {
+      this.waitHalf();
+      while (this.head > this.done && start + len - this.dataTail > DATA) this.waitOne();
+    }
     const off = start % DATA;
     const w = this.w;
     const slot = this.head % SLOTS;
@@ -187,7 +193,7 @@ export class FileQueue {
 
   /** Wait for every job; throws the first failure. */
   drain(): void {
-    while (this.done < this.head) this.waitOne();
+    if (this.done < this.head) { this.waitFor(this.head); this.collect(); }
     if (this.failed) throw this.failed;
   }
 
@@ -198,7 +204,7 @@ export class FileQueue {
   close(): void {
     this.closing = true;
     try {
-      while (this.done < this.head) this.waitOne();
+      if (this.done < this.head) { this.waitFor(this.head); this.collect(); }
     } catch { /* a worker that never started: nothing of ours is open there */ } finally {
       this.closing = false;
       this.failed = null;
@@ -211,19 +217,35 @@ export class FileQueue {
   }
 
   private waitOne(): void {
-    this.wake();
-    const target = this.done;
-    const since = performance.now();
-    for (;;) {
-      const tail = Atomics.load(this.w.ctrl, C_TAIL);
-      if (tail > target) break;
-      Atomics.wait(this.w.ctrl, C_TAIL, tail, 1000);
-      // (a worker that never started cannot say so while this thread waits: give up on it)
-      if (!Atomics.load(this.w.ctrl, C_READY) && performance.now() - since > START_TIMEOUT_MS) {
-        throw new BociError(`unpack: the file-writing thread did not start in ${START_TIMEOUT_MS / 1000} s (BOCI_WORKERS=1 makes files on this thread)`);
-      }
-    }
+    this.waitFor(this.done + 1);
     this.finishOne();
+  }
+
+  /** Wait until half the jobs in the ring are finished (at least one), and collect them. */
+  private waitHalf(): void {
+    this.waitFor(this.done + Math.max(1, (this.head - this.done) >> 1));
+    this.collect();
+  }
+
+  /** Sleep until the worker's tail reaches `target` (≤ head). */
+  private waitFor(target: number): void {
+    this.wake();
+    const ctrl = this.w.ctrl;
+    const since = performance.now();
+    Atomics.store(ctrl, C_WANT, target);
+    try {
+      for (;;) {
+        const tail = Atomics.load(ctrl, C_TAIL);
+        if (tail >= target) break;
+        Atomics.wait(ctrl, C_TAIL, tail, 1000);
+        // (a worker that never started cannot say so while this thread waits: give up on it)
+        if (!Atomics.load(ctrl, C_READY) && performance.now() - since > START_TIMEOUT_MS) {
+          throw new BociError(`unpack: the file-writing thread did not start in ${START_TIMEOUT_MS / 1000} s (BOCI_WORKERS=1 makes files on this thread)`);
+        }
+      }
+    } finally {
+      Atomics.store(ctrl, C_WANT, NO_WANT);
+    }
   }
 
   private finishOne(): void {

@@ -14,7 +14,7 @@ import { SysError } from "../sys";
 import { collectGarbage } from "../util/heap";
 import { normalJit } from "../util/jit";
 import { chmodFd, chownFd, closeFd, statFd, utimesFd, writeAll } from "../sys/at";
-import { C_HEAD, C_READY, C_STOP, C_TAIL, C_WAITING, F_CHMOD, F_CHOWN, F_HASH, F_STAT, JOB_INTS, OP_FCHMOD, OP_FCHOWN, OP_FSTAT, OP_FUTIMENS, OP_WRITE, RES_INTS, STAT_FIELDS, STAT_NUMS, type Rings } from "../rootfs/file-queue-layout";
+import { C_HEAD, C_READY, C_STOP, C_TAIL, C_WAITING, C_WANT, F_CHMOD, F_CHOWN, F_HASH, F_STAT, JOB_INTS, OP_FCHMOD, OP_FCHOWN, OP_FSTAT, OP_FUTIMENS, OP_WRITE, RES_INTS, STAT_FIELDS, STAT_NUMS, type Rings } from "../rootfs/file-queue-layout";
 
 declare const self: Worker;
 
@@ -74,6 +74,7 @@ self.onmessage = (ev: MessageEvent<Rings>) => {
     res[slot * RES_INTS + 1] = op;
     t++;
     Atomics.store(ctrl, C_TAIL, t);
-    Atomics.notify(ctrl, C_TAIL);
+    // (the producer stores C_WANT, then reads C_TAIL, then sleeps: one of the two sees the other)
+    if (t >= Atomics.load(ctrl, C_WANT)) Atomics.notify(ctrl, C_TAIL);
   }
 };
