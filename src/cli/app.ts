@@ -10,7 +10,7 @@
 import type * as Cac from "cac";
 import { BociError, UsageError, addContext, explainNoSpace } from "../errors";
 import { setLogLevel, isLogLevel, log } from "../util/log";
-import { normalJit, normalJitSoon } from "../util/jit";
+import { normalJit, normalJitSoon, ftlOff } from "../util/jit";
 import {
   type CommandDef, type OptSpec, type HelpTopic, Opts, HELP_COMMAND, HELP_ALIAS,
   normalizeArgv, optsFromCac, checkPositionals, helpTopic, lastBool, cacCommandName, cacOption, cacKey, SENTINEL,
@@ -80,7 +80,7 @@ function applyLogLevel(options: Parsed): void {
 }
 
 async function runCommand(def: CommandDef, args: string[], opts: Opts): Promise<void> {
-  log.debug(`running ${def.name}`);
+  log.debug(`running ${def.name}${ftlOff() ? " without the FTL JIT" : ""}`);
   if (def.longRunning) normalJit(); else normalJitSoon();
   try {
     await def.run(args, opts);

@@ -16,6 +16,7 @@ import type * as MtreeModule from "../mtree";
 import type * as SysModule from "../sys";
 import { cleanEntryPath } from "../rootfs/path";
 import { log } from "../util/log";
+import { FTL_RESTART_MTREE_BYTES, canRestartWithoutFtl, restartWithoutFtl } from "../util/jit";
 import { nowTimestamp, sourceDateEpoch } from "../util/time";
 import type { CommandDef, Opts } from "./spec";
 import {
@@ -42,6 +43,20 @@ function targetTag(opts: Opts, fallback: string): string {
   return t !== undefined ? checkTag(t, "--tag") : fallback;
 }
 
+/**
+ * A bundle whose mtree manifest has FTL_RESTART_MTREE_BYTES or more (tens of thousands of
+ * entries) is repacked by this binary run again without the JIT's top tier (util/jit.ts). Before
+ * the layout is opened; a bundle that cannot be read here is left to repack to report.
+ */
+function restartBigRepack(bundle: string): void {
+  if (!canRestartWithoutFtl()) return;
+  let bytes = 0;
+  try {
+    for (const n of fs.readdirSync(bundle)) if (/^sha256_[0-9a-f]{64}\.mtree$/.test(n)) bytes = Math.max(bytes, fs.statSync(path.join(bundle, n)).size);
+  } catch { return; }
+  if (bytes >= FTL_RESTART_MTREE_BYTES) restartWithoutFtl(`a manifest of ${(bytes / 1048576).toFixed(0)} MiB`, (m) => log.debug(`restart failed, going on: ${m}`));
+}
+
 export const repackCommand: CommandDef = {
   name: "repack",
   longRunning: true,
@@ -61,6 +76,7 @@ export const repackCommand: CommandDef = {
     const platform = platformFromOpts(opts);
     const layerAnnotations = layerAnnotationsFromOpts(opts);
     if (platform) checkBundlePlatform(args[0]!, platform);
+    restartBigRepack(args[0]!);
     const { parseCompress } = layerBlob();
     const compress = parseCompress(opts.get("compress"));
     const now = nowTimestamp();

@@ -5,6 +5,7 @@ import type * as UnpackModule from "../bundle/unpack";
 import type * as RuntimeConfigModule from "../bundle/runtime-config";
 import { resolveMapOptions, type MapOptions } from "../layer/idmap";
 import { log } from "../util/log";
+import { FTL_RESTART_LAYER_BYTES, canRestartWithoutFtl, restartWithoutFtl } from "../util/jit";
 import { writeRegularFileAtomic } from "../util/fs";
 import type { CommandDef, OptSpec, Opts } from "./spec";
 import { readImageOpt, mapOpts, openImageReader, readPlatformOpt as platformOpt, platformFromOpts } from "./common";
@@ -26,6 +27,19 @@ export function mapOptionsFrom(opts: Opts): MapOptions {
     uidMaps: opts.all("uid-map"), gidMaps: opts.all("gid-map"), rootless: opts.bool("rootless"),
     euid: process.geteuid?.() ?? 0, egid: process.getegid?.() ?? 0,
   });
+}
+
+/**
+ * openImage for unpack: an image with FTL_RESTART_LAYER_BYTES of layers or more is unpacked by
+ * this binary run again without the JIT's top tier (util/jit.ts), the layout closed first.
+ */
+function openImageToUnpack(opts: Opts) {
+  const opened = openImage(opts);
+  const bytes = opened.img.manifest.layers.reduce((n, l) => n + l.size, 0);
+  if (bytes < FTL_RESTART_LAYER_BYTES || !canRestartWithoutFtl()) return opened;
+  opened.layout.close();
+  restartWithoutFtl(`${(bytes / 1048576).toFixed(0)} MiB of layers`, (m) => log.debug(`restart failed, going on: ${m}`));
+  return openImage(opts);
 }
 
 function openImage(opts: Opts) {
@@ -56,7 +70,7 @@ export const unpackCommand: CommandDef = {
   options: unpackOpts,
   async run(args, opts) {
     const unpackOptions = unpackOptionsFrom(opts);
-    const { layout, img } = openImage(opts);
+    const { layout, img } = openImageToUnpack(opts);
     try {
       await unpackModule().unpackBundle(layout, img, args[0]!, unpackOptions);
       log.info(`unpacked image ${img.manifestDesc.digest} into ${args[0]}`);
@@ -72,7 +86,7 @@ export const rawUnpackCommand: CommandDef = {
   options: unpackOpts,
   async run(args, opts) {
     const unpackOptions = unpackOptionsFrom(opts);
-    const { layout, img } = openImage(opts);
+    const { layout, img } = openImageToUnpack(opts);
     try {
       // A new directory appears complete or not at all; an existing one is extracted in place.
       await unpackModule().unpackRootfs(layout, img, args[0]!, unpackOptions);

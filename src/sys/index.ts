@@ -43,6 +43,7 @@ function libc(): Lib {
     lremovexattr: { args: [T.ptr, T.ptr], returns: T.i32 },
     mknod: { args: [T.ptr, T.u32, T.u64], returns: T.i32 },
     flock: { args: [T.i32, T.i32], returns: T.i32 },
+    execve: { args: [T.ptr, T.ptr, T.ptr], returns: T.i32 },
     openat: { args: [T.i32, T.ptr, T.i32, T.u32], returns: T.i32 },
     syscall: { args: [T.i64, T.i64, T.ptr, T.ptr, T.u64], returns: T.i64 },
     __errno_location: { args: [], returns: T.ptr },
@@ -305,6 +306,26 @@ export function flock(fd: number, op: "sh" | "ex" | "un", opts: { nonblock?: boo
     if (e === EAGAIN && opts.nonblock) return false;
     throw new SysError("flock", e, `fd ${fd}`);
   }
+}
+
+/**
+ * execve(2): this process (same pid, same descriptors) becomes `path` run with `argv` and `env`.
+ * Returns only when the kernel refused, as a SysError.
+ */
+export function execve(path: string, argv: string[], env: Record<string, string | undefined>): never {
+  const l = libc();
+  const { ptr } = require("bun:ffi") as typeof Ffi;
+  // (the strings stay referenced by `keep` until the call: the pointer arrays only hold addresses)
+  const keep: Buffer[] = [];
+  const list = (items: string[]): BigUint64Array => {
+    const a = new BigUint64Array(items.length + 1);
+    items.forEach((s, i) => { const b = cstr(s); keep.push(b); a[i] = BigInt(ptr(b)); });
+    return a;
+  };
+  const envList = Object.entries(env).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v}`);
+  const p = cstr(path);
+  l.at.execve!(p, list(argv), list(envList));
+  throw new SysError("execve", l.errno(), path);
 }
 
 export function geteuid(): number {
