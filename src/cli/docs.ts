@@ -16,6 +16,7 @@ export const ENVIRONMENT: Array<{ name: string; desc: string; commands?: string[
   { name: "BOCI_WORKERS", desc: "worker threads for hashing and compression (default: the cores; on two cores streams are hashed inline); below 2, unpack also makes small files on one thread instead of two", commands: ["unpack", "raw unpack", "repack", "insert", "raw add-layer", "copy"] },
   { name: "BOCI_STAT_CACHE", desc: "0 disables the stat cache (.boci-stat) that lets repack skip hashing unchanged files", commands: ["unpack", "repack"] },
   { name: "BOCI_MAX_LAYER_BYTES", desc: "the largest uncompressed size of one layer (default 2048 times its compressed size plus 1 GiB)", commands: ["unpack", "raw unpack", "validate"] },
+  { name: "BUN_JSC_useFTLJIT", desc: "JavaScriptCore's top JIT tier; unset, an unpack of 64 MiB of layers or a repack of a bundle with a 4 MiB manifest runs in the binary started again with it at 0 (10-16 MiB less memory); set to any value, never", commands: ["unpack", "raw unpack", "repack"] },
   { name: "BOCI_NO_OPENAT2", desc: "1 resolves rootfs paths in userspace instead of with openat2(RESOLVE_IN_ROOT)", commands: ["unpack", "raw unpack"] },
   { name: "TMPDIR", desc: "where temporary files go when a command needs some outside the layout", commands: ["copy"] },
   { name: "REGISTRY_AUTH_FILE", desc: "the auth file read first for docker:// credentials when --authfile is not given", commands: ["copy", "ls"] },
