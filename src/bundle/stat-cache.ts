@@ -81,7 +81,7 @@ export function statLine(p: string, key: string): string {
 }
 
 /** writeStatCache from lines made by statLine (the one writer of the file). */
-export function writeStatCacheLines(bundle: string, mtreeSha256: string, lines: Iterable<string>, opts: { fsync?: boolean } = {}): void {
+function writeStatCacheLines(bundle: string, mtreeSha256: string, lines: Iterable<string>, opts: { fsync?: boolean } = {}): void {
   writeFileAtomicWith(path.join(bundle, STAT_CACHE_FILE), (write) => {
     let out: string[] = [`${MAGIC} ${mtreeSha256}`];
     const flush = () => { write(Buffer.from(out.join("\n") + "\n")); out = []; };
