@@ -44,17 +44,22 @@ function targetTag(opts: Opts, fallback: string): string {
 }
 
 /**
- * A bundle whose mtree manifest has FTL_RESTART_MTREE_BYTES or more (tens of thousands of
- * entries) is repacked by this binary run again without the JIT's top tier (util/jit.ts). Before
- * the layout is opened; a bundle that cannot be read here is left to repack to report.
+ * A bundle whose mtree manifest (the one umoci.json names, as repack reads it) has
+ * FTL_RESTART_MTREE_BYTES or more (tens of thousands of entries) is repacked by this binary run
+ * again without the JIT's top tier (util/jit.ts). Before the layout is opened; a bundle that
+ * cannot be read here is left to repack to report.
  */
-function restartBigRepack(bundle: string): void {
+function restartBigRepack(bundleArg: string): void {
   if (!canRestartWithoutFtl()) return;
-  let bytes = 0;
+  const { readMeta } = require("../bundle/meta") as typeof MetaModule;
+  const { resolveBundleDir } = require("../bundle/unpack") as typeof BundleUnpackModule;
+  let bytes: number;
   try {
-    for (const n of fs.readdirSync(bundle)) if (/^sha256_[0-9a-f]{64}\.mtree$/.test(n)) bytes = Math.max(bytes, fs.statSync(path.join(bundle, n)).size);
+    const bundle = resolveBundleDir(bundleArg, { keepDangling: true });
+    const walk = readMeta(bundle).descriptorWalk;
+    bytes = fs.statSync(path.join(bundle, repackModule().mtreeFileName(walk[walk.length - 1]!.digest))).size;
   } catch { return; }
-  if (bytes >= FTL_RESTART_MTREE_BYTES) restartWithoutFtl(`a manifest of ${(bytes / 1048576).toFixed(0)} MiB`, (m) => log.debug(`restart failed, going on: ${m}`));
+  if (bytes >= FTL_RESTART_MTREE_BYTES) restartWithoutFtl(`a manifest of ${(bytes / 1048576).toFixed(0)} MiB`);
 }
 
 export const repackCommand: CommandDef = {

@@ -38,7 +38,7 @@ function openImageToUnpack(opts: Opts) {
   const bytes = opened.img.manifest.layers.reduce((n, l) => n + l.size, 0);
   if (bytes < FTL_RESTART_LAYER_BYTES || !canRestartWithoutFtl()) return opened;
   opened.layout.close();
-  restartWithoutFtl(`${(bytes / 1048576).toFixed(0)} MiB of layers`, (m) => log.debug(`restart failed, going on: ${m}`));
+  restartWithoutFtl(`${(bytes / 1048576).toFixed(0)} MiB of layers`);
   return openImage(opts);
 }
 

@@ -1,3 +1,6 @@
+import { inCompiledBinary } from "./binary";
+import { log } from "./log";
+
 /**
  * The JIT's pace. The binary starts with JavaScriptCore's tier-up thresholds scaled up
  * (scripts/build.ts: --compile-jit-policy=START_JIT_POLICY), so that the run-once code of a
@@ -36,22 +39,22 @@ const FTL_OPTION = "BUN_JSC_useFTLJIT";
  * not worth it). Call it before the command has made anything (every descriptor Bun opens is
  * close-on-exec, so a lock is released). Nothing happens where the option is already set (by
  * the user, or by the first run: so never twice) or outside the compiled binary; when execve
- * fails the command goes on as it is (`onFail` hears why).
+ * fails the command goes on as it is (said in the debug log).
  */
-export function restartWithoutFtl(why: string, onFail: (message: string) => void): void {
+export function restartWithoutFtl(why: string): void {
   if (!canRestartWithoutFtl()) return;
-  (require("./log") as typeof import("./log")).log.debug(`restarting without the FTL JIT: ${why}`);
+  log.debug(`restarting without the FTL JIT: ${why}`);
   try {
     (require("../sys") as typeof import("../sys")).execve(process.execPath, [process.argv0, ...process.argv.slice(2)], { ...process.env, [FTL_OPTION]: "0" });
   } catch (e) {
-    onFail((e as Error).message);
+    log.debug(`restart failed, going on: ${(e as Error).message}`);
   }
 }
 
 /** Whether restartWithoutFtl would restart (the option unset, the compiled binary). */
 export function canRestartWithoutFtl(): boolean {
   // (in the compiled binary argv[1] is the embedded entry point; argv[2…] are the command's)
-  return process.env[FTL_OPTION] === undefined && (process.argv[1] ?? "").startsWith("/$bunfs/");
+  return process.env[FTL_OPTION] === undefined && inCompiledBinary();
 }
 
 /** Layers (compressed bytes) from which unpack restarts without the FTL tier. */
@@ -59,7 +62,7 @@ export const FTL_RESTART_LAYER_BYTES = 64 << 20;
 /** A bundle's mtree manifest size (about 140 bytes per entry) from which repack restarts without it. */
 export const FTL_RESTART_MTREE_BYTES = 4 << 20;
 
-/** Whether this process runs without the FTL tier because restartWithoutFtl asked for it. */
+/** Whether this process runs without the FTL tier (BUN_JSC_useFTLJIT=0: by restartWithoutFtl, or the caller's). */
 export function ftlOff(): boolean {
   return process.env[FTL_OPTION] === "0";
 }

@@ -6,6 +6,7 @@
  */
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
+import { inCompiledBinary } from "../util/binary";
 import type { StreamMsg, StreamReply, Task, TaskResult } from "./tasks";
 
 type Pending = { resolve: (r: TaskResult & { ok: true }) => void; reject: (e: Error) => void };
@@ -329,7 +330,7 @@ export function workerURL(name = "task.worker.ts"): string {
   // In a `bun build --compile` binary, files live under /$bunfs/root/ by their path relative to
   // the build root (scripts/build.ts passes --root .). An absolute path, so the current directory
   // does not matter.
-  if ((process.argv[1] ?? "").startsWith("/$bunfs/") || __filename.startsWith("/$bunfs/")) return `/$bunfs/root/src/worker/${name}`;
+  if (inCompiledBinary()) return `/$bunfs/root/src/worker/${name}`;
   return join(__dirname, name);
 }
 
