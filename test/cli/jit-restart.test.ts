@@ -5,7 +5,7 @@
  * debug log of the process that runs the command ("running unpack without the FTL JIT"), which
  * only a process started with that option prints; the result must be the same as without it.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { beforeAll, describe, expect, test } from "bun:test";
 import { closeSync, ftruncateSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { boci, ok, scratch } from "../helpers/cli";
@@ -28,7 +28,6 @@ beforeAll(() => {
   writeFileSync(join(dir, "many.tar"), makeTar([{ name: "d/", type: "5", mode: 0o755 }, ...names]));
   ok(["raw", "add-layer", "--image", `${join(dir, "img")}:base`, "--tag", "many", join(dir, "many.tar")]);
 });
-afterAll(() => { /* scratch() removes the directory */ });
 
 const restarted = (stderr: string) => stderr.split("\n").filter((l) => /without the FTL JIT/.test(l));
 // (the manifest past its header: the header names the tree and the time)
