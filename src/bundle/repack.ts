@@ -222,12 +222,12 @@ export async function repackBundle(layout: Layout, bundleArg: string, opts: Repa
           });
           await tar.finish();
         } catch (e) {
-          tar.readable.destroy(e as Error);
+          tar.abort(e as Error);
           throw e;
         }
       })();
       const compression = resolveCompression(opts.compress, m.manifest.layers);
-      const [stored] = await Promise.all([storeLayer(layout, tar.readable, compression), producer]);
+      const [stored] = await Promise.all([storeLayer(layout, tar.output, compression), producer]);
       layer = stored.descriptor;
       m.addLayer(stored.descriptor, stored.diffID, history, opts.layerAnnotations);
     }

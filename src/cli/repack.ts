@@ -197,11 +197,11 @@ export async function runInsert(positional: string[], opts: Opts): Promise<void>
         await writeChanges(root, changes, tar, { mapOptions, clampMtime: sourceDateEpoch(), onWarning: warn });
         await tar.finish();
       } catch (e) {
-        tar.readable.destroy(e as Error);
+        tar.abort(e as Error);
         throw e;
       }
     })();
-    const [stored] = await Promise.all([storeLayer(layout, tar.readable, resolveCompression(compress, m.manifest.layers)), producer]);
+    const [stored] = await Promise.all([storeLayer(layout, tar.output, resolveCompression(compress, m.manifest.layers)), producer]);
     m.addLayer(stored.descriptor, stored.diffID, history ? { ...history, created: history.created ?? nowTimestamp() } : null, layerAnnotations);
     await yieldToSignals();
     const r = m.commit(tag);

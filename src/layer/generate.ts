@@ -20,7 +20,7 @@ import { parentOf } from "../rootfs/path";
 import { openRegularAt, readXattrsFd } from "../rootfs/read";
 import { closeFd, readlinkAt, statAt, statFd, type Stat } from "../sys/at";
 import { makedev } from "../sys";
-import { markReleasable } from "../util/release";
+import { BufferRecycler } from "../util/release";
 
 /**
  * One path to archive. `path` is relative to the root on disk ("." for the root);
@@ -214,6 +214,9 @@ async function addFromDisk(tree: RootTree, realText: string, rel: string, tar: T
   }
 }
 
+/** Big files' read buffers (1 MiB), back from the compressor once copied. */
+const readBuffers = new BufferRecycler(1 << 20, 4);
+
 function preadAsync(fd: number, buf: Buffer, pos: number): Promise<number> {
   return new Promise((resolve, reject) => fs.read(fd, buf, 0, buf.length, pos, (err, n) => (err ? reject(err) : resolve(n))));
 }
@@ -225,9 +228,11 @@ async function* readChunks(reader: { fd: number; closed: boolean }, size: number
     let left = size;
     let pos = 0;
     while (left > 0) {
-      // (its own memory, freed by the layer compressor once copied: util/release.ts)
-      // (1 MiB, the compressor's block size: 4 MiB reads raised a repack's peak by ~15 MiB)
-      const buf = markReleasable(Buffer.allocUnsafeSlow(Math.min(1 << 20, left)));
+      // (memory of its own, handed back by the layer compressor once copied, and read into
+      // again: util/release.ts BufferRecycler; 1 MiB, the compressor's block size: 4 MiB reads
+      // raised a repack's peak by ~15 MiB)
+      const whole = readBuffers.take();
+      const buf = left < whole.length ? whole.subarray(0, left) : whole;
       const bytesRead = await preadAsync(fd, buf, pos);
       if (bytesRead === 0) throw new InvalidError(`file shrank while being archived`);
       left -= bytesRead;

@@ -5,7 +5,6 @@
  * the end and no record padding.
  */
 import { nameToBytes } from "../rootfs/name";
-import { Readable } from "node:stream";
 import { InvalidError } from "../errors";
 import { BLOCK, encodeHeader } from "./header";
 import { MAX_EXTENDED_HEADER_SIZE, formatPaxRecords } from "./pax";
@@ -20,11 +19,24 @@ export interface TarWriter {
    * Throws InvalidError for values tar cannot hold or a body of the wrong size.
    */
   add(header: TarWriterHeader, body?: Buffer | Uint8Array | AsyncIterable<Uint8Array>): Promise<void>;
-  /** Write the end-of-archive marker (two zero blocks) and end `readable`. */
+  /** Write the end-of-archive marker (two zero blocks) and end `output`. */
   finish(): Promise<void>;
-  /** The tar bytes. The consumer must read it, or `add` never resolves. */
-  readable: Readable;
+  /**
+   * The tar bytes, to be read once. The consumer must read it, or `add` never resolves; a
+   * consumer that stops early (break, return) fails every later `add`.
+   */
+  readonly output: AsyncIterable<Buffer>;
+  /** Fail the archive: pending and later `add` calls reject with `err`, and so does `output`. */
+  abort(err: Error): void;
+  /** Bytes written and not yet read (at most about HIGH_WATER plus one piece). */
+  readonly queuedBytes: number;
 }
+
+/**
+ * Bytes the writer may run ahead of its reader before `add` waits. (A queue of our own, not a
+ * node:stream Readable: loading node:stream costs a short command ~5 ms of its start-up.)
+ */
+const HIGH_WATER = 256 * 1024;
 
 const TYPEFLAG: Record<EntryType, number> = {
   file: 0x30,
@@ -186,32 +198,62 @@ export function encodeEntryHeader(h: TarWriterHeader, size: number): Buffer {
 }
 
 class Writer implements TarWriter {
-  readonly readable: Readable;
   private batch = Buffer.allocUnsafe(BATCH);
   private used = 0;
-  private resume: (() => void) | null = null;
-  private wanted = true;
+  /** what the reader has not taken yet */
+  private queue: Buffer[] = [];
+  private queued = 0;
+  private ended = false;
+  /** the writer waiting for room, the reader waiting for bytes */
+  private wakeWriter: (() => void) | null = null;
+  private wakeReader: (() => void) | null = null;
   private failure: Error | null = null;
   private chain: Promise<void> = Promise.resolve();
   private finished = false;
+  private taken = false;
 
-  constructor() {
-    this.readable = new Readable({
-      highWaterMark: 4 * BATCH,
-      read: () => {
-        this.wanted = true;
-        const r = this.resume;
-        this.resume = null;
-        r?.();
+  get queuedBytes(): number { return this.queued; }
+
+  abort(err: Error): void {
+    this.failure ??= err;
+    this.queue = [];
+    this.queued = 0;
+    this.wake();
+  }
+
+  private wake(): void {
+    const w = this.wakeWriter, r = this.wakeReader;
+    this.wakeWriter = this.wakeReader = null;
+    w?.();
+    r?.();
+  }
+
+  get output(): AsyncIterable<Buffer> {
+    return { [Symbol.asyncIterator]: () => this.reader() };
+  }
+
+  private reader(): AsyncIterator<Buffer> {
+    if (this.taken) throw new Error("tar output is read once");
+    this.taken = true;
+    return {
+      next: async (): Promise<IteratorResult<Buffer>> => {
+        for (;;) {
+          if (this.failure) throw this.failure;
+          const b = this.queue.shift();
+          if (b) {
+            this.queued -= b.length;
+            if (this.queued < HIGH_WATER) { const w = this.wakeWriter; this.wakeWriter = null; w?.(); }
+            return { value: b, done: false };
+          }
+          if (this.ended) return { value: undefined, done: true };
+          await new Promise<void>((resolve) => { this.wakeReader = resolve; });
+        }
       },
-      destroy: (err, cb) => {
-        this.failure ??= err ?? new Error("tar output closed");
-        const r = this.resume;
-        this.resume = null;
-        r?.();
-        cb(err);
+      return: async (): Promise<IteratorResult<Buffer>> => {
+        if (!this.ended) this.abort(new Error("tar output closed"));
+        return { value: undefined, done: true };
       },
-    });
+    };
   }
 
   add(header: TarWriterHeader, body?: Buffer | Uint8Array | AsyncIterable<Uint8Array>): Promise<void> {
@@ -226,7 +268,9 @@ class Writer implements TarWriter {
       this.finished = true;
       await this.write(ZEROS);
       await this.flush();
-      this.readable.push(null);
+      if (this.failure) throw this.failure;
+      this.ended = true;
+      this.wake();
     });
     this.chain = p.catch(() => undefined);
     return p;
@@ -287,18 +331,17 @@ class Writer implements TarWriter {
 
   private async push(b: Buffer): Promise<void> {
     if (this.failure) throw this.failure;
-    if (!this.readable.push(b)) {
-      this.wanted = false;
-      await new Promise<void>((resolve) => {
-        if (this.wanted || this.failure) resolve();
-        else this.resume = resolve;
-      });
-      if (this.failure) throw this.failure;
-    }
+    this.queue.push(b);
+    this.queued += b.length;
+    const r = this.wakeReader;
+    this.wakeReader = null;
+    r?.();
+    while (this.queued >= HIGH_WATER && !this.failure) await new Promise<void>((resolve) => { this.wakeWriter = resolve; });
+    if (this.failure) throw this.failure;
   }
 }
 
-/** A tar writer; read `readable` while adding entries (backpressure applies). */
+/** A tar writer; read `output` while adding entries (backpressure applies). */
 export function createTarWriter(): TarWriter {
   return new Writer();
 }

@@ -9,11 +9,22 @@ import {
   compressionFromMediaType,
   createCompressor,
   createDecompressor,
-  createParallelGzip,
+  parallelGzip,
   mediaTypeSuffix,
   sniffCompression,
   type Compression,
+  type ParallelGzipOptions,
 } from "../../src/compress";
+
+/** parallel gzip of `input` in chunks of `chunk` bytes */
+async function gz(opts: ParallelGzipOptions, input: Buffer, chunk = 65536): Promise<Buffer> {
+  async function* src() {
+    for (let i = 0; i < input.length; i += chunk) yield input.subarray(i, i + chunk);
+  }
+  const out: Buffer[] = [];
+  for await (const c of parallelGzip(src(), opts)) out.push(c);
+  return Buffer.concat(out);
+}
 
 async function run(t: Transform, input: Buffer, chunk = 65536): Promise<Buffer> {
   const src = Readable.from(
@@ -157,13 +168,13 @@ describe("codecs", () => {
 describe("parallel gzip", () => {
   test("multi-member output decodes everywhere and is deterministic", async () => {
     const opts = { blockSize: 64 * 1024 };
-    const a = await run(createParallelGzip(opts), data, 10000);
-    const b = await run(createParallelGzip(opts), data, 77777);
+    const a = await gz(opts, data, 10000);
+    const b = await gz(opts, data, 77777);
     expect(a.equals(b)).toBe(true);
     expect(zlib.gunzipSync(a).equals(data)).toBe(true);
     expect((await run(createDecompressor("gzip"), a)).equals(data)).toBe(true);
     // empty input is still valid gzip
-    expect(zlib.gunzipSync(await run(createParallelGzip(), Buffer.alloc(0))).length).toBe(0);
+    expect(zlib.gunzipSync(await gz({}, Buffer.alloc(0))).length).toBe(0);
   });
 
   test("input chunks marked releasable are freed once copied; unmarked ones are left alone", async () => {
@@ -174,12 +185,9 @@ describe("parallel gzip", () => {
       const c = Buffer.from(src.subarray(off, off + 50_000));
       chunks.push(chunks.length % 2 ? c : markReleasable(c));
     }
-    const z = createParallelGzip({ blockSize: 64 * 1024 });
     const out: Buffer[] = [];
-    const done = (async () => { for await (const c of z) out.push(c as Buffer); })();
-    for (const c of chunks) await new Promise<void>((res, rej) => z.write(c, (e) => (e ? rej(e) : res())));
-    z.end();
-    await done;
+    async function* input() { yield* chunks; }
+    for await (const c of parallelGzip(input(), { blockSize: 64 * 1024 })) out.push(c);
     expect(zlib.gunzipSync(Buffer.concat(out)).equals(src)).toBe(true);
     expect(chunks.map((c) => c.length)).toEqual([0, 50_000, 0, 50_000, 0, 50_000]);
     // every output member is marked for the writer to free, and release() empties it
@@ -197,8 +205,8 @@ describe("parallel gzip", () => {
     const two = new WorkerPool(2);
     const one = new WorkerPool(1);
     try {
-      const a = await run(createParallelGzip({ pool: two }), big, 300_001);
-      const b = await run(createParallelGzip({ pool: one }), big, 65_536);
+      const a = await gz({ pool: two }, big, 300_001);
+      const b = await gz({ pool: one }, big, 65_536);
       expect(a.equals(b)).toBe(true);
       expect(zlib.gunzipSync(a).equals(big)).toBe(true);
       // more than one member, each with mtime 0 and no name
@@ -224,19 +232,19 @@ describe("parallel gzip", () => {
       };
       // shorter than one block: compressed here, no worker ever spawned
       const coldCalls = spy(cold);
-      const small = await run(createParallelGzip({ pool: cold }), data.subarray(0, 100_000), 4096);
+      const small = await gz({ pool: cold }, data.subarray(0, 100_000), 4096);
       expect(cold.workerCount).toBe(0);
       expect(coldCalls.n).toBe(0);
       expect(zlib.gunzipSync(small).equals(data.subarray(0, 100_000))).toBe(true);
       // a longer stream wakes every worker; whichever block went where, the bytes are the inline ones
-      const inline = await run(createParallelGzip({ pool: one }), big, 65_536);
-      expect((await run(createParallelGzip({ pool: cold }), big, 300_001)).equals(inline)).toBe(true);
+      const inline = await gz({ pool: one }, big, 65_536);
+      expect((await gz({ pool: cold }, big, 300_001)).equals(inline)).toBe(true);
       expect(cold.workerCount).toBe(2);
       // started workers get the blocks
       warm.warm();
       while (!warm.anyStarted) await Bun.sleep(2);
       const warmCalls = spy(warm);
-      expect((await run(createParallelGzip({ pool: warm }), big, 300_001)).equals(inline)).toBe(true);
+      expect((await gz({ pool: warm }, big, 300_001)).equals(inline)).toBe(true);
       expect(warmCalls.n).toBeGreaterThan(1);
     } finally {
       one.terminate();
@@ -262,15 +270,15 @@ describe("parallel gzip", () => {
 
   test("a custom compressBlock is used in order", async () => {
     const seen: number[] = [];
-    const z = await run(
-      createParallelGzip({
+    const z = await gz(
+      {
         blockSize: 1000,
         compressBlock: async (b) => {
           seen.push(b.length);
           await Bun.sleep(Math.random() * 5);
           return zlib.gzipSync(b);
         },
-      }),
+      },
       data.subarray(0, 4500),
     );
     expect(seen).toEqual([1000, 1000, 1000, 1000, 500]);

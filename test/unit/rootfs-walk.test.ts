@@ -215,7 +215,7 @@ async function tarOf(root: string, changes: Parameters<typeof writeChanges>[1]):
   const tar = createTarWriter();
   const got = new Map<string, { type: string; linkname?: string; body: string }>();
   const reading = (async () => {
-    for await (const e of readTar(tar.readable)) {
+    for await (const e of readTar(tar.output)) {
       const chunks: Buffer[] = [];
       for await (const c of e.body) chunks.push(Buffer.from(c));
       got.set(e.header.name, { type: e.header.type, linkname: e.header.linkname || undefined, body: Buffer.concat(chunks).toString("latin1") });
@@ -273,14 +273,13 @@ describe("the openat fallback (BOCI_NO_OPENAT2=1, in a subprocess)", () => {
       const rl = await walkTree(lockedRoot, { keywords: KW, rootless: true });
       let refused = "";
       const tar = createTarWriter();
-      tar.readable.resume();
+      (async () => { for await (const _ of tar.output); })().catch(() => {});
       try {
         await writeChanges(root, [{ kind: "add", path: "s/secret" }], tar, { mapOptions: { rootless: false, uidMappings: [], gidMappings: [] } });
       } catch (e) { refused = String(e); }
       const tar2 = createTarWriter();
       const chunks = [];
-      tar2.readable.on("data", (c) => chunks.push(c));
-      const ended = new Promise((r) => tar2.readable.on("end", r));
+      const ended = (async () => { for await (const c of tar2.output) chunks.push(c); })();
       await writeChanges(root, [{ kind: "add", path: "a/z" }], tar2, { mapOptions: { rootless: false, uidMappings: [], gidMappings: [] } });
       await tar2.finish();
       await ended;

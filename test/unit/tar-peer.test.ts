@@ -18,7 +18,7 @@ const longName = "d/" + "n".repeat(150) + "/file.txt";
 describe("tar-stream interop", () => {
   test("tar-stream reads what boci writes", async () => {
     const w = createTarWriter();
-    const done = collect(w.readable);
+    const done = collect(w.output);
     await w.add({ name: "d", type: "dir", mode: 0o755, mtime: 1000 });
     await w.add({ name: "d/hello", type: "file", mode: 0o4755, uid: 1000, gid: 1000, size: 5, mtime: 1000 }, Buffer.from("hello"));
     await w.add({ name: "d/link", type: "symlink", linkname: "hello", mtime: 1000 });
