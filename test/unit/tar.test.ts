@@ -9,7 +9,7 @@ import { checkTarStream, createTarWriter, readTar, type TarHeader, type TarWrite
 import { encodeHeader } from "../../src/tar/header";
 import { formatPaxRecord } from "../../src/tar/pax";
 import { lsetxattr } from "../../src/sys";
-import { isReleasable, markReleasable, release } from "../../src/util/release";
+import { isReleasable, markReleasable, release, unmark } from "../../src/util/release";
 
 type In = { header: TarWriterHeader; body?: Buffer };
 
@@ -541,5 +541,53 @@ describe("checkTarStream", () => {
     }
     expect(seen).toBe(tar.length);
     expect(maxAhead).toBeLessThanOrEqual(64 << 10);
+  });
+});
+
+describe("tar writer: output and abort", () => {
+  test("a reader that stops early fails the writer's next add; abort fails both sides", async () => {
+    const w = createTarWriter();
+    const big = Buffer.alloc(1 << 20, 7);
+    const reading = (async () => { for await (const _ of w.output) break; })();
+    let err: unknown;
+    try {
+      for (let i = 0; i < 4; i++) await w.add({ name: `f${i}`, type: "file", size: big.length }, big);
+    } catch (e) { err = e; }
+    await reading;
+    expect((err as Error).message).toBe("tar output closed");
+
+    const w2 = createTarWriter();
+    const got = (async () => { for await (const _ of w2.output); })().catch((e) => e);
+    const adding = w2.add({ name: "g", type: "file", size: 8 << 20 }, (async function* () { for (;;) { yield big; await Bun.sleep(1); } })()).catch((e) => e);
+    await Bun.sleep(5);
+    w2.abort(new Error("producer failed"));
+    expect(((await got) as Error).message).toBe("producer failed");
+    expect(((await adding) as Error).message).toBe("producer failed");
+    expect(() => w2.output[Symbol.asyncIterator]()).toThrow("tar output is read once");
+  });
+});
+
+describe("BufferRecycler", () => {
+  test("released buffers come back to take(); at most max wait; unmark keeps a buffer out", async () => {
+    const { BufferRecycler } = await import("../../src/util/release");
+    const r = new BufferRecycler(4096, 2);
+    const a = r.take(), b = r.take(), c = r.take();
+    expect(a.length).toBe(4096);
+    expect(isReleasable(a)).toBe(true);
+    const [abA, abB] = [a.buffer, b.buffer];
+    release(a.subarray(0, 10)); // a view of it releases the whole buffer
+    release(b);
+    release(c); // the free list is full: freed
+    expect(c.length).toBe(0);
+    expect(a.length).toBe(4096); // kept, not detached
+    const again = [r.take().buffer, r.take().buffer];
+    expect(again.sort()).toEqual([abA, abB].sort());
+    const d = r.take();
+    expect(d.buffer).not.toBe(abA);
+    const e = r.take();
+    unmark(e);
+    release(e);
+    expect(e.length).toBe(4096);
+    expect(r.take().buffer).not.toBe(e.buffer);
   });
 });
