@@ -89,26 +89,6 @@ function libc(): Lib {
   return lib;
 }
 
-let lockOnly: Pick<Lib, "flock" | "errno"> | null = null;
-/**
- * flock(2) and errno alone, for a command that needs nothing else of libc (every write to a
- * layout takes its lock): bun:ffi compiles a stub per symbol at dlopen, so the whole table costs
- * such a command ~1.5 ms of its start-up, two symbols a fraction of that. The errno values it
- * compares with (EINTR, EAGAIN) are Linux's generic ones, the same on every architecture Bun
- * runs on.
- */
-function lockLib(): Pick<Lib, "flock" | "errno"> {
-  if (lockOnly) return lockOnly;
-  if (process.platform !== "linux") throw Object.assign(new Error(`libc bindings need linux, not ${process.platform}`), { code: "ENOSYS" });
-  const { dlopen, FFIType: T, read } = require("bun:ffi") as typeof Ffi;
-  const { symbols: s } = dlopen("libc.so.6", {
-    flock: { args: [T.i32, T.i32], returns: T.i32 },
-    __errno_location: { args: [], returns: T.ptr },
-  });
-  lockOnly = { flock: (fd, op) => s.flock(fd, op), errno: () => read.i32(s.__errno_location() as Pointer, 0) };
-  return lockOnly;
-}
-
 /** The libc symbols, loaded (for src/sys/at.ts). */
 export function libcSymbols(): { call: Record<string, (...a: unknown[]) => unknown>; errno(): number } {
   const l = libc();
@@ -317,7 +297,7 @@ const LOCK_SH = 1, LOCK_EX = 2, LOCK_NB = 4, LOCK_UN = 8;
  * blocks the whole thread (the event loop too).
  */
 export function flock(fd: number, op: "sh" | "ex" | "un", opts: { nonblock?: boolean } = {}): boolean {
-  const l = lib ?? lockLib();
+  const l = libc();
   const code = (op === "sh" ? LOCK_SH : op === "ex" ? LOCK_EX : LOCK_UN) | (opts.nonblock ? LOCK_NB : 0);
   for (;;) {
     if (l.flock(fd, code) === 0) return true;
