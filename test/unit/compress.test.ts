@@ -285,3 +285,37 @@ describe("parallel gzip", () => {
     expect(zlib.gunzipSync(z).equals(data.subarray(0, 4500))).toBe(true);
   });
 });
+
+describe("storeLayer", () => {
+  test("a producer that fails leaves no blob and no temporary file, and its own error reaches the caller (gzip, none, zstd)", async () => {
+    const { mkdtempSync, readdirSync, rmSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const { Layout, initLayout } = await import("../../src/cas");
+    const { storeLayer } = await import("../../src/bundle/layer-blob");
+    const root = mkdtempSync(join(tmpdir(), "boci-store-"));
+    try {
+      for (const c of ["gzip", "none", "zstd"] as const) {
+        const p = join(root, c);
+        initLayout(p);
+        const layout = Layout.open(p);
+        const before = readdirSync(join(p, "blobs/sha256")).sort();
+        async function* failing() {
+          yield Buffer.alloc(3 << 20, 1); // past one gzip block
+          throw new Error(`producer failed (${c})`);
+        }
+        const err = await storeLayer(layout, failing(), c).catch((e) => e);
+        expect((err as Error).message).toBe(`producer failed (${c})`);
+        expect(readdirSync(join(p, "blobs/sha256")).sort()).toEqual(before);
+        const tmp = join(p, ".boci-tmp");
+        expect(readdirSync(tmp, { withFileTypes: false }).length).toBe(0);
+        // and the same writer stores a good layer afterwards, with its diffID
+        async function* good() { yield data; }
+        const stored = await storeLayer(layout, good(), c);
+        expect(stored.diffID).toBe("sha256:" + new Bun.CryptoHasher("sha256").update(data).digest("hex"));
+        expect(stored.uncompressedSize).toBe(data.length);
+        layout.close();
+      }
+    } finally { rmSync(root, { recursive: true, force: true }); }
+  });
+});
