@@ -31,7 +31,12 @@ export function resolveCompression(choice: CompressChoice, layers: Descriptor[])
 
 export interface StoredLayer { descriptor: Descriptor; diffID: string; uncompressedSize: number }
 
-export async function storeLayer(layout: Layout, tar: AsyncIterable<Uint8Array>, compression: Compression): Promise<StoredLayer> {
+export interface StoreLayerOptions {
+  /** The tar's length when the caller knows it, roughly (parallel gzip's ParallelGzipOptions.expectedBytes). */
+  expectedBytes?: number;
+}
+
+export async function storeLayer(layout: Layout, tar: AsyncIterable<Uint8Array>, compression: Compression, opts: StoreLayerOptions = {}): Promise<StoredLayer> {
   const diff = new Bun.CryptoHasher("sha256");
   let usize = 0;
   async function* tapped(): AsyncGenerator<Uint8Array> {
@@ -58,7 +63,7 @@ export async function storeLayer(layout: Layout, tar: AsyncIterable<Uint8Array>,
     }
     if (failure) throw failure;
   } else {
-    info = await layout.putBlobStream(compression === "gzip" ? parallelGzip(tapped()) : tapped());
+    info = await layout.putBlobStream(compression === "gzip" ? parallelGzip(tapped(), { expectedBytes: opts.expectedBytes }) : tapped());
   }
   const descriptor: Descriptor = { mediaType: MediaType.layer + mediaTypeSuffix(compression), digest: info.digest, size: info.size };
   if (compression !== "none") descriptor.annotations = { [AnnotationUncompressedSize]: String(usize) };

@@ -227,7 +227,10 @@ export async function repackBundle(layout: Layout, bundleArg: string, opts: Repa
         }
       })();
       const compression = resolveCompression(opts.compress, m.manifest.layers);
-      const [stored] = await Promise.all([storeLayer(layout, tar.output, compression), producer]);
+      // (about the tar's length: what the walk found new or changed, a header each)
+      let expectedBytes = 1024;
+      for (const d of deltas) if (d.new) expectedBytes += 1024 + (d.new.type === "file" ? d.new.size ?? 0 : 0);
+      const [stored] = await Promise.all([storeLayer(layout, tar.output, compression, { expectedBytes }), producer]);
       layer = stored.descriptor;
       m.addLayer(stored.descriptor, stored.diffID, history, opts.layerAnnotations);
     }

@@ -117,20 +117,29 @@ function checkBundlePlatform(bundleArg: string, want: Platform): void {
   if (got && !platformMatches(want, got)) throw new UsageError(`repack --platform ${formatPlatform(want)}: bundle ${bundleArg} was unpacked from the ${formatPlatform(got)} manifest (repack writes into that one)`);
 }
 
-/** Every path under a source tree (the root as "."), sorted as a layer wants them. */
-function listTree(root: string): string[] {
+/** A tar entry's bytes beside its content, roughly (a header, the padding): for a size hint only. */
+const TAR_ENTRY_OVERHEAD = 1024;
+
+/**
+ * Every path under a source tree (the root as "."), sorted as a layer wants them, and about how
+ * many bytes their tar takes (parallel gzip's expectedBytes).
+ */
+function listTree(root: string): { paths: string[]; bytes: number } {
   const out: string[] = ["."];
+  let bytes = TAR_ENTRY_OVERHEAD;
   const walk = (rel: string) => {
     const abs = rel === "" ? root : path.join(root, rel);
     const names = fs.readdirSync(abs).sort(mtreeModule().compareBytes);
     for (const n of names) {
       const r = rel === "" ? n : `${rel}/${n}`;
       out.push(r);
-      if (fs.lstatSync(path.join(root, r)).isDirectory()) walk(r);
+      const st = fs.lstatSync(path.join(root, r));
+      bytes += TAR_ENTRY_OVERHEAD + (st.isFile() ? st.size : 0);
+      if (st.isDirectory()) walk(r);
     }
   };
   if (fs.lstatSync(root).isDirectory()) walk("");
-  return out;
+  return { paths: out, bytes };
 }
 
 export const insertCommand: CommandDef = {
@@ -177,17 +186,23 @@ export async function runInsert(positional: string[], opts: Opts): Promise<void>
     const tar = createTarWriter();
     let root: string;
     let changes: Change[];
+    let expectedBytes = 2 * TAR_ENTRY_OVERHEAD;
     if (whiteout) {
       root = "/";
       changes = [{ kind: "delete", path: target, archivePath: target }];
     } else {
       const src = path.resolve(source!);
-      const isDir = fs.lstatSync(src).isDirectory();
-      root = isDir ? src : path.dirname(src);
+      const st = fs.lstatSync(src);
+      root = st.isDirectory() ? src : path.dirname(src);
       const base = path.basename(src);
-      changes = isDir
-        ? listTree(src).map((p) => ({ kind: "add" as const, path: p, archivePath: p === "." ? (target || ".") : (target ? `${target}/${p}` : p) }))
-        : [{ kind: "add", path: base, archivePath: target || "." }];
+      if (st.isDirectory()) {
+        const tree = listTree(src);
+        expectedBytes += tree.bytes;
+        changes = tree.paths.map((p) => ({ kind: "add" as const, path: p, archivePath: p === "." ? (target || ".") : (target ? `${target}/${p}` : p) }));
+      } else {
+        expectedBytes += TAR_ENTRY_OVERHEAD + (st.isFile() ? st.size : 0);
+        changes = [{ kind: "add", path: base, archivePath: target || "." }];
+      }
     }
     const producer = (async () => {
       try {
@@ -201,7 +216,7 @@ export async function runInsert(positional: string[], opts: Opts): Promise<void>
         throw e;
       }
     })();
-    const [stored] = await Promise.all([storeLayer(layout, tar.output, resolveCompression(compress, m.manifest.layers)), producer]);
+    const [stored] = await Promise.all([storeLayer(layout, tar.output, resolveCompression(compress, m.manifest.layers), { expectedBytes }), producer]);
     m.addLayer(stored.descriptor, stored.diffID, history ? { ...history, created: history.created ?? nowTimestamp() } : null, layerAnnotations);
     await yieldToSignals();
     const r = m.commit(tag);

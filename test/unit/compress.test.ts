@@ -253,6 +253,32 @@ describe("parallel gzip", () => {
     }
   });
 
+  test("a stream expected below INLINE_BELOW never wakes the pool, and blocks done inline go out at once", async () => {
+    const { INLINE_BELOW } = await import("../../src/compress/pgzip");
+    const block = 1 << 20;
+    const big = Buffer.alloc(6 * block);
+    for (let i = 0; i < big.length; i++) big[i] = (i * 7919) >> 7 & 255;
+    const pool = new WorkerPool(2);
+    const other = new WorkerPool(2);
+    try {
+      let pulled = 0;
+      const lags: number[] = [];
+      async function* src() { for (let o = 0; o < big.length; o += block) { pulled++; yield big.subarray(o, o + block); } }
+      const out: Buffer[] = [];
+      for await (const m of parallelGzip(src(), { pool, expectedBytes: INLINE_BELOW - 1 })) { out.push(m); lags.push(pulled - out.length); }
+      expect(zlib.gunzipSync(Buffer.concat(out)).equals(big)).toBe(true);
+      expect(pool.workerCount).toBe(0);
+      // each member is handed out as soon as its block is done (not held behind the pool's bound)
+      expect(Math.max(...lags)).toBeLessThanOrEqual(1);
+      // told nothing, or a long stream: the first full block wakes the pool
+      expect((await gz({ pool: other, expectedBytes: INLINE_BELOW }, big, block)).equals(Buffer.concat(out))).toBe(true);
+      expect(other.workerCount).toBe(2);
+    } finally {
+      pool.terminate();
+      other.terminate();
+    }
+  });
+
   test("a block that does not compress is stored; one with text anywhere in it is deflated", () => {
     let x = 12345;
     const random = Buffer.alloc(1 << 20);

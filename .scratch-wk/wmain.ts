@@ -1,0 +1,11 @@
+import { WorkerPool } from "../src/worker/pool";
+const ru = () => process.resourceUsage().minorPageFault;
+const f0 = ru(); const t0 = performance.now();
+const p = new WorkerPool(Number(process.argv[2] ?? 1));
+p.warm();
+while (!p.anyStarted) await Bun.sleep(0.2);
+const t1 = performance.now(); const f1 = ru();
+const blk = new ArrayBuffer(1 << 20); new Uint8Array(blk).fill(65);
+const r = await p.gzipBlock(blk, 1 << 20, 2);
+console.log("started", (t1 - t0).toFixed(1), "ms faults", f1 - f0, "first block", (performance.now() - t1).toFixed(1), "ms faults", ru() - f1);
+p.terminate();
