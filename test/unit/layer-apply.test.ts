@@ -1209,3 +1209,34 @@ describe("the checker catches a wrong expectation", () => {
     expect((await problemsOf({ ...row, tree: { c: { type: "char", rdev: [4, 3] } } })).length).toBeGreaterThan(0);
   });
 });
+
+describe("DirTable (rootfs/deferred.ts)", () => {
+  test("behaves as a Map of path -> pending values through sets, re-sets, deletes and growth", async () => {
+    const { DirTable } = await import("../../src/rootfs/deferred");
+    const t = new DirTable();
+    const model = new Map<string, { mtime: number; mtimeNsec?: number; mode?: number; dev: number; ino: number }>();
+    let x = 1;
+    const rnd = (n: number) => { x = (Math.imul(x, 1103515245) + 12345) >>> 0; return x % n; };
+    for (let step = 0; step < 20000; step++) {
+      const key = step % 7 === 0 ? "" : `d${rnd(3000)}/${rnd(5) ? "s" : "é"}${rnd(40)}`;
+      const op = rnd(10);
+      if (op < 6) {
+        const p = { mtime: rnd(1e6), dev: 2049, ino: rnd(1e9), ...(rnd(2) ? { mtimeNsec: rnd(1e9) } : {}), ...(rnd(3) === 0 ? { mode: rnd(0o7777) } : {}) };
+        t.set(key, p);
+        model.set(key, p);
+      } else if (op < 8) {
+        t.delete(key);
+        model.delete(key);
+      } else {
+        expect(t.has(key)).toBe(model.has(key));
+        expect(t.get(key)).toEqual(model.get(key));
+      }
+    }
+    expect(t.size).toBe(model.size);
+    const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+    expect([...t.sorted(cmp)]).toEqual([...model].sort(([a], [b]) => cmp(a, b)));
+    t.clear();
+    expect(t.size).toBe(0);
+    expect(t.has("")).toBe(false);
+  });
+});
