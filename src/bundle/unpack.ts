@@ -22,7 +22,7 @@ import { type MapOptions, toHost } from "../layer/idmap";
 import { generateRuntimeConfig, serializeRuntimeConfig } from "./runtime-config";
 import { META_FILE, writeMeta } from "./meta";
 import { STAT_CACHE_FILE, StatCacheDraft, statCacheEnabled, statKeyOfStat } from "./stat-cache";
-import { heapTick } from "../util/heap";
+import { collectYoung, heapTick } from "../util/heap";
 import { ownedText, release } from "../util/release";
 import { createProgress, formatBytes } from "../util/progress";
 import { getPool, inlineHasher } from "../worker/pool";
@@ -446,9 +446,12 @@ export function writeMtreeFile(file: string, entries: Iterable<MtreeEntry>, tree
       h.update(b);
       write(b);
       release(b);
-      // Formatting makes short-lived strings fast; collect after every piece (4,096 lines) to
-      // keep the peak down (every other piece: ~6 MiB more at 50,000 files).
-      heapTick(4096);
+      // Formatting makes short-lived strings fast: a full collection every 4,096 lines and a
+      // young one at the pieces between (pieces of 2,048 lines). Full ones only every other
+      // piece: ~6 MiB more at 50,000 files; a full one every piece of 2,048: the same peak as
+      // this, +3-4 % time; this against a full one every 4,096 lines alone: peak 84-85 -> 76-78
+      // MiB on 50,000 files, the same time.
+      if (!heapTick(2048)) collectYoung();
     });
   };
   if (opts.replace) {

@@ -57,6 +57,9 @@ export function writeMtree(entries: Iterable<MtreeEntry>, opts: FormatMtreeOptio
  * recorder's sorted() give them): formatted as they arrive, nothing is held but the open
  * directories. Throws InvalidError when an entry is out of that order.
  */
+/** Lines per piece handed to `write` (unpack collects garbage per piece: bundle/unpack.ts). */
+const PIECE_LINES = 2048;
+
 export function writeMtreeSorted(entries: Iterable<MtreeEntry>, opts: FormatMtreeOptions, write: (chunk: string) => void): void {
   const keywords = normalizeKeywords(opts.keywords);
 
@@ -64,7 +67,7 @@ export function writeMtreeSorted(entries: Iterable<MtreeEntry>, opts: FormatMtre
   const out = {
     push(line: string): void {
       buf.push(line);
-      if (buf.length >= 4096) { write(buf.join("\n") + "\n"); buf = []; }
+      if (buf.length >= PIECE_LINES) { write(buf.join("\n") + "\n"); buf = []; }
     },
   };
   out.push(headerLine("user", opts.user ?? safeUser()));

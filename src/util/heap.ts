@@ -27,12 +27,24 @@ export function collectGarbage(): void {
   jsc.gcAndSweep();
 }
 
-/** Count `weight` units of work; every 4,096 units, collect. */
-export function heapTick(weight = 1): void {
+/** Count `weight` units of work; every 4,096 units, collect (and return true). */
+export function heapTick(weight = 1): boolean {
   n += weight;
-  if (n < EVERY) return;
+  if (n < EVERY) return false;
   n = 0;
   collectGarbage();
+  return true;
+}
+
+/**
+ * A young-generation (eden) collection: what was made since the last collection and is dead
+ * already, at a cost in proportion to that, not to the heap. Between full collections where
+ * the garbage is short-lived (the manifest's lines); on unpack's entries it frees too little
+ * (their records live on in the spool's run until it is written, and are old by then).
+ */
+export function collectYoung(): void {
+  jsc ??= require("bun:jsc") as typeof import("bun:jsc");
+  jsc.edenGC();
 }
 
 const GC_MIN = 4 << 20;
