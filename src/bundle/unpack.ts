@@ -22,7 +22,7 @@ import { type MapOptions, toHost } from "../layer/idmap";
 import { generateRuntimeConfig, serializeRuntimeConfig } from "./runtime-config";
 import { META_FILE, writeMeta } from "./meta";
 import { STAT_CACHE_FILE, StatCacheDraft, statCacheEnabled, statKeyOfStat } from "./stat-cache";
-import { collectYoung, heapTick } from "../util/heap";
+import { heapTick } from "../util/heap";
 import { ownedText, release } from "../util/release";
 import { createProgress, formatBytes } from "../util/progress";
 import { getPool, inlineHasher } from "../worker/pool";
@@ -446,12 +446,12 @@ export function writeMtreeFile(file: string, entries: Iterable<MtreeEntry>, tree
       h.update(b);
       write(b);
       release(b);
-      // Formatting makes short-lived strings fast: a full collection every 4,096 lines and a
-      // young one at the pieces between (pieces of 2,048 lines). Full ones only every other
-      // piece: ~6 MiB more at 50,000 files; a full one every piece of 2,048: the same peak as
-      // this, +3-4 % time; this against a full one every 4,096 lines alone: peak 84-85 -> 76-78
-      // MiB on 50,000 files, the same time.
-      if (!heapTick(2048)) collectYoung();
+      // Formatting makes short-lived strings fast: heapTick per piece of 2,048 lines, so a full
+      // collection every other piece and a young one between (util/heap.ts). Full ones every
+      // other piece of 4,096: ~6 MiB more at 50,000 files; every piece of 2,048: the same peak
+      // as this at +3-4 % time; every piece of 4,096 with no young ones: 84-86 MiB against
+      // 77-78, the same time.
+      heapTick(2048);
     });
   };
   if (opts.replace) {
