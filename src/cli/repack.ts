@@ -250,7 +250,7 @@ export const addLayerCommand: CommandDef = {
       // Parsed as a tar to its end while it is hashed: a file that is not one is refused before
       // anything names it.
       const stream = tarModule().checkTarStream(fs.createReadStream(file, { highWaterMark: 1 << 20 }), file);
-      const stored = await storeLayer(layout, stream, resolveCompression(compress, m.manifest.layers));
+      const stored = await storeLayer(layout, stream, resolveCompression(compress, m.manifest.layers), { expectedBytes: st.size });
       m.addLayer(stored.descriptor, stored.diffID, history ? { ...history, created: history.created ?? nowTimestamp() } : null, layerAnnotations);
       await yieldToSignals();
       const r = m.commit(tag);

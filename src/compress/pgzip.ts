@@ -27,8 +27,9 @@ export interface ParallelGzipOptions {
   pool?: WorkerPool;
   /**
    * The stream's length, when the caller knows it (roughly: a tar's content plus its headers).
-   * Below INLINE_BELOW the pool is not woken for it (workers another task already started are
-   * still used).
+   * Then the pool is woken only once what is left would take WAKE_WORTH_MS or more to compress
+   * here, at the pace of the blocks compressed so far (workers another task already started are
+   * used anyway). Unknown: the first full block wakes it.
    */
   expectedBytes?: number;
   /** Compress one block into one complete gzip member instead (tests); run one at a time per block, in order. */
@@ -38,12 +39,15 @@ export interface ParallelGzipOptions {
 type Done = { member: Buffer; back: ArrayBuffer | null };
 
 /**
- * Streams shorter than this are compressed on the caller's thread unless workers are already
- * up: waking two workers for them cost more than it saved. insert, 2 cores, tmpfs, alternating,
- * medians of 12: 4 MiB 132 ms with the pool against 104 ms inline, 10 MiB 168 against 142,
- * 16 MiB 192 against 184, 24 MiB 234 against 255 (the workers pay from ~18 MiB).
+ * Compression work left, at this thread's pace, below which the pool is not woken for a stream
+ * of known length: two workers' start-up (~20 ms to the first block, their runtimes on the
+ * same two cores) costs more than they save on less. Measured with insert, 2 cores, tmpfs,
+ * alternating, medians of 8-12 (with the pool / inline): the bench's mixed 10 MiB file (~4.5 ms
+ * a block) 168 / 142 ms, 16 MiB 192 / 184, 24 MiB 234 / 255; base64 text (~14 ms a block) 2 MB
+ * 131 / 122, 5.4 MB 173 / 179, 10 MB 210 / 261. Work left after the first block at the
+ * crossovers: ~60-70 ms. A rule by bytes alone (16 MiB) made the 10 MB of text 24 % slower.
  */
-export const INLINE_BELOW = 16 << 20;
+export const WAKE_WORTH_MS = 80;
 
 class ParallelGzip {
   /** The block being filled (an ArrayBuffer of blockSize), and how much of it is */
@@ -61,11 +65,15 @@ class ParallelGzip {
   private readonly concurrency: number;
   private readonly pool: WorkerPool | null;
   private readonly custom: ((b: Buffer) => Promise<Buffer>) | undefined;
-  /** whether this stream may wake the pool (ParallelGzipOptions.expectedBytes) */
-  private readonly mayWake: boolean;
+  /** ParallelGzipOptions.expectedBytes */
+  private readonly expected: number | undefined;
+  /** bytes handed to compress() so far, and the time the full blocks compressed here took */
+  private submitted = 0;
+  private inlineMs = 0;
+  private inlineBlocks = 0;
 
   constructor(opts: ParallelGzipOptions) {
-    this.mayWake = opts.expectedBytes === undefined || opts.expectedBytes >= INLINE_BELOW;
+    this.expected = opts.expectedBytes;
     this.blockSize = opts.blockSize ?? 1 << 20;
     this.level = opts.level ?? DEFAULT_GZIP_LEVEL;
     this.custom = opts.compressBlock;
@@ -145,11 +153,20 @@ class ParallelGzip {
       const b = Buffer.from(block.buffer, block.byteOffset, n);
       return this.custom(b).then((member) => ({ member, back: null }));
     }
+    this.submitted += n;
     if (this.pool && n > 0) {
       if (this.pool.anyStarted) return this.pool.gzipBlock(block.buffer as ArrayBuffer, n, this.level);
-      if (n === this.blockSize && this.mayWake) this.pool.warm();
+      if (n === this.blockSize && this.expected === undefined) this.pool.warm();
     }
+    const t0 = performance.now();
     const out = gzipBlock(block.subarray(0, n), this.level);
+    if (this.pool && n === this.blockSize && this.expected !== undefined) {
+      // (known length: wake the pool once the work left here is worth it, at the pace so far)
+      this.inlineMs += performance.now() - t0;
+      this.inlineBlocks++;
+      const blocksLeft = Math.max(0, this.expected - this.submitted) / this.blockSize;
+      if (blocksLeft * (this.inlineMs / this.inlineBlocks) >= WAKE_WORTH_MS) this.pool.warm();
+    }
     return { member: Buffer.from(out.buffer, out.byteOffset, out.byteLength), back: block.buffer as ArrayBuffer };
   }
 }
