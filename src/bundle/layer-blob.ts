@@ -32,8 +32,17 @@ export function resolveCompression(choice: CompressChoice, layers: Descriptor[])
 export interface StoredLayer { descriptor: Descriptor; diffID: string; uncompressedSize: number }
 
 export interface StoreLayerOptions {
-  /** The tar's length when the caller knows it, roughly (parallel gzip's ParallelGzipOptions.expectedBytes). */
+  /** The tar's length when the caller knows it, roughly (parallel gzip's ParallelGzipOptions.expectedBytes; tarLengthEstimate). */
   expectedBytes?: number;
+}
+
+/**
+ * About how long a tar of `entries` entries holding `contentBytes` of file content is: a
+ * header and the padding per entry (1 KiB each, generously), and the end. For
+ * StoreLayerOptions.expectedBytes only.
+ */
+export function tarLengthEstimate(entries: number, contentBytes: number): number {
+  return (entries + 2) * 1024 + contentBytes;
 }
 
 export async function storeLayer(layout: Layout, tar: AsyncIterable<Uint8Array>, compression: Compression, opts: StoreLayerOptions = {}): Promise<StoredLayer> {

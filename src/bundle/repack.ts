@@ -29,7 +29,7 @@ import { resolveBundleDir, writeMtreeFile } from "./unpack";
 import { readRegularFile } from "../util/fs";
 import { yieldToSignals } from "../util/cleanup";
 import { readStatCache, removeStatCache, statCacheEnabled, statKeyNumbers, statKeyOfStat, writeStatCache } from "./stat-cache";
-import { storeLayer, resolveCompression, type CompressChoice } from "./layer-blob";
+import { storeLayer, resolveCompression, tarLengthEstimate, type CompressChoice } from "./layer-blob";
 import { createProgress, formatBytes } from "../util/progress";
 import { cleanEntryPath } from "../rootfs/path";
 
@@ -227,10 +227,10 @@ export async function repackBundle(layout: Layout, bundleArg: string, opts: Repa
         }
       })();
       const compression = resolveCompression(opts.compress, m.manifest.layers);
-      // (about the tar's length: what the walk found new or changed, a header each)
-      let expectedBytes = 1024;
-      for (const d of deltas) if (d.new) expectedBytes += 1024 + (d.new.type === "file" ? d.new.size ?? 0 : 0);
-      const [stored] = await Promise.all([storeLayer(layout, tar.output, compression, { expectedBytes }), producer]);
+      // (about the tar's length: what the walk found new or changed)
+      let entries = 0, content = 0;
+      for (const d of deltas) if (d.new) { entries++; content += d.new.type === "file" ? d.new.size ?? 0 : 0; }
+      const [stored] = await Promise.all([storeLayer(layout, tar.output, compression, { expectedBytes: tarLengthEstimate(entries, content) }), producer]);
       layer = stored.descriptor;
       m.addLayer(stored.descriptor, stored.diffID, history, opts.layerAnnotations);
     }

@@ -117,16 +117,13 @@ function checkBundlePlatform(bundleArg: string, want: Platform): void {
   if (got && !platformMatches(want, got)) throw new UsageError(`repack --platform ${formatPlatform(want)}: bundle ${bundleArg} was unpacked from the ${formatPlatform(got)} manifest (repack writes into that one)`);
 }
 
-/** A tar entry's bytes beside its content, roughly (a header, the padding): for a size hint only. */
-const TAR_ENTRY_OVERHEAD = 1024;
-
 /**
- * Every path under a source tree (the root as "."), sorted as a layer wants them, and about how
- * many bytes their tar takes (parallel gzip's expectedBytes).
+ * Every path under a source tree (the root as "."), sorted as a layer wants them, and the bytes
+ * of its regular files (for the tar's expected length).
  */
 function listTree(root: string): { paths: string[]; bytes: number } {
   const out: string[] = ["."];
-  let bytes = TAR_ENTRY_OVERHEAD;
+  let bytes = 0;
   const walk = (rel: string) => {
     const abs = rel === "" ? root : path.join(root, rel);
     const names = fs.readdirSync(abs).sort(mtreeModule().compareBytes);
@@ -134,7 +131,7 @@ function listTree(root: string): { paths: string[]; bytes: number } {
       const r = rel === "" ? n : `${rel}/${n}`;
       out.push(r);
       const st = fs.lstatSync(path.join(root, r));
-      bytes += TAR_ENTRY_OVERHEAD + (st.isFile() ? st.size : 0);
+      if (st.isFile()) bytes += st.size;
       if (st.isDirectory()) walk(r);
     }
   };
@@ -165,7 +162,7 @@ export async function runInsert(positional: string[], opts: Opts): Promise<void>
   if (whiteout && opts.bool("opaque")) throw new UsageError("insert: --whiteout and --opaque cannot be used together");
   const ref = parseImageRef(opts.get("image"));
   const tag = targetTag(opts, ref.tag);
-  const { parseCompress, storeLayer, resolveCompression } = layerBlob();
+  const { parseCompress, storeLayer, resolveCompression, tarLengthEstimate } = layerBlob();
   const { createTarWriter } = tarModule();
   const { writeChanges } = generateModule();
   const compress = parseCompress(opts.get("compress"));
@@ -186,7 +183,7 @@ export async function runInsert(positional: string[], opts: Opts): Promise<void>
     const tar = createTarWriter();
     let root: string;
     let changes: Change[];
-    let expectedBytes = 2 * TAR_ENTRY_OVERHEAD;
+    let contentBytes = 0;
     if (whiteout) {
       root = "/";
       changes = [{ kind: "delete", path: target, archivePath: target }];
@@ -197,10 +194,10 @@ export async function runInsert(positional: string[], opts: Opts): Promise<void>
       const base = path.basename(src);
       if (st.isDirectory()) {
         const tree = listTree(src);
-        expectedBytes += tree.bytes;
+        contentBytes = tree.bytes;
         changes = tree.paths.map((p) => ({ kind: "add" as const, path: p, archivePath: p === "." ? (target || ".") : (target ? `${target}/${p}` : p) }));
       } else {
-        expectedBytes += TAR_ENTRY_OVERHEAD + (st.isFile() ? st.size : 0);
+        if (st.isFile()) contentBytes = st.size;
         changes = [{ kind: "add", path: base, archivePath: target || "." }];
       }
     }
@@ -216,7 +213,7 @@ export async function runInsert(positional: string[], opts: Opts): Promise<void>
         throw e;
       }
     })();
-    const [stored] = await Promise.all([storeLayer(layout, tar.output, resolveCompression(compress, m.manifest.layers), { expectedBytes }), producer]);
+    const [stored] = await Promise.all([storeLayer(layout, tar.output, resolveCompression(compress, m.manifest.layers), { expectedBytes: tarLengthEstimate(changes.length, contentBytes) }), producer]);
     m.addLayer(stored.descriptor, stored.diffID, history ? { ...history, created: history.created ?? nowTimestamp() } : null, layerAnnotations);
     await yieldToSignals();
     const r = m.commit(tag);

@@ -67,10 +67,8 @@ class ParallelGzip {
   private readonly custom: ((b: Buffer) => Promise<Buffer>) | undefined;
   /** ParallelGzipOptions.expectedBytes */
   private readonly expected: number | undefined;
-  /** bytes handed to compress() so far, and the time the full blocks compressed here took */
-  private submitted = 0;
+  /** the time the full blocks compressed here took (every block so far, while no worker has started) */
   private inlineMs = 0;
-  private inlineBlocks = 0;
 
   constructor(opts: ParallelGzipOptions) {
     this.expected = opts.expectedBytes;
@@ -153,7 +151,6 @@ class ParallelGzip {
       const b = Buffer.from(block.buffer, block.byteOffset, n);
       return this.custom(b).then((member) => ({ member, back: null }));
     }
-    this.submitted += n;
     if (this.pool && n > 0) {
       if (this.pool.anyStarted) return this.pool.gzipBlock(block.buffer as ArrayBuffer, n, this.level);
       if (n === this.blockSize && this.expected === undefined) this.pool.warm();
@@ -162,10 +159,10 @@ class ParallelGzip {
     const out = gzipBlock(block.subarray(0, n), this.level);
     if (this.pool && n === this.blockSize && this.expected !== undefined) {
       // (known length: wake the pool once the work left here is worth it, at the pace so far)
+      // (until a worker has started every block is compressed here: `blocks` of them so far)
       this.inlineMs += performance.now() - t0;
-      this.inlineBlocks++;
-      const blocksLeft = Math.max(0, this.expected - this.submitted) / this.blockSize;
-      if (blocksLeft * (this.inlineMs / this.inlineBlocks) >= WAKE_WORTH_MS) this.pool.warm();
+      const blocksLeft = Math.max(0, this.expected - this.blocks * this.blockSize) / this.blockSize;
+      if (blocksLeft * (this.inlineMs / this.blocks) >= WAKE_WORTH_MS) this.pool.warm();
     }
     return { member: Buffer.from(out.buffer, out.byteOffset, out.byteLength), back: block.buffer as ArrayBuffer };
   }

@@ -52,14 +52,14 @@ export function writeMtree(entries: Iterable<MtreeEntry>, opts: FormatMtreeOptio
   writeMtreeSorted(walkOrder(buildTree(entries)), opts, write);
 }
 
+/** Lines per piece handed to `write` (unpack collects garbage per piece: bundle/unpack.ts). */
+const PIECE_LINES = 2048;
+
 /**
  * As writeMtree, for entries that already come in go-mtree's walk order (as walkTree and the
  * recorder's sorted() give them): formatted as they arrive, nothing is held but the open
  * directories. Throws InvalidError when an entry is out of that order.
  */
-/** Lines per piece handed to `write` (unpack collects garbage per piece: bundle/unpack.ts). */
-const PIECE_LINES = 2048;
-
 export function writeMtreeSorted(entries: Iterable<MtreeEntry>, opts: FormatMtreeOptions, write: (chunk: string) => void): void {
   const keywords = normalizeKeywords(opts.keywords);
 

@@ -221,6 +221,7 @@ class Writer implements TarWriter {
     this.wake();
   }
 
+  /** Wake whichever side waits (the side calling is never waiting: one reader, adds in turn). */
   private wake(): void {
     const w = this.wakeWriter, r = this.wakeReader;
     this.wakeWriter = this.wakeReader = null;
@@ -242,7 +243,7 @@ class Writer implements TarWriter {
           const b = this.queue.shift();
           if (b) {
             this.queued -= b.length;
-            if (this.queued < HIGH_WATER) { const w = this.wakeWriter; this.wakeWriter = null; w?.(); }
+            if (this.queued < HIGH_WATER) this.wake();
             return { value: b, done: false };
           }
           if (this.ended) return { value: undefined, done: true };
@@ -333,9 +334,7 @@ class Writer implements TarWriter {
     if (this.failure) throw this.failure;
     this.queue.push(b);
     this.queued += b.length;
-    const r = this.wakeReader;
-    this.wakeReader = null;
-    r?.();
+    this.wake();
     while (this.queued >= HIGH_WATER && !this.failure) await new Promise<void>((resolve) => { this.wakeWriter = resolve; });
     if (this.failure) throw this.failure;
   }

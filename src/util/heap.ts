@@ -21,11 +21,14 @@
 const EVERY = 4096;
 let n = 0;
 let jsc: typeof import("bun:jsc") | null = null;
+/** bun:jsc, loaded on first use (a command that never loops pays nothing for it). */
+function jscModule(): typeof import("bun:jsc") {
+  return (jsc ??= require("bun:jsc") as typeof import("bun:jsc"));
+}
 
 /** A full synchronous collection (kept pages stay mapped for reuse). */
 export function collectGarbage(): void {
-  jsc ??= require("bun:jsc") as typeof import("bun:jsc");
-  jsc.gcAndSweep();
+  jscModule().gcAndSweep();
 }
 
 /** Young collections between the full ones (see heapTick). */
@@ -54,8 +57,7 @@ export function heapTick(weight = 1): void {
 }
 
 function collectYoung(): void {
-  jsc ??= require("bun:jsc") as typeof import("bun:jsc");
-  jsc.edenGC();
+  jscModule().edenGC();
 }
 
 const GC_MIN = 4 << 20;
@@ -70,9 +72,8 @@ export class GcBudget {
   add(n: number): void {
     this.left += n;
     if (this.left < this.min) return;
-    jsc ??= require("bun:jsc") as typeof import("bun:jsc");
-    if (this.left < jsc.heapSize() / 4) return;
+    if (this.left < jscModule().heapSize() / 4) return;
     this.left = 0;
-    jsc.gcAndSweep();
+    collectGarbage();
   }
 }
